@@ -1,0 +1,42 @@
+"""Server settings, read from arguments or ``MOBILETRAIN_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mobiletrain.core.validation import Limits
+
+
+class Settings(BaseSettings):
+    """Everything a server needs; the defaults are the embedded one-machine set-up."""
+
+    model_config = SettingsConfigDict(env_prefix="MOBILETRAIN_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("mobiletrain-data"), description="Data folder")
+    host: str = Field(default="127.0.0.1", description="Address both servers bind")
+    grpc_port: int = Field(default=50051, description="gRPC port (0 = any free port)")
+    http_port: int = Field(default=8000, description="HTTP port (0 = any free port)")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir")
+    blob_url: str = Field(default="", description="Blob store URL; default data_dir/blobs")
+    max_workers: int = Field(default=1, description="Concurrent training worker processes")
+    max_job_attempts: int = Field(default=2, description="Attempts before a job fails")
+    base_models_dir: Path | None = Field(default=None, description="Folder of .keras base models")
+    grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, description="gRPC message cap")
+    grpc_threads: int = Field(default=32, description="gRPC handler threads")
+    max_sample_bytes: int = Field(default=20 * 1024 * 1024, description="Largest sample accepted")
+    max_pixels: int = Field(default=40_000_000, description="Largest image, in pixels")
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data folder."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'mobiletrain.db').resolve()}"
+
+    def resolved_blob_url(self) -> str:
+        """The blob store URL, defaulting to the data folder."""
+        return self.blob_url or str((self.data_dir / "blobs").resolve())
+
+    def limits(self) -> Limits:
+        """Input limits from these settings."""
+        return Limits(max_sample_bytes=self.max_sample_bytes, max_pixels=self.max_pixels)

@@ -1,0 +1,120 @@
+"""The one error catalog of mobiletrain.
+
+Every failure a client can see is a :class:`MobiletrainError` carrying an :class:`ErrorCode`.
+Each code maps once to a gRPC status name, an HTTP status and a numeric code that travels in
+both transports (gRPC trailing metadata ``mobiletrain-error-code``, JSON field ``code``), so a
+Flutter app can branch on the number without parsing messages.
+
+Exception tree::
+
+    MobiletrainError            (code, message, details)
+      raised with ErrorCode.*   (see the catalog below)
+
+The core never imports grpc: the gRPC status is kept as its name and resolved at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+@dataclass(frozen=True)
+class _Spec:
+    number: int
+    grpc_status: str
+    http_status: int
+    public_message: str
+
+
+class ErrorCode(Enum):
+    """Stable error codes. Numbers never change meaning once published."""
+
+    INTERNAL = _Spec(1, "INTERNAL", 500, "internal server error")
+    INVALID_ARGUMENT = _Spec(2, "INVALID_ARGUMENT", 400, "invalid argument")
+    NOT_FOUND = _Spec(3, "NOT_FOUND", 404, "not found")
+    ALREADY_EXISTS = _Spec(4, "ALREADY_EXISTS", 409, "already exists")
+    FAILED_PRECONDITION = _Spec(5, "FAILED_PRECONDITION", 409, "failed precondition")
+    PROJECT_NOT_FOUND = _Spec(10, "NOT_FOUND", 404, "project not found")
+    PROJECT_EXISTS = _Spec(11, "ALREADY_EXISTS", 409, "a project with this name already exists")
+    INVALID_NAME = _Spec(12, "INVALID_ARGUMENT", 400, "invalid name")
+    INVALID_INPUT_SPEC = _Spec(13, "INVALID_ARGUMENT", 400, "invalid input spec")
+    UNSUPPORTED_TASK = _Spec(14, "INVALID_ARGUMENT", 400, "unsupported task type")
+    SAMPLE_NOT_FOUND = _Spec(20, "NOT_FOUND", 404, "sample not found")
+    INVALID_LABEL = _Spec(21, "INVALID_ARGUMENT", 400, "invalid label")
+    UNKNOWN_LABEL = _Spec(22, "INVALID_ARGUMENT", 400, "label is not in the project's label set")
+    EMPTY_SAMPLE = _Spec(23, "INVALID_ARGUMENT", 400, "sample is empty")
+    SAMPLE_TOO_LARGE = _Spec(24, "INVALID_ARGUMENT", 413, "sample is too large")
+    UNSUPPORTED_MEDIA_TYPE = _Spec(25, "INVALID_ARGUMENT", 415, "not a JPEG, PNG or WebP image")
+    CORRUPT_IMAGE = _Spec(26, "INVALID_ARGUMENT", 400, "image could not be decoded")
+    IMAGE_TOO_LARGE = _Spec(27, "INVALID_ARGUMENT", 400, "image has too many pixels")
+    INVALID_CLIENT_ID = _Spec(28, "INVALID_ARGUMENT", 400, "invalid client sample id")
+    INCOMPLETE_SAMPLE = _Spec(29, "INVALID_ARGUMENT", 400, "sample chunks are incomplete")
+    INVALID_PAGE = _Spec(30, "INVALID_ARGUMENT", 400, "invalid page token or size")
+    JOB_NOT_FOUND = _Spec(40, "NOT_FOUND", 404, "training job not found")
+    INVALID_HYPERPARAMETERS = _Spec(41, "INVALID_ARGUMENT", 400, "invalid hyperparameters")
+    NOT_ENOUGH_DATA = _Spec(42, "FAILED_PRECONDITION", 409, "not enough samples to train")
+    JOB_FINISHED = _Spec(43, "FAILED_PRECONDITION", 409, "job has already finished")
+    MODEL_NOT_FOUND = _Spec(50, "NOT_FOUND", 404, "model version not found")
+    FORMAT_NOT_FOUND = _Spec(51, "NOT_FOUND", 404, "model format not available")
+    INVALID_FORMAT = _Spec(52, "INVALID_ARGUMENT", 400, "unknown model format")
+    NO_MODEL = _Spec(53, "FAILED_PRECONDITION", 409, "project has no trained model yet")
+    INVALID_RANGE = _Spec(54, "OUT_OF_RANGE", 416, "requested range not satisfiable")
+
+    @property
+    def number(self) -> int:
+        """The numeric code that travels on the wire."""
+        return self.value.number
+
+    @property
+    def grpc_status(self) -> str:
+        """Name of the ``grpc.StatusCode`` member for this error."""
+        return self.value.grpc_status
+
+    @property
+    def http_status(self) -> int:
+        """HTTP status code for this error."""
+        return self.value.http_status
+
+    @property
+    def public_message(self) -> str:
+        """Short message safe to show to any client."""
+        return self.value.public_message
+
+    @property
+    def slug(self) -> str:
+        """Lower-case stable name, e.g. ``corrupt_image``."""
+        return self.name.lower()
+
+
+class MobiletrainError(Exception):
+    """A failure that clients may see: a stable code plus a human message.
+
+    ``message`` must never contain internal details (paths, SQL, tracebacks).
+    """
+
+    def __init__(self, code: ErrorCode, message: str | None = None, **details: Any) -> None:
+        self.code = code
+        self.message = message or code.public_message
+        self.details = details
+        super().__init__(f"{code.slug}: {self.message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON body used by the REST adapter and CLI."""
+        body: dict[str, Any] = {
+            "code": self.code.number,
+            "error": self.code.slug,
+            "message": self.message,
+        }
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def error_by_number(number: int) -> ErrorCode | None:
+    """Find the code for a wire number (used by clients)."""
+    for code in ErrorCode:
+        if code.number == number:
+            return code
+    return None

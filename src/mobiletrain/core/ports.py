@@ -1,0 +1,203 @@
+"""Interfaces the core services depend on; implementations live in store/ and compute/.
+
+Dependencies point inward: ``store.sql`` implements :class:`MetadataStore`, ``store.blobs``
+implements :class:`BlobStore`, ``compute.executor`` implements :class:`JobExecutor`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from mobiletrain.core.types import (
+    EventKind,
+    InputSpec,
+    Job,
+    JobEvent,
+    JobState,
+    ModelVersion,
+    Project,
+    Sample,
+)
+
+
+class BlobStore(abc.ABC):
+    """Content-addressed byte storage: the key of a blob is the sha256 of its bytes."""
+
+    @abc.abstractmethod
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (idempotent) and return its sha256 hex digest."""
+
+    @abc.abstractmethod
+    def get(self, sha256: str) -> bytes:
+        """Return the bytes of a blob; raise ``KeyError`` when absent."""
+
+    @abc.abstractmethod
+    def size(self, sha256: str) -> int:
+        """Size in bytes of a blob; raise ``KeyError`` when absent."""
+
+    @abc.abstractmethod
+    def read_range(self, sha256: str, start: int, length: int, chunk_size: int = 262144) -> Iterator[bytes]:
+        """Yield the bytes ``[start, start + length)`` of a blob in chunks."""
+
+    @abc.abstractmethod
+    def exists(self, sha256: str) -> bool:
+        """True when the blob is stored."""
+
+    def sync(self) -> None:  # noqa: B027 - optional hook
+        """Make every blob put so far durable (before metadata refers to it)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files and connections."""
+
+
+class MetadataStore(abc.ABC):
+    """Rows about projects, samples, jobs, events and model versions."""
+
+    # projects
+    @abc.abstractmethod
+    def create_project(self, project: Project) -> Project:
+        """Insert a project; raise PROJECT_EXISTS when the name is taken."""
+
+    @abc.abstractmethod
+    def get_project(self, project_id: str) -> Project | None:
+        """A project by id."""
+
+    @abc.abstractmethod
+    def get_project_by_name(self, name: str) -> Project | None:
+        """A project by its unique name."""
+
+    @abc.abstractmethod
+    def list_projects(self, limit: int, offset: int) -> list[Project]:
+        """Projects ordered by creation."""
+
+    @abc.abstractmethod
+    def add_labels(self, project_id: str, labels: Sequence[str]) -> list[str]:
+        """Append labels not yet known (open label sets); return the full label list."""
+
+    @abc.abstractmethod
+    def set_promoted_version(self, project_id: str, version: int | None) -> None:
+        """Pin the version apps get (None = latest)."""
+
+    # samples
+    @abc.abstractmethod
+    def add_samples(self, samples: Sequence[Sample]) -> list[Sample | None]:
+        """Insert samples idempotently.
+
+        Returns, per input, ``None`` when it was inserted, or the already stored sample that has
+        the same (project, client_id) or the same (project, sha256, label).
+        """
+
+    @abc.abstractmethod
+    def get_sample(self, project_id: str, sample_id: str) -> Sample | None:
+        """One sample by id."""
+
+    @abc.abstractmethod
+    def list_samples(
+        self, project_id: str, label: str | None, limit: int, after: int
+    ) -> tuple[list[Sample], int]:
+        """Samples after cursor ``after`` (0 = start); returns them and the next cursor (0 = end)."""
+
+    @abc.abstractmethod
+    def all_samples(self, project_id: str) -> list[Sample]:
+        """Every sample of a project in insertion order (for training)."""
+
+    @abc.abstractmethod
+    def delete_sample(self, project_id: str, sample_id: str) -> bool:
+        """Delete one sample; False when absent."""
+
+    @abc.abstractmethod
+    def class_counts(self, project_id: str) -> dict[str, int]:
+        """Number of samples per label."""
+
+    # jobs
+    @abc.abstractmethod
+    def create_job(self, job: Job) -> Job:
+        """Insert a queued job."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> Job | None:
+        """A job by id."""
+
+    @abc.abstractmethod
+    def list_jobs(self, project_id: str | None, limit: int, offset: int) -> list[Job]:
+        """Jobs, newest first."""
+
+    @abc.abstractmethod
+    def claim_job(self, job_id: str | None = None) -> Job | None:
+        """Atomically move a queued job (the given one, or the oldest) to running; None if none."""
+
+    @abc.abstractmethod
+    def finish_job(
+        self, job_id: str, state: JobState, error: str = "", model_version: int | None = None
+    ) -> Job:
+        """Set a job's final (or re-queued) state."""
+
+    @abc.abstractmethod
+    def request_cancel(self, job_id: str) -> Job:
+        """Flag a job for cancellation; a queued job is cancelled at once."""
+
+    @abc.abstractmethod
+    def list_jobs_in_state(self, state: JobState) -> list[Job]:
+        """Jobs in one state, oldest first (for schedulers and reapers)."""
+
+    # events
+    @abc.abstractmethod
+    def append_event(self, job_id: str, kind: EventKind, data: dict[str, Any]) -> JobEvent:
+        """Append an event with the next sequence number of the job."""
+
+    @abc.abstractmethod
+    def list_events(self, job_id: str, after_seq: int, limit: int) -> list[JobEvent]:
+        """Events with seq > after_seq in order."""
+
+    @abc.abstractmethod
+    def event_watermark(self) -> int:
+        """A number that grows whenever any event is appended (cheap to poll)."""
+
+    # models
+    @abc.abstractmethod
+    def create_model_version(self, model: ModelVersion) -> ModelVersion:
+        """Insert a version; its number is assigned here (max + 1 per project)."""
+
+    @abc.abstractmethod
+    def get_model_version(self, project_id: str, version: int) -> ModelVersion | None:
+        """One version."""
+
+    @abc.abstractmethod
+    def list_model_versions(self, project_id: str) -> list[ModelVersion]:
+        """All versions, newest first."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class JobExecutor(abc.ABC):
+    """Runs queued training jobs somewhere else than the API process."""
+
+    @abc.abstractmethod
+    def notify_queued(self, job_id: str) -> None:
+        """A job was queued: schedule it soon."""
+
+    @abc.abstractmethod
+    def notify_cancel(self, job_id: str) -> None:
+        """A running job was asked to stop."""
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Begin scheduling."""
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        """Stop scheduling and workers."""
+
+
+class Predictor(abc.ABC):
+    """Runs a model file on encoded images (server-side inference)."""
+
+    @abc.abstractmethod
+    def predict(
+        self, model_key: str, load_model: Callable[[], bytes], spec: InputSpec, image: bytes
+    ) -> list[float]:
+        """Class probabilities for one encoded image.
+
+        Loaded models are cached by ``model_key``; ``load_model`` is called on a cache miss.
+        """

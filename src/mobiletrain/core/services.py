@@ -1,0 +1,461 @@
+"""Core services: the plain-Python operations both transports call.
+
+Adapters (gRPC, REST) convert wire types to the arguments below and the results back; all rules
+live here, once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.events import EventHub
+from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore, Predictor
+from mobiletrain.core.types import (
+    Artifact,
+    EventKind,
+    Hyperparameters,
+    InputSpec,
+    Job,
+    JobEvent,
+    JobState,
+    ModelFormat,
+    ModelVersion,
+    Page,
+    Project,
+    Sample,
+    SampleResult,
+    SampleStatus,
+    TaskType,
+    UploadSummary,
+)
+from mobiletrain.core.validation import (
+    Limits,
+    check_client_id,
+    check_label,
+    check_name,
+    verify_image,
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_page_token(token: str) -> int:
+    """Page tokens are opaque to clients; here they are a decimal cursor."""
+    if not token:
+        return 0
+    if not token.isdigit() or len(token) > 18:
+        raise MobiletrainError(ErrorCode.INVALID_PAGE, "invalid page token")
+    return int(token)
+
+
+def check_page_size(size: int, limits: Limits, default: int = 100) -> int:
+    """0 means the default; above the limit is an error, not silently clipped."""
+    if size == 0:
+        return default
+    if not 1 <= size <= limits.max_page_size:
+        raise MobiletrainError(
+            ErrorCode.INVALID_PAGE, f"page_size must be in 1..{limits.max_page_size}, got {size}"
+        )
+    return size
+
+
+class ProjectService:
+    """Create, find and list projects."""
+
+    def __init__(self, store: MetadataStore, limits: Limits) -> None:
+        self.store = store
+        self.limits = limits
+
+    def create(
+        self,
+        name: str,
+        task: str = TaskType.IMAGE_CLASSIFICATION.value,
+        labels: Sequence[str] = (),
+        input_spec: InputSpec | None = None,
+    ) -> Project:
+        """Create a project; empty ``labels`` means an open label set."""
+        check_name(name, self.limits)
+        try:
+            task_type = TaskType(task)
+        except ValueError:
+            allowed = ", ".join(t.value for t in TaskType)
+            raise MobiletrainError(
+                ErrorCode.UNSUPPORTED_TASK, f"unsupported task {task!r}; allowed: {allowed}"
+            ) from None
+        spec = input_spec or InputSpec()
+        spec.validate()
+        clean = [check_label(lab, self.limits) for lab in labels]
+        if len(set(clean)) != len(clean):
+            raise MobiletrainError(ErrorCode.INVALID_LABEL, "labels must be unique")
+        project = Project(
+            id=str(uuid.uuid4()),
+            name=name,
+            task=task_type,
+            labels=clean,
+            labels_fixed=bool(clean),
+            input_spec=spec,
+            created_at=_now(),
+        )
+        return self.store.create_project(project)
+
+    def get(self, ref: str) -> Project:
+        """A project by id or by name."""
+        project = self.store.get_project(ref) or self.store.get_project_by_name(ref)
+        if project is None:
+            raise MobiletrainError(ErrorCode.PROJECT_NOT_FOUND, f"project {ref!r} not found")
+        return project
+
+    def list(self, page_size: int = 0, page_token: str = "") -> Page:
+        """Projects in creation order."""
+        size = check_page_size(page_size, self.limits)
+        offset = parse_page_token(page_token)
+        items = self.store.list_projects(size + 1, offset)
+        more = len(items) > size
+        return Page(items=items[:size], next_page_token=str(offset + size) if more else "")
+
+
+@dataclass
+class IncomingSample:
+    """One sample as an adapter received it; ``error`` marks one the adapter already rejected."""
+
+    client_id: str
+    label: str
+    data: bytes
+    error: MobiletrainError | None = None
+
+
+@dataclass
+class _Pending:
+    index: int
+    incoming: IncomingSample
+    sample: Sample
+
+
+class DatasetService:
+    """Ingest and manage labelled samples."""
+
+    def __init__(
+        self, store: MetadataStore, blobs: BlobStore, projects: ProjectService, limits: Limits
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.projects = projects
+        self.limits = limits
+
+    def upload(
+        self, project_ref: str, samples: Iterable[IncomingSample], batch_size: int = 128
+    ) -> UploadSummary:
+        """Validate and store samples one by one; a bad one is rejected, the rest go on.
+
+        Samples are written in batches: blobs first and made durable, then one metadata
+        transaction, so a row never points at a missing blob and a retry is idempotent.
+        """
+        project = self.projects.get(project_ref)
+        summary = UploadSummary()
+        batch: list[_Pending] = []
+        for incoming in samples:
+            result = SampleResult(client_id=incoming.client_id, status=SampleStatus.REJECTED)
+            summary.results.append(result)
+            try:
+                sample = self._prepare(project, incoming)
+            except MobiletrainError as exc:
+                result.error_code = exc.code
+                result.reason = exc.message
+                continue
+            batch.append(_Pending(len(summary.results) - 1, incoming, sample))
+            if len(batch) >= batch_size:
+                self._commit(project, batch, summary)
+                batch = []
+        if batch:
+            self._commit(project, batch, summary)
+        return summary
+
+    def _prepare(self, project: Project, incoming: IncomingSample) -> Sample:
+        if incoming.error is not None:
+            raise incoming.error
+        check_client_id(incoming.client_id, self.limits)
+        check_label(incoming.label, self.limits)
+        if project.labels_fixed and incoming.label not in project.labels:
+            raise MobiletrainError(
+                ErrorCode.UNKNOWN_LABEL,
+                f"label {incoming.label!r} is not one of the project's labels: "
+                f"{', '.join(project.labels)}",
+            )
+        info = verify_image(incoming.data, self.limits)
+        sha = self.blobs.put(incoming.data)
+        return Sample(
+            id=str(uuid.uuid4()),
+            project_id=project.id,
+            client_id=incoming.client_id,
+            label=incoming.label,
+            sha256=sha,
+            size=len(incoming.data),
+            media_type=info.media_type,
+            width=info.width,
+            height=info.height,
+            created_at=_now(),
+        )
+
+    def _commit(self, project: Project, batch: list[_Pending], summary: UploadSummary) -> None:
+        self.blobs.sync()
+        if not project.labels_fixed:
+            new_labels = [p.sample.label for p in batch if p.sample.label not in project.labels]
+            if new_labels:
+                project.labels = self.store.add_labels(project.id, new_labels)
+        twins = self.store.add_samples([p.sample for p in batch])
+        for pending, twin in zip(batch, twins, strict=True):
+            result = summary.results[pending.index]
+            if twin is None:
+                result.status = SampleStatus.ACCEPTED
+                result.sample_id = pending.sample.id
+            else:
+                result.status = SampleStatus.DUPLICATE
+                result.sample_id = twin.id
+                if twin.label != pending.sample.label:
+                    result.reason = f"client id already used for label {twin.label!r}"
+
+    def list(
+        self, project_ref: str, label: str | None = None, page_size: int = 0, page_token: str = ""
+    ) -> Page:
+        """Samples in upload order, optionally of one label."""
+        project = self.projects.get(project_ref)
+        size = check_page_size(page_size, self.limits)
+        items, cursor = self.store.list_samples(
+            project.id, label or None, size, parse_page_token(page_token)
+        )
+        return Page(items=items, next_page_token=str(cursor) if cursor else "")
+
+    def get(self, project_ref: str, sample_id: str) -> Sample:
+        """One sample's metadata."""
+        project = self.projects.get(project_ref)
+        sample = self.store.get_sample(project.id, sample_id)
+        if sample is None:
+            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
+        return sample
+
+    def get_data(self, project_ref: str, sample_id: str) -> tuple[Sample, bytes]:
+        """One sample with its bytes."""
+        sample = self.get(project_ref, sample_id)
+        return sample, self.blobs.get(sample.sha256)
+
+    def delete(self, project_ref: str, sample_id: str) -> None:
+        """Delete a sample (its bytes stay while other samples share them)."""
+        project = self.projects.get(project_ref)
+        if not self.store.delete_sample(project.id, sample_id):
+            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
+
+    def class_counts(self, project_ref: str) -> dict[str, int]:
+        """Samples per label, including labels with none yet."""
+        project = self.projects.get(project_ref)
+        counts = self.store.class_counts(project.id)
+        return {label: counts.get(label, 0) for label in [*project.labels, *counts]}
+
+
+class TrainingService:
+    """Queue, inspect, cancel and watch training jobs."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        projects: ProjectService,
+        executor: JobExecutor,
+        hub: EventHub,
+        limits: Limits,
+    ) -> None:
+        self.store = store
+        self.projects = projects
+        self.executor = executor
+        self.hub = hub
+        self.limits = limits
+
+    def start(self, project_ref: str, hyperparameters: Hyperparameters | None = None) -> Job:
+        """Validate, queue a job and tell the executor."""
+        project = self.projects.get(project_ref)
+        hp = hyperparameters or Hyperparameters()
+        hp.validate()
+        counts = {k: v for k, v in self.store.class_counts(project.id).items() if v > 0}
+        if len(counts) < 2 or min(counts.values()) < 2:
+            raise MobiletrainError(
+                ErrorCode.NOT_ENOUGH_DATA,
+                "training needs at least 2 labels with at least 2 samples each; "
+                f"have {counts or 'none'}",
+            )
+        job = Job(
+            id=str(uuid.uuid4()),
+            project_id=project.id,
+            state=JobState.QUEUED,
+            hyperparameters=hp,
+            created_at=_now(),
+        )
+        self.store.create_job(job)
+        self.store.append_event(job.id, EventKind.STATE, {"state": JobState.QUEUED.value})
+        self.hub.notify()
+        self.executor.notify_queued(job.id)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """A job by id."""
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise MobiletrainError(ErrorCode.JOB_NOT_FOUND, f"job {job_id!r} not found")
+        return job
+
+    def list(self, project_ref: str | None = None, page_size: int = 0, page_token: str = "") -> Page:
+        """Jobs newest first."""
+        project_id = self.projects.get(project_ref).id if project_ref else None
+        size = check_page_size(page_size, self.limits)
+        offset = parse_page_token(page_token)
+        items = self.store.list_jobs(project_id, size + 1, offset)
+        more = len(items) > size
+        return Page(items=items[:size], next_page_token=str(offset + size) if more else "")
+
+    def cancel(self, job_id: str) -> Job:
+        """Ask a job to stop; a queued job is cancelled at once."""
+        job = self.get(job_id)
+        if job.state.is_terminal:
+            raise MobiletrainError(ErrorCode.JOB_FINISHED, f"job is already {job.state.value}")
+        job = self.store.request_cancel(job_id)
+        if job.state is JobState.CANCELLED:
+            self.store.append_event(job.id, EventKind.STATE, {"state": JobState.CANCELLED.value})
+            self.hub.notify()
+        else:
+            self.executor.notify_cancel(job_id)
+        return job
+
+    def watch(
+        self, job_id: str, after_seq: int = 0, cancelled: threading.Event | None = None
+    ) -> Iterator[JobEvent | None]:
+        """Events after ``after_seq`` until the job ends (``None`` items are heartbeats)."""
+        self.get(job_id)
+        if after_seq < 0:
+            raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "after_seq must be >= 0")
+
+        def finished() -> bool:
+            job = self.store.get_job(job_id)
+            return job is None or job.state.is_terminal
+
+        return self.hub.watch(job_id, after_seq, finished, cancelled)
+
+
+@dataclass
+class Prediction:
+    """One class score."""
+
+    label: str
+    index: int
+    score: float
+
+
+class ModelService:
+    """The model registry: versions, manifests, downloads, update checks, inference."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        projects: ProjectService,
+        predictor: Predictor | None,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.projects = projects
+        self.predictor = predictor
+
+    def current_version_number(self, project: Project) -> int | None:
+        """The promoted version, else the newest one, else None."""
+        if project.promoted_version is not None:
+            return project.promoted_version
+        versions = self.store.list_model_versions(project.id)
+        return versions[0].version if versions else None
+
+    def list(self, project_ref: str) -> tuple[list[ModelVersion], int | None]:
+        """All versions newest first, and the current version number."""
+        project = self.projects.get(project_ref)
+        versions = self.store.list_model_versions(project.id)
+        current = project.promoted_version or (versions[0].version if versions else None)
+        return versions, current
+
+    def get(self, project_ref: str, version: int = 0) -> ModelVersion:
+        """A version; 0 means the current one."""
+        project = self.projects.get(project_ref)
+        if version == 0:
+            current = self.current_version_number(project)
+            if current is None:
+                raise MobiletrainError(ErrorCode.NO_MODEL, "the project has no trained model yet")
+            version = current
+        model = self.store.get_model_version(project.id, version)
+        if model is None:
+            raise MobiletrainError(ErrorCode.MODEL_NOT_FOUND, f"model version {version} not found")
+        return model
+
+    def artifact(self, project_ref: str, version: int, fmt: str) -> tuple[ModelVersion, Artifact]:
+        """The file of one format of a version."""
+        model_format = ModelFormat.parse(fmt)
+        model = self.get(project_ref, version)
+        artifact = model.artifacts.get(model_format)
+        if artifact is None:
+            have = ", ".join(f.value for f in model.artifacts)
+            raise MobiletrainError(
+                ErrorCode.FORMAT_NOT_FOUND,
+                f"version {model.version} has no {fmt!r} file; it has: {have}",
+            )
+        return model, artifact
+
+    def read(self, artifact: Artifact, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream an artifact's bytes from ``start``."""
+        if length is None:
+            length = artifact.size - start
+        if start < 0 or length < 0 or start + length > artifact.size:
+            raise MobiletrainError(
+                ErrorCode.INVALID_RANGE, f"range {start}+{length} is outside 0..{artifact.size}"
+            )
+        return self.blobs.read_range(artifact.sha256, start, length)
+
+    def check_update(
+        self, project_ref: str, fmt: str, have_sha256: str = "", have_version: int = 0
+    ) -> tuple[bool, ModelVersion, Artifact]:
+        """(not_modified, current version, its artifact) for an app that has a model already."""
+        model, artifact = self.artifact(project_ref, 0, fmt)
+        not_modified = (have_sha256 and have_sha256 == artifact.sha256) or (
+            not have_sha256 and have_version == model.version
+        )
+        return bool(not_modified), model, artifact
+
+    def promote(self, project_ref: str, version: int) -> ModelVersion:
+        """Make ``version`` the one apps get (0 = follow the latest again)."""
+        project = self.projects.get(project_ref)
+        if version == 0:
+            self.store.set_promoted_version(project.id, None)
+            return self.get(project.id, 0)
+        model = self.get(project.id, version)
+        self.store.set_promoted_version(project.id, version)
+        return model
+
+    def predict(
+        self, project_ref: str, image: bytes, version: int = 0, top_k: int = 3
+    ) -> tuple[ModelVersion, list[Prediction], float]:
+        """Top-k predictions of the float32 model for one encoded image, and latency in ms."""
+        if self.predictor is None:
+            raise MobiletrainError(ErrorCode.FAILED_PRECONDITION, "server-side inference is off")
+        project = self.projects.get(project_ref)
+        model, artifact = self.artifact(project.id, version, ModelFormat.FLOAT32.value)
+        # Verify first so a bad image gets the same precise error as an upload.
+        verify_image(image, self.projects.limits)
+        started = time.perf_counter()
+        probs = self.predictor.predict(
+            artifact.sha256, lambda: self.blobs.get(artifact.sha256), project.input_spec, image
+        )
+        latency_ms = (time.perf_counter() - started) * 1000
+        labels = model.manifest.get("labels") or project.labels
+        ranked = sorted(range(len(probs)), key=lambda i: probs[i], reverse=True)
+        top = [Prediction(label=labels[i], index=i, score=float(probs[i])) for i in ranked[:top_k]]
+        return model, top, latency_ms
+

@@ -1,0 +1,361 @@
+"""Domain types: plain dataclasses shared by every layer.
+
+No transport, storage or TensorFlow types appear here; adapters convert at the edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+
+
+class TaskType(str, enum.Enum):
+    """What a project learns."""
+
+    IMAGE_CLASSIFICATION = "image-classification"
+
+
+class ColorMode(str, enum.Enum):
+    """Colour mode the model expects; apps convert before inference."""
+
+    RGB = "rgb"
+    GRAYSCALE = "grayscale"
+
+
+class Normalization(str, enum.Enum):
+    """How raw 0..255 pixel values map to the float model input.
+
+    - ``zero-one``: ``x / 255``
+    - ``minus-one-one``: ``x / 127.5 - 1``
+    - ``raw``: ``x`` unchanged (float 0..255)
+    """
+
+    ZERO_ONE = "zero-one"
+    MINUS_ONE_ONE = "minus-one-one"
+    RAW = "raw"
+
+    def scale_offset(self) -> tuple[float, float]:
+        """Return (scale, offset) so that ``input = pixel * scale + offset``."""
+        if self is Normalization.ZERO_ONE:
+            return 1.0 / 255.0, 0.0
+        if self is Normalization.MINUS_ONE_ONE:
+            return 1.0 / 127.5, -1.0
+        return 1.0, 0.0
+
+
+class ModelFormat(str, enum.Enum):
+    """Export formats; the same names are used by the CLI, both APIs and the manifest."""
+
+    KERAS = "keras"
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    DYNAMIC_INT8 = "dynamic-int8"
+    INT8 = "int8"
+
+    @property
+    def is_tflite(self) -> bool:
+        """True for the formats that are .tflite files."""
+        return self is not ModelFormat.KERAS
+
+    @property
+    def file_extension(self) -> str:
+        """File name extension of this format."""
+        return ".keras" if self is ModelFormat.KERAS else ".tflite"
+
+    @classmethod
+    def parse(cls, value: str) -> ModelFormat:
+        """Parse a format name, quoting the allowed names on failure."""
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(f.value for f in cls)
+            raise MobiletrainError(
+                ErrorCode.INVALID_FORMAT, f"unknown model format {value!r}; allowed: {allowed}"
+            ) from None
+
+
+TFLITE_FORMATS: tuple[ModelFormat, ...] = tuple(f for f in ModelFormat if f.is_tflite)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model input contract: apps preprocess exactly like this before inference."""
+
+    width: int = 96
+    height: int = 96
+    color_mode: ColorMode = ColorMode.RGB
+    normalization: Normalization = Normalization.ZERO_ONE
+
+    @property
+    def channels(self) -> int:
+        """Number of channels (3 for RGB, 1 for grayscale)."""
+        return 3 if self.color_mode is ColorMode.RGB else 1
+
+    def validate(self) -> None:
+        """Raise INVALID_INPUT_SPEC unless the sizes are sensible for a mobile model."""
+        for name, value in (("width", self.width), ("height", self.height)):
+            if not 8 <= value <= 1024:
+                raise MobiletrainError(
+                    ErrorCode.INVALID_INPUT_SPEC, f"{name} must be between 8 and 1024, got {value}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form used in manifests and REST."""
+        scale, offset = self.normalization.scale_offset()
+        return {
+            "width": self.width,
+            "height": self.height,
+            "channels": self.channels,
+            "color_mode": self.color_mode.value,
+            "normalization": self.normalization.value,
+            "scale": scale,
+            "offset": offset,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputSpec:
+        """Inverse of :meth:`to_dict` (extra keys ignored)."""
+        return cls(
+            width=int(data["width"]),
+            height=int(data["height"]),
+            color_mode=ColorMode(data["color_mode"]),
+            normalization=Normalization(data["normalization"]),
+        )
+
+
+@dataclass
+class Project:
+    """A model to train: its task, labels and input contract."""
+
+    id: str
+    name: str
+    task: TaskType
+    labels: list[str]
+    labels_fixed: bool
+    input_spec: InputSpec
+    created_at: datetime
+    promoted_version: int | None = None
+
+
+class SampleStatus(str, enum.Enum):
+    """Outcome of one uploaded sample."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass
+class Sample:
+    """One labelled image stored in a project's dataset."""
+
+    id: str
+    project_id: str
+    client_id: str
+    label: str
+    sha256: str
+    size: int
+    media_type: str
+    width: int
+    height: int
+    created_at: datetime
+
+
+@dataclass
+class SampleResult:
+    """Per-sample reply of an upload."""
+
+    client_id: str
+    status: SampleStatus
+    sample_id: str | None = None
+    error_code: ErrorCode | None = None
+    reason: str = ""
+
+
+@dataclass
+class UploadSummary:
+    """Reply of a whole upload: one result per sample, in arrival order."""
+
+    results: list[SampleResult] = field(default_factory=list)
+
+    def count(self, status: SampleStatus) -> int:
+        """How many samples ended with ``status``."""
+        return sum(1 for r in self.results if r.status is status)
+
+
+class JobState(str, enum.Enum):
+    """Life cycle of a training job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the job will never change state again."""
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Architecture(str, enum.Enum):
+    """Model families the trainer can build."""
+
+    SMALL_CNN = "small-cnn"
+    MOBILENET_V3_SMALL = "mobilenet-v3-small"
+    MOBILENET_V2 = "mobilenet-v2"
+
+
+@dataclass
+class Hyperparameters:
+    """Training settings; every field has a sensible default."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    validation_split: float = 0.2
+    seed: int = 42
+    architecture: Architecture = Architecture.SMALL_CNN
+    # Path or blob sha256 of a user-supplied .keras base model (transfer learning).
+    base_model: str = ""
+    augment_flip: bool = False
+    augment_rotation: float = 0.0
+    augment_zoom: float = 0.0
+    augment_contrast: float = 0.0
+    early_stopping_patience: int = 0
+    class_weights: bool = True
+    dropout: float = 0.2
+    formats: list[ModelFormat] = field(default_factory=lambda: list(ModelFormat))
+
+    def validate(self) -> None:
+        """Raise INVALID_HYPERPARAMETERS with the offending value quoted."""
+
+        def bad(msg: str) -> MobiletrainError:
+            return MobiletrainError(ErrorCode.INVALID_HYPERPARAMETERS, msg)
+
+        if not 1 <= self.epochs <= 1000:
+            raise bad(f"epochs must be in 1..1000, got {self.epochs}")
+        if not 1 <= self.batch_size <= 4096:
+            raise bad(f"batch_size must be in 1..4096, got {self.batch_size}")
+        if not 0 < self.learning_rate <= 1:
+            raise bad(f"learning_rate must be in (0, 1], got {self.learning_rate}")
+        if not 0 < self.validation_split < 1:
+            raise bad(f"validation_split must be in (0, 1), got {self.validation_split}")
+        if not 0 <= self.dropout < 1:
+            raise bad(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("augment_rotation", "augment_zoom", "augment_contrast"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise bad(f"{name} must be in [0, 1], got {value}")
+        if self.early_stopping_patience < 0:
+            raise bad("early_stopping_patience must be >= 0")
+        if ModelFormat.KERAS not in self.formats:
+            self.formats.insert(0, ModelFormat.KERAS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (enums as their string values)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, list):
+                value = [v.value if isinstance(v, enum.Enum) else v for v in value]
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hyperparameters:
+        """Build from JSON, rejecting unknown keys and bad enum values."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise MobiletrainError(
+                ErrorCode.INVALID_HYPERPARAMETERS,
+                f"unknown hyperparameters: {sorted(unknown)}; allowed: {sorted(known)}",
+            )
+        kwargs = dict(data)
+        try:
+            if "architecture" in kwargs:
+                kwargs["architecture"] = Architecture(kwargs["architecture"])
+            if "formats" in kwargs:
+                kwargs["formats"] = [ModelFormat.parse(str(v)) for v in kwargs["formats"]]
+        except ValueError:
+            allowed = ", ".join(a.value for a in Architecture)
+            raise MobiletrainError(
+                ErrorCode.INVALID_HYPERPARAMETERS,
+                f"unknown architecture {kwargs['architecture']!r}; allowed: {allowed}",
+            ) from None
+        return cls(**kwargs)
+
+
+@dataclass
+class Job:
+    """A training job and its life cycle."""
+
+    id: str
+    project_id: str
+    state: JobState
+    hyperparameters: Hyperparameters
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    error: str = ""
+    cancel_requested: bool = False
+    model_version: int | None = None
+
+
+class EventKind(str, enum.Enum):
+    """Kinds of progress events a job emits."""
+
+    STATE = "state"  # data: {state, error?}
+    PROGRESS = "progress"  # data: {epoch, epochs, batch, batches, samples_per_second, eta_seconds}
+    EPOCH = "epoch"  # data: {epoch, epochs, loss, accuracy, val_loss, val_accuracy, ...}
+    EVALUATION = "evaluation"  # data: final metrics
+    LOG = "log"  # data: {message}
+
+
+@dataclass
+class JobEvent:
+    """One progress event; ``seq`` starts at 1 and increases by one per job."""
+
+    job_id: str
+    seq: int
+    kind: EventKind
+    data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass
+class Artifact:
+    """One exported file of a model version."""
+
+    format: ModelFormat
+    sha256: str
+    size: int
+
+
+@dataclass
+class ModelVersion:
+    """A trained model: its artifacts, metrics and manifest."""
+
+    project_id: str
+    version: int
+    job_id: str
+    created_at: datetime
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+    artifacts: dict[ModelFormat, Artifact]
+
+
+@dataclass
+class Page:
+    """A page of results plus the token of the next page ("" at the end)."""
+
+    items: list[Any]
+    next_page_token: str = ""

@@ -1,0 +1,119 @@
+"""Validation of client input: images (by magic bytes, decoded in full), labels, names, ids."""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image
+
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits; the defaults suit phone photos."""
+
+    max_sample_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_label_length: int = 128
+    max_name_length: int = 128
+    max_client_id_length: int = 128
+    max_page_size: int = 1000
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What decoding an image told us."""
+
+    media_type: str
+    width: int
+    height: int
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """Media type by magic bytes (never by file name)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+_PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+
+
+def verify_image(data: bytes, limits: Limits) -> ImageInfo:
+    """Decode an image in full and return its type and size, or raise a precise error.
+
+    The pixel count is checked from the header before decoding, so a decompression bomb is
+    refused without allocating its pixels.
+    """
+    if not data:
+        raise MobiletrainError(ErrorCode.EMPTY_SAMPLE, "sample has no bytes")
+    if len(data) > limits.max_sample_bytes:
+        raise MobiletrainError(
+            ErrorCode.SAMPLE_TOO_LARGE,
+            f"sample is {len(data)} bytes; the limit is {limits.max_sample_bytes}",
+        )
+    media_type = sniff_media_type(data)
+    if media_type is None:
+        raise MobiletrainError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE, "not a JPEG, PNG or WebP image (by magic bytes)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[media_type]])
+            width, height = img.size
+            if width * height > limits.max_pixels:
+                raise MobiletrainError(
+                    ErrorCode.IMAGE_TOO_LARGE,
+                    f"image is {width}x{height} pixels; the limit is {limits.max_pixels} pixels",
+                )
+            img.load()  # full decode: truncated or corrupt data fails here
+    except MobiletrainError:
+        raise
+    except Exception as exc:  # Pillow raises many types for bad data
+        raise MobiletrainError(
+            ErrorCode.CORRUPT_IMAGE, f"{media_type} could not be decoded: {type(exc).__name__}"
+        ) from None
+    return ImageInfo(media_type=media_type, width=width, height=height)
+
+
+def _check_text(value: str, what: str, max_length: int, code: ErrorCode) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise MobiletrainError(code, f"{what} must not be empty")
+    if len(value) > max_length:
+        raise MobiletrainError(code, f"{what} is longer than {max_length} characters")
+    for ch in value:
+        # Unicode letters are welcome; control and format characters are not.
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            raise MobiletrainError(code, f"{what} contains a control character (U+{ord(ch):04X})")
+    if value != value.strip():
+        raise MobiletrainError(code, f"{what} has leading or trailing spaces")
+    return value
+
+
+def check_label(label: str, limits: Limits) -> str:
+    """A label: 1..128 characters, Unicode allowed, no control characters."""
+    return _check_text(label, "label", limits.max_label_length, ErrorCode.INVALID_LABEL)
+
+
+def check_name(name: str, limits: Limits) -> str:
+    """A project name: like a label, and without '/' so it is safe in URLs."""
+    _check_text(name, "name", limits.max_name_length, ErrorCode.INVALID_NAME)
+    if "/" in name or "\\" in name:
+        raise MobiletrainError(ErrorCode.INVALID_NAME, "name must not contain '/' or '\\'")
+    return name
+
+
+def check_client_id(client_id: str, limits: Limits) -> str:
+    """A client-chosen sample id (the idempotency key)."""
+    return _check_text(
+        client_id, "client sample id", limits.max_client_id_length, ErrorCode.INVALID_CLIENT_ID
+    )

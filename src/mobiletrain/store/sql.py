@@ -1,0 +1,535 @@
+"""The SQLAlchemy 2 implementation of :class:`MetadataStore` (SQLite by default, PostgreSQL too)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.ports import MetadataStore
+from mobiletrain.core.types import (
+    Artifact,
+    EventKind,
+    Hyperparameters,
+    InputSpec,
+    Job,
+    JobEvent,
+    JobState,
+    ModelFormat,
+    ModelVersion,
+    Project,
+    Sample,
+    TaskType,
+)
+from mobiletrain.store import schema as t
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC."""
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite drops the zone: everything we store is UTC.
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def create_engine(database_url: str) -> Engine:
+    """Create an engine; SQLite gets WAL mode and a busy timeout for multi-process use."""
+    if database_url.startswith("sqlite"):
+        path = database_url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(database_url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(database_url, pool_pre_ping=True)
+
+
+def migrate(database_url: str) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))  # configparser
+    command.upgrade(cfg, "head")
+
+
+def _row_project(r: Any) -> Project:
+    return Project(
+        id=r.id,
+        name=r.name,
+        task=TaskType(r.task),
+        labels=list(r.labels),
+        labels_fixed=bool(r.labels_fixed),
+        input_spec=InputSpec.from_dict(r.input_spec),
+        created_at=_utc(r.created_at),  # type: ignore[arg-type]
+        promoted_version=r.promoted_version,
+    )
+
+
+def _row_sample(r: Any) -> Sample:
+    return Sample(
+        id=r.id,
+        project_id=r.project_id,
+        client_id=r.client_id,
+        label=r.label,
+        sha256=r.sha256,
+        size=r.size,
+        media_type=r.media_type,
+        width=r.width,
+        height=r.height,
+        created_at=_utc(r.created_at),  # type: ignore[arg-type]
+    )
+
+
+def _row_job(r: Any) -> Job:
+    return Job(
+        id=r.id,
+        project_id=r.project_id,
+        state=JobState(r.state),
+        hyperparameters=Hyperparameters.from_dict(r.hyperparameters),
+        created_at=_utc(r.created_at),  # type: ignore[arg-type]
+        started_at=_utc(r.started_at),
+        finished_at=_utc(r.finished_at),
+        attempts=r.attempts,
+        error=r.error,
+        cancel_requested=bool(r.cancel_requested),
+        model_version=r.model_version,
+    )
+
+
+def _row_model(r: Any) -> ModelVersion:
+    artifacts = {
+        ModelFormat(k): Artifact(format=ModelFormat(k), sha256=v["sha256"], size=v["size"])
+        for k, v in r.artifacts.items()
+    }
+    return ModelVersion(
+        project_id=r.project_id,
+        version=r.version,
+        job_id=r.job_id,
+        created_at=_utc(r.created_at),  # type: ignore[arg-type]
+        metrics=r.metrics,
+        manifest=r.manifest,
+        artifacts=artifacts,
+    )
+
+
+class SqlMetadataStore(MetadataStore):
+    """Metadata in any SQLAlchemy database; safe for several processes on one SQLite file."""
+
+    def __init__(self, database_url: str, run_migrations: bool = True) -> None:
+        if run_migrations:
+            migrate(database_url)
+        self.url = database_url
+        self.engine = create_engine(database_url)
+
+    def close(self) -> None:
+        """Dispose the connection pool."""
+        self.engine.dispose()
+
+    # SQLite can report "database is locked" under multi-process write bursts despite
+    # busy_timeout (e.g. on WAL checkpoints); a short retry keeps writers from failing.
+    def _tx(self, fn: Callable[[Connection], T]) -> T:
+        for attempt in range(20):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn)
+            except OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 19:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return fn(conn)
+
+    # -- projects ---------------------------------------------------------------------------
+    def create_project(self, project: Project) -> Project:
+        """Insert a project; PROJECT_EXISTS when the name is taken."""
+        values = {
+            "id": project.id,
+            "name": project.name,
+            "task": project.task.value,
+            "labels": project.labels,
+            "labels_fixed": project.labels_fixed,
+            "input_spec": project.input_spec.to_dict(),
+            "created_at": project.created_at,
+            "promoted_version": project.promoted_version,
+        }
+        try:
+            self._tx(lambda c: c.execute(t.projects.insert().values(**values)))
+        except IntegrityError:
+            raise MobiletrainError(
+                ErrorCode.PROJECT_EXISTS, f"a project named {project.name!r} already exists"
+            ) from None
+        return project
+
+    def get_project(self, project_id: str) -> Project | None:
+        """A project by id."""
+        r = self._read(
+            lambda c: c.execute(sa.select(t.projects).where(t.projects.c.id == project_id)).first()
+        )
+        return _row_project(r) if r else None
+
+    def get_project_by_name(self, name: str) -> Project | None:
+        """A project by name."""
+        r = self._read(
+            lambda c: c.execute(sa.select(t.projects).where(t.projects.c.name == name)).first()
+        )
+        return _row_project(r) if r else None
+
+    def list_projects(self, limit: int, offset: int) -> list[Project]:
+        """Projects in creation order."""
+        q = sa.select(t.projects).order_by(t.projects.c.created_at, t.projects.c.id)
+        rows = self._read(lambda c: c.execute(q.limit(limit).offset(offset)).all())
+        return [_row_project(r) for r in rows]
+
+    def add_labels(self, project_id: str, labels: Sequence[str]) -> list[str]:
+        """Append unseen labels in order of first arrival."""
+
+        def tx(c: Connection) -> list[str]:
+            q = sa.select(t.projects.c.labels).where(t.projects.c.id == project_id)
+            current = list(c.execute(q.with_for_update()).scalar_one())
+            added = [lab for lab in dict.fromkeys(labels) if lab not in current]
+            if added:
+                current += added
+                c.execute(
+                    t.projects.update().where(t.projects.c.id == project_id).values(labels=current)
+                )
+            return current
+
+        return self._tx(tx)
+
+    def set_promoted_version(self, project_id: str, version: int | None) -> None:
+        """Pin (or unpin with None) the version apps get."""
+        self._tx(
+            lambda c: c.execute(
+                t.projects.update()
+                .where(t.projects.c.id == project_id)
+                .values(promoted_version=version)
+            )
+        )
+
+    # -- samples ----------------------------------------------------------------------------
+    def add_samples(self, samples: Sequence[Sample]) -> list[Sample | None]:
+        """Insert new samples; return the stored twin of each duplicate (None when inserted)."""
+        if not samples:
+            return []
+        project_id = samples[0].project_id
+
+        def tx(c: Connection) -> list[Sample | None]:
+            client_ids = [s.client_id for s in samples]
+            shas = list({s.sha256 for s in samples})
+            rows = c.execute(
+                sa.select(t.samples).where(
+                    t.samples.c.project_id == project_id,
+                    sa.or_(t.samples.c.client_id.in_(client_ids), t.samples.c.sha256.in_(shas)),
+                )
+            ).all()
+            by_client = {r.client_id: _row_sample(r) for r in rows}
+            by_content = {(r.sha256, r.label): _row_sample(r) for r in rows}
+            out: list[Sample | None] = []
+            new_rows: list[dict[str, Any]] = []
+            for s in samples:
+                twin = by_client.get(s.client_id) or by_content.get((s.sha256, s.label))
+                out.append(twin)
+                if twin is None:
+                    # Later samples of the same batch may repeat this one.
+                    by_client[s.client_id] = s
+                    by_content[(s.sha256, s.label)] = s
+                    new_rows.append(
+                        {
+                            "id": s.id,
+                            "project_id": s.project_id,
+                            "client_id": s.client_id,
+                            "label": s.label,
+                            "sha256": s.sha256,
+                            "size": s.size,
+                            "media_type": s.media_type,
+                            "width": s.width,
+                            "height": s.height,
+                            "created_at": s.created_at,
+                        }
+                    )
+            if new_rows:
+                c.execute(t.samples.insert(), new_rows)
+            return out
+
+        try:
+            return self._tx(tx)
+        except IntegrityError:
+            # A concurrent upload inserted one of these between our read and write: the
+            # re-run sees its rows and reports them as duplicates.
+            return self._tx(tx)
+
+    def get_sample(self, project_id: str, sample_id: str) -> Sample | None:
+        """One sample of a project."""
+        r = self._read(
+            lambda c: c.execute(
+                sa.select(t.samples).where(
+                    t.samples.c.project_id == project_id, t.samples.c.id == sample_id
+                )
+            ).first()
+        )
+        return _row_sample(r) if r else None
+
+    def list_samples(
+        self, project_id: str, label: str | None, limit: int, after: int
+    ) -> tuple[list[Sample], int]:
+        """Keyset paging over the insertion order."""
+        q = sa.select(t.samples).where(t.samples.c.project_id == project_id, t.samples.c.seq > after)
+        if label is not None:
+            q = q.where(t.samples.c.label == label)
+        rows = self._read(lambda c: c.execute(q.order_by(t.samples.c.seq).limit(limit + 1)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = rows[-1].seq if more and rows else 0
+        return [_row_sample(r) for r in rows], next_cursor
+
+    def all_samples(self, project_id: str) -> list[Sample]:
+        """Every sample of a project in insertion order."""
+        q = sa.select(t.samples).where(t.samples.c.project_id == project_id).order_by(t.samples.c.seq)
+        return [_row_sample(r) for r in self._read(lambda c: c.execute(q).all())]
+
+    def delete_sample(self, project_id: str, sample_id: str) -> bool:
+        """Delete one sample row (its blob may be shared and stays)."""
+        result = self._tx(
+            lambda c: c.execute(
+                t.samples.delete().where(
+                    t.samples.c.project_id == project_id, t.samples.c.id == sample_id
+                )
+            )
+        )
+        return bool(result.rowcount)
+
+    def class_counts(self, project_id: str) -> dict[str, int]:
+        """Number of samples per label."""
+        q = (
+            sa.select(t.samples.c.label, sa.func.count())
+            .where(t.samples.c.project_id == project_id)
+            .group_by(t.samples.c.label)
+        )
+        return {label: int(n) for label, n in self._read(lambda c: c.execute(q).all())}
+
+    # -- jobs -------------------------------------------------------------------------------
+    def create_job(self, job: Job) -> Job:
+        """Insert a job row."""
+        self._tx(
+            lambda c: c.execute(
+                t.jobs.insert().values(
+                    id=job.id,
+                    project_id=job.project_id,
+                    state=job.state.value,
+                    hyperparameters=job.hyperparameters.to_dict(),
+                    created_at=job.created_at,
+                    attempts=job.attempts,
+                    error=job.error,
+                    cancel_requested=job.cancel_requested,
+                )
+            )
+        )
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        """A job by id."""
+        r = self._read(lambda c: c.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id)).first())
+        return _row_job(r) if r else None
+
+    def list_jobs(self, project_id: str | None, limit: int, offset: int) -> list[Job]:
+        """Jobs newest first, optionally of one project."""
+        q = sa.select(t.jobs)
+        if project_id is not None:
+            q = q.where(t.jobs.c.project_id == project_id)
+        q = q.order_by(t.jobs.c.seq.desc()).limit(limit).offset(offset)
+        return [_row_job(r) for r in self._read(lambda c: c.execute(q).all())]
+
+    def list_jobs_in_state(self, state: JobState) -> list[Job]:
+        """Jobs in one state, oldest first."""
+        q = sa.select(t.jobs).where(t.jobs.c.state == state.value).order_by(t.jobs.c.seq)
+        return [_row_job(r) for r in self._read(lambda c: c.execute(q).all())]
+
+    def claim_job(self, job_id: str | None = None) -> Job | None:
+        """Queued → running with a compare-and-set update, so two schedulers never both win."""
+
+        def tx(c: Connection) -> Job | None:
+            q = sa.select(t.jobs).where(t.jobs.c.state == JobState.QUEUED.value)
+            if job_id is not None:
+                q = q.where(t.jobs.c.id == job_id)
+            row = c.execute(q.order_by(t.jobs.c.seq).limit(1)).first()
+            if row is None:
+                return None
+            updated = c.execute(
+                t.jobs.update()
+                .where(t.jobs.c.id == row.id, t.jobs.c.state == JobState.QUEUED.value)
+                .values(
+                    state=JobState.RUNNING.value,
+                    started_at=utcnow(),
+                    attempts=t.jobs.c.attempts + 1,
+                )
+            )
+            if not updated.rowcount:
+                return None
+            fresh = c.execute(sa.select(t.jobs).where(t.jobs.c.id == row.id)).one()
+            return _row_job(fresh)
+
+        return self._tx(tx)
+
+    def finish_job(
+        self, job_id: str, state: JobState, error: str = "", model_version: int | None = None
+    ) -> Job:
+        """Record a final state (or QUEUED again, for a retry)."""
+        values: dict[str, Any] = {"state": state.value, "error": error}
+        if state.is_terminal:
+            values["finished_at"] = utcnow()
+        if model_version is not None:
+            values["model_version"] = model_version
+        self._tx(lambda c: c.execute(t.jobs.update().where(t.jobs.c.id == job_id).values(**values)))
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Flag the job; a queued one goes straight to cancelled."""
+
+        def tx(c: Connection) -> None:
+            c.execute(t.jobs.update().where(t.jobs.c.id == job_id).values(cancel_requested=True))
+            c.execute(
+                t.jobs.update()
+                .where(t.jobs.c.id == job_id, t.jobs.c.state == JobState.QUEUED.value)
+                .values(state=JobState.CANCELLED.value, finished_at=utcnow())
+            )
+
+        self._tx(tx)
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    # -- events -----------------------------------------------------------------------------
+    def append_event(self, job_id: str, kind: EventKind, data: dict[str, Any]) -> JobEvent:
+        """Append with seq = last + 1; the unique (job_id, seq) guards concurrent writers."""
+        now = utcnow()
+
+        def tx(c: Connection) -> int:
+            last = c.execute(
+                sa.select(sa.func.max(t.job_events.c.seq)).where(t.job_events.c.job_id == job_id)
+            ).scalar()
+            seq = int(last or 0) + 1
+            c.execute(
+                t.job_events.insert().values(
+                    job_id=job_id, seq=seq, kind=kind.value, data=data, created_at=now
+                )
+            )
+            return seq
+
+        for attempt in range(10):
+            try:
+                seq = self._tx(tx)
+                break
+            except IntegrityError:
+                if attempt == 9:
+                    raise
+        return JobEvent(job_id=job_id, seq=seq, kind=kind, data=data, created_at=now)
+
+    def list_events(self, job_id: str, after_seq: int, limit: int) -> list[JobEvent]:
+        """Events after a sequence number, in order."""
+        q = (
+            sa.select(t.job_events)
+            .where(t.job_events.c.job_id == job_id, t.job_events.c.seq > after_seq)
+            .order_by(t.job_events.c.seq)
+            .limit(limit)
+        )
+        return [
+            JobEvent(
+                job_id=r.job_id,
+                seq=r.seq,
+                kind=EventKind(r.kind),
+                data=r.data,
+                created_at=_utc(r.created_at),  # type: ignore[arg-type]
+            )
+            for r in self._read(lambda c: c.execute(q).all())
+        ]
+
+    def event_watermark(self) -> int:
+        """Largest global event id."""
+        q = sa.select(sa.func.max(t.job_events.c.id))
+        return int(self._read(lambda c: c.execute(q).scalar()) or 0)
+
+    # -- models -----------------------------------------------------------------------------
+    def create_model_version(self, model: ModelVersion) -> ModelVersion:
+        """Insert with version = max + 1 for the project (retried on a concurrent insert)."""
+
+        def tx(c: Connection) -> int:
+            last = c.execute(
+                sa.select(sa.func.max(t.model_versions.c.version)).where(
+                    t.model_versions.c.project_id == model.project_id
+                )
+            ).scalar()
+            version = int(last or 0) + 1
+            c.execute(
+                t.model_versions.insert().values(
+                    project_id=model.project_id,
+                    version=version,
+                    job_id=model.job_id,
+                    created_at=model.created_at,
+                    metrics=model.metrics,
+                    manifest={**model.manifest, "version": version},
+                    artifacts={
+                        f.value: {"sha256": a.sha256, "size": a.size}
+                        for f, a in model.artifacts.items()
+                    },
+                )
+            )
+            return version
+
+        for attempt in range(10):
+            try:
+                version = self._tx(tx)
+                break
+            except IntegrityError:
+                if attempt == 9:
+                    raise
+        stored = self.get_model_version(model.project_id, version)
+        assert stored is not None
+        return stored
+
+    def get_model_version(self, project_id: str, version: int) -> ModelVersion | None:
+        """One version of a project."""
+        q = sa.select(t.model_versions).where(
+            t.model_versions.c.project_id == project_id, t.model_versions.c.version == version
+        )
+        r = self._read(lambda c: c.execute(q).first())
+        return _row_model(r) if r else None
+
+    def list_model_versions(self, project_id: str) -> list[ModelVersion]:
+        """All versions newest first."""
+        q = (
+            sa.select(t.model_versions)
+            .where(t.model_versions.c.project_id == project_id)
+            .order_by(t.model_versions.c.version.desc())
+        )
+        return [_row_model(r) for r in self._read(lambda c: c.execute(q).all())]

@@ -1,0 +1,265 @@
+"""Contract tests every MetadataStore implementation must pass (one subclass per backend)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.ports import MetadataStore
+from mobiletrain.core.types import (
+    Artifact,
+    EventKind,
+    Hyperparameters,
+    InputSpec,
+    Job,
+    JobState,
+    ModelFormat,
+    ModelVersion,
+    Project,
+    Sample,
+    TaskType,
+)
+from mobiletrain.store.sql import SqlMetadataStore
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_project(name: str = "cats", labels: list[str] | None = None) -> Project:
+    return Project(
+        id=str(uuid.uuid4()),
+        name=name,
+        task=TaskType.IMAGE_CLASSIFICATION,
+        labels=labels or [],
+        labels_fixed=bool(labels),
+        input_spec=InputSpec(32, 32),
+        created_at=_now(),
+    )
+
+
+def make_sample(project: Project, client_id: str, label: str = "a", sha: str = "") -> Sample:
+    return Sample(
+        id=str(uuid.uuid4()),
+        project_id=project.id,
+        client_id=client_id,
+        label=label,
+        sha256=sha or uuid.uuid4().hex * 2,
+        size=10,
+        media_type="image/png",
+        width=8,
+        height=8,
+        created_at=_now(),
+    )
+
+
+def make_job(project: Project) -> Job:
+    return Job(
+        id=str(uuid.uuid4()),
+        project_id=project.id,
+        state=JobState.QUEUED,
+        hyperparameters=Hyperparameters(epochs=3),
+        created_at=_now(),
+    )
+
+
+class MetadataStoreContract:
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[MetadataStore]:
+        raise NotImplementedError
+
+    def test_project_roundtrip_and_unique_name(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project("dogs", ["a", "b"]))
+        got = store.get_project(p.id)
+        assert got is not None and got.name == "dogs" and got.labels == ["a", "b"]
+        assert got.labels_fixed and got.input_spec == InputSpec(32, 32)
+        assert store.get_project_by_name("dogs") is not None
+        with pytest.raises(MobiletrainError) as err:
+            store.create_project(make_project("dogs"))
+        assert err.value.code is ErrorCode.PROJECT_EXISTS
+
+    def test_unicode_names_and_labels(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project("Katzen 🐱", ["chat noir", "猫"]))
+        assert store.get_project_by_name("Katzen 🐱").labels == ["chat noir", "猫"]  # type: ignore[union-attr]
+        assert store.add_labels(p.id, ["猫", "нет"]) == ["chat noir", "猫", "нет"]
+
+    def test_list_projects_paging(self, store: MetadataStore) -> None:
+        for i in range(5):
+            store.create_project(make_project(f"p{i}"))
+        first = store.list_projects(3, 0)
+        rest = store.list_projects(3, 3)
+        assert [p.name for p in first + rest] == [f"p{i}" for i in range(5)]
+
+    def test_add_samples_is_idempotent(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        s1 = make_sample(p, "c1", "a", "1" * 64)
+        s2 = make_sample(p, "c2", "b", "2" * 64)
+        assert store.add_samples([s1, s2]) == [None, None]
+        # same client id again, and same bytes+label under a new client id
+        again = store.add_samples(
+            [make_sample(p, "c1", "a", "1" * 64), make_sample(p, "c9", "b", "2" * 64)]
+        )
+        assert [t.id if t else None for t in again] == [s1.id, s2.id]
+        # repeated inside one batch
+        s3 = make_sample(p, "c3", "a", "3" * 64)
+        twins = store.add_samples([s3, make_sample(p, "c3", "a", "3" * 64)])
+        assert twins[0] is None and twins[1] is not None
+        assert store.class_counts(p.id) == {"a": 2, "b": 1}
+        # same bytes under another label is a different sample
+        assert store.add_samples([make_sample(p, "c4", "b", "1" * 64)]) == [None]
+
+    def test_concurrent_uploads_never_double(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        batch = [(f"c{i}", f"{i:064x}") for i in range(40)]
+        errors: list[BaseException] = []
+
+        def upload() -> None:
+            try:
+                store.add_samples([make_sample(p, c, "a", sha) for c, sha in batch])
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=upload) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert store.class_counts(p.id) == {"a": 40}
+
+    def test_list_samples_keyset_paging_and_delete(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        samples = [make_sample(p, f"c{i}", "ab"[i % 2]) for i in range(7)]
+        store.add_samples(samples)
+        seen: list[str] = []
+        cursor = 0
+        while True:
+            page, cursor = store.list_samples(p.id, None, 3, cursor)
+            seen += [s.client_id for s in page]
+            if not cursor:
+                break
+        assert seen == [f"c{i}" for i in range(7)]
+        only_b, _ = store.list_samples(p.id, "b", 10, 0)
+        assert [s.client_id for s in only_b] == ["c1", "c3", "c5"]
+        assert store.delete_sample(p.id, samples[0].id)
+        assert not store.delete_sample(p.id, samples[0].id)
+        assert store.get_sample(p.id, samples[0].id) is None
+        assert len(store.all_samples(p.id)) == 6
+
+    def test_job_claim_is_exclusive(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        job = store.create_job(make_job(p))
+        claimed = store.claim_job()
+        assert claimed is not None and claimed.id == job.id
+        assert claimed.state is JobState.RUNNING and claimed.attempts == 1
+        assert store.claim_job() is None
+        done = store.finish_job(job.id, JobState.SUCCEEDED, model_version=1)
+        assert done.state is JobState.SUCCEEDED and done.finished_at is not None
+        assert done.model_version == 1
+        assert done.hyperparameters.epochs == 3
+
+    def test_cancel_queued_job(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        job = store.create_job(make_job(p))
+        cancelled = store.request_cancel(job.id)
+        assert cancelled.state is JobState.CANCELLED and cancelled.cancel_requested
+        assert store.claim_job() is None
+
+    def test_events_sequence_and_watermark(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        job = store.create_job(make_job(p))
+        mark = store.event_watermark()
+        seqs = [store.append_event(job.id, EventKind.LOG, {"i": i}).seq for i in range(5)]
+        assert seqs == [1, 2, 3, 4, 5]
+        assert store.event_watermark() > mark
+        later = store.list_events(job.id, 3, 100)
+        assert [e.seq for e in later] == [4, 5] and later[0].data == {"i": 3}
+
+    def test_concurrent_event_appends_get_distinct_seqs(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        job = store.create_job(make_job(p))
+
+        def append() -> None:
+            for _ in range(10):
+                store.append_event(job.id, EventKind.LOG, {})
+
+        threads = [threading.Thread(target=append) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [e.seq for e in store.list_events(job.id, 0, 100)] == list(range(1, 31))
+
+    def test_model_versions_number_up(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        art = {ModelFormat.FLOAT32: Artifact(ModelFormat.FLOAT32, "f" * 64, 123)}
+        for _ in range(2):
+            store.create_model_version(
+                ModelVersion(p.id, 0, "job", _now(), {"acc": 1.0}, {"labels": ["a"]}, art)
+            )
+        versions = store.list_model_versions(p.id)
+        assert [v.version for v in versions] == [2, 1]
+        v1 = store.get_model_version(p.id, 1)
+        assert v1 is not None and v1.manifest["version"] == 1
+        assert v1.artifacts[ModelFormat.FLOAT32].size == 123
+        store.set_promoted_version(p.id, 1)
+        assert store.get_project(p.id).promoted_version == 1  # type: ignore[union-attr]
+
+
+class TestSqliteMetadataStore(MetadataStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[MetadataStore]:
+        s = SqlMetadataStore(f"sqlite:///{tmp_path}/meta.db")
+        yield s
+        s.close()
+
+    def test_sqlite_uses_wal(self, store: MetadataStore) -> None:
+        assert isinstance(store, SqlMetadataStore)
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+    def test_migrations_match_the_schema(self, store: MetadataStore) -> None:
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
+
+        from mobiletrain.store.schema import metadata
+
+        assert isinstance(store, SqlMetadataStore)
+        with store.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diff == []
+
+
+POSTGRES_URL = os.environ.get("MOBILETRAIN_TEST_POSTGRES_URL", "")
+
+
+@pytest.mark.postgres
+class TestPostgresMetadataStore(MetadataStoreContract):
+    @pytest.fixture
+    def store(self) -> Iterator[MetadataStore]:
+        if not POSTGRES_URL:
+            pytest.skip("PostgreSQL tests need MOBILETRAIN_TEST_POSTGRES_URL (set by .ci/run)")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            pytest.skip("PostgreSQL tests need the psycopg package")
+        import sqlalchemy as sa
+
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        admin = sa.create_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        sep = "&" if "?" in POSTGRES_URL else "?"
+        s = SqlMetadataStore(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
+        yield s
+        s.close()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
