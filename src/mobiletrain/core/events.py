@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from mobiletrain.core.ports import MetadataStore
-from mobiletrain.core.types import JobEvent
+from mobiletrain.core.types import EventKind, JobEvent, JobState
 
 
 class EventHub:
@@ -65,31 +65,33 @@ class EventHub:
         cancelled: threading.Event | None = None,
         heartbeat: float = 15.0,
     ) -> Iterator[JobEvent | None]:
-        """Yield the job's events after ``after_seq`` until the job has finished.
+        """Yield the job's events after ``after_seq`` up to its terminal state event.
 
         Yields ``None`` as a heartbeat when nothing happened for ``heartbeat`` seconds, so
         transports can detect dead connections. ``is_finished()`` tells whether the job reached
-        a terminal state; the stream ends once that is true and every event has been sent.
+        a terminal state; it only guards against a final event that never comes.
         """
         seq = after_seq
         last_sent = time.monotonic()
+        finished_since: float | None = None
         while not self._stop.is_set() and not (cancelled is not None and cancelled.is_set()):
             events = self._store.list_events(job_id, seq, 500)
             for ev in events:
                 seq = ev.seq
                 yield ev
+                if ev.kind is EventKind.STATE and JobState(ev.data.get("state")).is_terminal:
+                    return
             if events:
                 last_sent = time.monotonic()
                 continue
-            # Check after reading: a terminal state is written before its last event, so a
-            # final re-read after seeing "finished" cannot miss anything.
-            if is_finished():
-                for ev in self._store.list_events(job_id, seq, 100000):
-                    seq = ev.seq
-                    yield ev
+            # The terminal state event normally ends the stream. A job that is finished but
+            # whose final event never came (a writer died in between) ends after a grace time.
+            if finished_since is None and is_finished():
+                finished_since = time.monotonic()
+            if finished_since is not None and time.monotonic() - finished_since > 3.0:
                 return
             with self._cond:
-                self._cond.wait(timeout=1.0)
+                self._cond.wait(timeout=0.5 if finished_since else 1.0)
             if time.monotonic() - last_sent >= heartbeat:
                 last_sent = time.monotonic()
                 yield None

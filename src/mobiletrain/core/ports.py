@@ -38,7 +38,9 @@ class BlobStore(abc.ABC):
         """Size in bytes of a blob; raise ``KeyError`` when absent."""
 
     @abc.abstractmethod
-    def read_range(self, sha256: str, start: int, length: int, chunk_size: int = 262144) -> Iterator[bytes]:
+    def read_range(
+        self, sha256: str, start: int, length: int, chunk_size: int = 262144
+    ) -> Iterator[bytes]:
         """Yield the bytes ``[start, start + length)`` of a blob in chunks."""
 
     @abc.abstractmethod
@@ -97,7 +99,7 @@ class MetadataStore(abc.ABC):
     def list_samples(
         self, project_id: str, label: str | None, limit: int, after: int
     ) -> tuple[list[Sample], int]:
-        """Samples after cursor ``after`` (0 = start); returns them and the next cursor (0 = end)."""
+        """Samples after cursor ``after`` (0 = start), and the next cursor (0 = the end)."""
 
     @abc.abstractmethod
     def all_samples(self, project_id: str) -> list[Sample]:

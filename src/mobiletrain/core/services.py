@@ -6,6 +6,7 @@ live here, once.
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 import uuid
@@ -308,7 +309,9 @@ class TrainingService:
             raise MobiletrainError(ErrorCode.JOB_NOT_FOUND, f"job {job_id!r} not found")
         return job
 
-    def list(self, project_ref: str | None = None, page_size: int = 0, page_token: str = "") -> Page:
+    def list(
+        self, project_ref: str | None = None, page_size: int = 0, page_token: str = ""
+    ) -> Page:
         """Jobs newest first."""
         project_id = self.projects.get(project_ref).id if project_ref else None
         size = check_page_size(page_size, self.limits)
@@ -376,7 +379,7 @@ class ModelService:
         versions = self.store.list_model_versions(project.id)
         return versions[0].version if versions else None
 
-    def list(self, project_ref: str) -> tuple[list[ModelVersion], int | None]:
+    def list(self, project_ref: str) -> tuple[builtins.list[ModelVersion], int | None]:
         """All versions newest first, and the current version number."""
         project = self.projects.get(project_ref)
         versions = self.store.list_model_versions(project.id)
@@ -409,7 +412,9 @@ class ModelService:
             )
         return model, artifact
 
-    def read(self, artifact: Artifact, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def read(
+        self, artifact: Artifact, start: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
         """Stream an artifact's bytes from ``start``."""
         if length is None:
             length = artifact.size - start
@@ -458,4 +463,3 @@ class ModelService:
         ranked = sorted(range(len(probs)), key=lambda i: probs[i], reverse=True)
         top = [Prediction(label=labels[i], index=i, score=float(probs[i])) for i in ranked[:top_k]]
         return model, top, latency_ms
-

@@ -13,20 +13,20 @@ from typing import Any
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
 
-class TaskType(str, enum.Enum):
+class TaskType(enum.StrEnum):
     """What a project learns."""
 
     IMAGE_CLASSIFICATION = "image-classification"
 
 
-class ColorMode(str, enum.Enum):
+class ColorMode(enum.StrEnum):
     """Colour mode the model expects; apps convert before inference."""
 
     RGB = "rgb"
     GRAYSCALE = "grayscale"
 
 
-class Normalization(str, enum.Enum):
+class Normalization(enum.StrEnum):
     """How raw 0..255 pixel values map to the float model input.
 
     - ``zero-one``: ``x / 255``
@@ -47,7 +47,7 @@ class Normalization(str, enum.Enum):
         return 1.0, 0.0
 
 
-class ModelFormat(str, enum.Enum):
+class ModelFormat(enum.StrEnum):
     """Export formats; the same names are used by the CLI, both APIs and the manifest."""
 
     KERAS = "keras"
@@ -141,7 +141,7 @@ class Project:
     promoted_version: int | None = None
 
 
-class SampleStatus(str, enum.Enum):
+class SampleStatus(enum.StrEnum):
     """Outcome of one uploaded sample."""
 
     ACCEPTED = "accepted"
@@ -187,7 +187,7 @@ class UploadSummary:
         return sum(1 for r in self.results if r.status is status)
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """Life cycle of a training job."""
 
     QUEUED = "queued"
@@ -202,7 +202,7 @@ class JobState(str, enum.Enum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
-class Architecture(str, enum.Enum):
+class Architecture(enum.StrEnum):
     """Model families the trainer can build."""
 
     SMALL_CNN = "small-cnn"
@@ -310,7 +310,7 @@ class Job:
     model_version: int | None = None
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     """Kinds of progress events a job emits."""
 
     STATE = "state"  # data: {state, error?}

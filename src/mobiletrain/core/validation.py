@@ -78,6 +78,10 @@ def verify_image(data: bytes, limits: Limits) -> ImageInfo:
             img.load()  # full decode: truncated or corrupt data fails here
     except MobiletrainError:
         raise
+    except Image.DecompressionBombError:
+        raise MobiletrainError(
+            ErrorCode.IMAGE_TOO_LARGE, f"image has more than {limits.max_pixels} pixels"
+        ) from None
     except Exception as exc:  # Pillow raises many types for bad data
         raise MobiletrainError(
             ErrorCode.CORRUPT_IMAGE, f"{media_type} could not be decoded: {type(exc).__name__}"

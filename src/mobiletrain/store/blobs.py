@@ -19,8 +19,8 @@ import struct
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import BinaryIO
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from mobiletrain.core.ports import BlobStore

@@ -302,7 +302,9 @@ class SqlMetadataStore(MetadataStore):
         self, project_id: str, label: str | None, limit: int, after: int
     ) -> tuple[list[Sample], int]:
         """Keyset paging over the insertion order."""
-        q = sa.select(t.samples).where(t.samples.c.project_id == project_id, t.samples.c.seq > after)
+        q = sa.select(t.samples).where(
+            t.samples.c.project_id == project_id, t.samples.c.seq > after
+        )
         if label is not None:
             q = q.where(t.samples.c.label == label)
         rows = self._read(lambda c: c.execute(q.order_by(t.samples.c.seq).limit(limit + 1)).all())
@@ -313,7 +315,11 @@ class SqlMetadataStore(MetadataStore):
 
     def all_samples(self, project_id: str) -> list[Sample]:
         """Every sample of a project in insertion order."""
-        q = sa.select(t.samples).where(t.samples.c.project_id == project_id).order_by(t.samples.c.seq)
+        q = (
+            sa.select(t.samples)
+            .where(t.samples.c.project_id == project_id)
+            .order_by(t.samples.c.seq)
+        )
         return [_row_sample(r) for r in self._read(lambda c: c.execute(q).all())]
 
     def delete_sample(self, project_id: str, sample_id: str) -> bool:
