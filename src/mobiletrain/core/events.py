@@ -79,7 +79,7 @@ class EventHub:
             for ev in events:
                 seq = ev.seq
                 yield ev
-                if ev.kind is EventKind.STATE and JobState(ev.data.get("state")).is_terminal:
+                if ev.kind is EventKind.STATE and JobState(ev.data["state"]).is_terminal:
                     return
             if events:
                 last_sent = time.monotonic()

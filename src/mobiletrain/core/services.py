@@ -446,7 +446,7 @@ class ModelService:
 
     def predict(
         self, project_ref: str, image: bytes, version: int = 0, top_k: int = 3
-    ) -> tuple[ModelVersion, list[Prediction], float]:
+    ) -> tuple[ModelVersion, builtins.list[Prediction], float]:
         """Top-k predictions of the float32 model for one encoded image, and latency in ms."""
         if self.predictor is None:
             raise MobiletrainError(ErrorCode.FAILED_PRECONDITION, "server-side inference is off")
