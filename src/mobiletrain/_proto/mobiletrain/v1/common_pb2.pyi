@@ -1,0 +1,149 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_TYPE_UNSPECIFIED: _ClassVar[TaskType]
+    TASK_TYPE_IMAGE_CLASSIFICATION: _ClassVar[TaskType]
+
+class ColorMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COLOR_MODE_UNSPECIFIED: _ClassVar[ColorMode]
+    COLOR_MODE_RGB: _ClassVar[ColorMode]
+    COLOR_MODE_GRAYSCALE: _ClassVar[ColorMode]
+
+class Normalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NORMALIZATION_UNSPECIFIED: _ClassVar[Normalization]
+    NORMALIZATION_ZERO_ONE: _ClassVar[Normalization]
+    NORMALIZATION_MINUS_ONE_ONE: _ClassVar[Normalization]
+    NORMALIZATION_RAW: _ClassVar[Normalization]
+
+class ModelFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_FORMAT_UNSPECIFIED: _ClassVar[ModelFormat]
+    MODEL_FORMAT_KERAS: _ClassVar[ModelFormat]
+    MODEL_FORMAT_FLOAT32: _ClassVar[ModelFormat]
+    MODEL_FORMAT_FLOAT16: _ClassVar[ModelFormat]
+    MODEL_FORMAT_DYNAMIC_INT8: _ClassVar[ModelFormat]
+    MODEL_FORMAT_INT8: _ClassVar[ModelFormat]
+
+class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_CODE_UNSPECIFIED: _ClassVar[ErrorCode]
+    ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_ARGUMENT: _ClassVar[ErrorCode]
+    ERROR_CODE_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_ALREADY_EXISTS: _ClassVar[ErrorCode]
+    ERROR_CODE_FAILED_PRECONDITION: _ClassVar[ErrorCode]
+    ERROR_CODE_PROJECT_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_PROJECT_EXISTS: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_NAME: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_INPUT_SPEC: _ClassVar[ErrorCode]
+    ERROR_CODE_UNSUPPORTED_TASK: _ClassVar[ErrorCode]
+    ERROR_CODE_SAMPLE_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_LABEL: _ClassVar[ErrorCode]
+    ERROR_CODE_UNKNOWN_LABEL: _ClassVar[ErrorCode]
+    ERROR_CODE_EMPTY_SAMPLE: _ClassVar[ErrorCode]
+    ERROR_CODE_SAMPLE_TOO_LARGE: _ClassVar[ErrorCode]
+    ERROR_CODE_UNSUPPORTED_MEDIA_TYPE: _ClassVar[ErrorCode]
+    ERROR_CODE_CORRUPT_IMAGE: _ClassVar[ErrorCode]
+    ERROR_CODE_IMAGE_TOO_LARGE: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_CLIENT_ID: _ClassVar[ErrorCode]
+    ERROR_CODE_INCOMPLETE_SAMPLE: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_PAGE: _ClassVar[ErrorCode]
+    ERROR_CODE_JOB_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_HYPERPARAMETERS: _ClassVar[ErrorCode]
+    ERROR_CODE_NOT_ENOUGH_DATA: _ClassVar[ErrorCode]
+    ERROR_CODE_JOB_FINISHED: _ClassVar[ErrorCode]
+    ERROR_CODE_MODEL_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_FORMAT_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_FORMAT: _ClassVar[ErrorCode]
+    ERROR_CODE_NO_MODEL: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_RANGE: _ClassVar[ErrorCode]
+TASK_TYPE_UNSPECIFIED: TaskType
+TASK_TYPE_IMAGE_CLASSIFICATION: TaskType
+COLOR_MODE_UNSPECIFIED: ColorMode
+COLOR_MODE_RGB: ColorMode
+COLOR_MODE_GRAYSCALE: ColorMode
+NORMALIZATION_UNSPECIFIED: Normalization
+NORMALIZATION_ZERO_ONE: Normalization
+NORMALIZATION_MINUS_ONE_ONE: Normalization
+NORMALIZATION_RAW: Normalization
+MODEL_FORMAT_UNSPECIFIED: ModelFormat
+MODEL_FORMAT_KERAS: ModelFormat
+MODEL_FORMAT_FLOAT32: ModelFormat
+MODEL_FORMAT_FLOAT16: ModelFormat
+MODEL_FORMAT_DYNAMIC_INT8: ModelFormat
+MODEL_FORMAT_INT8: ModelFormat
+ERROR_CODE_UNSPECIFIED: ErrorCode
+ERROR_CODE_INTERNAL: ErrorCode
+ERROR_CODE_INVALID_ARGUMENT: ErrorCode
+ERROR_CODE_NOT_FOUND: ErrorCode
+ERROR_CODE_ALREADY_EXISTS: ErrorCode
+ERROR_CODE_FAILED_PRECONDITION: ErrorCode
+ERROR_CODE_PROJECT_NOT_FOUND: ErrorCode
+ERROR_CODE_PROJECT_EXISTS: ErrorCode
+ERROR_CODE_INVALID_NAME: ErrorCode
+ERROR_CODE_INVALID_INPUT_SPEC: ErrorCode
+ERROR_CODE_UNSUPPORTED_TASK: ErrorCode
+ERROR_CODE_SAMPLE_NOT_FOUND: ErrorCode
+ERROR_CODE_INVALID_LABEL: ErrorCode
+ERROR_CODE_UNKNOWN_LABEL: ErrorCode
+ERROR_CODE_EMPTY_SAMPLE: ErrorCode
+ERROR_CODE_SAMPLE_TOO_LARGE: ErrorCode
+ERROR_CODE_UNSUPPORTED_MEDIA_TYPE: ErrorCode
+ERROR_CODE_CORRUPT_IMAGE: ErrorCode
+ERROR_CODE_IMAGE_TOO_LARGE: ErrorCode
+ERROR_CODE_INVALID_CLIENT_ID: ErrorCode
+ERROR_CODE_INCOMPLETE_SAMPLE: ErrorCode
+ERROR_CODE_INVALID_PAGE: ErrorCode
+ERROR_CODE_JOB_NOT_FOUND: ErrorCode
+ERROR_CODE_INVALID_HYPERPARAMETERS: ErrorCode
+ERROR_CODE_NOT_ENOUGH_DATA: ErrorCode
+ERROR_CODE_JOB_FINISHED: ErrorCode
+ERROR_CODE_MODEL_NOT_FOUND: ErrorCode
+ERROR_CODE_FORMAT_NOT_FOUND: ErrorCode
+ERROR_CODE_INVALID_FORMAT: ErrorCode
+ERROR_CODE_NO_MODEL: ErrorCode
+ERROR_CODE_INVALID_RANGE: ErrorCode
+
+class InputSpec(_message.Message):
+    __slots__ = ("width", "height", "color_mode", "normalization", "channels", "scale", "offset")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    COLOR_MODE_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    color_mode: ColorMode
+    normalization: Normalization
+    channels: int
+    scale: float
+    offset: float
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., color_mode: _Optional[_Union[ColorMode, str]] = ..., normalization: _Optional[_Union[Normalization, str]] = ..., channels: _Optional[int] = ..., scale: _Optional[float] = ..., offset: _Optional[float] = ...) -> None: ...
+
+class FormatAccuracy(_message.Message):
+    __slots__ = ("format", "accuracy")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    format: ModelFormat
+    accuracy: float
+    def __init__(self, format: _Optional[_Union[ModelFormat, str]] = ..., accuracy: _Optional[float] = ...) -> None: ...
+
+class Artifact(_message.Message):
+    __slots__ = ("format", "size", "sha256")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    format: ModelFormat
+    size: int
+    sha256: str
+    def __init__(self, format: _Optional[_Union[ModelFormat, str]] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...

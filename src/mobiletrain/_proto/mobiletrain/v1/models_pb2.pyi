@@ -1,0 +1,179 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from mobiletrain._proto.mobiletrain.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MetricsSummary(_message.Message):
+    __slots__ = ("accuracy", "tflite_accuracy")
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TFLITE_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    accuracy: float
+    tflite_accuracy: _containers.RepeatedCompositeFieldContainer[_common_pb2.FormatAccuracy]
+    def __init__(self, accuracy: _Optional[float] = ..., tflite_accuracy: _Optional[_Iterable[_Union[_common_pb2.FormatAccuracy, _Mapping]]] = ...) -> None: ...
+
+class ModelVersion(_message.Message):
+    __slots__ = ("project_id", "version", "job_id", "created_at", "current", "metrics", "artifacts")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    version: int
+    job_id: str
+    created_at: _timestamp_pb2.Timestamp
+    current: bool
+    metrics: MetricsSummary
+    artifacts: _containers.RepeatedCompositeFieldContainer[_common_pb2.Artifact]
+    def __init__(self, project_id: _Optional[str] = ..., version: _Optional[int] = ..., job_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current: _Optional[bool] = ..., metrics: _Optional[_Union[MetricsSummary, _Mapping]] = ..., artifacts: _Optional[_Iterable[_Union[_common_pb2.Artifact, _Mapping]]] = ...) -> None: ...
+
+class ListModelVersionsRequest(_message.Message):
+    __slots__ = ("project", "page_size", "page_token")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    page_size: int
+    page_token: str
+    def __init__(self, project: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListModelVersionsResponse(_message.Message):
+    __slots__ = ("versions", "next_page_token")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[ModelVersion]
+    next_page_token: str
+    def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetManifestRequest(_message.Message):
+    __slots__ = ("project", "version")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    version: int
+    def __init__(self, project: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class Manifest(_message.Message):
+    __slots__ = ("project_id", "version", "labels", "input_spec", "artifacts", "manifest_json")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SPEC_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    version: int
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    input_spec: _common_pb2.InputSpec
+    artifacts: _containers.RepeatedCompositeFieldContainer[_common_pb2.Artifact]
+    manifest_json: str
+    def __init__(self, project_id: _Optional[str] = ..., version: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., input_spec: _Optional[_Union[_common_pb2.InputSpec, _Mapping]] = ..., artifacts: _Optional[_Iterable[_Union[_common_pb2.Artifact, _Mapping]]] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+
+class DownloadModelRequest(_message.Message):
+    __slots__ = ("project", "version", "format", "offset")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    version: int
+    format: _common_pb2.ModelFormat
+    offset: int
+    def __init__(self, project: _Optional[str] = ..., version: _Optional[int] = ..., format: _Optional[_Union[_common_pb2.ModelFormat, str]] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ModelFileInfo(_message.Message):
+    __slots__ = ("version", "format", "size", "sha256", "file_name", "manifest_json")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    format: _common_pb2.ModelFormat
+    size: int
+    sha256: str
+    file_name: str
+    manifest_json: str
+    def __init__(self, version: _Optional[int] = ..., format: _Optional[_Union[_common_pb2.ModelFormat, str]] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., file_name: _Optional[str] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+
+class ModelChunk(_message.Message):
+    __slots__ = ("info", "offset", "data")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    info: ModelFileInfo
+    offset: int
+    data: bytes
+    def __init__(self, info: _Optional[_Union[ModelFileInfo, _Mapping]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class CheckForUpdateRequest(_message.Message):
+    __slots__ = ("project", "format", "current_sha256", "current_version")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    format: _common_pb2.ModelFormat
+    current_sha256: str
+    current_version: int
+    def __init__(self, project: _Optional[str] = ..., format: _Optional[_Union[_common_pb2.ModelFormat, str]] = ..., current_sha256: _Optional[str] = ..., current_version: _Optional[int] = ...) -> None: ...
+
+class CheckForUpdateResponse(_message.Message):
+    __slots__ = ("not_modified", "latest", "artifact")
+    NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    not_modified: bool
+    latest: ModelVersion
+    artifact: _common_pb2.Artifact
+    def __init__(self, not_modified: _Optional[bool] = ..., latest: _Optional[_Union[ModelVersion, _Mapping]] = ..., artifact: _Optional[_Union[_common_pb2.Artifact, _Mapping]] = ...) -> None: ...
+
+class PromoteVersionRequest(_message.Message):
+    __slots__ = ("project", "version")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    version: int
+    def __init__(self, project: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("project", "version", "image", "top_k")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    version: int
+    image: bytes
+    top_k: int
+    def __init__(self, project: _Optional[str] = ..., version: _Optional[int] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class Prediction(_message.Message):
+    __slots__ = ("label", "index", "score")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    index: int
+    score: float
+    def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("predictions", "version", "latency_ms")
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
+    version: int
+    latency_ms: float
+    def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., version: _Optional[int] = ..., latency_ms: _Optional[float] = ...) -> None: ...
