@@ -135,8 +135,8 @@ class IncomingSample:
 
 @dataclass
 class _Pending:
+    # No reference to the incoming bytes: a batch must not keep up to batch_size samples alive.
     index: int
-    incoming: IncomingSample
     sample: Sample
 
 
@@ -171,7 +171,7 @@ class DatasetService:
                 result.error_code = exc.code
                 result.reason = exc.message
                 continue
-            batch.append(_Pending(len(summary.results) - 1, incoming, sample))
+            batch.append(_Pending(len(summary.results) - 1, sample))
             if len(batch) >= batch_size:
                 self._commit(project, batch, summary)
                 batch = []

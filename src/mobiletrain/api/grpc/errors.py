@@ -1,0 +1,128 @@
+"""How failures leave the gRPC adapter.
+
+Servicers never build statuses themselves: they (or the core services they call) raise
+:class:`~mobiletrain.core.errors.MobiletrainError`. :class:`ErrorInterceptor` wraps every handler
+of the mobiletrain services (unary and streaming alike) and turns
+
+* a ``MobiletrainError`` into its gRPC status (``ErrorCode.grpc_status``), its safe message and
+  the trailing metadata ``mobiletrain-error-code`` = the code's decimal number;
+* any other exception into ``INTERNAL`` with code ``1`` and a generic message; the details go to
+  the server log only.
+
+A client that went away is not an error: the exception its departure causes inside the handler
+is passed on to gRPC unchanged, which drops it silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import grpc
+
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+
+log = logging.getLogger("mobiletrain.api.grpc")
+
+ERROR_CODE_METADATA_KEY = "mobiletrain-error-code"
+"""Trailing metadata key that carries the number of the :class:`ErrorCode`."""
+
+SERVICE_PREFIX = "/mobiletrain."
+"""Full method names this interceptor wraps (health and reflection keep their own handling)."""
+
+
+def status_code_of(code: ErrorCode) -> grpc.StatusCode:
+    """The ``grpc.StatusCode`` member named by an error code."""
+    return grpc.StatusCode[code.grpc_status]
+
+
+def abort_with_error(context: grpc.ServicerContext, error: MobiletrainError) -> NoReturn:
+    """End the RPC with the status, message and trailing code number of ``error``."""
+    context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, str(error.code.number)),))
+    context.abort(status_code_of(error.code), error.message)
+
+
+def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> NoReturn:
+    """Map an exception raised by a handler (see the module docstring)."""
+    if isinstance(exc, grpc.RpcError) or not context.is_active():
+        # The client cancelled or the connection dropped: gRPC knows and discards this.
+        raise exc
+    if isinstance(exc, MobiletrainError):
+        if exc.code is ErrorCode.INTERNAL:
+            log.error("%s failed: %s", method, exc)
+        abort_with_error(context, exc)
+    log.error("%s failed unexpectedly", method, exc_info=exc)
+    abort_with_error(context, MobiletrainError(ErrorCode.INTERNAL))
+
+
+def _wrap_unary_response(
+    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str
+) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behavior(request, context)
+        except Exception as exc:
+            _fail(context, exc, method)
+
+    return handler
+
+
+def _wrap_stream_response(
+    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str
+) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from behavior(request, context)
+        except Exception as exc:
+            _fail(context, exc, method)
+
+    return handler
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Applies the error mapping to every handler of the mobiletrain services."""
+
+    def __init__(self) -> None:
+        # Wrapped handlers per method name; the servicers' handlers never change.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],  # type: ignore[type-arg]
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:  # type: ignore[type-arg]
+        """Return the handler of the call with its behaviour wrapped."""
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith(SERVICE_PREFIX):
+            return handler
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            wrapped = self._wrapped[method] = _wrap(handler, method)
+        return wrapped
+
+
+def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
+    """A copy of ``handler`` whose behaviour maps exceptions to statuses."""
+    kwargs: dict[str, Any] = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap_unary_response(handler.unary_unary, method), **kwargs
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _wrap_stream_response(handler.unary_stream, method), **kwargs
+        )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            _wrap_unary_response(handler.stream_unary, method), **kwargs
+        )
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream_response(handler.stream_stream, method), **kwargs
+        )
+    return handler

@@ -1,0 +1,867 @@
+"""Conversions between the domain dataclasses of :mod:`mobiletrain.core` and protobuf messages.
+
+This is the only module of the gRPC adapter that knows both worlds. Every domain type has an
+``x_to_proto`` / ``x_from_proto`` pair; the ``from_proto`` side of request messages applies the
+wire conventions (``0`` / ``*_UNSPECIFIED`` = server default) and raises
+:class:`~mobiletrain.core.errors.MobiletrainError` for values the domain cannot represent, so the
+servicers stay thin.
+
+Domain → proto conversions never fail on odd stored data: a missing or non-numeric value in a
+free-form JSON dict (event data, metrics) becomes the proto default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mobiletrain._proto.mobiletrain.v1 import (
+    common_pb2,
+    datasets_pb2,
+    models_pb2,
+    projects_pb2,
+    training_pb2,
+)
+from mobiletrain.core.errors import ErrorCode, MobiletrainError, error_by_number
+from mobiletrain.core.services import IncomingSample, Prediction
+from mobiletrain.core.types import (
+    Architecture,
+    Artifact,
+    ColorMode,
+    EventKind,
+    Hyperparameters,
+    InputSpec,
+    Job,
+    JobEvent,
+    JobState,
+    ModelFormat,
+    ModelVersion,
+    Normalization,
+    Project,
+    Sample,
+    SampleResult,
+    SampleStatus,
+    TaskType,
+    UploadSummary,
+)
+
+E = TypeVar("E", bound=Enum)
+
+# --------------------------------------------------------------------------------------------
+# Enums. Each table maps a domain enum member to its proto number; value 0 (UNSPECIFIED) is
+# never in a table: requests resolve it to the default, responses never send it.
+# --------------------------------------------------------------------------------------------
+
+_TASK_TYPES: dict[TaskType, common_pb2.TaskType] = {
+    TaskType.IMAGE_CLASSIFICATION: common_pb2.TASK_TYPE_IMAGE_CLASSIFICATION,
+}
+_COLOR_MODES: dict[ColorMode, common_pb2.ColorMode] = {
+    ColorMode.RGB: common_pb2.COLOR_MODE_RGB,
+    ColorMode.GRAYSCALE: common_pb2.COLOR_MODE_GRAYSCALE,
+}
+_NORMALIZATIONS: dict[Normalization, common_pb2.Normalization] = {
+    Normalization.ZERO_ONE: common_pb2.NORMALIZATION_ZERO_ONE,
+    Normalization.MINUS_ONE_ONE: common_pb2.NORMALIZATION_MINUS_ONE_ONE,
+    Normalization.RAW: common_pb2.NORMALIZATION_RAW,
+}
+_MODEL_FORMATS: dict[ModelFormat, common_pb2.ModelFormat] = {
+    ModelFormat.KERAS: common_pb2.MODEL_FORMAT_KERAS,
+    ModelFormat.FLOAT32: common_pb2.MODEL_FORMAT_FLOAT32,
+    ModelFormat.FLOAT16: common_pb2.MODEL_FORMAT_FLOAT16,
+    ModelFormat.DYNAMIC_INT8: common_pb2.MODEL_FORMAT_DYNAMIC_INT8,
+    ModelFormat.INT8: common_pb2.MODEL_FORMAT_INT8,
+}
+_ARCHITECTURES: dict[Architecture, training_pb2.Architecture] = {
+    Architecture.SMALL_CNN: training_pb2.ARCHITECTURE_SMALL_CNN,
+    Architecture.MOBILENET_V3_SMALL: training_pb2.ARCHITECTURE_MOBILENET_V3_SMALL,
+    Architecture.MOBILENET_V2: training_pb2.ARCHITECTURE_MOBILENET_V2,
+}
+_JOB_STATES: dict[JobState, training_pb2.JobState] = {
+    JobState.QUEUED: training_pb2.JOB_STATE_QUEUED,
+    JobState.RUNNING: training_pb2.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: training_pb2.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: training_pb2.JOB_STATE_FAILED,
+    JobState.CANCELLED: training_pb2.JOB_STATE_CANCELLED,
+}
+_EVENT_KINDS: dict[EventKind, training_pb2.EventKind] = {
+    EventKind.STATE: training_pb2.EVENT_KIND_STATE,
+    EventKind.PROGRESS: training_pb2.EVENT_KIND_PROGRESS,
+    EventKind.EPOCH: training_pb2.EVENT_KIND_EPOCH,
+    EventKind.EVALUATION: training_pb2.EVENT_KIND_EVALUATION,
+    EventKind.LOG: training_pb2.EVENT_KIND_LOG,
+}
+_SAMPLE_STATUSES: dict[SampleStatus, datasets_pb2.SampleStatus] = {
+    SampleStatus.ACCEPTED: datasets_pb2.SAMPLE_STATUS_ACCEPTED,
+    SampleStatus.DUPLICATE: datasets_pb2.SAMPLE_STATUS_DUPLICATE,
+    SampleStatus.REJECTED: datasets_pb2.SAMPLE_STATUS_REJECTED,
+}
+
+# Payload field of JobEvent for each kind.
+_EVENT_PAYLOADS: dict[EventKind, str] = {
+    EventKind.STATE: "state_changed",
+    EventKind.PROGRESS: "progress",
+    EventKind.EPOCH: "epoch_end",
+    EventKind.EVALUATION: "evaluation",
+    EventKind.LOG: "log",
+}
+
+
+def _enum_from_proto(
+    table: Mapping[E, int], number: int, what: str, code: ErrorCode, default: E | None
+) -> E:
+    """Resolve a proto enum number; 0 gives ``default`` (or fails when there is none)."""
+    if number == 0 and default is not None:
+        return default
+    for member, value in table.items():
+        if value == number:
+            return member
+    allowed = ", ".join(str(getattr(m, "value", m)) for m in table)
+    if number == 0:
+        raise MobiletrainError(code, f"{what} is required; allowed: {allowed}")
+    raise MobiletrainError(code, f"unknown {what} {number}; allowed: {allowed}")
+
+
+def task_type_to_proto(task: TaskType) -> common_pb2.TaskType:
+    """Domain task type → ``TaskType`` number."""
+    return _TASK_TYPES[task]
+
+
+def task_type_from_proto(number: int) -> TaskType:
+    """``TaskType`` number → domain; UNSPECIFIED = image classification."""
+    return _enum_from_proto(
+        _TASK_TYPES, number, "task type", ErrorCode.UNSUPPORTED_TASK, TaskType.IMAGE_CLASSIFICATION
+    )
+
+
+def color_mode_to_proto(mode: ColorMode) -> common_pb2.ColorMode:
+    """Domain colour mode → ``ColorMode`` number."""
+    return _COLOR_MODES[mode]
+
+
+def color_mode_from_proto(number: int) -> ColorMode:
+    """``ColorMode`` number → domain; UNSPECIFIED = RGB."""
+    return _enum_from_proto(
+        _COLOR_MODES, number, "color mode", ErrorCode.INVALID_INPUT_SPEC, ColorMode.RGB
+    )
+
+
+def normalization_to_proto(normalization: Normalization) -> common_pb2.Normalization:
+    """Domain normalisation → ``Normalization`` number."""
+    return _NORMALIZATIONS[normalization]
+
+
+def normalization_from_proto(number: int) -> Normalization:
+    """``Normalization`` number → domain; UNSPECIFIED = zero-one."""
+    return _enum_from_proto(
+        _NORMALIZATIONS,
+        number,
+        "normalization",
+        ErrorCode.INVALID_INPUT_SPEC,
+        Normalization.ZERO_ONE,
+    )
+
+
+def model_format_to_proto(fmt: ModelFormat) -> common_pb2.ModelFormat:
+    """Domain model format → ``ModelFormat`` number."""
+    return _MODEL_FORMATS[fmt]
+
+
+def model_format_from_proto(number: int) -> ModelFormat:
+    """``ModelFormat`` number → domain; UNSPECIFIED or unknown fails with INVALID_FORMAT."""
+    return _enum_from_proto(_MODEL_FORMATS, number, "model format", ErrorCode.INVALID_FORMAT, None)
+
+
+def architecture_to_proto(architecture: Architecture) -> training_pb2.Architecture:
+    """Domain architecture → ``Architecture`` number."""
+    return _ARCHITECTURES[architecture]
+
+
+def architecture_from_proto(number: int) -> Architecture:
+    """``Architecture`` number → domain; UNSPECIFIED = the default (small CNN)."""
+    return _enum_from_proto(
+        _ARCHITECTURES,
+        number,
+        "architecture",
+        ErrorCode.INVALID_HYPERPARAMETERS,
+        Hyperparameters().architecture,
+    )
+
+
+def job_state_to_proto(state: JobState) -> training_pb2.JobState:
+    """Domain job state → ``JobState`` number."""
+    return _JOB_STATES[state]
+
+
+def job_state_from_proto(number: int) -> JobState:
+    """``JobState`` number → domain (UNSPECIFIED is invalid)."""
+    return _enum_from_proto(_JOB_STATES, number, "job state", ErrorCode.INVALID_ARGUMENT, None)
+
+
+def event_kind_to_proto(kind: EventKind) -> training_pb2.EventKind:
+    """Domain event kind → ``EventKind`` number."""
+    return _EVENT_KINDS[kind]
+
+
+def event_kind_from_proto(number: int) -> EventKind:
+    """``EventKind`` number → domain (UNSPECIFIED is invalid)."""
+    return _enum_from_proto(_EVENT_KINDS, number, "event kind", ErrorCode.INVALID_ARGUMENT, None)
+
+
+def sample_status_to_proto(status: SampleStatus) -> datasets_pb2.SampleStatus:
+    """Domain sample status → ``SampleStatus`` number."""
+    return _SAMPLE_STATUSES[status]
+
+
+def sample_status_from_proto(number: int) -> SampleStatus:
+    """``SampleStatus`` number → domain (UNSPECIFIED is invalid)."""
+    return _enum_from_proto(
+        _SAMPLE_STATUSES, number, "sample status", ErrorCode.INVALID_ARGUMENT, None
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Scalars
+# --------------------------------------------------------------------------------------------
+
+
+def timestamp_to_proto(value: datetime) -> Timestamp:
+    """A datetime (naive = UTC) → ``google.protobuf.Timestamp``."""
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def timestamp_from_proto(ts: Timestamp) -> datetime:
+    """``google.protobuf.Timestamp`` → timezone-aware UTC datetime."""
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _float(data: Mapping[str, Any], key: str) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
+
+
+def _int(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0
+    return int(value)
+
+
+def _str(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _json(value: Any) -> str:
+    """Compact JSON that keeps non-ASCII text readable (labels may be any language)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+# --------------------------------------------------------------------------------------------
+# Projects
+# --------------------------------------------------------------------------------------------
+
+
+def input_spec_to_proto(spec: InputSpec) -> common_pb2.InputSpec:
+    """Domain input spec → ``InputSpec`` with every field (derived ones too) filled."""
+    scale, offset = spec.normalization.scale_offset()
+    return common_pb2.InputSpec(
+        width=spec.width,
+        height=spec.height,
+        color_mode=color_mode_to_proto(spec.color_mode),
+        normalization=normalization_to_proto(spec.normalization),
+        channels=spec.channels,
+        scale=scale,
+        offset=offset,
+    )
+
+
+def input_spec_from_proto(msg: common_pb2.InputSpec) -> InputSpec:
+    """``InputSpec`` → domain; 0 / UNSPECIFIED fields take the defaults, derived ones are ignored.
+
+    Ranges are not checked here (the project service does that, with INVALID_INPUT_SPEC).
+    """
+    default = InputSpec()
+    return InputSpec(
+        width=msg.width or default.width,
+        height=msg.height or default.height,
+        color_mode=color_mode_from_proto(msg.color_mode),
+        normalization=normalization_from_proto(msg.normalization),
+    )
+
+
+def project_to_proto(project: Project, current_version: int | None) -> projects_pb2.Project:
+    """Domain project → ``Project``.
+
+    ``current_version`` is the version apps get now (the promoted one, else the newest; None
+    when the project has no model), which the wire calls ``promoted_version``.
+    """
+    return projects_pb2.Project(
+        id=project.id,
+        name=project.name,
+        task=task_type_to_proto(project.task),
+        labels=project.labels,
+        labels_fixed=project.labels_fixed,
+        input_spec=input_spec_to_proto(project.input_spec),
+        created_at=timestamp_to_proto(project.created_at),
+        promoted_version=current_version or 0,
+    )
+
+
+def project_from_proto(msg: projects_pb2.Project) -> Project:
+    """``Project`` → domain (``promoted_version`` 0 becomes None)."""
+    return Project(
+        id=msg.id,
+        name=msg.name,
+        task=task_type_from_proto(msg.task),
+        labels=list(msg.labels),
+        labels_fixed=msg.labels_fixed,
+        input_spec=input_spec_from_proto(msg.input_spec),
+        created_at=timestamp_from_proto(msg.created_at),
+        promoted_version=msg.promoted_version or None,
+    )
+
+
+@dataclass(frozen=True)
+class ProjectDraft:
+    """The arguments of ``ProjectService.create`` as a CreateProject request carries them."""
+
+    name: str
+    task: TaskType = TaskType.IMAGE_CLASSIFICATION
+    labels: list[str] = field(default_factory=list)
+    input_spec: InputSpec | None = None
+
+
+def project_draft_to_proto(draft: ProjectDraft) -> projects_pb2.CreateProjectRequest:
+    """Draft → ``CreateProjectRequest``."""
+    msg = projects_pb2.CreateProjectRequest(
+        name=draft.name, task=task_type_to_proto(draft.task), labels=draft.labels
+    )
+    if draft.input_spec is not None:
+        msg.input_spec.CopyFrom(input_spec_to_proto(draft.input_spec))
+    return msg
+
+
+def project_draft_from_proto(msg: projects_pb2.CreateProjectRequest) -> ProjectDraft:
+    """``CreateProjectRequest`` → draft (absent input spec = server default)."""
+    return ProjectDraft(
+        name=msg.name,
+        task=task_type_from_proto(msg.task),
+        labels=list(msg.labels),
+        input_spec=input_spec_from_proto(msg.input_spec) if msg.HasField("input_spec") else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets
+# --------------------------------------------------------------------------------------------
+
+
+def sample_to_proto(sample: Sample) -> datasets_pb2.Sample:
+    """Domain sample → ``Sample``."""
+    return datasets_pb2.Sample(
+        id=sample.id,
+        project_id=sample.project_id,
+        client_id=sample.client_id,
+        label=sample.label,
+        sha256=sample.sha256,
+        size=sample.size,
+        media_type=sample.media_type,
+        width=sample.width,
+        height=sample.height,
+        created_at=timestamp_to_proto(sample.created_at),
+    )
+
+
+def sample_from_proto(msg: datasets_pb2.Sample) -> Sample:
+    """``Sample`` → domain."""
+    return Sample(
+        id=msg.id,
+        project_id=msg.project_id,
+        client_id=msg.client_id,
+        label=msg.label,
+        sha256=msg.sha256,
+        size=msg.size,
+        media_type=msg.media_type,
+        width=msg.width,
+        height=msg.height,
+        created_at=timestamp_from_proto(msg.created_at),
+    )
+
+
+def incoming_sample_to_proto(sample: IncomingSample, sha256: str = "") -> datasets_pb2.InlineSample:
+    """A sample to upload → ``InlineSample`` (``sha256`` optional)."""
+    return datasets_pb2.InlineSample(
+        client_id=sample.client_id, label=sample.label, data=sample.data, sha256=sha256
+    )
+
+
+def incoming_sample_from_proto(msg: datasets_pb2.InlineSample) -> IncomingSample:
+    """``InlineSample`` → a sample for ``DatasetService.upload`` (checksums are the caller's)."""
+    return IncomingSample(client_id=msg.client_id, label=msg.label, data=msg.data)
+
+
+def sample_header_to_proto(sample: IncomingSample, sha256: str = "") -> datasets_pb2.SampleHeader:
+    """A sample to upload in chunks → its ``SampleHeader``."""
+    return datasets_pb2.SampleHeader(
+        client_id=sample.client_id, label=sample.label, size=len(sample.data), sha256=sha256
+    )
+
+
+def sample_header_from_proto(
+    msg: datasets_pb2.SampleHeader, data: bytes = b"", error: MobiletrainError | None = None
+) -> IncomingSample:
+    """``SampleHeader`` plus the reassembled bytes (or a rejection) → an upload sample."""
+    return IncomingSample(client_id=msg.client_id, label=msg.label, data=data, error=error)
+
+
+def sample_result_to_proto(result: SampleResult) -> datasets_pb2.SampleResult:
+    """Domain per-sample result → ``SampleResult`` (error code as its number)."""
+    return datasets_pb2.SampleResult(
+        client_id=result.client_id,
+        status=sample_status_to_proto(result.status),
+        sample_id=result.sample_id or "",
+        error_code=result.error_code.number if result.error_code is not None else 0,
+        reason=result.reason,
+    )
+
+
+def sample_result_from_proto(msg: datasets_pb2.SampleResult) -> SampleResult:
+    """``SampleResult`` → domain (an error number unknown to this version becomes INTERNAL)."""
+    code: ErrorCode | None = None
+    if msg.error_code:
+        code = error_by_number(msg.error_code) or ErrorCode.INTERNAL
+    return SampleResult(
+        client_id=msg.client_id,
+        status=sample_status_from_proto(msg.status),
+        sample_id=msg.sample_id or None,
+        error_code=code,
+        reason=msg.reason,
+    )
+
+
+def upload_summary_to_proto(summary: UploadSummary) -> datasets_pb2.UploadSamplesResponse:
+    """Domain upload summary → ``UploadSamplesResponse`` with the three counters."""
+    return datasets_pb2.UploadSamplesResponse(
+        results=[sample_result_to_proto(r) for r in summary.results],
+        accepted=summary.count(SampleStatus.ACCEPTED),
+        duplicates=summary.count(SampleStatus.DUPLICATE),
+        rejected=summary.count(SampleStatus.REJECTED),
+    )
+
+
+def upload_summary_from_proto(msg: datasets_pb2.UploadSamplesResponse) -> UploadSummary:
+    """``UploadSamplesResponse`` → domain (the counters follow from the results)."""
+    return UploadSummary(results=[sample_result_from_proto(r) for r in msg.results])
+
+
+def class_counts_to_proto(counts: Mapping[str, int]) -> datasets_pb2.GetClassCountsResponse:
+    """Label → count (in label order) → ``GetClassCountsResponse`` with the total."""
+    return datasets_pb2.GetClassCountsResponse(
+        counts=[datasets_pb2.ClassCount(label=k, count=v) for k, v in counts.items()],
+        total=sum(counts.values()),
+    )
+
+
+def class_counts_from_proto(msg: datasets_pb2.GetClassCountsResponse) -> dict[str, int]:
+    """``GetClassCountsResponse`` → label → count, in label order."""
+    return {c.label: c.count for c in msg.counts}
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+# Hyperparameters fields that are plain proto3 `optional` scalars with the same name.
+_HP_SCALARS: tuple[str, ...] = tuple(
+    f.name for f in fields(Hyperparameters) if f.name not in ("architecture", "formats")
+)
+
+
+def hyperparameters_to_proto(hp: Hyperparameters) -> training_pb2.Hyperparameters:
+    """Domain hyperparameters → ``Hyperparameters`` with every field set to the value in use."""
+    msg = training_pb2.Hyperparameters(
+        architecture=architecture_to_proto(hp.architecture),
+        formats=[model_format_to_proto(f) for f in hp.formats],
+    )
+    for name in _HP_SCALARS:
+        setattr(msg, name, getattr(hp, name))
+    return msg
+
+
+def hyperparameters_from_proto(msg: training_pb2.Hyperparameters | None) -> Hyperparameters:
+    """``Hyperparameters`` → domain; unset fields take the defaults (ranges unchecked here)."""
+    hp = Hyperparameters()
+    if msg is None:
+        return hp
+    for name in _HP_SCALARS:
+        if msg.HasField(name):
+            setattr(hp, name, getattr(msg, name))
+    hp.architecture = architecture_from_proto(msg.architecture)
+    if msg.formats:
+        formats: list[ModelFormat] = []
+        for number in msg.formats:
+            fmt = model_format_from_proto(number)
+            if fmt not in formats:
+                formats.append(fmt)
+        hp.formats = formats
+    return hp
+
+
+def job_to_proto(job: Job) -> training_pb2.Job:
+    """Domain job → ``Job`` (unset timestamps stay unset, no model version = 0)."""
+    msg = training_pb2.Job(
+        id=job.id,
+        project_id=job.project_id,
+        state=job_state_to_proto(job.state),
+        hyperparameters=hyperparameters_to_proto(job.hyperparameters),
+        created_at=timestamp_to_proto(job.created_at),
+        attempts=job.attempts,
+        error=job.error,
+        cancel_requested=job.cancel_requested,
+        model_version=job.model_version or 0,
+    )
+    if job.started_at is not None:
+        msg.started_at.CopyFrom(timestamp_to_proto(job.started_at))
+    if job.finished_at is not None:
+        msg.finished_at.CopyFrom(timestamp_to_proto(job.finished_at))
+    return msg
+
+
+def job_from_proto(msg: training_pb2.Job) -> Job:
+    """``Job`` → domain."""
+    return Job(
+        id=msg.id,
+        project_id=msg.project_id,
+        state=job_state_from_proto(msg.state),
+        hyperparameters=hyperparameters_from_proto(msg.hyperparameters),
+        created_at=timestamp_from_proto(msg.created_at),
+        started_at=timestamp_from_proto(msg.started_at) if msg.HasField("started_at") else None,
+        finished_at=timestamp_from_proto(msg.finished_at) if msg.HasField("finished_at") else None,
+        attempts=msg.attempts,
+        error=msg.error,
+        cancel_requested=msg.cancel_requested,
+        model_version=msg.model_version or None,
+    )
+
+
+def _format_accuracies(value: Any) -> list[common_pb2.FormatAccuracy]:
+    """Per-format accuracy from metrics JSON.
+
+    Accepts ``{"float16": 0.93}``, ``{"float16": {"accuracy": 0.93, ...}}`` or
+    ``[{"format": "float16", "accuracy": 0.93}, ...]``; unknown formats are skipped.
+    """
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        pairs = [(v.get("format"), v) for v in value if isinstance(v, Mapping)]
+    out: list[common_pb2.FormatAccuracy] = []
+    for name, entry in pairs:
+        try:
+            fmt = ModelFormat(str(name))
+        except ValueError:
+            continue
+        acc = _float(entry, "accuracy") if isinstance(entry, Mapping) else _float({"a": entry}, "a")
+        out.append(common_pb2.FormatAccuracy(format=model_format_to_proto(fmt), accuracy=acc))
+    return out
+
+
+def _tflite_accuracy_of(data: Mapping[str, Any]) -> list[common_pb2.FormatAccuracy]:
+    for key in ("tflite_accuracy", "tflite"):
+        if key in data:
+            return _format_accuracies(data[key])
+    return []
+
+
+def _evaluation_to_proto(data: Mapping[str, Any]) -> training_pb2.Evaluation:
+    per_class_raw = data.get("per_class")
+    per_class = [
+        pc
+        for pc in (per_class_raw if isinstance(per_class_raw, list) else [])
+        if isinstance(pc, Mapping)
+    ]
+    labels_raw = data.get("labels")
+    labels = (
+        [str(v) for v in labels_raw]
+        if isinstance(labels_raw, list)
+        else [_str(pc, "label") for pc in per_class]
+    )
+    matrix_raw = data.get("confusion_matrix")
+    rows = matrix_raw if isinstance(matrix_raw, list) else []
+    return training_pb2.Evaluation(
+        accuracy=_float(data, "accuracy"),
+        labels=labels,
+        per_class=[
+            training_pb2.ClassMetrics(
+                label=_str(pc, "label"),
+                precision=_float(pc, "precision"),
+                recall=_float(pc, "recall"),
+                f1=_float(pc, "f1"),
+                support=_int(pc, "support"),
+            )
+            for pc in per_class
+        ],
+        confusion_matrix=[
+            training_pb2.ConfusionRow(counts=[_int({"c": c}, "c") for c in row])
+            for row in rows
+            if isinstance(row, list)
+        ],
+        tflite_accuracy=_tflite_accuracy_of(data),
+        metrics_json=_json(dict(data)),
+    )
+
+
+def job_event_to_proto(event: JobEvent) -> training_pb2.JobEvent:
+    """Domain job event → ``JobEvent`` with the payload that matches its kind."""
+    msg = training_pb2.JobEvent(
+        job_id=event.job_id,
+        seq=event.seq,
+        kind=event_kind_to_proto(event.kind),
+        created_at=timestamp_to_proto(event.created_at),
+    )
+    data = event.data
+    if event.kind is EventKind.STATE:
+        msg.state_changed.CopyFrom(
+            training_pb2.StateChanged(
+                state=job_state_to_proto(JobState(data["state"])), error=_str(data, "error")
+            )
+        )
+    elif event.kind is EventKind.PROGRESS:
+        msg.progress.CopyFrom(
+            training_pb2.Progress(
+                epoch=_int(data, "epoch"),
+                epochs=_int(data, "epochs"),
+                batch=_int(data, "batch"),
+                batches=_int(data, "batches"),
+                samples_per_second=_float(data, "samples_per_second"),
+                eta_seconds=_float(data, "eta_seconds"),
+            )
+        )
+    elif event.kind is EventKind.EPOCH:
+        msg.epoch_end.CopyFrom(
+            training_pb2.EpochEnd(
+                epoch=_int(data, "epoch"),
+                epochs=_int(data, "epochs"),
+                loss=_float(data, "loss"),
+                accuracy=_float(data, "accuracy"),
+                val_loss=_float(data, "val_loss"),
+                val_accuracy=_float(data, "val_accuracy"),
+                seconds=_float(data, "seconds"),
+            )
+        )
+    elif event.kind is EventKind.EVALUATION:
+        msg.evaluation.CopyFrom(_evaluation_to_proto(data))
+    else:
+        msg.log.CopyFrom(training_pb2.Log(message=_str(data, "message")))
+    return msg
+
+
+def job_event_from_proto(msg: training_pb2.JobEvent) -> JobEvent:
+    """``JobEvent`` → domain; ``data`` holds the payload's fields (evaluation: ``metrics_json``)."""
+    kind = event_kind_from_proto(msg.kind)
+    data: dict[str, Any]
+    if kind is EventKind.STATE:
+        data = {"state": job_state_from_proto(msg.state_changed.state).value}
+        if msg.state_changed.error:
+            data["error"] = msg.state_changed.error
+    elif kind is EventKind.EVALUATION:
+        data = json.loads(msg.evaluation.metrics_json or "{}")
+    elif kind is EventKind.LOG:
+        data = {"message": msg.log.message}
+    else:
+        payload = getattr(msg, _EVENT_PAYLOADS[kind])
+        data = {f.name: getattr(payload, f.name) for f in payload.DESCRIPTOR.fields}
+    return JobEvent(
+        job_id=msg.job_id,
+        seq=msg.seq,
+        kind=kind,
+        data=data,
+        created_at=timestamp_from_proto(msg.created_at),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+def artifact_to_proto(artifact: Artifact) -> common_pb2.Artifact:
+    """Domain artifact → ``Artifact``."""
+    return common_pb2.Artifact(
+        format=model_format_to_proto(artifact.format), size=artifact.size, sha256=artifact.sha256
+    )
+
+
+def artifact_from_proto(msg: common_pb2.Artifact) -> Artifact:
+    """``Artifact`` → domain."""
+    return Artifact(format=model_format_from_proto(msg.format), sha256=msg.sha256, size=msg.size)
+
+
+def metrics_summary_to_proto(metrics: Mapping[str, Any]) -> models_pb2.MetricsSummary:
+    """A version's metrics JSON → ``MetricsSummary`` (accuracy and per-format accuracy)."""
+    return models_pb2.MetricsSummary(
+        accuracy=_float(metrics, "accuracy"), tflite_accuracy=_tflite_accuracy_of(metrics)
+    )
+
+
+def metrics_summary_from_proto(msg: models_pb2.MetricsSummary) -> dict[str, Any]:
+    """``MetricsSummary`` → ``{"accuracy", "tflite_accuracy": {format: accuracy}}``."""
+    return {
+        "accuracy": msg.accuracy,
+        "tflite_accuracy": {
+            model_format_from_proto(fa.format).value: fa.accuracy for fa in msg.tflite_accuracy
+        },
+    }
+
+
+def _artifacts_to_proto(model: ModelVersion) -> list[common_pb2.Artifact]:
+    order = list(ModelFormat)
+    return [artifact_to_proto(model.artifacts[f]) for f in sorted(model.artifacts, key=order.index)]
+
+
+def model_version_to_proto(model: ModelVersion, current: bool) -> models_pb2.ModelVersion:
+    """Domain model version → ``ModelVersion``; ``current`` says whether apps get it now."""
+    return models_pb2.ModelVersion(
+        project_id=model.project_id,
+        version=model.version,
+        job_id=model.job_id,
+        created_at=timestamp_to_proto(model.created_at),
+        current=current,
+        metrics=metrics_summary_to_proto(model.metrics),
+        artifacts=_artifacts_to_proto(model),
+    )
+
+
+def model_version_from_proto(msg: models_pb2.ModelVersion) -> ModelVersion:
+    """``ModelVersion`` → domain (the wire carries only a metrics summary and no manifest)."""
+    artifacts = [artifact_from_proto(a) for a in msg.artifacts]
+    return ModelVersion(
+        project_id=msg.project_id,
+        version=msg.version,
+        job_id=msg.job_id,
+        created_at=timestamp_from_proto(msg.created_at),
+        metrics=metrics_summary_from_proto(msg.metrics),
+        manifest={},
+        artifacts={a.format: a for a in artifacts},
+    )
+
+
+def manifest_json(model: ModelVersion) -> str:
+    """The version's ``manifest.json`` text, as GetManifest and DownloadModel send it."""
+    return _json(model.manifest)
+
+
+def manifest_to_proto(model: ModelVersion, project: Project) -> models_pb2.Manifest:
+    """A version's manifest → ``Manifest``; labels and input spec come from the manifest,
+    falling back to the project's for manifests that lack them."""
+    manifest = model.manifest
+    labels_raw = manifest.get("labels")
+    labels = [str(v) for v in labels_raw] if isinstance(labels_raw, list) else project.labels
+    spec_raw = manifest.get("input_spec")
+    spec = project.input_spec
+    if isinstance(spec_raw, Mapping):
+        try:
+            spec = InputSpec.from_dict(dict(spec_raw))
+        except (KeyError, ValueError, TypeError):
+            spec = project.input_spec
+    return models_pb2.Manifest(
+        project_id=model.project_id,
+        version=model.version,
+        labels=labels,
+        input_spec=input_spec_to_proto(spec),
+        artifacts=_artifacts_to_proto(model),
+        manifest_json=manifest_json(model),
+    )
+
+
+def manifest_from_proto(msg: models_pb2.Manifest) -> dict[str, Any]:
+    """``Manifest`` → the complete manifest dict (from ``manifest_json``)."""
+    data = json.loads(msg.manifest_json or "{}")
+    return data if isinstance(data, dict) else {}
+
+
+def model_file_info_to_proto(
+    model: ModelVersion, artifact: Artifact, file_name: str
+) -> models_pb2.ModelFileInfo:
+    """The file a DownloadModel stream carries → ``ModelFileInfo``."""
+    return models_pb2.ModelFileInfo(
+        version=model.version,
+        format=model_format_to_proto(artifact.format),
+        size=artifact.size,
+        sha256=artifact.sha256,
+        file_name=file_name,
+        manifest_json=manifest_json(model),
+    )
+
+
+def model_file_info_from_proto(msg: models_pb2.ModelFileInfo) -> tuple[int, Artifact, str]:
+    """``ModelFileInfo`` → (version, artifact, file name)."""
+    artifact = Artifact(
+        format=model_format_from_proto(msg.format), sha256=msg.sha256, size=msg.size
+    )
+    return msg.version, artifact, msg.file_name
+
+
+def update_check_to_proto(
+    not_modified: bool, model: ModelVersion, artifact: Artifact
+) -> models_pb2.CheckForUpdateResponse:
+    """Result of ``ModelService.check_update`` → ``CheckForUpdateResponse``."""
+    return models_pb2.CheckForUpdateResponse(
+        not_modified=not_modified,
+        latest=model_version_to_proto(model, current=True),
+        artifact=artifact_to_proto(artifact),
+    )
+
+
+def update_check_from_proto(
+    msg: models_pb2.CheckForUpdateResponse,
+) -> tuple[bool, ModelVersion, Artifact]:
+    """``CheckForUpdateResponse`` → (not_modified, current version, its artifact)."""
+    return (
+        msg.not_modified,
+        model_version_from_proto(msg.latest),
+        artifact_from_proto(msg.artifact),
+    )
+
+
+def prediction_to_proto(prediction: Prediction) -> models_pb2.Prediction:
+    """Domain prediction → ``Prediction``."""
+    return models_pb2.Prediction(
+        label=prediction.label, index=prediction.index, score=prediction.score
+    )
+
+
+def prediction_from_proto(msg: models_pb2.Prediction) -> Prediction:
+    """``Prediction`` → domain."""
+    return Prediction(label=msg.label, index=msg.index, score=msg.score)
+
+
+def predict_response_to_proto(
+    model: ModelVersion, predictions: Sequence[Prediction], latency_ms: float
+) -> models_pb2.PredictResponse:
+    """Result of ``ModelService.predict`` → ``PredictResponse``."""
+    return models_pb2.PredictResponse(
+        predictions=[prediction_to_proto(p) for p in predictions],
+        version=model.version,
+        latency_ms=latency_ms,
+    )
+
+
+def predict_response_from_proto(
+    msg: models_pb2.PredictResponse,
+) -> tuple[int, list[Prediction], float]:
+    """``PredictResponse`` → (version, predictions, latency in ms)."""
+    return msg.version, [prediction_from_proto(p) for p in msg.predictions], msg.latency_ms

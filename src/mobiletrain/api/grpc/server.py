@@ -1,0 +1,104 @@
+"""Builds the gRPC server: the four mobiletrain services, health checking and reflection."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mobiletrain._proto.mobiletrain.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    projects_pb2,
+    projects_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
+from mobiletrain.api.grpc.errors import ErrorInterceptor
+from mobiletrain.api.grpc.servicers import (
+    DatasetServicer,
+    ModelServicer,
+    ProjectServicer,
+    TrainingServicer,
+)
+
+if TYPE_CHECKING:
+    from mobiletrain.server import Container
+
+SERVICE_NAMES: tuple[str, ...] = (
+    projects_pb2.DESCRIPTOR.services_by_name["ProjectService"].full_name,
+    datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
+    training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+)
+"""Full names of the mobiletrain services, e.g. ``mobiletrain.v1.ProjectService``."""
+
+# Keepalive for phones: the server pings a connection with calls in flight once a minute and
+# drops it if no answer comes within 20 s, so a phone that vanished mid-WatchJob frees its
+# handler thread. Clients may ping (also while idle, e.g. to keep a NAT mapping) as often as
+# every 10 s without being sent GOAWAY "too many pings".
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    """Channel arguments of the server: message size caps, keepalive, exclusive port."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        *KEEPALIVE_OPTIONS,
+        # Never share a port with another process: binding a taken port must fail.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def build_grpc_server(container: Container, address: str) -> tuple[grpc.Server, int]:
+    """Create (but do not start) the gRPC server bound to ``address`` ("host:port").
+
+    Registers the four mobiletrain services behind the error interceptor, the standard health
+    service (SERVING for "" and every service name) and server reflection. ``address`` may use
+    port 0; the port actually bound is returned.
+    """
+    settings = container.settings
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
+        interceptors=[ErrorInterceptor()],
+        options=server_options(settings.grpc_max_message_bytes),
+    )
+    projects_pb2_grpc.add_ProjectServiceServicer_to_server(ProjectServicer(container), server)
+    datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(container), server)
+    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(container), server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(container), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    reflection.enable_server_reflection(
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise RuntimeError(f"could not bind the gRPC server to {address}") from exc
+    if port == 0:
+        raise RuntimeError(f"could not bind the gRPC server to {address}")
+    return server, port

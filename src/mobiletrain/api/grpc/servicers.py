@@ -1,0 +1,286 @@
+"""The four gRPC servicers: thin adapters from the wire to the core services.
+
+Each method converts the request with :mod:`~mobiletrain.api.grpc.serde`, calls one core
+service and converts the result back. Failures are raised as
+:class:`~mobiletrain.core.errors.MobiletrainError` and mapped to statuses by
+:class:`~mobiletrain.api.grpc.errors.ErrorInterceptor`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import grpc
+
+from mobiletrain._proto.mobiletrain.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    projects_pb2,
+    projects_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
+from mobiletrain.api.grpc import serde
+from mobiletrain.api.grpc.upload import incoming_samples
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.services import check_page_size, parse_page_token
+from mobiletrain.core.types import Project
+
+if TYPE_CHECKING:
+    from mobiletrain.server import Container
+
+CHUNK_BYTES = 256 * 1024
+"""Size of the data messages of GetSampleData (DownloadModel uses the blob store's 256 KiB)."""
+
+MAX_SEQ = 2**63 - 1
+"""Largest event sequence number the stores can compare with."""
+
+DEFAULT_TOP_K = 5
+"""Number of predictions when a PredictRequest says 0."""
+
+
+def _page_size(container: Container, requested: int) -> int:
+    """The wire clamps page sizes above the server maximum (the core would reject them)."""
+    return min(requested, container.projects.limits.max_page_size)
+
+
+def _current_version(container: Container, project: Project) -> int | None:
+    """The version apps get now: the promoted one, else the newest, else None."""
+    return container.models.current_version_number(project)
+
+
+class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
+    """``mobiletrain.v1.ProjectService`` over :class:`~mobiletrain.core.services.ProjectService`."""
+
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    def CreateProject(
+        self, request: projects_pb2.CreateProjectRequest, context: grpc.ServicerContext
+    ) -> projects_pb2.Project:
+        """Create a project."""
+        draft = serde.project_draft_from_proto(request)
+        project = self._c.projects.create(
+            draft.name, draft.task.value, draft.labels, draft.input_spec
+        )
+        return serde.project_to_proto(project, None)
+
+    def GetProject(
+        self, request: projects_pb2.GetProjectRequest, context: grpc.ServicerContext
+    ) -> projects_pb2.Project:
+        """One project by id or name."""
+        project = self._c.projects.get(request.project)
+        return serde.project_to_proto(project, _current_version(self._c, project))
+
+    def ListProjects(
+        self, request: projects_pb2.ListProjectsRequest, context: grpc.ServicerContext
+    ) -> projects_pb2.ListProjectsResponse:
+        """A page of projects."""
+        page = self._c.projects.list(_page_size(self._c, request.page_size), request.page_token)
+        return projects_pb2.ListProjectsResponse(
+            projects=[serde.project_to_proto(p, _current_version(self._c, p)) for p in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+
+class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
+    """``mobiletrain.v1.DatasetService`` over :class:`~mobiletrain.core.services.DatasetService`."""
+
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    def UploadSamples(
+        self,
+        request_iterator: Iterator[datasets_pb2.UploadSamplesRequest],
+        context: grpc.ServicerContext,
+    ) -> datasets_pb2.UploadSamplesResponse:
+        """Store a stream of samples; the samples are handed to the core as they arrive."""
+        requests = iter(request_iterator)
+        first = next(requests, None)
+        if first is None or not first.project:
+            raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "the first message must set project")
+        samples = incoming_samples(
+            itertools.chain([first], requests),
+            first.project,
+            self._c.datasets.limits.max_sample_bytes,
+        )
+        summary = self._c.datasets.upload(first.project, samples)
+        return serde.upload_summary_to_proto(summary)
+
+    def ListSamples(
+        self, request: datasets_pb2.ListSamplesRequest, context: grpc.ServicerContext
+    ) -> datasets_pb2.ListSamplesResponse:
+        """A page of samples, optionally of one label."""
+        page = self._c.datasets.list(
+            request.project,
+            request.label or None,
+            _page_size(self._c, request.page_size),
+            request.page_token,
+        )
+        return datasets_pb2.ListSamplesResponse(
+            samples=[serde.sample_to_proto(s) for s in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    def GetSampleData(
+        self, request: datasets_pb2.GetSampleDataRequest, context: grpc.ServicerContext
+    ) -> Iterator[datasets_pb2.GetSampleDataResponse]:
+        """The sample's metadata, then its bytes in 256 KiB pieces."""
+        sample, data = self._c.datasets.get_data(request.project, request.sample_id)
+        yield datasets_pb2.GetSampleDataResponse(sample=serde.sample_to_proto(sample))
+        view = memoryview(data)
+        for offset in range(0, len(data), CHUNK_BYTES):
+            yield datasets_pb2.GetSampleDataResponse(
+                offset=offset, data=bytes(view[offset : offset + CHUNK_BYTES])
+            )
+
+    def DeleteSample(
+        self, request: datasets_pb2.DeleteSampleRequest, context: grpc.ServicerContext
+    ) -> datasets_pb2.DeleteSampleResponse:
+        """Delete one sample and return what it was."""
+        sample = self._c.datasets.get(request.project, request.sample_id)
+        self._c.datasets.delete(request.project, request.sample_id)
+        return datasets_pb2.DeleteSampleResponse(sample=serde.sample_to_proto(sample))
+
+    def GetClassCounts(
+        self, request: datasets_pb2.GetClassCountsRequest, context: grpc.ServicerContext
+    ) -> datasets_pb2.GetClassCountsResponse:
+        """Samples per label, in label order."""
+        return serde.class_counts_to_proto(self._c.datasets.class_counts(request.project))
+
+
+class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
+    """``mobiletrain.v1.TrainingService`` over the core ``TrainingService``."""
+
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    def StartJob(
+        self, request: training_pb2.StartJobRequest, context: grpc.ServicerContext
+    ) -> training_pb2.Job:
+        """Queue a training job."""
+        hp = serde.hyperparameters_from_proto(
+            request.hyperparameters if request.HasField("hyperparameters") else None
+        )
+        return serde.job_to_proto(self._c.training.start(request.project, hp))
+
+    def GetJob(
+        self, request: training_pb2.GetJobRequest, context: grpc.ServicerContext
+    ) -> training_pb2.Job:
+        """One job."""
+        return serde.job_to_proto(self._c.training.get(request.job_id))
+
+    def ListJobs(
+        self, request: training_pb2.ListJobsRequest, context: grpc.ServicerContext
+    ) -> training_pb2.ListJobsResponse:
+        """A page of a project's jobs, newest first (all projects when ``project`` is empty)."""
+        page = self._c.training.list(
+            request.project or None, _page_size(self._c, request.page_size), request.page_token
+        )
+        return training_pb2.ListJobsResponse(
+            jobs=[serde.job_to_proto(j) for j in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    def CancelJob(
+        self, request: training_pb2.CancelJobRequest, context: grpc.ServicerContext
+    ) -> training_pb2.Job:
+        """Ask a job to stop."""
+        return serde.job_to_proto(self._c.training.cancel(request.job_id))
+
+    def WatchJob(
+        self, request: training_pb2.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[training_pb2.JobEvent]:
+        """Stored events after ``after_seq``, then live ones, until the job's final state."""
+        cancelled = threading.Event()
+        if not context.add_callback(cancelled.set):
+            cancelled.set()  # the RPC has already ended
+        after_seq = min(request.after_seq, MAX_SEQ)  # uint64 on the wire, int64 in the store
+        for event in self._c.training.watch(request.job_id, after_seq, cancelled):
+            if event is None:
+                continue  # heartbeat: HTTP/2 keepalive pings already watch the connection
+            yield serde.job_event_to_proto(event)
+
+
+class ModelServicer(models_pb2_grpc.ModelServiceServicer):
+    """``mobiletrain.v1.ModelService`` over :class:`~mobiletrain.core.services.ModelService`."""
+
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    def ListModelVersions(
+        self, request: models_pb2.ListModelVersionsRequest, context: grpc.ServicerContext
+    ) -> models_pb2.ListModelVersionsResponse:
+        """A page of versions, newest first."""
+        limits = self._c.projects.limits
+        size = check_page_size(_page_size(self._c, request.page_size), limits)
+        start = parse_page_token(request.page_token)
+        versions, current = self._c.models.list(request.project)
+        page = versions[start : start + size]
+        more = start + size < len(versions)
+        return models_pb2.ListModelVersionsResponse(
+            versions=[serde.model_version_to_proto(v, v.version == current) for v in page],
+            next_page_token=str(start + size) if more else "",
+        )
+
+    def GetManifest(
+        self, request: models_pb2.GetManifestRequest, context: grpc.ServicerContext
+    ) -> models_pb2.Manifest:
+        """The manifest of a version (0 = current)."""
+        project = self._c.projects.get(request.project)
+        model = self._c.models.get(project.id, request.version)
+        return serde.manifest_to_proto(model, project)
+
+    def DownloadModel(
+        self, request: models_pb2.DownloadModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[models_pb2.ModelChunk]:
+        """File info first, then the bytes from ``offset`` in 256 KiB messages."""
+        fmt = serde.model_format_from_proto(request.format)
+        project = self._c.projects.get(request.project)
+        model, artifact = self._c.models.artifact(project.id, request.version, fmt.value)
+        chunks = self._c.models.read(artifact, request.offset)  # checks the range before info
+        file_name = f"{project.name}-v{model.version}-{fmt.value}{fmt.file_extension}"
+        yield models_pb2.ModelChunk(info=serde.model_file_info_to_proto(model, artifact, file_name))
+        offset = request.offset
+        for data in chunks:
+            yield models_pb2.ModelChunk(offset=offset, data=data)
+            offset += len(data)
+
+    def CheckForUpdate(
+        self, request: models_pb2.CheckForUpdateRequest, context: grpc.ServicerContext
+    ) -> models_pb2.CheckForUpdateResponse:
+        """Whether the app's model is still the current one in its format."""
+        fmt = serde.model_format_from_proto(request.format)
+        not_modified, model, artifact = self._c.models.check_update(
+            request.project, fmt.value, request.current_sha256, request.current_version
+        )
+        return serde.update_check_to_proto(not_modified, model, artifact)
+
+    def PromoteVersion(
+        self, request: models_pb2.PromoteVersionRequest, context: grpc.ServicerContext
+    ) -> models_pb2.ModelVersion:
+        """Make a version the current one."""
+        if request.version < 1:
+            raise MobiletrainError(
+                ErrorCode.INVALID_ARGUMENT, f"version must be at least 1, got {request.version}"
+            )
+        model = self._c.models.promote(request.project, request.version)
+        return serde.model_version_to_proto(model, current=True)
+
+    def Predict(
+        self, request: models_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> models_pb2.PredictResponse:
+        """Classify one image on the server."""
+        if request.top_k < 0:
+            raise MobiletrainError(
+                ErrorCode.INVALID_ARGUMENT, f"top_k must be at least 0, got {request.top_k}"
+            )
+        model, predictions, latency_ms = self._c.models.predict(
+            request.project, request.image, request.version, request.top_k or DEFAULT_TOP_K
+        )
+        return serde.predict_response_to_proto(model, predictions, latency_ms)
