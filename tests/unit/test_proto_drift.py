@@ -58,7 +58,17 @@ def generator() -> ModuleType:
 @pytest.fixture(scope="module")
 def files(generator: ModuleType) -> list[FileDescriptorProto]:
     """Our .proto files as descriptors, with their comments."""
-    data = generator.descriptor_set(include_source_info=True)
+    # protoc runs in a child process: grpc_tools' protoc crashes in a process that has
+    # already loaded TensorFlow (other tests in the same pytest run do).
+    code = (
+        "import importlib.util, sys;"
+        f"spec = importlib.util.spec_from_file_location('gen_proto', {str(GEN_SCRIPT)!r});"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m);"
+        "sys.stdout.buffer.write(m.descriptor_set(include_source_info=True))"
+    )
+    data = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, cwd=ROOT
+    ).stdout
     return list(FileDescriptorSet.FromString(data).file)
 
 

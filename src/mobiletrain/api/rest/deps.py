@@ -1,0 +1,55 @@
+"""FastAPI dependencies: the container and its services, read from ``app.state``."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Path, Query, Request
+
+from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
+from mobiletrain.server import Container
+
+
+def get_container(request: Request) -> Container:
+    """The container :func:`~mobiletrain.api.rest.app.create_app` stored on the app."""
+    return cast(Container, request.app.state.container)
+
+
+def get_projects(container: Annotated[Container, Depends(get_container)]) -> ProjectService:
+    """The project service."""
+    return container.projects
+
+
+def get_datasets(container: Annotated[Container, Depends(get_container)]) -> DatasetService:
+    """The dataset service."""
+    return container.datasets
+
+
+def get_training(container: Annotated[Container, Depends(get_container)]) -> TrainingService:
+    """The training service."""
+    return container.training
+
+
+def get_models(container: Annotated[Container, Depends(get_container)]) -> ModelService:
+    """The model service."""
+    return container.models
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+ProjectsDep = Annotated[ProjectService, Depends(get_projects)]
+DatasetsDep = Annotated[DatasetService, Depends(get_datasets)]
+TrainingDep = Annotated[TrainingService, Depends(get_training)]
+ModelsDep = Annotated[ModelService, Depends(get_models)]
+
+ProjectRef = Annotated[str, Path(description="Project id or project name.")]
+JobId = Annotated[str, Path(description="Training job id.")]
+SampleId = Annotated[str, Path(description="Sample id.")]
+VersionRef = Annotated[
+    str, Path(description="Model version number; `0` or `current` = the current version.")
+]
+PageSize = Annotated[
+    int, Query(description="Items per page; 0 = server default (100), at most 1000.")
+]
+PageToken = Annotated[
+    str, Query(description="`next_page_token` of the previous page; empty = first page.")
+]

@@ -1,0 +1,268 @@
+"""Model registry: versions, manifests, resumable downloads, update checks, promotion, predict."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
+
+from mobiletrain.api.rest.deps import ModelsDep, ProjectRef, VersionRef
+from mobiletrain.api.rest.errors import error_docs, error_response
+from mobiletrain.api.rest.httputil import (
+    RangeNotSatisfiable,
+    etag_matches,
+    parse_range,
+    strong_etag,
+)
+from mobiletrain.api.rest.routes.samples import decode_base64
+from mobiletrain.api.rest.schemas import (
+    Base64PredictRequest,
+    ModelListPublic,
+    ModelVersionPublic,
+    PredictionPublic,
+    UpdateCheckPublic,
+    download_url,
+    model_version_to_public,
+    prediction_to_public,
+)
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.services import ModelService
+from mobiletrain.core.types import ModelFormat, ModelVersion
+
+router = APIRouter(tags=["models"], responses=error_docs(400, 404, 409, 500))
+
+DEFAULT_TOP_K = 5
+
+FormatQuery = Annotated[
+    str,
+    Query(
+        alias="format",
+        description=f"Export format: {', '.join(f.value for f in ModelFormat)}.",
+        json_schema_extra={"enum": [f.value for f in ModelFormat]},
+    ),
+]
+
+
+def parse_version(value: str) -> int:
+    """A version path segment: a number, or `current` (= 0, the current version)."""
+    text = value.strip().lower()
+    if text == "current":
+        return 0
+    if text.isdigit() and len(text) <= 9:
+        return int(text)
+    raise MobiletrainError(
+        ErrorCode.INVALID_ARGUMENT, f"version must be a number or 'current', got {value!r}"
+    )
+
+
+def _current(models: ModelService, project: str) -> int | None:
+    return models.current_version_number(models.projects.get(project))
+
+
+def _public(models: ModelService, project: str, model: ModelVersion) -> ModelVersionPublic:
+    return model_version_to_public(model, _current(models, project))
+
+
+@router.get("/projects/{project}/models", summary="List model versions")
+def list_models(project: ProjectRef, models: ModelsDep) -> ModelListPublic:
+    """All model versions of a project, newest first, and which one is current."""
+    versions, current = models.list(project)
+    return ModelListPublic(
+        versions=[model_version_to_public(v, current) for v in versions],
+        current_version=current,
+    )
+
+
+@router.get(
+    "/projects/{project}/models:check-update",
+    summary="Check whether the app's model is current",
+)
+def check_update(
+    project: ProjectRef,
+    models: ModelsDep,
+    fmt: FormatQuery = ModelFormat.FLOAT32.value,
+    sha256: Annotated[
+        str, Query(description="SHA-256 of the model file the app has (preferred).")
+    ] = "",
+    version: Annotated[
+        int, Query(description="Version the app has, used when `sha256` is empty; 0 = none.")
+    ] = 0,
+) -> UpdateCheckPublic:
+    """Cheap poll for apps: `not_modified` is true when the app's file (by SHA-256, else by
+    version) is the current version's file in `format`; otherwise download `download_url`.
+    Fails with NO_MODEL (409, code 53) while there is no model, FORMAT_NOT_FOUND (404, 51)."""
+    not_modified, model, artifact = models.check_update(project, fmt, sha256, version)
+    return UpdateCheckPublic(
+        not_modified=not_modified,
+        version=model.version,
+        format=artifact.format.value,
+        sha256=artifact.sha256,
+        size=artifact.size,
+        download_url=download_url(model.project_id, model.version, artifact.format.value),
+        model=_public(models, project, model),
+    )
+
+
+@router.get("/projects/{project}/models/{version}", summary="Get a model version")
+def get_model(project: ProjectRef, version: VersionRef, models: ModelsDep) -> ModelVersionPublic:
+    """One model version (MODEL_NOT_FOUND 404 code 50; NO_MODEL 409 code 53 for `current`
+    while there is none)."""
+    return _public(models, project, models.get(project, parse_version(version)))
+
+
+@router.get(
+    "/projects/{project}/models/{version}/manifest",
+    summary="Get a version's manifest.json",
+    responses={200: {"description": "The manifest JSON object, as shipped with the model."}},
+)
+def get_manifest(project: ProjectRef, version: VersionRef, models: ModelsDep) -> dict[str, Any]:
+    """The version's `manifest.json`: labels in output order, input preprocessing
+    (`input_spec`), files with sizes and SHA-256, dataset and metrics information."""
+    return models.get(project, parse_version(version)).manifest
+
+
+@router.get(
+    "/projects/{project}/models/{version}/download",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The whole file.",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+        206: {
+            "description": "The requested byte range (`Content-Range` header).",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+        **error_docs(304, 416),
+    },
+    summary="Download a model file",
+)
+def download_model(
+    project: ProjectRef,
+    version: VersionRef,
+    models: ModelsDep,
+    fmt: FormatQuery = ModelFormat.FLOAT32.value,
+    range_header: Annotated[
+        str | None,
+        Header(
+            alias="range",
+            description="`bytes=a-b`, `bytes=a-` or `bytes=-n` to resume a download.",
+        ),
+    ] = None,
+    if_range: Annotated[
+        str | None,
+        Header(description="Honour `Range` only if the file still has this ETag."),
+    ] = None,
+    if_none_match: Annotated[
+        str | None, Header(description="ETag the app has; 304 when still current.")
+    ] = None,
+) -> Response:
+    """Download one file of a version (`.tflite`, or `.keras` for format `keras`).
+
+    Headers: `ETag: "<sha256>"`, `Content-Length`, `Accept-Ranges: bytes`,
+    `X-Model-Version` (the resolved number), `X-Content-Sha256`, `X-Model-Format`,
+    `Content-Disposition`. `If-None-Match` with the ETag gives 304. A `Range` gives 206 with
+    `Content-Range`; one outside the file gives 416 (INVALID_RANGE, code 54). To resume
+    safely, pin the version from `X-Model-Version` and send `If-Range` with the ETag.
+    """
+    model, artifact = models.artifact(project, parse_version(version), fmt)
+    model_format = artifact.format
+    etag = strong_etag(artifact.sha256)
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "X-Model-Version": str(model.version),
+        "X-Model-Format": model_format.value,
+        "X-Content-Sha256": artifact.sha256,
+        "Content-Disposition": (
+            f'attachment; filename="model-{model_format.value}{model_format.file_extension}"'
+        ),
+        # A numbered version never changes; "current" may move to another version.
+        "Cache-Control": "no-cache" if parse_version(version) == 0 else "private, max-age=86400",
+    }
+    if etag_matches(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    byte_range = None
+    if range_header is not None and (if_range is None or etag_matches(if_range, etag)):
+        try:
+            byte_range = parse_range(range_header, artifact.size)
+        except RangeNotSatisfiable:
+            err = MobiletrainError(
+                ErrorCode.INVALID_RANGE,
+                f"range {range_header!r} is outside the file of {artifact.size} bytes",
+            )
+            return error_response(
+                err, headers={**headers, "Content-Range": f"bytes */{artifact.size}"}
+            )
+    if byte_range is None:
+        headers["Content-Length"] = str(artifact.size)
+        return StreamingResponse(
+            models.read(artifact), media_type="application/octet-stream", headers=headers
+        )
+    start, end = byte_range
+    length = end - start + 1
+    headers["Content-Length"] = str(length)
+    headers["Content-Range"] = f"bytes {start}-{end}/{artifact.size}"
+    return StreamingResponse(
+        models.read(artifact, start, length),
+        status_code=status.HTTP_206_PARTIAL_CONTENT,
+        media_type="application/octet-stream",
+        headers=headers,
+    )
+
+
+@router.post(
+    "/projects/{project}/models/{version}:promote", summary="Make a version the current one"
+)
+def promote_model(
+    project: ProjectRef, version: VersionRef, models: ModelsDep
+) -> ModelVersionPublic:
+    """Pin `version` as the one apps get (`current`). Version `0` removes the pin, so the
+    newest version is current again; the reply is then that version."""
+    text = version.strip()
+    if not text.isdigit():
+        raise MobiletrainError(
+            ErrorCode.INVALID_ARGUMENT, f"version must be a number, got {version!r}"
+        )
+    return _public(models, project, models.promote(project, int(text)))
+
+
+def _top_k(top_k: int) -> int:
+    if top_k < 0:
+        raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "top_k must be >= 0")
+    return top_k or DEFAULT_TOP_K
+
+
+@router.post(
+    "/projects/{project}/predict",
+    responses=error_docs(413, 415),
+    summary="Classify an image on the server (multipart)",
+)
+def predict(
+    project: ProjectRef,
+    models: ModelsDep,
+    file: Annotated[UploadFile, File(description="The image file (JPEG, PNG or WebP).")],
+    version: Annotated[int, Form(description="Model version; 0 = the current version.")] = 0,
+    top_k: Annotated[int, Form(description="Number of best classes; 0 = 5.")] = 0,
+) -> PredictionPublic:
+    """Run the version's float32 TFLite model on one image, preprocessed as its input spec
+    says (handy to compare with on-device results). Fails with NO_MODEL, MODEL_NOT_FOUND,
+    FORMAT_NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, CORRUPT_IMAGE or IMAGE_TOO_LARGE."""
+    data = file.file.read(models.projects.limits.max_sample_bytes + 1)
+    model, predictions, latency = models.predict(project, data, version, _top_k(top_k))
+    return prediction_to_public(model, predictions, latency)
+
+
+@router.post(
+    "/projects/{project}/predict:base64",
+    responses=error_docs(413, 415),
+    summary="Classify an image on the server (JSON, base64)",
+)
+def predict_base64(
+    project: ProjectRef, models: ModelsDep, body: Base64PredictRequest
+) -> PredictionPublic:
+    """Like the multipart predict, with the image base64-encoded in JSON."""
+    data = decode_base64(body.image)
+    model, predictions, latency = models.predict(project, data, body.version, _top_k(body.top_k))
+    return prediction_to_public(model, predictions, latency)

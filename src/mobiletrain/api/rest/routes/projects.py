@@ -1,0 +1,57 @@
+"""Projects: create, list and get."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from mobiletrain.api.rest.deps import PageSize, PageToken, ProjectRef, ProjectsDep
+from mobiletrain.api.rest.errors import error_docs
+from mobiletrain.api.rest.schemas import (
+    ProjectCreate,
+    ProjectListPublic,
+    ProjectPublic,
+    input_spec_from_model,
+    project_to_public,
+)
+
+router = APIRouter(tags=["projects"], responses=error_docs(400, 500))
+
+
+@router.post(
+    "/projects",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_docs(409),
+    summary="Create a project",
+)
+def create_project(body: ProjectCreate, projects: ProjectsDep) -> ProjectPublic:
+    """Create a project.
+
+    Empty `labels` makes an open label set. Fails with PROJECT_EXISTS (409, code 11),
+    INVALID_NAME (12), INVALID_INPUT_SPEC (13), UNSUPPORTED_TASK (14) or INVALID_LABEL (21).
+    """
+    project = projects.create(
+        body.name,
+        task=body.task,
+        labels=body.labels,
+        input_spec=input_spec_from_model(body.input_spec),
+    )
+    return project_to_public(project)
+
+
+@router.get("/projects", summary="List projects")
+def list_projects(
+    projects: ProjectsDep, page_size: PageSize = 0, page_token: PageToken = ""
+) -> ProjectListPublic:
+    """List projects in creation order, a page at a time (INVALID_PAGE, code 30, on a bad
+    token or size)."""
+    page = projects.list(page_size, page_token)
+    return ProjectListPublic(
+        projects=[project_to_public(p) for p in page.items],
+        next_page_token=page.next_page_token,
+    )
+
+
+@router.get("/projects/{project}", responses=error_docs(404), summary="Get a project")
+def get_project(project: ProjectRef, projects: ProjectsDep) -> ProjectPublic:
+    """Get a project by id or name (PROJECT_NOT_FOUND, 404, code 10)."""
+    return project_to_public(projects.get(project))

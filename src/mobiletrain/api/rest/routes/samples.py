@@ -1,0 +1,255 @@
+"""Samples: multipart and base64 uploads, listing, image bytes, deletion and class counts."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Body, File, Form, Header, Query, Response, UploadFile, status
+
+from mobiletrain.api.rest.deps import DatasetsDep, PageSize, PageToken, ProjectRef, SampleId
+from mobiletrain.api.rest.errors import error_docs
+from mobiletrain.api.rest.httputil import etag_matches, strong_etag
+from mobiletrain.api.rest.schemas import (
+    Base64SampleCreate,
+    ClassCounts,
+    SampleListPublic,
+    SamplePublic,
+    UploadSummaryPublic,
+    class_counts_to_public,
+    sample_to_public,
+    upload_summary_to_public,
+)
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.services import IncomingSample
+from mobiletrain.core.validation import Limits, check_label
+
+router = APIRouter(tags=["samples"], responses=error_docs(400, 404, 500))
+
+
+def default_client_id(data: bytes, label: str, limits: Limits) -> str:
+    """The idempotency key of a sample uploaded without one: ``sha256:<hex>:<label>``.
+
+    When that would exceed the client id limit (labels over about 56 characters), the label
+    part is replaced by ``#`` and the first 40 hex digits of the label's SHA-256.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    client_id = f"sha256:{digest}:{label}"
+    if len(client_id) > limits.max_client_id_length:
+        label_digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:40]
+        client_id = f"sha256:{digest}:#{label_digest}"
+    return client_id
+
+
+def _incoming(data: bytes, label: str, client_id: str | None, limits: Limits) -> IncomingSample:
+    """An incoming sample, with the default client id when none was given."""
+    if client_id:
+        return IncomingSample(client_id=client_id, label=label, data=data)
+    try:
+        check_label(label, limits)  # report a bad label as such, not as a bad client id
+    except MobiletrainError as exc:
+        return IncomingSample(client_id="", label=label, data=data, error=exc)
+    return IncomingSample(client_id=default_client_id(data, label, limits), label=label, data=data)
+
+
+def _parallel(name: str, values: Sequence[str] | None, count: int) -> list[str | None]:
+    if values is None:
+        return [None] * count
+    if len(values) != count:
+        raise MobiletrainError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"{name} has {len(values)} values for {count} files; send one per file, in order",
+        )
+    return [v or None for v in values]
+
+
+@router.post(
+    "/projects/{project}/samples",
+    responses=error_docs(413),
+    summary="Upload labelled images (multipart)",
+)
+def upload_samples(
+    project: ProjectRef,
+    datasets: DatasetsDep,
+    files: Annotated[
+        list[UploadFile],
+        File(description="Image files (JPEG, PNG or WebP); repeat the field for each file."),
+    ],
+    label: Annotated[
+        str | None, Form(description="One label for every file (or use `labels`).")
+    ] = None,
+    labels: Annotated[
+        list[str] | None,
+        Form(description="One label per file, repeated in the order of `files`."),
+    ] = None,
+    client_ids: Annotated[
+        list[str] | None,
+        Form(
+            description=(
+                "Optional idempotency keys, one per file in order; an empty value or no field "
+                "= `sha256:<hex of the bytes>:<label>`."
+            )
+        ),
+    ] = None,
+) -> UploadSummaryPublic:
+    """Upload many labelled images in one `multipart/form-data` request.
+
+    Each file is validated on its own: a bad one is `rejected` with its error code
+    (e.g. CORRUPT_IMAGE 26, UNKNOWN_LABEL 22, SAMPLE_TOO_LARGE 24) and the others are still
+    stored. Re-sending a sample (same client id, or same bytes and label) reports it as
+    `duplicate` and changes nothing, so retries are safe. The response is 200 whenever the
+    request itself was well-formed; check `rejected` / each result's `status`.
+    Fails as a whole with PROJECT_NOT_FOUND (404) or INVALID_ARGUMENT (400) when neither or
+    both of `label` / `labels` are given or a list does not match the number of files.
+    """
+    limits = datasets.limits
+    if (label is None) == (labels is None):
+        raise MobiletrainError(
+            ErrorCode.INVALID_ARGUMENT, "give either `label` (for all files) or `labels` (per file)"
+        )
+    per_label = _parallel("labels", labels, len(files)) if labels is not None else None
+    per_id = _parallel("client_ids", client_ids, len(files))
+    datasets.projects.get(project)  # fail fast, before reading any file
+
+    def incoming() -> Iterator[IncomingSample]:
+        for i, upload in enumerate(files):
+            lab = (per_label[i] if per_label is not None else label) or ""
+            cid = per_id[i]
+            if upload.size is not None and upload.size > limits.max_sample_bytes:
+                yield IncomingSample(
+                    client_id=cid or "",
+                    label=lab,
+                    data=b"",
+                    error=MobiletrainError(
+                        ErrorCode.SAMPLE_TOO_LARGE,
+                        f"sample is {upload.size} bytes; the limit is {limits.max_sample_bytes}",
+                    ),
+                )
+                continue
+            data = upload.file.read(limits.max_sample_bytes + 1)
+            yield _incoming(data, lab, cid, limits)
+
+    summary = datasets.upload(project, incoming())
+    return upload_summary_to_public(summary, [f.filename for f in files])
+
+
+def decode_base64(text: str) -> bytes:
+    """Decode standard or URL-safe base64, with or without padding or a data: URL prefix."""
+    value = text.strip()
+    if value.startswith("data:"):
+        head, sep, rest = value.partition(",")
+        if not sep or not head.endswith(";base64"):
+            raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "data URL is not base64")
+        value = rest
+    value = "".join(value.split()).replace("-", "+").replace("_", "/")
+    value += "=" * (-len(value) % 4)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "image is not valid base64") from None
+
+
+@router.post(
+    "/projects/{project}/samples:base64",
+    responses=error_docs(413),
+    summary="Upload labelled images (JSON, base64)",
+)
+def upload_samples_base64(
+    project: ProjectRef,
+    datasets: DatasetsDep,
+    body: Annotated[
+        Base64SampleCreate | list[Base64SampleCreate],
+        Body(description="One sample object, or a JSON array of them."),
+    ],
+) -> UploadSummaryPublic:
+    """Upload one or many base64-encoded images as JSON (`{"image", "label", "client_id"?}`).
+
+    Same per-sample results as the multipart upload; a sample whose `image` is not valid
+    base64 is rejected with INVALID_ARGUMENT (code 2) and the others are stored.
+    """
+    items = body if isinstance(body, list) else [body]
+    limits = datasets.limits
+
+    def incoming() -> Iterator[IncomingSample]:
+        for item in items:
+            try:
+                data = decode_base64(item.image)
+            except MobiletrainError as exc:
+                yield IncomingSample(item.client_id or "", item.label, b"", error=exc)
+                continue
+            yield _incoming(data, item.label, item.client_id, limits)
+
+    return upload_summary_to_public(datasets.upload(project, incoming()))
+
+
+@router.get("/projects/{project}/samples", summary="List samples")
+def list_samples(
+    project: ProjectRef,
+    datasets: DatasetsDep,
+    label: Annotated[str | None, Query(description="Only samples with this label.")] = None,
+    page_size: PageSize = 0,
+    page_token: PageToken = "",
+) -> SampleListPublic:
+    """List a project's samples in upload order, a page at a time."""
+    page = datasets.list(project, label, page_size, page_token)
+    return SampleListPublic(
+        samples=[sample_to_public(s) for s in page.items], next_page_token=page.next_page_token
+    )
+
+
+@router.get("/projects/{project}/samples/{sample_id}", summary="Get a sample")
+def get_sample(project: ProjectRef, sample_id: SampleId, datasets: DatasetsDep) -> SamplePublic:
+    """Get one sample's metadata (SAMPLE_NOT_FOUND, 404, code 20)."""
+    return sample_to_public(datasets.get(project, sample_id))
+
+
+@router.get(
+    "/projects/{project}/samples/{sample_id}/data",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The image bytes, with the sample's media type.",
+            "content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
+        },
+        **error_docs(304),
+    },
+    summary="Download a sample's image",
+)
+def get_sample_data(
+    project: ProjectRef,
+    sample_id: SampleId,
+    datasets: DatasetsDep,
+    if_none_match: Annotated[
+        str | None, Header(description="ETag from an earlier download; 304 if unchanged.")
+    ] = None,
+) -> Response:
+    """Download the image bytes of a sample (for thumbnails). The ETag is the bytes' SHA-256;
+    a sample's bytes never change, so caches may keep them."""
+    sample = datasets.get(project, sample_id)
+    etag = strong_etag(sample.sha256)
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+    if etag_matches(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    _, data = datasets.get_data(project, sample_id)
+    return Response(content=data, media_type=sample.media_type, headers=headers)
+
+
+@router.delete(
+    "/projects/{project}/samples/{sample_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a sample",
+)
+def delete_sample(project: ProjectRef, sample_id: SampleId, datasets: DatasetsDep) -> Response:
+    """Delete a sample (SAMPLE_NOT_FOUND, 404, code 20, if it does not exist)."""
+    datasets.delete(project, sample_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/projects/{project}/class-counts", summary="Count samples per label")
+def class_counts(project: ProjectRef, datasets: DatasetsDep) -> ClassCounts:
+    """Number of samples per label, including labels that have none yet."""
+    return class_counts_to_public(datasets.class_counts(project))
