@@ -1,0 +1,189 @@
+"""The local executor: runs each training job in its own worker process.
+
+The API process never imports TensorFlow: workers are separate Python processes started with
+``python -m mobiletrain.compute.worker``. A worker that crashes (even SIGKILL) only costs its
+job one attempt; the scheduler re-queues it or fails it with a reason, and the server goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mobiletrain.core.events import EventHub
+from mobiletrain.core.ports import JobExecutor, MetadataStore
+from mobiletrain.core.types import EventKind, JobState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Running:
+    process: subprocess.Popen[bytes]
+    started: float
+    cancel_seen_at: float | None = None
+    log_path: Path = field(default_factory=Path)
+
+
+class LocalExecutor(JobExecutor):
+    """Schedules queued jobs onto at most ``max_workers`` worker processes on this machine."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        hub: EventHub,
+        database_url: str,
+        blob_url: str,
+        work_dir: Path,
+        max_workers: int = 1,
+        max_attempts: int = 2,
+        base_models_dir: Path | None = None,
+        cancel_grace_seconds: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.database_url = database_url
+        self.blob_url = blob_url
+        self.work_dir = work_dir
+        self.max_workers = max_workers
+        self.max_attempts = max_attempts
+        self.base_models_dir = base_models_dir
+        self.cancel_grace_seconds = cancel_grace_seconds
+        self._running: dict[str, _Running] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- JobExecutor ---------------------------------------------------------------------------
+    def notify_queued(self, job_id: str) -> None:
+        """Wake the scheduler."""
+        self._wake.set()
+
+    def notify_cancel(self, job_id: str) -> None:
+        """The worker sees the flag in the store; wake the scheduler to enforce the grace time."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Recover jobs a previous server left running, then start scheduling."""
+        self._recover_orphans()
+        self._thread = threading.Thread(target=self._loop, name="local-executor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop scheduling; running workers are terminated and their jobs re-queued on restart."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for running in self._running.values():
+            running.process.terminate()
+        for running in self._running.values():
+            try:
+                running.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+
+    # -- scheduling ----------------------------------------------------------------------------
+    def _recover_orphans(self) -> None:
+        # With the embedded default one server owns the workers, so a job "running" at start-up
+        # lost its worker when the previous server died.
+        for job in self.store.list_jobs_in_state(JobState.RUNNING):
+            self._retry_or_fail(job.id, job.attempts, "the server restarted while the job ran")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._reap()
+                self._enforce_cancel()
+                self._launch()
+            except Exception:  # the scheduler must survive a transient database error
+                log.exception("executor loop failed; retrying")
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+
+    def _launch(self) -> None:
+        while len(self._running) < self.max_workers and not self._stop.is_set():
+            job = self.store.claim_job()
+            if job is None:
+                return
+            self.store.append_event(
+                job.id, EventKind.STATE, {"state": JobState.RUNNING.value, "attempt": job.attempts}
+            )
+            self.hub.notify()
+            job_dir = self.work_dir / job.id
+            job_dir.mkdir(parents=True, exist_ok=True)
+            log_path = job_dir / f"worker-{job.attempts}.log"
+            cmd = [
+                sys.executable,
+                "-m",
+                "mobiletrain.compute.worker",
+                "--job-id",
+                job.id,
+                "--database-url",
+                self.database_url,
+                "--blob-url",
+                self.blob_url,
+                "--work-dir",
+                str(job_dir),
+            ]
+            if self.base_models_dir is not None:
+                cmd += ["--base-models-dir", str(self.base_models_dir)]
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+            with open(log_path, "ab") as log_file:
+                process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            self._running[job.id] = _Running(process, time.monotonic(), log_path=log_path)
+            log.info(
+                "job %s attempt %d started in worker pid %d", job.id, job.attempts, process.pid
+            )
+
+    def _reap(self) -> None:
+        for job_id, running in list(self._running.items()):
+            code = running.process.poll()
+            if code is None:
+                continue
+            del self._running[job_id]
+            job = self.store.get_job(job_id)
+            if job is None or job.state is not JobState.RUNNING:
+                continue  # the worker recorded the outcome itself
+            if job.cancel_requested:
+                self._finish(job_id, JobState.CANCELLED, "")
+                continue
+            self._retry_or_fail(job_id, job.attempts, f"the worker process exited with code {code}")
+
+    def _enforce_cancel(self) -> None:
+        now = time.monotonic()
+        for job_id, running in self._running.items():
+            job = self.store.get_job(job_id)
+            if job is None or not job.cancel_requested:
+                continue
+            if running.cancel_seen_at is None:
+                running.cancel_seen_at = now
+            elif now - running.cancel_seen_at > self.cancel_grace_seconds:
+                running.process.kill()
+
+    def _retry_or_fail(self, job_id: str, attempts: int, reason: str) -> None:
+        if attempts < self.max_attempts:
+            self.store.finish_job(job_id, JobState.QUEUED, reason)
+            self.store.append_event(
+                job_id,
+                EventKind.STATE,
+                {"state": JobState.QUEUED.value, "error": f"{reason}; retrying"},
+            )
+            self.hub.notify()
+            self._wake.set()
+        else:
+            self._finish(job_id, JobState.FAILED, f"{reason} (after {attempts} attempts)")
+
+    def _finish(self, job_id: str, state: JobState, error: str) -> None:
+        self.store.finish_job(job_id, state, error)
+        data = {"state": state.value}
+        if error:
+            data["error"] = error
+        self.store.append_event(job_id, EventKind.STATE, data)
+        self.hub.notify()

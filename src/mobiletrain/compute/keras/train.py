@@ -1,0 +1,414 @@
+"""Train a classifier from a :class:`TrainingRequest`, export it and evaluate every export.
+
+Runs in the training worker process. Pipeline: decode all images once (uint8, in memory),
+seeded stratified split, tf.data pipeline (normalise, augment for training), Keras fit with a
+progress/cancellation callback, then export to every requested format and evaluate each
+.tflite file in LiteRT on the validation split, exactly as a phone would run it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mobiletrain.compute import litert
+from mobiletrain.compute.keras.builders import build_augmentation, build_model
+from mobiletrain.compute.keras.export import (
+    REPRESENTATIVE_SAMPLES,
+    embed_manifest,
+    export,
+    write_saved_model,
+)
+from mobiletrain.compute.metrics import classification_report, cross_entropy
+from mobiletrain.compute.preprocess import decode_batch, normalize
+from mobiletrain.compute.protocol import (
+    MANIFEST_SCHEMA_VERSION,
+    Reporter,
+    TrainingOutput,
+    TrainingRequest,
+    artifact_file_name,
+)
+from mobiletrain.compute.split import stratified_split
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.types import EventKind, Hyperparameters, InputSpec, ModelFormat, TaskType
+
+# At most this many PROGRESS events (and should_stop() polls) per second, plus each epoch's
+# last batch.
+PROGRESS_INTERVAL_S = 0.5
+# The cosine learning-rate schedule ends at this fraction of hp.learning_rate.
+_LR_FLOOR = 0.05
+
+
+class _CancelledError(Exception):
+    """Raised inside fit() to leave it at once (no validation pass) when the job is cancelled."""
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Emits PROGRESS/EPOCH events and aborts training once ``reporter.should_stop()``.
+
+    Per batch it only reads a monotonic clock: no tensor is read, so it adds no device sync
+    beyond what Keras already does. Epoch numbers in events are 1-based.
+    """
+
+    def __init__(self, reporter: Reporter, epochs: int, batch_size: int, num_samples: int):
+        super().__init__()
+        self.reporter = reporter
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.num_samples = num_samples
+        self.batches = max(1, math.ceil(num_samples / batch_size))
+        self._epoch = 0
+        self._epoch_start = 0.0
+        self._next_report = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Remember when the epoch started."""
+        self._epoch = epoch
+        self._epoch_start = time.monotonic()
+        self._next_report = self._epoch_start + PROGRESS_INTERVAL_S
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Throttled progress event and cancellation check."""
+        now = time.monotonic()
+        done = batch + 1
+        if now < self._next_report and done < self.batches:
+            return
+        self._next_report = now + PROGRESS_INTERVAL_S
+        if self.reporter.should_stop():
+            raise _CancelledError
+        elapsed = max(now - self._epoch_start, 1e-9)
+        samples = min(done * self.batch_size, self.num_samples)
+        remaining = (self.batches - done) + self.batches * (self.epochs - self._epoch - 1)
+        self.reporter.emit(
+            EventKind.PROGRESS,
+            {
+                "epoch": self._epoch + 1,
+                "epochs": self.epochs,
+                "batch": done,
+                "batches": self.batches,
+                "samples_per_second": round(samples / elapsed, 2),
+                "eta_seconds": round(remaining * elapsed / done, 1),
+            },
+        )
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """EPOCH event with the epoch's metrics, then a cancellation check."""
+        logs = logs or {}
+        data: dict[str, Any] = {"epoch": epoch + 1, "epochs": self.epochs}
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            data[key] = float(logs[key]) if key in logs else None
+        data["seconds"] = round(time.monotonic() - self._epoch_start, 3)
+        self.reporter.emit(EventKind.EPOCH, data)
+        if self.reporter.should_stop():
+            raise _CancelledError
+
+
+def _check_request(request: TrainingRequest) -> None:
+    n = len(request.images)
+    if len(request.labels) != n or len(request.sample_ids) != n:
+        raise MobiletrainError(
+            ErrorCode.INVALID_ARGUMENT, "images, labels and sample_ids must have the same length"
+        )
+    num_classes = len(request.label_names)
+    if any(not 0 <= label < num_classes for label in request.labels):
+        raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "a label index is out of range")
+    if len(set(request.labels)) < 2:
+        raise MobiletrainError(
+            ErrorCode.NOT_ENOUGH_DATA, "training needs samples of at least two labels"
+        )
+
+
+def _decode(request: TrainingRequest) -> np.ndarray:
+    try:
+        return decode_batch(request.images, request.input_spec)
+    except MobiletrainError:
+        pass
+    # Slow path only to name the offending sample.
+    for sample_id, data in zip(request.sample_ids, request.images, strict=True):
+        try:
+            decode_batch([data], request.input_spec)
+        except MobiletrainError as exc:
+            raise MobiletrainError(
+                exc.code, f"sample {sample_id} could not be decoded", sample_id=sample_id
+            ) from None
+    raise MobiletrainError(ErrorCode.CORRUPT_IMAGE)  # pragma: no cover - unreachable
+
+
+def _class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Balanced weights n / (k * count); absent classes get 1 (they never occur)."""
+    counts = np.bincount(labels, minlength=num_classes)
+    present = int((counts > 0).sum())
+    return {
+        c: float(len(labels) / (present * counts[c])) if counts[c] else 1.0
+        for c in range(num_classes)
+    }
+
+
+def _datasets(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    spec: InputSpec,
+    hp: Hyperparameters,
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """uint8 arrays -> batched float datasets; normalisation (and augmentation) run per batch.
+
+    The training set is not cached after normalisation: it is already in memory as uint8 and
+    a cache placed after shuffle/augment would freeze one order/augmentation for all epochs.
+    """
+    scale, offset = spec.normalization.scale_offset()
+    autotune = tf.data.AUTOTUNE
+
+    def norm(x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(x, tf.float32) * scale + offset
+
+    augment = build_augmentation(hp, hp.seed)
+
+    def train_map(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if augment is None:
+            return norm(x), y
+        # Augment pixel values 0..255 first: RandomContrast clips to that range.
+        return norm(augment(tf.cast(x, tf.float32), training=True)), y
+
+    train = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=hp.seed, reshuffle_each_iteration=True)
+        .batch(hp.batch_size)
+        .map(train_map, num_parallel_calls=autotune)
+        .prefetch(autotune)
+    )
+    val = (
+        tf.data.Dataset.from_tensor_slices((x_val, y_val))
+        .batch(hp.batch_size)
+        .map(lambda x, y: (norm(x), y), num_parallel_calls=autotune)
+        .cache()
+        .prefetch(autotune)
+    )
+    return train, val
+
+
+def _library_versions() -> dict[str, str]:
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "ai_edge_litert": version("ai-edge-litert"),
+        "mobiletrain": version("mobiletrain"),
+    }
+
+
+def _history(history: keras.callbacks.History | None) -> dict[str, list[float]]:
+    logs = history.history if history is not None else {}
+    return {
+        key: [float(v) for v in logs.get(key, [])]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+    }
+
+
+def _cancelled(split: dict[str, Any], metrics: dict[str, Any] | None = None) -> TrainingOutput:
+    return TrainingOutput(
+        artifacts={}, metrics=metrics or {}, split=split, manifest={}, cancelled=True
+    )
+
+
+def _keras_format_details(spec: InputSpec, num_classes: int) -> dict[str, Any]:
+    def tensor(shape: list[int | None]) -> dict[str, Any]:
+        return {"dtype": "float32", "shape": shape, "quantization": None}
+
+    return {
+        "file": artifact_file_name(ModelFormat.KERAS),
+        "input": tensor([None, spec.height, spec.width, spec.channels]),
+        "output": tensor([None, num_classes]),
+    }
+
+
+def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOutput:
+    """Train, export every requested format and evaluate each export on the validation split.
+
+    Returns a :class:`TrainingOutput` whose .tflite artifacts already embed the manifest; when
+    ``reporter.should_stop()`` turns true, returns ``cancelled=True`` without artifacts.
+    Raises ``MobiletrainError`` for bad requests (``NOT_ENOUGH_DATA``, ``CORRUPT_IMAGE``,
+    ``INVALID_HYPERPARAMETERS``, ``INVALID_INPUT_SPEC`` ...) and ``INTERNAL`` for export failures.
+    ``hp.learning_rate`` is the initial rate of a cosine decay over the planned epochs.
+    """
+    hp = request.hyperparameters
+    spec = request.input_spec
+    hp.validate()  # also adds the keras format, which is always produced
+    spec.validate()
+    _check_request(request)
+    num_classes = len(request.label_names)
+    job_start = time.monotonic()
+
+    reporter.emit(EventKind.LOG, {"message": f"decoding {len(request.images)} images"})
+    images = _decode(request)
+    labels = np.asarray(request.labels, dtype=np.int64)
+    train_idx, val_idx = stratified_split(request.labels, hp.validation_split, hp.seed)
+    if val_idx.size == 0:
+        raise MobiletrainError(
+            ErrorCode.NOT_ENOUGH_DATA, "no label has the two samples a validation split needs"
+        )
+    split = {
+        "seed": hp.seed,
+        "validation_fraction": hp.validation_split,
+        "train_ids": [request.sample_ids[i] for i in train_idx],
+        "validation_ids": [request.sample_ids[i] for i in val_idx],
+    }
+    if reporter.should_stop():
+        return _cancelled(split)
+
+    x_train, y_train = images[train_idx], labels[train_idx]
+    x_val, y_val = images[val_idx], labels[val_idx]
+    keras.utils.set_random_seed(hp.seed)
+    model = build_model(
+        hp.architecture, spec, num_classes, hp, request.base_model_path, reporter=reporter
+    )
+    steps = math.ceil(len(x_train) / hp.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        hp.learning_rate, decay_steps=steps * hp.epochs, alpha=_LR_FLOOR
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, spec, hp)
+    callbacks: list[keras.callbacks.Callback] = [
+        ProgressCallback(reporter, hp.epochs, hp.batch_size, len(x_train))
+    ]
+    if hp.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=hp.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    reporter.emit(
+        EventKind.LOG,
+        {"message": f"training on {len(x_train)} images, validating on {len(x_val)}"},
+    )
+    fit_start = time.monotonic()
+    try:
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=hp.epochs,
+            class_weight=_class_weights(y_train, num_classes) if hp.class_weights else None,
+            callbacks=callbacks,
+            shuffle=False,  # train_ds shuffles itself each epoch
+            verbose=0,
+        )
+    except _CancelledError:
+        return _cancelled(split, {"history": _history(model.history)})
+    train_seconds = time.monotonic() - fit_start
+    hist = _history(history)
+
+    # Keras reference quality on the validation split.
+    probabilities = np.asarray(model.predict(val_ds, verbose=0))
+    keras_predictions = probabilities.argmax(axis=1)
+    keras_report = classification_report(y_val, keras_predictions, num_classes, request.label_names)
+    keras_report["loss"] = cross_entropy(probabilities, y_val)
+
+    rng = np.random.default_rng(hp.seed)
+    representative = normalize(
+        x_train[rng.permutation(len(x_train))[:REPRESENTATIVE_SAMPLES]], spec
+    )
+    artifacts: dict[ModelFormat, bytes] = {}
+    tflite_metrics: dict[str, dict[str, Any]] = {}
+    formats: dict[str, dict[str, Any]] = {}
+    export_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="export-", dir=_scratch(request.work_dir)) as tmp:
+        saved_model_dir = write_saved_model(model, Path(tmp) / "saved_model")
+        for fmt in dict.fromkeys(hp.formats):  # de-duplicated, in request order
+            if reporter.should_stop():
+                return _cancelled(split, {"history": hist})
+            reporter.emit(EventKind.LOG, {"message": f"exporting {fmt.value}"})
+            data = export(model, fmt, representative, saved_model_dir)
+            artifacts[fmt] = data
+            if not fmt.is_tflite:
+                formats[fmt.value] = _keras_format_details(spec, num_classes)
+                continue
+            custom = litert.custom_op_names(data)
+            if custom:
+                raise MobiletrainError(
+                    ErrorCode.INTERNAL,
+                    f"the {fmt.value} export needs non-builtin ops: {', '.join(custom)}",
+                )
+            runner = litert.LiteRTModel(data, spec)
+            predicted = runner.predict_uint8(x_val)
+            report = classification_report(
+                y_val, predicted.argmax(axis=1), num_classes, request.label_names
+            )
+            tflite_metrics[fmt.value] = {
+                "accuracy": report["accuracy"],
+                "macro_f1": report["macro_f1"],
+                "loss": cross_entropy(predicted, y_val),
+                "agreement_with_keras": float(
+                    np.mean(predicted.argmax(axis=1) == keras_predictions)
+                ),
+                "size_bytes": len(data),
+            }
+            formats[fmt.value] = {
+                "file": artifact_file_name(fmt),
+                "input": runner.input_details(),
+                "output": runner.output_details(),
+            }
+    export_seconds = time.monotonic() - export_start
+
+    metrics: dict[str, Any] = {
+        "keras": {
+            "accuracy": keras_report["accuracy"],
+            "loss": keras_report["loss"],
+            "macro_f1": keras_report["macro_f1"],
+            "per_class": keras_report["per_class"],
+            "confusion_matrix": keras_report["confusion_matrix"],
+        },
+        "tflite": tflite_metrics,
+        "history": hist,
+        "epochs_run": len(hist["loss"]),
+        "train_seconds": round(train_seconds, 3),
+        "export_seconds": round(export_seconds, 3),
+        "total_seconds": round(time.monotonic() - job_start, 3),
+        "num_train": len(x_train),
+        "num_validation": len(x_val),
+    }
+    accuracies = {"keras": keras_report["accuracy"]}
+    accuracies.update({name: m["accuracy"] for name, m in tflite_metrics.items()})
+    manifest: dict[str, Any] = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "task": TaskType.IMAGE_CLASSIFICATION.value,
+        "labels": list(request.label_names),
+        "input": spec.to_dict(),
+        "output": {"kind": "probabilities", "num_classes": num_classes},
+        "formats": formats,
+        "hyperparameters": hp.to_dict(),
+        "metrics": {
+            "validation_accuracy": accuracies,
+            "num_train": len(x_train),
+            "num_validation": len(x_val),
+        },
+        "library_versions": _library_versions(),
+    }
+    for fmt, data in artifacts.items():
+        if fmt.is_tflite:
+            artifacts[fmt] = embed_manifest(data, manifest)
+    reporter.emit(EventKind.EVALUATION, metrics)
+    return TrainingOutput(artifacts=artifacts, metrics=metrics, split=split, manifest=manifest)
+
+
+def _scratch(work_dir: Path) -> str:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return str(work_dir)

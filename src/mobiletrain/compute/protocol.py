@@ -1,0 +1,61 @@
+"""What the job runner hands to the trainer and gets back (TensorFlow free)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mobiletrain.core.types import EventKind, Hyperparameters, InputSpec, ModelFormat
+
+MANIFEST_METADATA_NAME = "mobiletrain_manifest"
+"""Name of the TFLite metadata entry that holds the manifest JSON."""
+
+MANIFEST_SCHEMA_VERSION = 1
+
+
+@dataclass
+class TrainingRequest:
+    """Everything one training job needs; images are the encoded bytes as stored."""
+
+    images: list[bytes]
+    labels: list[int]  # index into label_names
+    sample_ids: list[str]
+    label_names: list[str]
+    input_spec: InputSpec
+    hyperparameters: Hyperparameters
+    work_dir: Path  # scratch dir for this job (checkpoints, temp files)
+    base_model_path: Path | None = None
+
+
+class Reporter(Protocol):
+    """Sink for job events plus the cancellation flag."""
+
+    def emit(self, kind: EventKind, data: dict[str, Any]) -> None:
+        """Record one event."""
+        ...
+
+    def should_stop(self) -> bool:
+        """Return True once the job was cancelled."""
+        ...
+
+
+@dataclass
+class TrainingOutput:
+    """Result of a job.
+
+    ``artifacts`` holds one file per requested format (the .tflite ones already carry the
+    embedded manifest); ``manifest`` lacks the file sha256s, which the caller adds.
+    When ``cancelled`` is true, ``artifacts`` is empty and metrics/manifest may be partial.
+    """
+
+    artifacts: dict[ModelFormat, bytes]
+    metrics: dict[str, Any]
+    split: dict[str, Any]  # {"seed", "validation_fraction", "train_ids", "validation_ids"}
+    manifest: dict[str, Any]
+    cancelled: bool = False
+
+
+def artifact_file_name(fmt: ModelFormat) -> str:
+    """File name of a format inside a model version, as written in the manifest."""
+    return f"model-{fmt.value}{fmt.file_extension}"
