@@ -50,6 +50,8 @@ class TrainingOutput:
     """
 
     artifacts: dict[ModelFormat, bytes]
+    # {accuracy, loss, macro_f1, labels, per_class: [{label, precision, recall, f1, support}],
+    #  confusion_matrix (rows = true label), tflite: {format: {accuracy, ...}}, history, ...}
     metrics: dict[str, Any]
     split: dict[str, Any]  # {"seed", "validation_fraction", "train_ids", "validation_ids"}
     manifest: dict[str, Any]

@@ -100,12 +100,12 @@ def test_digits_accuracy_in_keras_and_litert(trained: Any) -> None:
     tflite = out.metrics["tflite"]
     print(
         "\ndigits:",
-        f"keras={out.metrics['keras']['accuracy']:.4f}",
+        f"keras={out.metrics['accuracy']:.4f}",
         *(f"{f}={m['accuracy']:.4f} ({m['size_bytes']} B)" for f, m in tflite.items()),
         f"keras-file={len(out.artifacts[ModelFormat.KERAS])} B",
         f"train={out.metrics['train_seconds']}s export+eval={out.metrics['export_seconds']}s",
     )
-    assert out.metrics["keras"]["accuracy"] >= 0.97
+    assert out.metrics["accuracy"] >= 0.97
     assert tflite["float32"]["accuracy"] >= 0.97
     assert abs(tflite["int8"]["accuracy"] - tflite["float32"]["accuracy"]) <= 0.01
     for fmt in ("float16", "dynamic-int8"):
@@ -113,7 +113,7 @@ def test_digits_accuracy_in_keras_and_litert(trained: Any) -> None:
     sizes = {f: m["size_bytes"] for f, m in tflite.items()}
     assert sizes["float16"] < sizes["float32"] and sizes["int8"] < sizes["float16"]
     assert out.metrics["num_train"] + out.metrics["num_validation"] == 1797
-    assert len(out.metrics["keras"]["confusion_matrix"]) == 10
+    assert len(out.metrics["confusion_matrix"]) == 10
 
 
 def test_exports_use_builtin_ops_and_embed_the_manifest(trained: Any) -> None:

@@ -590,12 +590,10 @@ def _accuracy(value: Any) -> float | None:
 def metrics_summary(metrics: dict[str, Any]) -> MetricsSummaryPublic:
     """Summarise a version's metrics dict.
 
-    Reads ``accuracy`` (or ``keras.accuracy``) and per-format accuracies from ``tflite``
-    (``{format: {accuracy: ...}}`` or ``{format: accuracy}``); missing values are left out.
+    Reads ``accuracy`` and per-format accuracies from ``tflite`` (``{format: {accuracy: ...}}``
+    or ``{format: accuracy}``); missing values are left out.
     """
     accuracy = _accuracy(metrics.get("accuracy"))
-    if accuracy is None:
-        accuracy = _accuracy(metrics.get("keras"))
     per_format: dict[str, float] = {}
     tflite = metrics.get("tflite")
     if isinstance(tflite, dict):

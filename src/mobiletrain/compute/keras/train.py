@@ -368,14 +368,15 @@ def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOu
             }
     export_seconds = time.monotonic() - export_start
 
+    # Top level: the Keras model on the validation split (the shape both transports read);
+    # "tflite" holds the same measure for every exported file, run in LiteRT.
     metrics: dict[str, Any] = {
-        "keras": {
-            "accuracy": keras_report["accuracy"],
-            "loss": keras_report["loss"],
-            "macro_f1": keras_report["macro_f1"],
-            "per_class": keras_report["per_class"],
-            "confusion_matrix": keras_report["confusion_matrix"],
-        },
+        "accuracy": keras_report["accuracy"],
+        "loss": keras_report["loss"],
+        "macro_f1": keras_report["macro_f1"],
+        "labels": list(request.label_names),
+        "per_class": keras_report["per_class"],
+        "confusion_matrix": keras_report["confusion_matrix"],
         "tflite": tflite_metrics,
         "history": hist,
         "epochs_run": len(hist["loss"]),

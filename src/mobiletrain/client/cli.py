@@ -1,0 +1,369 @@
+"""The ``mobiletrain`` command line: serve, projects, upload, train, models, predict, demo."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from mobiletrain.client.sdk import DEFAULT_SERVER, FORMATS, Client, ClientError
+
+app = typer.Typer(help="mobiletrain: train models for mobile apps and deliver TFLite files.")
+projects_app = typer.Typer(help="Create and list projects.")
+models_app = typer.Typer(help="List and download model versions.")
+jobs_app = typer.Typer(help="Inspect, watch and cancel training jobs.")
+app.add_typer(projects_app, name="projects")
+app.add_typer(models_app, name="models")
+app.add_typer(jobs_app, name="jobs")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ServerOpt = Annotated[
+    str,
+    typer.Option("--server", envvar="MOBILETRAIN_SERVER", help="gRPC address of the server"),
+]
+ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name or id")]
+
+_state: dict[str, str] = {"server": DEFAULT_SERVER}
+
+
+@app.callback()
+def main(server: ServerOpt = DEFAULT_SERVER) -> None:
+    """Global options."""
+    _state["server"] = server
+
+
+def _client() -> Client:
+    return Client(_state["server"])
+
+
+def _fail(err: ClientError) -> typer.Exit:
+    err_console.print(f"[red]error {err.code}[/red] ({err.status}): {err.message}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    data_dir: Annotated[Path, typer.Option(help="Data folder (SQLite + blobs)")] = Path(
+        "mobiletrain-data"
+    ),
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    grpc_port: Annotated[int, typer.Option(help="gRPC port")] = 50051,
+    http_port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Concurrent training workers")] = 1,
+) -> None:
+    """Run the gRPC and HTTP servers until interrupted."""
+    import logging
+
+    from mobiletrain.config import Settings
+    from mobiletrain.server import start_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings(
+        data_dir=data_dir, host=host, grpc_port=grpc_port, http_port=http_port, max_workers=workers
+    )
+    running = start_server(settings)
+    console.print(
+        f"mobiletrain serving: gRPC [bold]{host}:{running.grpc_port}[/bold], "
+        f"HTTP [bold]http://{host}:{running.http_port}[/bold] (OpenAPI at /openapi.json), "
+        f"data in {data_dir}"
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    console.print("stopping…")
+    running.stop()
+
+
+@projects_app.command("create")
+def projects_create(
+    name: str,
+    task: Annotated[str, typer.Option(help="Task type")] = "image-classification",
+    labels: Annotated[str, typer.Option(help="Comma-separated fixed label set")] = "",
+    width: Annotated[int, typer.Option(help="Model input width")] = 96,
+    height: Annotated[int, typer.Option(help="Model input height")] = 96,
+    color_mode: Annotated[str, typer.Option(help="rgb or grayscale")] = "rgb",
+    normalization: Annotated[str, typer.Option(help="zero-one, minus-one-one or raw")] = "zero-one",
+) -> None:
+    """Create a project."""
+    label_list = [x.strip() for x in labels.split(",") if x.strip()]
+    with _client() as c:
+        try:
+            p = c.create_project(name, label_list, width, height, color_mode, normalization, task)
+        except ClientError as err:
+            raise _fail(err) from None
+    console.print(f"created project [bold]{p.name}[/bold] ({p.id})")
+
+
+@projects_app.command("list")
+def projects_list() -> None:
+    """List projects."""
+    with _client() as c:
+        try:
+            projects = c.list_projects()
+        except ClientError as err:
+            raise _fail(err) from None
+    table = Table("name", "id", "labels", "input")
+    for p in projects:
+        s = p.input_spec
+        table.add_row(p.name, p.id, ", ".join(p.labels) or "(open)", f"{s.width}x{s.height}")
+    console.print(table)
+
+
+@app.command()
+def upload(
+    directory: Annotated[Path, typer.Argument(help="DIR/<label>/*.jpg|png|webp")],
+    project: ProjectOpt,
+) -> None:
+    """Upload a folder of labelled images (resized client-side, like the phone app)."""
+    if not directory.is_dir():
+        err_console.print(f"[red]{directory} is not a folder[/red]")
+        raise typer.Exit(code=2)
+    with (
+        _client() as c,
+        Progress(
+            TextColumn("uploading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+        ) as bar,
+    ):
+        task = bar.add_task("upload", total=None)
+        try:
+            report = c.upload_directory(
+                project,
+                directory,
+                on_total=lambda n: bar.update(task, total=n, completed=0),
+                on_sent=lambda n: bar.advance(task, n),
+            )
+        except ClientError as err:
+            raise _fail(err) from None
+    console.print(
+        f"accepted {report.accepted}, duplicates {report.duplicates}, "
+        f"rejected {report.rejected}, already on the server {report.skipped}"
+    )
+    for client_id, code, reason in report.rejections or []:
+        console.print(f"  [red]rejected[/red] {client_id}: [{code}] {reason}")
+
+
+def _describe(ev: Any) -> str:
+    kind = ev.WhichOneof("payload")
+    p: Any = getattr(ev, kind) if kind else None
+    if kind == "state_changed":
+        from mobiletrain._proto.mobiletrain.v1 import training_pb2
+
+        state = training_pb2.JobState.Name(p.state).removeprefix("JOB_STATE_").lower()
+        return f"state: {state}" + (f" ({p.error})" if p.error else "")
+    if kind == "epoch_end":
+        return (
+            f"epoch {p.epoch}/{p.epochs}: loss {p.loss:.4f} acc {p.accuracy:.4f} "
+            f"val_loss {p.val_loss:.4f} val_acc {p.val_accuracy:.4f} ({p.seconds:.1f}s)"
+        )
+    if kind == "evaluation":
+        accs = ", ".join(
+            f"{FORMAT_NAMES.get(a.format, a.format)} {a.accuracy:.4f}" for a in p.tflite_accuracy
+        )
+        return f"evaluation: keras accuracy {p.accuracy:.4f}; TFLite in LiteRT: {accs}"
+    if kind == "log":
+        return str(p.message)
+    return kind or "event"
+
+
+FORMAT_NAMES = {v: k for k, v in FORMATS.items()}
+
+
+def watch_with_progress(c: Client, job_id: str) -> Any:
+    """Show a job's live progress; returns the final job."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("waiting", total=None, rate="")
+        for ev in c.watch_job(job_id):
+            kind = ev.WhichOneof("payload")
+            if kind == "progress":
+                p = ev.progress
+                bar.update(
+                    task,
+                    description=f"epoch {p.epoch}/{p.epochs}",
+                    total=p.batches,
+                    completed=p.batch,
+                    rate=f"{p.samples_per_second:.0f} samples/s",
+                )
+            else:
+                bar.console.print(_describe(ev))
+    return c.get_job(job_id)
+
+
+@app.command()
+def train(
+    project: ProjectOpt,
+    epochs: Annotated[int | None, typer.Option(help="Epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Learning rate")] = None,
+    architecture: Annotated[
+        str | None, typer.Option(help="small-cnn, mobilenet-v3-small or mobilenet-v2")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
+    early_stopping: Annotated[int | None, typer.Option(help="Early stopping patience")] = None,
+    augment_flip: Annotated[bool | None, typer.Option(help="Random horizontal flips")] = None,
+    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Show live progress")] = False,
+) -> None:
+    """Start a training job (and watch it with --watch)."""
+    with _client() as c:
+        try:
+            job = c.start_job(
+                project,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                architecture=architecture,
+                seed=seed,
+                early_stopping_patience=early_stopping,
+                augment_flip=augment_flip,
+            )
+            console.print(f"job [bold]{job.id}[/bold] queued")
+            if watch:
+                final = watch_with_progress(c, job.id)
+                if final.error:
+                    console.print(f"[red]{final.error}[/red]")
+                if final.model_version:
+                    console.print(f"model version [bold]{final.model_version}[/bold] published")
+                else:
+                    raise typer.Exit(code=1)
+        except ClientError as err:
+            raise _fail(err) from None
+
+
+@jobs_app.command("watch")
+def jobs_watch(job_id: str) -> None:
+    """Watch a job's progress until it ends."""
+    with _client() as c:
+        try:
+            watch_with_progress(c, job_id)
+        except ClientError as err:
+            raise _fail(err) from None
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a job."""
+    with _client() as c:
+        try:
+            c.cancel_job(job_id)
+        except ClientError as err:
+            raise _fail(err) from None
+    console.print("cancel requested")
+
+
+@models_app.command("list")
+def models_list(project: ProjectOpt) -> None:
+    """List model versions with metrics and sizes."""
+    with _client() as c:
+        try:
+            versions = c.list_versions(project)
+        except ClientError as err:
+            raise _fail(err) from None
+    table = Table("version", "current", "accuracy", "TFLite accuracy", "files")
+    for v in versions:
+        accs = ", ".join(
+            f"{FORMAT_NAMES.get(a.format)} {a.accuracy:.3f}" for a in v.metrics.tflite_accuracy
+        )
+        files = ", ".join(
+            f"{FORMAT_NAMES.get(a.format)} {a.size / 1024:.0f} KiB" for a in v.artifacts
+        )
+        table.add_row(
+            str(v.version), "*" if v.current else "", f"{v.metrics.accuracy:.4f}", accs, files
+        )
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    project: ProjectOpt,
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write")],
+    fmt: Annotated[str, typer.Option("--format", help=", ".join(FORMATS))] = "float32",
+    version: Annotated[int, typer.Option(help="Version (0 = current)")] = 0,
+    manifest: Annotated[bool, typer.Option(help="Also write <output>.json manifest")] = True,
+) -> None:
+    """Download a model file (sha256-checked, resumable) and its manifest."""
+    if fmt not in FORMATS:
+        err_console.print(f"[red]unknown format {fmt!r}; allowed: {', '.join(FORMATS)}[/red]")
+        raise typer.Exit(code=2)
+    with (
+        _client() as c,
+        Progress(
+            TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn()
+        ) as bar,
+    ):
+        task = bar.add_task("download", total=None)
+        try:
+            info = c.download_model(
+                project,
+                output,
+                fmt,
+                version,
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+            if manifest:
+                data = c.manifest(project, info.version)
+                output.with_name(output.name + ".json").write_text(json.dumps(data, indent=2))
+        except ClientError as err:
+            raise _fail(err) from None
+    console.print(
+        f"version {info.version} {fmt}: {output} ({info.size} bytes, sha256 {info.sha256})"
+    )
+
+
+@app.command()
+def predict(
+    image: Annotated[Path, typer.Argument(help="An image file")],
+    project: ProjectOpt,
+    top_k: Annotated[int, typer.Option(help="How many classes")] = 3,
+) -> None:
+    """Classify an image with the project's current model (server-side, LiteRT)."""
+    with _client() as c:
+        try:
+            resp = c.predict(project, image.read_bytes(), top_k)
+        except ClientError as err:
+            raise _fail(err) from None
+    for p in resp.predictions:
+        console.print(f"{p.label:>20}  {p.score:.4f}")
+    console.print(f"(version {resp.version}, {resp.latency_ms:.1f} ms)")
+
+
+@app.command()
+def demo(
+    epochs: Annotated[int, typer.Option(help="Training epochs")] = 15,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Keep the demo's data here (default: temporary)")
+    ] = None,
+) -> None:
+    """Run the whole loop on scikit-learn's digits against an embedded server."""
+    from mobiletrain.client.demo import run_demo
+
+    result = run_demo(console, epochs=epochs, data_dir=data_dir)
+    if result["float32"] < 0.9:
+        raise typer.Exit(code=1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,477 @@
+"""Python SDK over gRPC: what a phone app does, from Python.
+
+The SDK preprocesses like a phone (resize to the project's input size before sending), uploads
+in streamed batches with client-chosen ids (so a retry never doubles a sample), watches jobs with
+automatic resume from the last sequence number, and downloads models with a sha256 check.
+
+Errors: every failed call raises :class:`ClientError` with the server's stable ``code`` number
+(see ``mobiletrain.core.errors.ErrorCode``) and message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from PIL import Image, ImageOps
+
+from mobiletrain._proto.mobiletrain.v1 import (
+    common_pb2,
+    datasets_pb2,
+    datasets_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    projects_pb2,
+    projects_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+# Keep each stream message well under gRPC's default 4 MiB limit.
+_BATCH_BYTES = 2 * 1024 * 1024
+_INLINE_LIMIT = 1024 * 1024
+_CHUNK = 256 * 1024
+
+FORMATS = {
+    "keras": common_pb2.MODEL_FORMAT_KERAS,
+    "float32": common_pb2.MODEL_FORMAT_FLOAT32,
+    "float16": common_pb2.MODEL_FORMAT_FLOAT16,
+    "dynamic-int8": common_pb2.MODEL_FORMAT_DYNAMIC_INT8,
+    "int8": common_pb2.MODEL_FORMAT_INT8,
+}
+COLOR_MODES = {"rgb": common_pb2.COLOR_MODE_RGB, "grayscale": common_pb2.COLOR_MODE_GRAYSCALE}
+NORMALIZATIONS = {
+    "zero-one": common_pb2.NORMALIZATION_ZERO_ONE,
+    "minus-one-one": common_pb2.NORMALIZATION_MINUS_ONE_ONE,
+    "raw": common_pb2.NORMALIZATION_RAW,
+}
+ARCHITECTURES = {
+    "small-cnn": training_pb2.ARCHITECTURE_SMALL_CNN,
+    "mobilenet-v3-small": training_pb2.ARCHITECTURE_MOBILENET_V3_SMALL,
+    "mobilenet-v2": training_pb2.ARCHITECTURE_MOBILENET_V2,
+}
+TERMINAL_STATES = {
+    training_pb2.JOB_STATE_SUCCEEDED,
+    training_pb2.JOB_STATE_FAILED,
+    training_pb2.JOB_STATE_CANCELLED,
+}
+
+
+class ClientError(Exception):
+    """A call failed; ``code`` is the server's stable error number (0 if none was sent)."""
+
+    def __init__(self, code: int, status: str, message: str) -> None:
+        self.code = code
+        self.status = status
+        self.message = message
+        super().__init__(f"[{code}] {status}: {message}")
+
+    @classmethod
+    def from_rpc(cls, err: grpc.RpcError) -> ClientError:
+        """Read the code from the trailing metadata ``mobiletrain-error-code``."""
+        code = 0
+        trailers: Any = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+        for item in trailers or ():
+            if item[0] == "mobiletrain-error-code":
+                code = int(item[1])
+        status = err.code().name if hasattr(err, "code") and err.code() else "UNKNOWN"
+        details = err.details() if hasattr(err, "details") else str(err)
+        return cls(code, status, details or "")
+
+
+@dataclass
+class LocalSample:
+    """One sample to upload: its id (idempotency key), label and encoded bytes."""
+
+    client_id: str
+    label: str
+    data: bytes
+
+
+@dataclass
+class UploadReport:
+    """What an upload did, sample by sample."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    rejections: list[tuple[str, int, str]] | None = None
+
+    def add(self, response: Any) -> None:
+        """Fold one server response in."""
+        self.accepted += response.accepted
+        self.duplicates += response.duplicates
+        self.rejected += response.rejected
+        self.rejections = self.rejections or []
+        for r in response.results:
+            if r.status == datasets_pb2.SAMPLE_STATUS_REJECTED:
+                self.rejections.append((r.client_id, r.error_code, r.reason))
+
+
+def prepare_image(data: bytes, width: int, height: int, grayscale: bool) -> bytes:
+    """Resize and convert like the phone app does before sending.
+
+    PNG stays lossless (small images, grayscale); photos go as JPEG quality 95.
+    """
+    img: Image.Image = Image.open(io.BytesIO(data))
+    was_png = img.format == "PNG"
+    img = ImageOps.exif_transpose(img) or img
+    img = img.convert("L" if grayscale else "RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    if was_png or grayscale:
+        img.save(buf, format="PNG")
+    else:
+        img.save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def scan_directory(root: Path) -> list[tuple[str, str, Path]]:
+    """(client_id, label, path) for DIR/<label>/<file>, like Keras image_dataset_from_directory."""
+    found = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(label_dir.rglob("*")):
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                rel = path.relative_to(root).as_posix()
+                found.append((rel, label_dir.name, path))
+    return found
+
+
+class Client:
+    """A connection to a mobiletrain server's gRPC API."""
+
+    def __init__(self, server: str | None = None, timeout: float = 60.0) -> None:
+        self.server = server or os.environ.get("MOBILETRAIN_SERVER") or DEFAULT_SERVER
+        self.timeout = timeout
+        options = [
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.max_send_message_length", 16 * 1024 * 1024),
+        ]
+        self.channel = grpc.insecure_channel(self.server, options=options)
+        self.projects = projects_pb2_grpc.ProjectServiceStub(self.channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
+        self.training = training_pb2_grpc.TrainingServiceStub(self.channel)
+        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, fn: Callable[..., Any], request: Any, **kw: Any) -> Any:
+        try:
+            return fn(request, timeout=kw.pop("timeout", self.timeout), **kw)
+        except grpc.RpcError as err:
+            raise ClientError.from_rpc(err) from None
+
+    # -- projects ------------------------------------------------------------------------------
+    def create_project(
+        self,
+        name: str,
+        labels: Iterable[str] = (),
+        width: int = 96,
+        height: int = 96,
+        color_mode: str = "rgb",
+        normalization: str = "zero-one",
+        task: str = "image-classification",
+    ) -> Any:
+        """Create a project (empty labels = open label set)."""
+        if task != "image-classification":
+            raise ClientError(14, "INVALID_ARGUMENT", f"unsupported task {task!r}")
+        spec = common_pb2.InputSpec(
+            width=width,
+            height=height,
+            color_mode=COLOR_MODES[color_mode],
+            normalization=NORMALIZATIONS[normalization],
+        )
+        request = projects_pb2.CreateProjectRequest(
+            name=name,
+            task=common_pb2.TASK_TYPE_IMAGE_CLASSIFICATION,
+            labels=list(labels),
+            input_spec=spec,
+        )
+        return self._call(self.projects.CreateProject, request)
+
+    def get_project(self, project: str) -> Any:
+        """A project by id or name."""
+        return self._call(self.projects.GetProject, projects_pb2.GetProjectRequest(project=project))
+
+    def list_projects(self) -> list[Any]:
+        """Every project (all pages)."""
+        out, token = [], ""
+        while True:
+            resp = self._call(
+                self.projects.ListProjects, projects_pb2.ListProjectsRequest(page_token=token)
+            )
+            out += list(resp.projects)
+            token = resp.next_page_token
+            if not token:
+                return out
+
+    # -- datasets ------------------------------------------------------------------------------
+    def existing_client_ids(self, project: str) -> set[str]:
+        """Client ids already stored in the project (to skip re-sending them)."""
+        ids: set[str] = set()
+        token = ""
+        while True:
+            resp = self._call(
+                self.datasets.ListSamples,
+                datasets_pb2.ListSamplesRequest(project=project, page_size=1000, page_token=token),
+            )
+            ids.update(s.client_id for s in resp.samples)
+            token = resp.next_page_token
+            if not token:
+                return ids
+
+    def upload(
+        self,
+        project: str,
+        samples: Iterable[LocalSample],
+        on_sent: Callable[[int], None] | None = None,
+    ) -> UploadReport:
+        """Stream samples in one UploadSamples call (batched; large ones chunked)."""
+
+        def requests() -> Iterator[Any]:
+            first = True
+            batch: list[Any] = []
+            size = 0
+
+            def flush() -> Any:
+                nonlocal first, batch, size
+                msg = datasets_pb2.UploadSamplesRequest(
+                    project=project if first else "",
+                    inline_batch=datasets_pb2.InlineSampleBatch(samples=batch),
+                )
+                first, batch, size = False, [], 0
+                return msg
+
+            for s in samples:
+                if len(s.data) > _INLINE_LIMIT:
+                    if batch:
+                        yield flush()
+                    yield from self._chunked(project if first else "", s)
+                    first = False
+                else:
+                    batch.append(
+                        datasets_pb2.InlineSample(client_id=s.client_id, label=s.label, data=s.data)
+                    )
+                    size += len(s.data)
+                    if size >= _BATCH_BYTES:
+                        yield flush()
+                if on_sent is not None:
+                    on_sent(1)
+            if batch or first:
+                yield flush()
+
+        report = UploadReport()
+        report.add(self._call(self.datasets.UploadSamples, requests(), timeout=3600))
+        return report
+
+    @staticmethod
+    def _chunked(project: str, s: LocalSample) -> Iterator[Any]:
+        yield datasets_pb2.UploadSamplesRequest(
+            project=project,
+            header=datasets_pb2.SampleHeader(
+                client_id=s.client_id,
+                label=s.label,
+                size=len(s.data),
+                sha256=hashlib.sha256(s.data).hexdigest(),
+            ),
+        )
+        for offset in range(0, len(s.data), _CHUNK):
+            yield datasets_pb2.UploadSamplesRequest(
+                chunk=datasets_pb2.SampleChunk(
+                    client_id=s.client_id, offset=offset, data=s.data[offset : offset + _CHUNK]
+                )
+            )
+
+    def upload_directory(
+        self,
+        project: str,
+        root: Path,
+        on_total: Callable[[int], None] | None = None,
+        on_sent: Callable[[int], None] | None = None,
+        retries: int = 5,
+    ) -> UploadReport:
+        """Upload DIR/<label>/* with client-side resizing; files already stored are skipped.
+
+        Client ids are the paths relative to ``root``, so running it again sends nothing new,
+        and a retry after a dropped connection never doubles a sample.
+        """
+        info = self.get_project(project)
+        spec = info.input_spec
+        grayscale = spec.color_mode == common_pb2.COLOR_MODE_GRAYSCALE
+        files = scan_directory(root)
+        report = UploadReport(rejections=[])
+        for attempt in range(retries + 1):
+            have = self.existing_client_ids(info.id)
+            todo = [f for f in files if f[0] not in have]
+            report.skipped = len(files) - len(todo) - report.accepted
+            if on_total is not None:
+                on_total(len(todo))
+            if not todo:
+                return report
+
+            def gen(todo: list[tuple[str, str, Path]] = todo) -> Iterator[LocalSample]:
+                for client_id, label, path in todo:
+                    raw = path.read_bytes()
+                    try:
+                        data = prepare_image(raw, spec.width, spec.height, grayscale)
+                    except Exception:
+                        data = raw  # let the server say precisely what is wrong with it
+                    yield LocalSample(client_id, label, data)
+
+            try:
+                part = self.upload(info.id, gen(), on_sent=on_sent)
+            except ClientError as err:
+                if err.status != "UNAVAILABLE" or attempt == retries:
+                    raise
+                time.sleep(min(2**attempt * 0.5, 10))
+                continue
+            report.accepted += part.accepted
+            report.duplicates += part.duplicates
+            report.rejected += part.rejected
+            report.rejections = (report.rejections or []) + (part.rejections or [])
+            return report
+        return report
+
+    def class_counts(self, project: str) -> dict[str, int]:
+        """Samples per label."""
+        resp = self._call(
+            self.datasets.GetClassCounts, datasets_pb2.GetClassCountsRequest(project=project)
+        )
+        return {c.label: c.count for c in resp.counts}
+
+    # -- training ------------------------------------------------------------------------------
+    def start_job(self, project: str, **hyperparameters: Any) -> Any:
+        """Queue a training job; keyword arguments are the Hyperparameters fields."""
+        hp = training_pb2.Hyperparameters()
+        for key, value in hyperparameters.items():
+            if value is None:
+                continue
+            if key == "architecture":
+                hp.architecture = ARCHITECTURES[value]
+            elif key == "formats":
+                hp.formats.extend(FORMATS[f] for f in value)
+            else:
+                setattr(hp, key, value)
+        return self._call(
+            self.training.StartJob,
+            training_pb2.StartJobRequest(project=project, hyperparameters=hp),
+        )
+
+    def get_job(self, job_id: str) -> Any:
+        """A job by id."""
+        return self._call(self.training.GetJob, training_pb2.GetJobRequest(job_id=job_id))
+
+    def cancel_job(self, job_id: str) -> Any:
+        """Ask a job to stop."""
+        return self._call(self.training.CancelJob, training_pb2.CancelJobRequest(job_id=job_id))
+
+    def watch_job(self, job_id: str, after_seq: int = 0, retries: int = 10) -> Iterator[Any]:
+        """Yield JobEvents until the job ends, reconnecting from the last seq seen."""
+        seq = after_seq
+        failures = 0
+        while True:
+            try:
+                stream = self.training.WatchJob(
+                    training_pb2.WatchJobRequest(job_id=job_id, after_seq=seq)
+                )
+                for ev in stream:
+                    failures = 0
+                    seq = ev.seq
+                    yield ev
+                return
+            except grpc.RpcError as err:
+                if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+                    raise ClientError.from_rpc(err) from None
+                failures += 1
+                if failures > retries:
+                    raise ClientError.from_rpc(err) from None
+                time.sleep(min(0.5 * 2**failures, 10))
+
+    # -- models --------------------------------------------------------------------------------
+    def list_versions(self, project: str) -> list[Any]:
+        """Model versions, newest first."""
+        resp = self._call(
+            self.models.ListModelVersions, models_pb2.ListModelVersionsRequest(project=project)
+        )
+        return list(resp.versions)
+
+    def manifest(self, project: str, version: int = 0) -> dict[str, Any]:
+        """The manifest of a version (0 = current) as a dict."""
+        import json
+
+        resp = self._call(
+            self.models.GetManifest, models_pb2.GetManifestRequest(project=project, version=version)
+        )
+        return dict(json.loads(resp.manifest_json))
+
+    def download_model(
+        self,
+        project: str,
+        path: Path,
+        fmt: str = "float32",
+        version: int = 0,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """Download a model file to ``path`` (resuming a partial ``path.part``), verify sha256."""
+        part = path.with_name(path.name + ".part")
+        offset = part.stat().st_size if part.exists() else 0
+        request = models_pb2.DownloadModelRequest(
+            project=project, version=version, format=FORMATS[fmt], offset=offset
+        )
+        info = None
+        try:
+            with open(part, "ab") as fh:
+                for msg in self.models.DownloadModel(request, timeout=3600):
+                    if msg.HasField("info"):
+                        info = msg.info
+                        if info.size < offset:  # a different file: start over
+                            fh.truncate(0)
+                            return self.download_model(project, path, fmt, info.version)
+                        continue
+                    fh.write(msg.data)
+                    if on_progress is not None and info is not None:
+                        on_progress(msg.offset + len(msg.data), info.size)
+        except grpc.RpcError as err:
+            raise ClientError.from_rpc(err) from None
+        assert info is not None
+        digest = hashlib.sha256(part.read_bytes()).hexdigest()
+        if digest != info.sha256:
+            part.unlink()
+            raise ClientError(0, "DATA_LOSS", "downloaded file does not match its sha256")
+        part.replace(path)  # atomic switch: the app never sees a half-written model
+        return info
+
+    def check_for_update(self, project: str, fmt: str, current_sha256: str = "") -> Any:
+        """Ask whether a newer model exists than the one the app has."""
+        return self._call(
+            self.models.CheckForUpdate,
+            models_pb2.CheckForUpdateRequest(
+                project=project, format=FORMATS[fmt], current_sha256=current_sha256
+            ),
+        )
+
+    def predict(self, project: str, image: bytes, top_k: int = 3, version: int = 0) -> Any:
+        """Server-side inference on one encoded image."""
+        return self._call(
+            self.models.Predict,
+            models_pb2.PredictRequest(project=project, image=image, top_k=top_k, version=version),
+        )

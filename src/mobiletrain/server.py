@@ -1,0 +1,137 @@
+"""Composition root: builds stores, services and both servers from :class:`Settings`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from mobiletrain.compute.executor import LocalExecutor
+from mobiletrain.config import Settings
+from mobiletrain.core.events import EventHub
+from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore
+from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
+from mobiletrain.store.blobs import open_blob_store
+from mobiletrain.store.sql import SqlMetadataStore
+
+log = logging.getLogger("mobiletrain.server")
+
+
+@dataclass
+class Container:
+    """The services and their dependencies, shared by both transports."""
+
+    settings: Settings
+    store: MetadataStore
+    blobs: BlobStore
+    hub: EventHub
+    executor: JobExecutor
+    projects: ProjectService
+    datasets: DatasetService
+    training: TrainingService
+    models: ModelService
+    _closed: bool = field(default=False, repr=False)
+
+    def start(self) -> None:
+        """Start background parts (event polling, job scheduling)."""
+        self.hub.start()
+        self.executor.start()
+
+    def close(self) -> None:
+        """Stop background parts and close stores."""
+        if self._closed:
+            return
+        self._closed = True
+        self.executor.stop()
+        self.hub.stop()
+        self.blobs.close()
+        self.store.close()
+
+
+def build_container(settings: Settings) -> Container:
+    """Wire the embedded (or configured) stores, executor and services."""
+    from mobiletrain.compute.predictor import LiteRTPredictor
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    limits = settings.limits()
+    store = SqlMetadataStore(settings.resolved_database_url())
+    blobs = open_blob_store(settings.resolved_blob_url())
+    hub = EventHub(store)
+    executor = LocalExecutor(
+        store,
+        hub,
+        database_url=settings.resolved_database_url(),
+        blob_url=settings.resolved_blob_url(),
+        work_dir=(settings.data_dir / "jobs").resolve(),
+        max_workers=settings.max_workers,
+        max_attempts=settings.max_job_attempts,
+        base_models_dir=settings.base_models_dir,
+    )
+    projects = ProjectService(store, limits)
+    return Container(
+        settings=settings,
+        store=store,
+        blobs=blobs,
+        hub=hub,
+        executor=executor,
+        projects=projects,
+        datasets=DatasetService(store, blobs, projects, limits),
+        training=TrainingService(store, projects, executor, hub, limits),
+        models=ModelService(store, blobs, projects, LiteRTPredictor()),
+    )
+
+
+@dataclass
+class RunningServer:
+    """Both servers of one process, with the ports they actually bound."""
+
+    container: Container
+    grpc_port: int
+    http_port: int
+    _grpc: object
+    _uvicorn: object
+    _http_thread: threading.Thread
+
+    def stop(self) -> None:
+        """Stop HTTP and gRPC, then the background parts."""
+        self._uvicorn.should_exit = True  # type: ignore[attr-defined]
+        self._http_thread.join(timeout=10)
+        self._grpc.stop(grace=2).wait()  # type: ignore[attr-defined]
+        self.container.close()
+
+
+def start_server(settings: Settings) -> RunningServer:
+    """Start gRPC and HTTP servers in this process; returns once both accept connections."""
+    import socket
+    import time
+
+    import uvicorn
+
+    from mobiletrain.api.grpc.server import build_grpc_server
+    from mobiletrain.api.rest.app import create_app
+
+    container = build_container(settings)
+    container.start()
+    grpc_server, grpc_port = build_grpc_server(container, f"{settings.host}:{settings.grpc_port}")
+    grpc_server.start()
+
+    # Bind the HTTP socket ourselves so port 0 works and the real port is known up front.
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.http_port))
+    http_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(container), log_level="warning", access_log=False, timeout_graceful_shutdown=3
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        raise RuntimeError("HTTP server did not start")
+    log.info("gRPC on %s:%d, HTTP on %s:%d", settings.host, grpc_port, settings.host, http_port)
+    return RunningServer(container, grpc_port, http_port, grpc_server, server, thread)
