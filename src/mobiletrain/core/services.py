@@ -10,7 +10,9 @@ import builtins
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -144,12 +146,25 @@ class DatasetService:
     """Ingest and manage labelled samples."""
 
     def __init__(
-        self, store: MetadataStore, blobs: BlobStore, projects: ProjectService, limits: Limits
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        projects: ProjectService,
+        limits: Limits,
+        verify_threads: int = 2,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.projects = projects
         self.limits = limits
+        # Image decoding runs in C with the GIL released, so a small pool verifies the next
+        # samples of a stream while this thread receives and commits.
+        self._pool = (
+            ThreadPoolExecutor(verify_threads, thread_name_prefix="verify")
+            if verify_threads > 0
+            else None
+        )
+        self._window = 4 * verify_threads
 
     def upload(
         self, project_ref: str, samples: Iterable[IncomingSample], batch_size: int = 128
@@ -162,22 +177,48 @@ class DatasetService:
         project = self.projects.get(project_ref)
         summary = UploadSummary()
         batch: list[_Pending] = []
-        for incoming in samples:
-            result = SampleResult(client_id=incoming.client_id, status=SampleStatus.REJECTED)
-            summary.results.append(result)
-            try:
-                sample = self._prepare(project, incoming)
-            except MobiletrainError as exc:
-                result.error_code = exc.code
-                result.reason = exc.message
-                continue
-            batch.append(_Pending(len(summary.results) - 1, sample))
-            if len(batch) >= batch_size:
-                self._commit(project, batch, summary)
-                batch = []
+        # Samples being verified, in arrival order; bounded so memory stays flat.
+        in_flight: deque[tuple[int, Future[Sample]]] = deque()
+
+        def settle(keep: int) -> None:
+            nonlocal batch
+            while len(in_flight) > keep:
+                index, future = in_flight.popleft()
+                try:
+                    sample = future.result()
+                except MobiletrainError as exc:
+                    summary.results[index].error_code = exc.code
+                    summary.results[index].reason = exc.message
+                    continue
+                batch.append(_Pending(index, sample))
+                if len(batch) >= batch_size:
+                    self._commit(project, batch, summary)
+                    batch = []
+
+        try:
+            for incoming in samples:
+                summary.results.append(
+                    SampleResult(client_id=incoming.client_id, status=SampleStatus.REJECTED)
+                )
+                in_flight.append((len(summary.results) - 1, self._submit(project, incoming)))
+                settle(self._window)
+            settle(0)
+        finally:
+            for _, future in in_flight:
+                future.cancel()
         if batch:
             self._commit(project, batch, summary)
         return summary
+
+    def _submit(self, project: Project, incoming: IncomingSample) -> Future[Sample]:
+        if self._pool is not None:
+            return self._pool.submit(self._prepare, project, incoming)
+        future: Future[Sample] = Future()
+        try:
+            future.set_result(self._prepare(project, incoming))
+        except MobiletrainError as exc:
+            future.set_exception(exc)
+        return future
 
     def _prepare(self, project: Project, incoming: IncomingSample) -> Sample:
         if incoming.error is not None:
