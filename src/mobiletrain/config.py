@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(default=2, description="Attempts before a job fails")
     base_models_dir: Path | None = Field(default=None, description="Folder of .keras base models")
     grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, description="gRPC message cap")
-    grpc_threads: int = Field(default=32, description="gRPC handler threads")
+    # Each WatchJob stream holds a thread while it runs.
+    grpc_threads: int = Field(default=64, description="gRPC handler threads")
     max_sample_bytes: int = Field(default=20 * 1024 * 1024, description="Largest sample accepted")
     max_pixels: int = Field(default=40_000_000, description="Largest image, in pixels")
 
