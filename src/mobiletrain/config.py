@@ -17,6 +17,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("mobiletrain-data"), description="Data folder")
     host: str = Field(default="127.0.0.1", description="Address both servers bind")
+    auth: bool = Field(default=True, description="Require a token on every call (off: warning)")
     grpc_port: int = Field(default=50051, description="gRPC port (0 = any free port)")
     http_port: int = Field(default=8000, description="HTTP port (0 = any free port)")
     database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir")

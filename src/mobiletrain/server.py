@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ from mobiletrain.config import Settings
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore
 from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
+from mobiletrain.core.tokens import TokenService
 from mobiletrain.store.blobs import open_blob_store
 from mobiletrain.store.sql import SqlMetadataStore
 
@@ -30,6 +32,7 @@ class Container:
     datasets: DatasetService
     training: TrainingService
     models: ModelService
+    tokens: TokenService
     _closed: bool = field(default=False, repr=False)
 
     def start(self) -> None:
@@ -78,7 +81,40 @@ def build_container(settings: Settings) -> Container:
         datasets=DatasetService(store, blobs, projects, limits),
         training=TrainingService(store, projects, executor, hub, limits),
         models=ModelService(store, blobs, projects, LiteRTPredictor()),
+        tokens=TokenService(store),
     )
+
+
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+def ensure_admin_token(container: Container) -> str | None:
+    """On a server's first start, create an admin token and keep it in DATA_DIR/admin-token.
+
+    The file is readable by its owner only; the CLI on the same machine reads it when no token
+    is given. Returns the new secret (to print once), or None when tokens already exist.
+    """
+    if container.store.count_tokens() > 0:
+        return None
+    secret = container.tokens.create_bootstrap_admin()
+    path = container.settings.data_dir / ADMIN_TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    os.chmod(path, 0o600)
+    return secret
+
+
+def security_warnings(settings: Settings) -> list[str]:
+    """Loud warnings for unsafe set-ups."""
+    warnings = []
+    if not settings.auth:
+        warnings.append("authentication is OFF: anyone who can reach the ports controls the server")
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        warnings.append(
+            f"binding {settings.host} without TLS: tokens and data cross the network in clear"
+        )
+    return warnings
 
 
 @dataclass
@@ -111,6 +147,17 @@ def start_server(settings: Settings) -> RunningServer:
     from mobiletrain.api.rest.app import create_app
 
     container = build_container(settings)
+    for warning in security_warnings(settings):
+        log.warning("WARNING: %s", warning)
+    if settings.auth:
+        secret = ensure_admin_token(container)
+        if secret is not None:
+            # Printed once: it is the only time the secret is shown.
+            print(
+                f"First start: admin token created and saved to "
+                f"{settings.data_dir / ADMIN_TOKEN_FILE} (owner-only):\n  {secret}",
+                flush=True,
+            )
     container.start()
     grpc_server, grpc_port = build_grpc_server(container, f"{settings.host}:{settings.grpc_port}")
     grpc_server.start()

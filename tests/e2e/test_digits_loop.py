@@ -73,8 +73,13 @@ def _sse(http: httpx.Client, job_id: str, last_event_id: int | None = None) -> l
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     data_dir = tmp_path_factory.mktemp("server")
     server = start_server(Settings(data_dir=data_dir, grpc_port=0, http_port=0))
-    client = Client(f"127.0.0.1:{server.grpc_port}")
-    http = httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}", timeout=120)
+    admin = (data_dir / "admin-token").read_text().strip()
+    client = Client(f"127.0.0.1:{server.grpc_port}", token=admin)
+    http = httpx.Client(
+        base_url=f"http://127.0.0.1:{server.http_port}",
+        timeout=120,
+        headers={"Authorization": f"Bearer {admin}"},
+    )
     x_up, y_up, x_hold, y_hold = digits_split()
     state = Loop(server, client, http, x_up, y_up, x_hold, y_hold)
     try:
@@ -239,3 +244,54 @@ def test_predict_over_both_transports(loop: Loop, tmp_path: Path) -> None:
         )
         assert rest.status_code == 200, rest.text
         assert rest.json()["predictions"][0]["label"] == resp.predictions[0].label
+
+
+def test_cli_against_the_running_server(loop: Loop, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mobiletrain.client.cli import app
+    from mobiletrain.client.demo import write_digits_folder
+
+    runner = CliRunner()
+    admin = (loop.server.container.settings.data_dir / "admin-token").read_text().strip()
+    server = ["--server", f"127.0.0.1:{loop.server.grpc_port}", "--token", admin]
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, [*server, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "digits" in cli("projects", "list")
+    listing = cli("models", "list", "--project", "digits")
+    assert "float32" in listing and "int8" in listing
+    out = tmp_path / "pulled.tflite"
+    cli("models", "pull", "--project", "digits", "--format", "int8", "-o", str(out))
+    manifest = json.loads(out.with_name("pulled.tflite.json").read_text())
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == manifest["files"]["int8"]["sha256"]
+    image = tmp_path / "digit.png"
+    image.write_bytes(png_bytes(loop.x_hold[0]))
+    assert "version 1" in cli("predict", "--project", "digits", str(image))
+
+    # Uploading a folder twice: the second run sends nothing new.
+    folder = tmp_path / "folder"
+    write_digits_folder(folder, loop.x_hold[:30], loop.y_hold[:30])
+    (folder / "3" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    cli(
+        "projects",
+        "create",
+        "cli-digits",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--color-mode",
+        "grayscale",
+    )
+    first = cli("upload", "--project", "cli-digits", str(folder))
+    assert "accepted 30" in first and "rejected 1" in first and "broken.png" in first
+    second = cli("upload", "--project", "cli-digits", str(folder))
+    assert "accepted 0" in second and "already on the server 30" in second
+    assert sum(loop.client.class_counts("cli-digits").values()) == 30
+
+    bad = runner.invoke(app, [*server, "models", "list", "--project", "nope"])
+    assert bad.exit_code == 1 and "error 10" in bad.output

@@ -27,7 +27,9 @@ app = typer.Typer(help="mobiletrain: train models for mobile apps and deliver TF
 projects_app = typer.Typer(help="Create and list projects.")
 models_app = typer.Typer(help="List and download model versions.")
 jobs_app = typer.Typer(help="Inspect, watch and cancel training jobs.")
+tokens_app = typer.Typer(help="Create, list and revoke admin and device tokens.")
 app.add_typer(projects_app, name="projects")
+app.add_typer(tokens_app, name="tokens")
 app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
 
@@ -38,19 +40,28 @@ ServerOpt = Annotated[
     str,
     typer.Option("--server", envvar="MOBILETRAIN_SERVER", help="gRPC address of the server"),
 ]
+TokenOpt = Annotated[
+    str,
+    typer.Option(
+        "--token",
+        envvar="MOBILETRAIN_TOKEN",
+        help="Admin or device token (default: DATA_DIR/admin-token of a local server)",
+    ),
+]
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name or id")]
 
-_state: dict[str, str] = {"server": DEFAULT_SERVER}
+_state: dict[str, str] = {"server": DEFAULT_SERVER, "token": ""}
 
 
 @app.callback()
-def main(server: ServerOpt = DEFAULT_SERVER) -> None:
+def main(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = "") -> None:
     """Global options."""
     _state["server"] = server
+    _state["token"] = token
 
 
 def _client() -> Client:
-    return Client(_state["server"])
+    return Client(_state["server"], token=_state["token"] or None)
 
 
 def _fail(err: ClientError) -> typer.Exit:
@@ -67,6 +78,9 @@ def serve(
     grpc_port: Annotated[int, typer.Option(help="gRPC port")] = 50051,
     http_port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
     workers: Annotated[int, typer.Option(help="Concurrent training workers")] = 1,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Accept calls without a token (loud warning)")
+    ] = False,
 ) -> None:
     """Run the gRPC and HTTP servers until interrupted."""
     import logging
@@ -76,7 +90,12 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings(
-        data_dir=data_dir, host=host, grpc_port=grpc_port, http_port=http_port, max_workers=workers
+        data_dir=data_dir,
+        host=host,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        max_workers=workers,
+        auth=not no_auth,
     )
     running = start_server(settings)
     console.print(
@@ -125,6 +144,55 @@ def projects_list() -> None:
         s = p.input_spec
         table.add_row(p.name, p.id, ", ".join(p.labels) or "(open)", f"{s.width}x{s.height}")
     console.print(table)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    kind: Annotated[str, typer.Option(help="admin or device")] = "device",
+    project: Annotated[str, typer.Option(help="Project of a device token")] = "",
+    name: Annotated[str, typer.Option(help="A name to recognise it by")] = "",
+    ttl_days: Annotated[int, typer.Option(help="Lifetime in days (0 = no expiry)")] = 0,
+) -> None:
+    """Create a token and print its secret (shown only now)."""
+    with _client() as c:
+        try:
+            token, secret = c.create_token(kind, project, name, ttl_days)
+        except ClientError as err:
+            raise _fail(err) from None
+    console.print(f"token {token.id} created; its secret (shown only now):")
+    console.print(secret, highlight=False, soft_wrap=True)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    project: Annotated[str, typer.Option(help="Only this project's tokens")] = "",
+) -> None:
+    """List tokens (never their secrets)."""
+    from mobiletrain._proto.mobiletrain.v1 import tokens_pb2
+
+    with _client() as c:
+        try:
+            tokens = c.list_tokens(project)
+        except ClientError as err:
+            raise _fail(err) from None
+    table = Table("id", "kind", "project", "name", "expires", "revoked")
+    for t in tokens:
+        kind = tokens_pb2.TokenKind.Name(t.kind).removeprefix("TOKEN_KIND_").lower()
+        expires = t.expires_at.ToDatetime().isoformat() if t.HasField("expires_at") else "never"
+        revoked = t.revoked_at.ToDatetime().isoformat() if t.HasField("revoked_at") else ""
+        table.add_row(t.id, kind, t.project_id, t.name, expires, revoked)
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token at once."""
+    with _client() as c:
+        try:
+            c.revoke_token(token_id)
+        except ClientError as err:
+            raise _fail(err) from None
+    console.print(f"token {token_id} revoked")
 
 
 @app.command()

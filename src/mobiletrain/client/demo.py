@@ -87,7 +87,8 @@ def run_demo(console: Console, epochs: int = 15, data_dir: Path | None = None) -
             console.print(
                 f"digits: {len(x_up)} images to upload, {len(x_hold)} held out for the LiteRT check"
             )
-            with Client(f"127.0.0.1:{running.grpc_port}") as client:
+            admin = (settings.data_dir / "admin-token").read_text().strip()
+            with Client(f"127.0.0.1:{running.grpc_port}", token=admin) as client:
                 client.create_project(
                     "digits",
                     labels=[str(i) for i in range(10)],

@@ -30,6 +30,8 @@ from mobiletrain._proto.mobiletrain.v1 import (
     models_pb2_grpc,
     projects_pb2,
     projects_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
     training_pb2,
     training_pb2_grpc,
 )
@@ -64,6 +66,56 @@ TERMINAL_STATES = {
     training_pb2.JOB_STATE_FAILED,
     training_pb2.JOB_STATE_CANCELLED,
 }
+
+
+class BearerToken(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds ``authorization: Bearer <token>`` to every call of a channel."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def _details(self, details: Any) -> Any:
+        metadata = (*(details.metadata or ()), *self._metadata)
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        """Unary call."""
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        """Server-streaming call."""
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        """Client-streaming call."""
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        """Bidirectional call."""
+        return continuation(self._details(details), requests)
+
+
+def find_token(token: str | None = None, data_dir: str | Path | None = None) -> str | None:
+    """The token to use: given, else ``MOBILETRAIN_TOKEN``, else the local admin-token file.
+
+    The file is the one a server on this machine wrote on its first start
+    (``$MOBILETRAIN_DATA_DIR`` or ``./mobiletrain-data``, file ``admin-token``).
+    """
+    if token:
+        return token
+    if os.environ.get("MOBILETRAIN_TOKEN"):
+        return os.environ["MOBILETRAIN_TOKEN"]
+    folder = Path(data_dir or os.environ.get("MOBILETRAIN_DATA_DIR") or "mobiletrain-data")
+    path = folder / "admin-token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 class ClientError(Exception):
@@ -151,22 +203,31 @@ def scan_directory(root: Path) -> list[tuple[str, str, Path]]:
 class Client:
     """A connection to a mobiletrain server's gRPC API."""
 
-    def __init__(self, server: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self, server: str | None = None, token: str | None = None, timeout: float = 60.0
+    ) -> None:
         self.server = server or os.environ.get("MOBILETRAIN_SERVER") or DEFAULT_SERVER
         self.timeout = timeout
         options = [
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
+            # Keepalive suited to phones and laptops on flaky networks (the server allows it).
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
         ]
-        self.channel = grpc.insecure_channel(self.server, options=options)
+        channel = grpc.insecure_channel(self.server, options=options)
+        secret = find_token(token)
+        self.channel = grpc.intercept_channel(channel, BearerToken(secret)) if secret else channel
+        self._raw_channel = channel
         self.projects = projects_pb2_grpc.ProjectServiceStub(self.channel)
         self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
         self.training = training_pb2_grpc.TrainingServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)
+        self.tokens = tokens_pb2_grpc.TokenServiceStub(self.channel)
 
     def close(self) -> None:
         """Close the channel."""
-        self.channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -475,3 +536,28 @@ class Client:
             self.models.Predict,
             models_pb2.PredictRequest(project=project, image=image, top_k=top_k, version=version),
         )
+
+    # -- tokens --------------------------------------------------------------------------------
+    def create_token(
+        self, kind: str, project: str = "", name: str = "", ttl_days: int = 0
+    ) -> tuple[Any, str]:
+        """Create an admin or device token; returns (record, secret)."""
+        kinds = {"admin": tokens_pb2.TOKEN_KIND_ADMIN, "device": tokens_pb2.TOKEN_KIND_DEVICE}
+        if kind not in kinds:
+            raise ClientError(2, "INVALID_ARGUMENT", f"kind must be admin or device, not {kind!r}")
+        resp = self._call(
+            self.tokens.CreateToken,
+            tokens_pb2.CreateTokenRequest(
+                kind=kinds[kind], project=project, name=name, ttl_days=ttl_days
+            ),
+        )
+        return resp.token, resp.secret
+
+    def list_tokens(self, project: str = "") -> list[Any]:
+        """Token records, newest first."""
+        resp = self._call(self.tokens.ListTokens, tokens_pb2.ListTokensRequest(project=project))
+        return list(resp.tokens)
+
+    def revoke_token(self, token_id: str) -> Any:
+        """Revoke a token."""
+        return self._call(self.tokens.RevokeToken, tokens_pb2.RevokeTokenRequest(id=token_id))

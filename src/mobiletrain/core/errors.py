@@ -61,6 +61,9 @@ class ErrorCode(Enum):
     INVALID_FORMAT = _Spec(52, "INVALID_ARGUMENT", 400, "unknown model format")
     NO_MODEL = _Spec(53, "FAILED_PRECONDITION", 409, "project has no trained model yet")
     INVALID_RANGE = _Spec(54, "OUT_OF_RANGE", 416, "requested range not satisfiable")
+    UNAUTHENTICATED = _Spec(60, "UNAUTHENTICATED", 401, "a valid token is required")
+    PERMISSION_DENIED = _Spec(61, "PERMISSION_DENIED", 403, "this token may not do that")
+    TOKEN_NOT_FOUND = _Spec(62, "NOT_FOUND", 404, "token not found")
 
     @property
     def number(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from mobiletrain.core.types import (
@@ -19,6 +20,7 @@ from mobiletrain.core.types import (
     ModelVersion,
     Project,
     Sample,
+    Token,
 )
 
 
@@ -169,6 +171,27 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def list_model_versions(self, project_id: str) -> list[ModelVersion]:
         """All versions, newest first."""
+
+    # tokens
+    @abc.abstractmethod
+    def create_token(self, token: Token) -> None:
+        """Insert a token record."""
+
+    @abc.abstractmethod
+    def get_token_by_hash(self, token_hash: str) -> Token | None:
+        """The token whose secret has this sha256."""
+
+    @abc.abstractmethod
+    def list_tokens(self, project_id: str | None) -> list[Token]:
+        """Tokens newest first, optionally of one project."""
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: str, when: datetime) -> Token | None:
+        """Mark a token revoked; None when there is no such token."""
+
+    @abc.abstractmethod
+    def count_tokens(self) -> int:
+        """How many tokens exist (0 on a fresh server)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mobiletrain.core.auth import Action, Role, can_see, current, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore, Predictor
@@ -85,6 +86,7 @@ class ProjectService:
         input_spec: InputSpec | None = None,
     ) -> Project:
         """Create a project; empty ``labels`` means an open label set."""
+        require(Action.CREATE_PROJECT)
         check_name(name, self.limits)
         try:
             task_type = TaskType(task)
@@ -112,14 +114,19 @@ class ProjectService:
     def get(self, ref: str) -> Project:
         """A project by id or by name."""
         project = self.store.get_project(ref) or self.store.get_project_by_name(ref)
-        if project is None:
+        # Another project's device token learns nothing, not even that the project exists.
+        if project is None or not can_see(project.id):
             raise MobiletrainError(ErrorCode.PROJECT_NOT_FOUND, f"project {ref!r} not found")
         return project
 
     def list(self, page_size: int = 0, page_token: str = "") -> Page:
-        """Projects in creation order."""
+        """Projects in creation order (a device token sees its own project only)."""
         size = check_page_size(page_size, self.limits)
         offset = parse_page_token(page_token)
+        principal = current()
+        if principal.role is Role.DEVICE:
+            own = self.store.get_project(principal.project_id or "")
+            return Page(items=[own] if own is not None and offset == 0 else [])
         items = self.store.list_projects(size + 1, offset)
         more = len(items) > size
         return Page(items=items[:size], next_page_token=str(offset + size) if more else "")
@@ -174,6 +181,7 @@ class DatasetService:
         Samples are written in batches: blobs first and made durable, then one metadata
         transaction, so a row never points at a missing blob and a retry is idempotent.
         """
+        require(Action.UPLOAD)
         project = self.projects.get(project_ref)
         summary = UploadSummary()
         batch: list[_Pending] = []
@@ -290,6 +298,7 @@ class DatasetService:
 
     def delete(self, project_ref: str, sample_id: str) -> None:
         """Delete a sample (its bytes stay while other samples share them)."""
+        require(Action.DELETE_SAMPLE)
         project = self.projects.get(project_ref)
         if not self.store.delete_sample(project.id, sample_id):
             raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
@@ -320,6 +329,7 @@ class TrainingService:
 
     def start(self, project_ref: str, hyperparameters: Hyperparameters | None = None) -> Job:
         """Validate, queue a job and tell the executor."""
+        require(Action.TRAIN)
         project = self.projects.get(project_ref)
         hp = hyperparameters or Hyperparameters()
         hp.validate()
@@ -346,14 +356,17 @@ class TrainingService:
     def get(self, job_id: str) -> Job:
         """A job by id."""
         job = self.store.get_job(job_id)
-        if job is None:
+        if job is None or not can_see(job.project_id):
             raise MobiletrainError(ErrorCode.JOB_NOT_FOUND, f"job {job_id!r} not found")
         return job
 
     def list(
         self, project_ref: str | None = None, page_size: int = 0, page_token: str = ""
     ) -> Page:
-        """Jobs newest first."""
+        """Jobs newest first (a device token sees its own project's only)."""
+        principal = current()
+        if not project_ref and principal.role is Role.DEVICE:
+            project_ref = principal.project_id
         project_id = self.projects.get(project_ref).id if project_ref else None
         size = check_page_size(page_size, self.limits)
         offset = parse_page_token(page_token)
@@ -363,6 +376,7 @@ class TrainingService:
 
     def cancel(self, job_id: str) -> Job:
         """Ask a job to stop; a queued job is cancelled at once."""
+        require(Action.CANCEL)
         job = self.get(job_id)
         if job.state.is_terminal:
             raise MobiletrainError(ErrorCode.JOB_FINISHED, f"job is already {job.state.value}")
@@ -378,6 +392,7 @@ class TrainingService:
         self, job_id: str, after_seq: int = 0, cancelled: threading.Event | None = None
     ) -> Iterator[JobEvent | None]:
         """Events after ``after_seq`` until the job ends (``None`` items are heartbeats)."""
+        require(Action.WATCH)
         self.get(job_id)
         if after_seq < 0:
             raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "after_seq must be >= 0")
@@ -457,6 +472,7 @@ class ModelService:
         self, artifact: Artifact, start: int = 0, length: int | None = None
     ) -> Iterator[bytes]:
         """Stream an artifact's bytes from ``start``."""
+        require(Action.DOWNLOAD)
         if length is None:
             length = artifact.size - start
         if start < 0 or length < 0 or start + length > artifact.size:
@@ -469,6 +485,7 @@ class ModelService:
         self, project_ref: str, fmt: str, have_sha256: str = "", have_version: int = 0
     ) -> tuple[bool, ModelVersion, Artifact]:
         """(not_modified, current version, its artifact) for an app that has a model already."""
+        require(Action.DOWNLOAD)
         model, artifact = self.artifact(project_ref, 0, fmt)
         not_modified = (have_sha256 and have_sha256 == artifact.sha256) or (
             not have_sha256 and have_version == model.version
@@ -477,6 +494,7 @@ class ModelService:
 
     def promote(self, project_ref: str, version: int) -> ModelVersion:
         """Make ``version`` the one apps get (0 = follow the latest again)."""
+        require(Action.PROMOTE)
         project = self.projects.get(project_ref)
         if version == 0:
             self.store.set_promoted_version(project.id, None)
@@ -489,6 +507,7 @@ class ModelService:
         self, project_ref: str, image: bytes, version: int = 0, top_k: int = 3
     ) -> tuple[ModelVersion, builtins.list[Prediction], float]:
         """Top-k predictions of the float32 model for one encoded image, and latency in ms."""
+        require(Action.PREDICT)
         if self.predictor is None:
             raise MobiletrainError(ErrorCode.FAILED_PRECONDITION, "server-side inference is off")
         project = self.projects.get(project_ref)

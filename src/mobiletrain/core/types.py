@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
 
@@ -359,3 +360,21 @@ class Page:
 
     items: list[Any]
     next_page_token: str = ""
+
+
+@dataclass
+class Token:
+    """A stored credential (never the secret itself)."""
+
+    id: str
+    role: Role
+    project_id: str | None
+    name: str
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def is_valid(self, now: datetime) -> bool:
+        """Not revoked and not expired."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -71,6 +71,20 @@ job_events = sa.Table(
     sa.UniqueConstraint("job_id", "seq", name="uq_job_events_seq"),
 )
 
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("project_id", sa.String(36), sa.ForeignKey("projects.id"), nullable=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    # sha256 of the secret; the secret itself is never stored.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
 model_versions = sa.Table(
     "model_versions",
     metadata,

@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import MetadataStore
 from mobiletrain.core.types import (
@@ -28,6 +29,7 @@ from mobiletrain.core.types import (
     Project,
     Sample,
     TaskType,
+    Token,
 )
 from mobiletrain.store import schema as t
 
@@ -539,3 +541,67 @@ class SqlMetadataStore(MetadataStore):
             .order_by(t.model_versions.c.version.desc())
         )
         return [_row_model(r) for r in self._read(lambda c: c.execute(q).all())]
+
+    # -- tokens -----------------------------------------------------------------------------
+    def create_token(self, token: Token) -> None:
+        """Insert a token record."""
+        self._tx(
+            lambda c: c.execute(
+                t.tokens.insert().values(
+                    id=token.id,
+                    role=token.role.value,
+                    project_id=token.project_id,
+                    name=token.name,
+                    token_hash=token.token_hash,
+                    created_at=token.created_at,
+                    expires_at=token.expires_at,
+                    revoked_at=token.revoked_at,
+                )
+            )
+        )
+
+    def get_token_by_hash(self, token_hash: str) -> Token | None:
+        """Look a token up by the sha256 of its secret."""
+        q = sa.select(t.tokens).where(t.tokens.c.token_hash == token_hash)
+        r = self._read(lambda c: c.execute(q).first())
+        return _row_token(r) if r else None
+
+    def list_tokens(self, project_id: str | None) -> list[Token]:
+        """Tokens newest first."""
+        q = sa.select(t.tokens)
+        if project_id is not None:
+            q = q.where(t.tokens.c.project_id == project_id)
+        q = q.order_by(t.tokens.c.created_at.desc())
+        return [_row_token(r) for r in self._read(lambda c: c.execute(q).all())]
+
+    def revoke_token(self, token_id: str, when: datetime) -> Token | None:
+        """Set revoked_at (kept if already revoked)."""
+
+        def tx(c: Connection) -> Any:
+            c.execute(
+                t.tokens.update()
+                .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
+                .values(revoked_at=when)
+            )
+            return c.execute(sa.select(t.tokens).where(t.tokens.c.id == token_id)).first()
+
+        r = self._tx(tx)
+        return _row_token(r) if r else None
+
+    def count_tokens(self) -> int:
+        """Number of token records."""
+        q = sa.select(sa.func.count()).select_from(t.tokens)
+        return int(self._read(lambda c: c.execute(q).scalar()) or 0)
+
+
+def _row_token(r: Any) -> Token:
+    return Token(
+        id=r.id,
+        role=Role(r.role),
+        project_id=r.project_id,
+        name=r.name,
+        token_hash=r.token_hash,
+        created_at=_utc(r.created_at),  # type: ignore[arg-type]
+        expires_at=_utc(r.expires_at),
+        revoked_at=_utc(r.revoked_at),
+    )

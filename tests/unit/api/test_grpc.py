@@ -38,6 +38,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2_grpc,
 )
 from mobiletrain.api.grpc.server import SERVICE_NAMES, build_grpc_server
+from mobiletrain.client.sdk import BearerToken
 from mobiletrain.config import Settings
 from mobiletrain.core.ports import Predictor
 from mobiletrain.core.types import (
@@ -75,8 +76,10 @@ def api(tmp_path: Path) -> Iterator[Api]:
     container.start()
     server, port = build_grpc_server(container, "127.0.0.1:0")
     server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    grpc.channel_ready_future(channel).result(timeout=10)
+    channel = grpc.intercept_channel(
+        grpc.insecure_channel(f"127.0.0.1:{port}"),
+        BearerToken(container.tokens.create_bootstrap_admin()),
+    )
     try:
         yield Api(
             container=container,
@@ -905,6 +908,7 @@ def test_reflection_lists_the_services(api: Api) -> None:
         "mobiletrain.v1.DatasetService",
         "mobiletrain.v1.TrainingService",
         "mobiletrain.v1.ModelService",
+        "mobiletrain.v1.TokenService",
     )
     described = database.FindFileContainingSymbol("mobiletrain.v1.ModelService")
     assert described.name == "mobiletrain/v1/models.proto"

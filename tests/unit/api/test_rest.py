@@ -20,7 +20,9 @@ def _make_client(tmp_path: Path, **settings: Any) -> Iterator[tuple[TestClient, 
     container = build_container(Settings(data_dir=tmp_path / "data", **settings))
     container.hub.start()  # no executor: nothing trains in these tests
     try:
-        with TestClient(create_app(container)) as client:
+        admin = container.tokens.create_bootstrap_admin()
+        headers = {"Authorization": f"Bearer {admin}"}
+        with TestClient(create_app(container), headers=headers) as client:
             yield client, container
     finally:
         container.close()
@@ -85,6 +87,9 @@ EXPECTED_ROUTES = {
     ("post", "/v1/projects/{project}/models/{version}:promote"),
     ("post", "/v1/projects/{project}/predict"),
     ("post", "/v1/projects/{project}/predict:base64"),
+    ("post", "/v1/tokens"),
+    ("get", "/v1/tokens"),
+    ("delete", "/v1/tokens/{token_id}"),
 }
 
 
@@ -188,7 +193,10 @@ def test_unexpected_errors_do_not_leak(
         raise RuntimeError("secret /var/lib/db password=hunter2")
 
     monkeypatch.setattr(container.projects, "get", boom)
-    with TestClient(create_app(container), raise_server_exceptions=False) as client:
+    headers = {"Authorization": f"Bearer {container.tokens.create_bootstrap_admin()}"}
+    with TestClient(
+        create_app(container), raise_server_exceptions=False, headers=headers
+    ) as client:
         r = client.get("/v1/projects/x")
     body = assert_error(r, 500, 1, "internal")
     assert "secret" not in r.text and "hunter2" not in r.text and "details" not in body

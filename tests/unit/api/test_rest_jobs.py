@@ -25,7 +25,9 @@ def env(tmp_path: Path) -> Iterator[tuple[TestClient, Container]]:
     container = build_container(Settings(data_dir=tmp_path / "data"))
     container.hub.start()  # event wake-ups; no executor, so nothing trains
     try:
-        with TestClient(create_app(container)) as client:
+        admin = container.tokens.create_bootstrap_admin()
+        headers = {"Authorization": f"Bearer {admin}"}
+        with TestClient(create_app(container), headers=headers) as client:
             yield client, container
     finally:
         container.close()

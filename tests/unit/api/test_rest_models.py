@@ -55,7 +55,9 @@ def add_version(container: Container, project_id: str, files: dict[ModelFormat, 
 def env(tmp_path: Path) -> Iterator[Env]:
     container = build_container(Settings(data_dir=tmp_path / "data"))
     try:
-        with TestClient(create_app(container)) as client:
+        admin = container.tokens.create_bootstrap_admin()
+        headers = {"Authorization": f"Bearer {admin}"}
+        with TestClient(create_app(container), headers=headers) as client:
             project = client.post("/v1/projects", json={"name": "m"}).json()
             files = {ModelFormat.FLOAT32: os.urandom(SIZE), ModelFormat.KERAS: os.urandom(300)}
             add_version(container, project["id"], files)

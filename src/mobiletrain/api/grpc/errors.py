@@ -1,4 +1,8 @@
-"""How failures leave the gRPC adapter.
+"""How calls enter and failures leave the gRPC adapter.
+
+Every call to a mobiletrain service is authenticated first: the bearer token in the metadata
+``authorization`` is verified and the handler runs as that principal (see ``core.auth``), so
+the core services can check what the caller may do.
 
 Servicers never build statuses themselves: they (or the core services they call) raise
 :class:`~mobiletrain.core.errors.MobiletrainError`. :class:`ErrorInterceptor` wraps every handler
@@ -17,10 +21,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NoReturn
 
 import grpc
 
+from mobiletrain.core.auth import Principal, acting_as
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
 log = logging.getLogger("mobiletrain.api.grpc")
@@ -56,12 +62,31 @@ def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> NoRetur
     abort_with_error(context, MobiletrainError(ErrorCode.INTERNAL))
 
 
+Authenticator = Callable[[str | None], Principal]
+"""Turns the bearer secret of a call (None if absent) into a principal, or raises."""
+
+AUTHORIZATION_METADATA_KEY = "authorization"
+
+
+def bearer_secret(context: grpc.ServicerContext) -> str | None:
+    """The token of ``authorization: Bearer <token>`` metadata, if any."""
+    for key, value in context.invocation_metadata() or ():
+        if key == AUTHORIZATION_METADATA_KEY and isinstance(value, str):
+            scheme, _, secret = value.partition(" ")
+            return secret.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+Scope = Callable[[grpc.ServicerContext], AbstractContextManager[Any]]
+
+
 def _wrap_unary_response(
-    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str
+    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str, scope: Scope
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return behavior(request, context)
+            with scope(context):
+                return behavior(request, context)
         except Exception as exc:
             _fail(context, exc, method)
 
@@ -69,11 +94,13 @@ def _wrap_unary_response(
 
 
 def _wrap_stream_response(
-    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str
+    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str, scope: Scope
 ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from behavior(request, context)
+            # The scope spans the whole stream: the generator's body runs during iteration.
+            with scope(context):
+                yield from behavior(request, context)
         except Exception as exc:
             _fail(context, exc, method)
 
@@ -81,11 +108,20 @@ def _wrap_stream_response(
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Applies the error mapping to every handler of the mobiletrain services."""
+    """Authenticates and applies the error mapping to every handler of the mobiletrain services.
 
-    def __init__(self) -> None:
+    Without an ``authenticate`` function (auth switched off) calls run as the local admin.
+    """
+
+    def __init__(self, authenticate: Authenticator | None = None) -> None:
         # Wrapped handlers per method name; the servicers' handlers never change.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
+        self._authenticate = authenticate
+
+    def _scope(self, context: grpc.ServicerContext) -> AbstractContextManager[Any]:
+        if self._authenticate is None:
+            return nullcontext()
+        return acting_as(self._authenticate(bearer_secret(context)))
 
     def intercept_service(
         self,
@@ -99,11 +135,11 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None:
-            wrapped = self._wrapped[method] = _wrap(handler, method)
+            wrapped = self._wrapped[method] = _wrap(handler, method, self._scope)
         return wrapped
 
 
-def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
+def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
     """A copy of ``handler`` whose behaviour maps exceptions to statuses."""
     kwargs: dict[str, Any] = {
         "request_deserializer": handler.request_deserializer,
@@ -111,18 +147,18 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     }
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _wrap_unary_response(handler.unary_unary, method), **kwargs
+            _wrap_unary_response(handler.unary_unary, method, scope), **kwargs
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _wrap_stream_response(handler.unary_stream, method), **kwargs
+            _wrap_stream_response(handler.unary_stream, method, scope), **kwargs
         )
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            _wrap_unary_response(handler.stream_unary, method), **kwargs
+            _wrap_unary_response(handler.stream_unary, method, scope), **kwargs
         )
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream_response(handler.stream_stream, method), **kwargs
+            _wrap_stream_response(handler.stream_stream, method, scope), **kwargs
         )
     return handler

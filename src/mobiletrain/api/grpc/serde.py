@@ -27,8 +27,10 @@ from mobiletrain._proto.mobiletrain.v1 import (
     datasets_pb2,
     models_pb2,
     projects_pb2,
+    tokens_pb2,
     training_pb2,
 )
+from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError, error_by_number
 from mobiletrain.core.services import IncomingSample, Prediction
 from mobiletrain.core.types import (
@@ -49,6 +51,7 @@ from mobiletrain.core.types import (
     SampleResult,
     SampleStatus,
     TaskType,
+    Token,
     UploadSummary,
 )
 
@@ -865,3 +868,33 @@ def predict_response_from_proto(
 ) -> tuple[int, list[Prediction], float]:
     """``PredictResponse`` → (version, predictions, latency in ms)."""
     return msg.version, [prediction_from_proto(p) for p in msg.predictions], msg.latency_ms
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens
+# --------------------------------------------------------------------------------------------
+_TOKEN_KINDS: dict[Role, int] = {
+    Role.ADMIN: tokens_pb2.TOKEN_KIND_ADMIN,
+    Role.DEVICE: tokens_pb2.TOKEN_KIND_DEVICE,
+}
+
+
+def token_kind_from_proto(number: int) -> Role:
+    """``TokenKind`` number → role (UNSPECIFIED is an error)."""
+    return _enum_from_proto(_TOKEN_KINDS, number, "token kind", ErrorCode.INVALID_ARGUMENT, None)
+
+
+def token_to_proto(token: Token) -> tokens_pb2.Token:
+    """Token record → ``Token`` (never the secret or its hash)."""
+    msg = tokens_pb2.Token(
+        id=token.id,
+        kind=_TOKEN_KINDS[token.role],  # type: ignore[arg-type]
+        project_id=token.project_id or "",
+        name=token.name,
+        created_at=timestamp_to_proto(token.created_at),
+    )
+    if token.expires_at is not None:
+        msg.expires_at.CopyFrom(timestamp_to_proto(token.expires_at))
+    if token.revoked_at is not None:
+        msg.revoked_at.CopyFrom(timestamp_to_proto(token.revoked_at))
+    return msg

@@ -16,6 +16,8 @@ from mobiletrain._proto.mobiletrain.v1 import (
     models_pb2_grpc,
     projects_pb2,
     projects_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
     training_pb2,
     training_pb2_grpc,
 )
@@ -24,6 +26,7 @@ from mobiletrain.api.grpc.servicers import (
     DatasetServicer,
     ModelServicer,
     ProjectServicer,
+    TokenServicer,
     TrainingServicer,
 )
 
@@ -35,6 +38,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
     training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    tokens_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
 )
 """Full names of the mobiletrain services, e.g. ``mobiletrain.v1.ProjectService``."""
 
@@ -66,20 +70,23 @@ def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
 def build_grpc_server(container: Container, address: str) -> tuple[grpc.Server, int]:
     """Create (but do not start) the gRPC server bound to ``address`` ("host:port").
 
-    Registers the four mobiletrain services behind the error interceptor, the standard health
+    Registers the mobiletrain services behind the auth and error interceptor, the standard health
     service (SERVING for "" and every service name) and server reflection. ``address`` may use
     port 0; the port actually bound is returned.
     """
     settings = container.settings
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
-        interceptors=[ErrorInterceptor()],
+        interceptors=[
+            ErrorInterceptor(container.tokens.verify if settings.auth else None),
+        ],
         options=server_options(settings.grpc_max_message_bytes),
     )
     projects_pb2_grpc.add_ProjectServiceServicer_to_server(ProjectServicer(container), server)
     datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(container), server)
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(container), server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(container), server)
+    tokens_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(container), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

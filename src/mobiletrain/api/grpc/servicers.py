@@ -1,4 +1,4 @@
-"""The four gRPC servicers: thin adapters from the wire to the core services.
+"""The gRPC servicers: thin adapters from the wire to the core services.
 
 Each method converts the request with :mod:`~mobiletrain.api.grpc.serde`, calls one core
 service and converts the result back. Failures are raised as
@@ -22,6 +22,8 @@ from mobiletrain._proto.mobiletrain.v1 import (
     models_pb2_grpc,
     projects_pb2,
     projects_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
     training_pb2,
     training_pb2_grpc,
 )
@@ -284,3 +286,33 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
             request.project, request.image, request.version, request.top_k or DEFAULT_TOP_K
         )
         return serde.predict_response_to_proto(model, predictions, latency_ms)
+
+
+class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
+    """``mobiletrain.v1.TokenService`` over :class:`~mobiletrain.core.tokens.TokenService`."""
+
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    def CreateToken(
+        self, request: tokens_pb2.CreateTokenRequest, context: grpc.ServicerContext
+    ) -> tokens_pb2.CreateTokenResponse:
+        """Create a token; the secret is returned once."""
+        role = serde.token_kind_from_proto(request.kind)
+        project_id = self._c.projects.get(request.project).id if request.project else None
+        token, secret = self._c.tokens.create(role, project_id, request.name, request.ttl_days)
+        return tokens_pb2.CreateTokenResponse(token=serde.token_to_proto(token), secret=secret)
+
+    def ListTokens(
+        self, request: tokens_pb2.ListTokensRequest, context: grpc.ServicerContext
+    ) -> tokens_pb2.ListTokensResponse:
+        """Tokens newest first."""
+        project_id = self._c.projects.get(request.project).id if request.project else None
+        tokens = self._c.tokens.list(project_id)
+        return tokens_pb2.ListTokensResponse(tokens=[serde.token_to_proto(t) for t in tokens])
+
+    def RevokeToken(
+        self, request: tokens_pb2.RevokeTokenRequest, context: grpc.ServicerContext
+    ) -> tokens_pb2.Token:
+        """Revoke a token."""
+        return serde.token_to_proto(self._c.tokens.revoke(request.id))

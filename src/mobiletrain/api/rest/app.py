@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from mobiletrain import __version__
-from mobiletrain.api.rest.errors import install_error_handlers
+from mobiletrain.api.rest.deps import authenticate
+from mobiletrain.api.rest.errors import error_docs, install_error_handlers
 from mobiletrain.api.rest.httputil import BodySizeLimitMiddleware
-from mobiletrain.api.rest.routes import jobs, models, projects, samples
+from mobiletrain.api.rest.routes import jobs, models, projects, samples, tokens
 from mobiletrain.api.rest.schemas import HealthPublic
 from mobiletrain.server import Container
 
@@ -19,6 +20,9 @@ DESCRIPTION = """\
 Self-hosted training server for mobile apps: upload labelled images, train image
 classifiers, watch training live, download TFLite models.
 
+* Every `/v1` call needs `Authorization: Bearer <token>`: an admin token, or a device token
+  bound to one project (it sees nothing of other projects). A fresh server writes its first
+  admin token to `DATA_DIR/admin-token`.
 * Projects are addressed by id or by name in `{project}`.
 * Lists take `page_size` (0 = default) and `page_token`, and return `next_page_token`
   ("" on the last page).
@@ -34,6 +38,7 @@ TAGS = [
     {"name": "samples", "description": "Labelled images: upload, browse, delete."},
     {"name": "jobs", "description": "Training jobs and their live progress."},
     {"name": "models", "description": "Trained versions: manifests, downloads, updates."},
+    {"name": "tokens", "description": "Admin and device credentials."},
     {"name": "health", "description": "Liveness."},
 ]
 
@@ -100,7 +105,13 @@ def create_app(container: Container) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health)
-    for module in (projects, samples, jobs, models):
-        app.include_router(module.router, prefix="/v1")
+    # Every /v1 route authenticates; only /healthz and the API documents are open.
+    for module in (projects, samples, jobs, models, tokens):
+        app.include_router(
+            module.router,
+            prefix="/v1",
+            dependencies=[Depends(authenticate)],
+            responses=error_docs(401, 403),
+        )
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
     return app

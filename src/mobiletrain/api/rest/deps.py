@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from mobiletrain.core.auth import Principal, bind
 from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
 from mobiletrain.server import Container
 
@@ -33,6 +35,29 @@ def get_training(container: Annotated[Container, Depends(get_container)]) -> Tra
 def get_models(container: Annotated[Container, Depends(get_container)]) -> ModelService:
     """The model service."""
     return container.models
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An admin or device token: `Authorization: Bearer <token>`.",
+)
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """Verify the bearer token of every /v1 call and bind the caller for the core services.
+
+    Async on purpose: it runs in the request's own task, so the binding is seen by the
+    endpoint and by streamed bodies (both run in copies of this context).
+    """
+    container = get_container(request)
+    if not container.settings.auth:
+        return None
+    principal = container.tokens.verify(credentials.credentials if credentials else None)
+    bind(principal)
+    return principal
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]

@@ -35,7 +35,9 @@ def error_response(
 _STATUS_TEXT = {
     304: "Not modified (the `If-None-Match` ETag matches)",
     400: "Invalid argument (codes 2, 12-14, 21-30, 41, 52)",
-    404: "Not found (codes 3, 10, 20, 40, 50, 51)",
+    401: "No valid token (code 60)",
+    403: "The token's role may not do this (code 61)",
+    404: "Not found (codes 3, 10, 20, 40, 50, 51, 62)",
     409: "Conflict or failed precondition (codes 4, 5, 11, 42, 43, 53)",
     413: "Too large (code 24)",
     415: "Unsupported media type (code 25)",

@@ -65,6 +65,9 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_INVALID_FORMAT: _ClassVar[ErrorCode]
     ERROR_CODE_NO_MODEL: _ClassVar[ErrorCode]
     ERROR_CODE_INVALID_RANGE: _ClassVar[ErrorCode]
+    ERROR_CODE_UNAUTHENTICATED: _ClassVar[ErrorCode]
+    ERROR_CODE_PERMISSION_DENIED: _ClassVar[ErrorCode]
+    ERROR_CODE_TOKEN_NOT_FOUND: _ClassVar[ErrorCode]
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_IMAGE_CLASSIFICATION: TaskType
 COLOR_MODE_UNSPECIFIED: ColorMode
@@ -111,6 +114,9 @@ ERROR_CODE_FORMAT_NOT_FOUND: ErrorCode
 ERROR_CODE_INVALID_FORMAT: ErrorCode
 ERROR_CODE_NO_MODEL: ErrorCode
 ERROR_CODE_INVALID_RANGE: ErrorCode
+ERROR_CODE_UNAUTHENTICATED: ErrorCode
+ERROR_CODE_PERMISSION_DENIED: ErrorCode
+ERROR_CODE_TOKEN_NOT_FOUND: ErrorCode
 
 class InputSpec(_message.Message):
     __slots__ = ("width", "height", "color_mode", "normalization", "channels", "scale", "offset")
