@@ -23,7 +23,11 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir")
     blob_url: str = Field(default="", description="Blob store URL; default data_dir/blobs")
     max_workers: int = Field(default=1, description="Concurrent training worker processes")
-    max_job_attempts: int = Field(default=2, description="Attempts before a job fails")
+    max_job_attempts: int = Field(default=3, description="Attempts before a job fails")
+    job_lease_seconds: float = Field(
+        default=30.0,
+        description="A running job whose worker sent no heartbeat this long is retried",
+    )
     base_models_dir: Path | None = Field(default=None, description="Folder of .keras base models")
     grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, description="gRPC message cap")
     # Each WatchJob stream holds a thread while it runs.

@@ -68,6 +68,7 @@ def build_container(settings: Settings) -> Container:
         work_dir=(settings.data_dir / "jobs").resolve(),
         max_workers=settings.max_workers,
         max_attempts=settings.max_job_attempts,
+        lease_seconds=settings.job_lease_seconds,
         base_models_dir=settings.base_models_dir,
     )
     projects = ProjectService(store, limits)

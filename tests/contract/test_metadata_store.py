@@ -6,7 +6,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -153,6 +153,28 @@ class MetadataStoreContract:
         assert store.get_sample(p.id, samples[0].id) is None
         assert len(store.all_samples(p.id)) == 6
 
+    def test_relabel_sample(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        other = store.create_project(make_project("other"))
+        s1 = make_sample(p, "c1", "a", "1" * 64)
+        s2 = make_sample(p, "c2", "b", "1" * 64)  # the same bytes under another label
+        store.add_samples([s1, s2])
+        moved = store.relabel_sample(p.id, s1.id, "c")
+        assert moved is not None and moved.id == s1.id and moved.label == "c"
+        assert moved.sha256 == s1.sha256 and moved.client_id == "c1"
+        assert store.get_sample(p.id, s1.id).label == "c"  # type: ignore[union-attr]
+        assert store.class_counts(p.id) == {"b": 1, "c": 1}
+        with pytest.raises(MobiletrainError) as err:
+            store.relabel_sample(p.id, s1.id, "b")  # (project, sha256, "b") is taken by s2
+        assert err.value.code is ErrorCode.ALREADY_EXISTS
+        assert store.get_sample(p.id, s1.id).label == "c"  # type: ignore[union-attr]
+        same = store.relabel_sample(p.id, s2.id, "b")
+        assert same is not None and same.label == "b"
+        assert store.relabel_sample(p.id, "missing", "a") is None
+        assert store.relabel_sample(other.id, s1.id, "a") is None
+        # The old label is free again for the same bytes.
+        assert store.add_samples([make_sample(p, "c3", "a", "1" * 64)]) == [None]
+
     def test_job_claim_is_exclusive(self, store: MetadataStore) -> None:
         p = store.create_project(make_project())
         job = store.create_job(make_job(p))
@@ -164,6 +186,19 @@ class MetadataStoreContract:
         assert done.state is JobState.SUCCEEDED and done.finished_at is not None
         assert done.model_version == 1
         assert done.hyperparameters.epochs == 3
+
+    def test_leases_expire_unless_renewed(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project())
+        job = store.create_job(make_job(p))
+        assert store.claim_job(job.id, lease_seconds=0.2) is not None
+        assert store.expired_jobs(_now()) == []
+        later = _now() + timedelta(seconds=1)
+        assert [j.id for j in store.expired_jobs(later)] == [job.id]
+        assert store.renew_lease(job.id, 60)
+        assert store.expired_jobs(later) == []
+        store.finish_job(job.id, JobState.SUCCEEDED)
+        assert not store.renew_lease(job.id, 60)
+        assert store.expired_jobs(_now() + timedelta(days=1)) == []
 
     def test_cancel_queued_job(self, store: MetadataStore) -> None:
         p = store.create_project(make_project())

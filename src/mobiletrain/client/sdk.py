@@ -381,26 +381,17 @@ class Client:
         files = scan_directory(root)
         report = UploadReport(rejections=[])
         for attempt in range(retries + 1):
-            have = self.existing_client_ids(info.id)
-            todo = [f for f in files if f[0] not in have]
-            report.skipped = len(files) - len(todo) - report.accepted
-            if on_total is not None:
-                on_total(len(todo))
-            if not todo:
-                return report
-
-            def gen(todo: list[tuple[str, str, Path]] = todo) -> Iterator[LocalSample]:
-                for client_id, label, path in todo:
-                    raw = path.read_bytes()
-                    try:
-                        data = prepare_image(raw, spec.width, spec.height, grayscale)
-                    except Exception:
-                        data = raw  # let the server say precisely what is wrong with it
-                    yield LocalSample(client_id, label, data)
-
             try:
-                part = self.upload(info.id, gen(), on_sent=on_sent)
+                have = self.existing_client_ids(info.id)
+                todo = [f for f in files if f[0] not in have]
+                report.skipped = len(files) - len(todo) - report.accepted
+                if on_total is not None:
+                    on_total(len(todo))
+                if not todo:
+                    return report
+                part = self.upload(info.id, self._prepared(todo, spec, grayscale), on_sent=on_sent)
             except ClientError as err:
+                # A dropped connection or a restarting server: ask what arrived, send the rest.
                 if err.status != "UNAVAILABLE" or attempt == retries:
                     raise
                 time.sleep(min(2**attempt * 0.5, 10))
@@ -411,6 +402,18 @@ class Client:
             report.rejections = (report.rejections or []) + (part.rejections or [])
             return report
         return report
+
+    @staticmethod
+    def _prepared(
+        todo: list[tuple[str, str, Path]], spec: Any, grayscale: bool
+    ) -> Iterator[LocalSample]:
+        for client_id, label, path in todo:
+            raw = path.read_bytes()
+            try:
+                data = prepare_image(raw, spec.width, spec.height, grayscale)
+            except Exception:
+                data = raw  # let the server say precisely what is wrong with it
+            yield LocalSample(client_id, label, data)
 
     def class_counts(self, project: str) -> dict[str, int]:
         """Samples per label."""

@@ -3,6 +3,11 @@
 The API process never imports TensorFlow: workers are separate Python processes started with
 ``python -m mobiletrain.compute.worker``. A worker that crashes (even SIGKILL) only costs its
 job one attempt; the scheduler re-queues it or fails it with a reason, and the server goes on.
+
+Running jobs hold a lease that their worker renews (heartbeats). When a worker vanishes without
+this scheduler seeing it exit (the whole server was killed, or another replica's worker died),
+the lease runs out and the reaper re-queues the job; the retry resumes from the job's last
+epoch checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mobiletrain.core.events import EventHub
@@ -45,6 +51,7 @@ class LocalExecutor(JobExecutor):
         max_attempts: int = 2,
         base_models_dir: Path | None = None,
         cancel_grace_seconds: float = 30.0,
+        lease_seconds: float = 30.0,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -55,6 +62,7 @@ class LocalExecutor(JobExecutor):
         self.max_attempts = max_attempts
         self.base_models_dir = base_models_dir
         self.cancel_grace_seconds = cancel_grace_seconds
+        self.lease_seconds = lease_seconds
         self._running: dict[str, _Running] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -69,9 +77,13 @@ class LocalExecutor(JobExecutor):
         """The worker sees the flag in the store; wake the scheduler to enforce the grace time."""
         self._wake.set()
 
+    def worker_pid(self, job_id: str) -> int | None:
+        """Process id of the worker running ``job_id`` here, if any (for operators and tests)."""
+        running = self._running.get(job_id)
+        return running.process.pid if running is not None else None
+
     def start(self) -> None:
-        """Recover jobs a previous server left running, then start scheduling."""
-        self._recover_orphans()
+        """Start scheduling (jobs a previous server left running come back as leases expire)."""
         self._thread = threading.Thread(target=self._loop, name="local-executor", daemon=True)
         self._thread.start()
 
@@ -83,23 +95,29 @@ class LocalExecutor(JobExecutor):
             self._thread.join(timeout=10)
         for running in self._running.values():
             running.process.terminate()
-        for running in self._running.values():
+        for job_id, running in self._running.items():
             try:
                 running.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 running.process.kill()
+            # Back to the queue at once (not after the lease): the next start resumes it.
+            job = self.store.get_job(job_id)
+            if job is not None and job.state is JobState.RUNNING:
+                self._retry_or_fail(job_id, 0, "the server stopped while the job ran")
+        self._running.clear()
 
     # -- scheduling ----------------------------------------------------------------------------
-    def _recover_orphans(self) -> None:
-        # With the embedded default one server owns the workers, so a job "running" at start-up
-        # lost its worker when the previous server died.
-        for job in self.store.list_jobs_in_state(JobState.RUNNING):
-            self._retry_or_fail(job.id, job.attempts, "the server restarted while the job ran")
+    def _reap_expired_leases(self) -> None:
+        for job in self.store.expired_jobs(datetime.now(UTC)):
+            if job.id in self._running:
+                continue  # our own child: _reap sees its exit
+            self._retry_or_fail(job.id, job.attempts, "the job's worker stopped sending heartbeats")
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self._reap()
+                self._reap_expired_leases()
                 self._enforce_cancel()
                 self._launch()
             except Exception:  # the scheduler must survive a transient database error
@@ -109,7 +127,7 @@ class LocalExecutor(JobExecutor):
 
     def _launch(self) -> None:
         while len(self._running) < self.max_workers and not self._stop.is_set():
-            job = self.store.claim_job()
+            job = self.store.claim_job(lease_seconds=self.lease_seconds)
             if job is None:
                 return
             self.store.append_event(
@@ -131,6 +149,8 @@ class LocalExecutor(JobExecutor):
                 self.blob_url,
                 "--work-dir",
                 str(job_dir),
+                "--lease-seconds",
+                str(self.lease_seconds),
             ]
             if self.base_models_dir is not None:
                 cmd += ["--base-models-dir", str(self.base_models_dir)]

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,34 @@ class StoreReporter:
             job = self.store.get_job(self.job_id)
             self._stop = job is None or job.cancel_requested
         return self._stop
+
+
+class Heartbeat:
+    """Renews the job's lease three times per lease period while the worker lives."""
+
+    def __init__(self, store: MetadataStore, job_id: str, lease_seconds: float) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.lease_seconds = lease_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Begin renewing."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop renewing."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                if not self.store.renew_lease(self.job_id, self.lease_seconds):
+                    return  # the job is no longer running (finished or re-queued)
+            except Exception:  # a busy database must not kill training; try again
+                log.warning("lease renewal failed", exc_info=True)
 
 
 def _base_model_path(job: Job, base_models_dir: Path | None) -> Path | None:
@@ -183,13 +212,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blob-url", required=True)
     parser.add_argument("--work-dir", required=True, type=Path)
     parser.add_argument("--base-models-dir", type=Path, default=None)
+    parser.add_argument("--lease-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = SqlMetadataStore(args.database_url, run_migrations=False)
     blobs = open_blob_store(args.blob_url)
+    heartbeat = Heartbeat(store, args.job_id, args.lease_seconds)
+    heartbeat.start()
     try:
         state = run_job(store, blobs, args.job_id, args.work_dir, args.base_models_dir)
     finally:
+        heartbeat.stop()
         blobs.close()
         store.close()
     log.info("job %s ended: %s", args.job_id, state.value)

@@ -112,6 +112,14 @@ class MetadataStore(abc.ABC):
         """Delete one sample; False when absent."""
 
     @abc.abstractmethod
+    def relabel_sample(self, project_id: str, sample_id: str, label: str) -> Sample | None:
+        """Give a sample another label; None when absent.
+
+        Raises ALREADY_EXISTS when another sample of the project has the same bytes and
+        ``label`` (the unique (project, sha256, label) rule).
+        """
+
+    @abc.abstractmethod
     def class_counts(self, project_id: str) -> dict[str, int]:
         """Number of samples per label."""
 
@@ -129,8 +137,19 @@ class MetadataStore(abc.ABC):
         """Jobs, newest first."""
 
     @abc.abstractmethod
-    def claim_job(self, job_id: str | None = None) -> Job | None:
-        """Atomically move a queued job (the given one, or the oldest) to running; None if none."""
+    def claim_job(self, job_id: str | None = None, lease_seconds: float = 60.0) -> Job | None:
+        """Atomically move a queued job (the given one, or the oldest) to running, with a lease.
+
+        Returns None when there is no such queued job.
+        """
+
+    @abc.abstractmethod
+    def renew_lease(self, job_id: str, lease_seconds: float) -> bool:
+        """Extend a running job's lease (the worker's heartbeat); False if it is not running."""
+
+    @abc.abstractmethod
+    def expired_jobs(self, now: datetime) -> list[Job]:
+        """Running jobs whose lease ran out (their worker is gone)."""
 
     @abc.abstractmethod
     def finish_job(

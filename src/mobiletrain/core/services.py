@@ -303,6 +303,26 @@ class DatasetService:
         if not self.store.delete_sample(project.id, sample_id):
             raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
 
+    def relabel(self, project_ref: str, sample_id: str, label: str) -> Sample:
+        """Give a sample another label (a fixed label set must contain it; an open one learns
+        it). ALREADY_EXISTS when the project has the same image with that label already."""
+        require(Action.RELABEL)
+        project = self.projects.get(project_ref)
+        clean = check_label(label, self.limits)
+        if project.labels_fixed and clean not in project.labels:
+            raise MobiletrainError(
+                ErrorCode.UNKNOWN_LABEL,
+                f"label {clean!r} is not one of the project's labels: {', '.join(project.labels)}",
+            )
+        if self.store.get_sample(project.id, sample_id) is None:
+            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
+        if not project.labels_fixed and clean not in project.labels:
+            project.labels = self.store.add_labels(project.id, [clean])
+        sample = self.store.relabel_sample(project.id, sample_id, clean)
+        if sample is None:  # deleted in the meantime
+            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
+        return sample
+
     def class_counts(self, project_ref: str) -> dict[str, int]:
         """Samples per label, including labels with none yet."""
         project = self.projects.get(project_ref)

@@ -54,6 +54,8 @@ jobs = sa.Table(
     sa.Column("error", sa.Text, nullable=False, default=""),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
     sa.Column("model_version", sa.Integer, nullable=True),
+    # A running job's worker renews this; past it, a reaper re-queues the job.
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_jobs_state", "state"),
     sa.Index("ix_jobs_project", "project_id"),
 )

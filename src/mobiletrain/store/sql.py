@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -137,6 +137,15 @@ def _row_model(r: Any) -> ModelVersion:
         metrics=r.metrics,
         manifest=r.manifest,
         artifacts=artifacts,
+    )
+
+
+def _relabel_conflict(label: str, twin_id: str | None) -> MobiletrainError:
+    details = {"sample_id": twin_id} if twin_id else {}
+    return MobiletrainError(
+        ErrorCode.ALREADY_EXISTS,
+        f"the project already has this image labelled {label!r}",
+        **details,
     )
 
 
@@ -335,6 +344,35 @@ class SqlMetadataStore(MetadataStore):
         )
         return bool(result.rowcount)
 
+    def relabel_sample(self, project_id: str, sample_id: str, label: str) -> Sample | None:
+        """Change a sample's label; ALREADY_EXISTS when its bytes already carry ``label``."""
+        samples = t.samples
+        where = (samples.c.project_id == project_id, samples.c.id == sample_id)
+
+        def tx(c: Connection) -> Sample | None:
+            row = c.execute(sa.select(samples).where(*where)).first()
+            if row is None:
+                return None
+            if row.label != label:
+                twin = c.execute(
+                    sa.select(samples.c.id).where(
+                        samples.c.project_id == project_id,
+                        samples.c.sha256 == row.sha256,
+                        samples.c.label == label,
+                    )
+                ).first()
+                if twin is not None:
+                    raise _relabel_conflict(label, twin.id)
+                c.execute(samples.update().where(*where).values(label=label))
+                row = c.execute(sa.select(samples).where(*where)).one()
+            return _row_sample(row)
+
+        try:
+            return self._tx(tx)
+        except IntegrityError:
+            # A concurrent upload stored the same bytes under ``label`` in the meantime.
+            raise _relabel_conflict(label, None) from None
+
     def class_counts(self, project_id: str) -> dict[str, int]:
         """Number of samples per label."""
         q = (
@@ -381,7 +419,7 @@ class SqlMetadataStore(MetadataStore):
         q = sa.select(t.jobs).where(t.jobs.c.state == state.value).order_by(t.jobs.c.seq)
         return [_row_job(r) for r in self._read(lambda c: c.execute(q).all())]
 
-    def claim_job(self, job_id: str | None = None) -> Job | None:
+    def claim_job(self, job_id: str | None = None, lease_seconds: float = 60.0) -> Job | None:
         """Queued → running with a compare-and-set update, so two schedulers never both win."""
 
         def tx(c: Connection) -> Job | None:
@@ -398,6 +436,7 @@ class SqlMetadataStore(MetadataStore):
                     state=JobState.RUNNING.value,
                     started_at=utcnow(),
                     attempts=t.jobs.c.attempts + 1,
+                    lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
                 )
             )
             if not updated.rowcount:
@@ -406,6 +445,26 @@ class SqlMetadataStore(MetadataStore):
             return _row_job(fresh)
 
         return self._tx(tx)
+
+    def renew_lease(self, job_id: str, lease_seconds: float) -> bool:
+        """Heartbeat: push the lease of a running job forward."""
+        result = self._tx(
+            lambda c: c.execute(
+                t.jobs.update()
+                .where(t.jobs.c.id == job_id, t.jobs.c.state == JobState.RUNNING.value)
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            )
+        )
+        return bool(result.rowcount)
+
+    def expired_jobs(self, now: datetime) -> list[Job]:
+        """Running jobs whose lease is over."""
+        q = (
+            sa.select(t.jobs)
+            .where(t.jobs.c.state == JobState.RUNNING.value, t.jobs.c.lease_expires_at < now)
+            .order_by(t.jobs.c.seq)
+        )
+        return [_row_job(r) for r in self._read(lambda c: c.execute(q).all())]
 
     def finish_job(
         self, job_id: str, state: JobState, error: str = "", model_version: int | None = None

@@ -114,6 +114,15 @@ def test_digits_accuracy_in_keras_and_litert(trained: Any) -> None:
     assert sizes["float16"] < sizes["float32"] and sizes["int8"] < sizes["float16"]
     assert out.metrics["num_train"] + out.metrics["num_validation"] == 1797
     assert len(out.metrics["confusion_matrix"]) == 10
+    # Every wrong validation prediction is listed (at most 100), surest mistake first.
+    matrix = np.asarray(out.metrics["confusion_matrix"])
+    missed = out.metrics["misclassified"]
+    assert len(missed) == min(100, int(matrix.sum() - np.trace(matrix)))
+    val_ids = set(out.split["validation_ids"])
+    for m in missed:
+        assert m["sample_id"] in val_ids and m["label"] != m["predicted"]
+        assert 0.0 < m["score"] <= 1.0
+    assert [m["score"] for m in missed] == sorted((m["score"] for m in missed), reverse=True)
 
 
 def test_exports_use_builtin_ops_and_embed_the_manifest(trained: Any) -> None:

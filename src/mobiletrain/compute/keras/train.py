@@ -142,6 +142,29 @@ def _decode(request: TrainingRequest) -> np.ndarray:
     raise MobiletrainError(ErrorCode.CORRUPT_IMAGE)  # pragma: no cover - unreachable
 
 
+MAX_MISCLASSIFIED = 100
+"""At most this many wrongly classified validation samples are listed in the metrics."""
+
+
+def _misclassified(
+    probabilities: np.ndarray, y_true: np.ndarray, val_idx: np.ndarray, request: TrainingRequest
+) -> list[dict[str, Any]]:
+    """The validation samples the Keras model got wrong, most confident mistakes first."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y_true)
+    scores = probabilities[wrong, predicted[wrong]]
+    names = request.label_names
+    return [
+        {
+            "sample_id": request.sample_ids[int(val_idx[i])],
+            "label": names[int(y_true[i])],
+            "predicted": names[int(predicted[i])],
+            "score": float(probabilities[i, predicted[i]]),
+        }
+        for i in wrong[np.argsort(-scores, kind="stable")][:MAX_MISCLASSIFIED]
+    ]
+
+
 def _class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     """Balanced weights n / (k * count); absent classes get 1 (they never occur)."""
     counts = np.bincount(labels, minlength=num_classes)
@@ -287,8 +310,17 @@ def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOu
         metrics=["accuracy"],
     )
     train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, spec, hp)
+    # A checkpoint at every epoch end in the job's own folder: a worker killed mid-epoch is
+    # retried by the executor and resumes from the last finished epoch, not from epoch 0.
+    checkpoint_dir = request.work_dir / "checkpoint"
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
+        reporter.emit(
+            EventKind.LOG, {"message": "resuming from the checkpoint of an earlier attempt"}
+        )
+    # Checkpoint first, then the EPOCH event: an announced epoch is never trained again.
     callbacks: list[keras.callbacks.Callback] = [
-        ProgressCallback(reporter, hp.epochs, hp.batch_size, len(x_train))
+        keras.callbacks.BackupAndRestore(backup_dir=str(checkpoint_dir)),
+        ProgressCallback(reporter, hp.epochs, hp.batch_size, len(x_train)),
     ]
     if hp.early_stopping_patience > 0:
         callbacks.append(
@@ -321,6 +353,7 @@ def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOu
     keras_predictions = probabilities.argmax(axis=1)
     keras_report = classification_report(y_val, keras_predictions, num_classes, request.label_names)
     keras_report["loss"] = cross_entropy(probabilities, y_val)
+    misclassified = _misclassified(probabilities, y_val, val_idx, request)
 
     rng = np.random.default_rng(hp.seed)
     representative = normalize(
@@ -377,6 +410,7 @@ def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOu
         "labels": list(request.label_names),
         "per_class": keras_report["per_class"],
         "confusion_matrix": keras_report["confusion_matrix"],
+        "misclassified": misclassified,
         "tflite": tflite_metrics,
         "history": hist,
         "epochs_run": len(hist["loss"]),
