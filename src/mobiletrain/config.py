@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("mobiletrain-data"), description="Data folder")
     host: str = Field(default="127.0.0.1", description="Address both servers bind")
     auth: bool = Field(default=True, description="Require a token on every call (off: warning)")
+    tls_cert_file: Path | None = Field(default=None, description="PEM certificate: TLS on")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of the cert")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle: clients must present a certificate it signed"
+    )
     grpc_port: int = Field(default=50051, description="gRPC port (0 = any free port)")
     http_port: int = Field(default=8000, description="HTTP port (0 = any free port)")
     database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir")
@@ -42,6 +47,11 @@ class Settings(BaseSettings):
     def resolved_blob_url(self) -> str:
         """The blob store URL, defaulting to the data folder."""
         return self.blob_url or str((self.data_dir / "blobs").resolve())
+
+    @property
+    def tls(self) -> bool:
+        """True when both servers speak TLS."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
 
     def limits(self) -> Limits:
         """Input limits from these settings."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from mobiletrain.compute.executor import LocalExecutor
 from mobiletrain.config import Settings
@@ -111,7 +113,7 @@ def security_warnings(settings: Settings) -> list[str]:
     warnings = []
     if not settings.auth:
         warnings.append("authentication is OFF: anyone who can reach the ports controls the server")
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.tls:
         warnings.append(
             f"binding {settings.host} without TLS: tokens and data cross the network in clear"
         )
@@ -168,8 +170,23 @@ def start_server(settings: Settings) -> RunningServer:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.http_port))
     http_port = sock.getsockname()[1]
+    tls: dict[str, Any] = {}
+    if settings.tls:
+        tls = {
+            "ssl_certfile": str(settings.tls_cert_file),
+            "ssl_keyfile": str(settings.tls_key_file),
+        }
+        if settings.tls_client_ca_file is not None:
+            tls |= {
+                "ssl_ca_certs": str(settings.tls_client_ca_file),
+                "ssl_cert_reqs": ssl.CERT_REQUIRED,
+            }
     config = uvicorn.Config(
-        create_app(container), log_level="warning", access_log=False, timeout_graceful_shutdown=3
+        create_app(container),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        **tls,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

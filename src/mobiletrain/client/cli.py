@@ -81,6 +81,11 @@ def serve(
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Accept calls without a token (loud warning)")
     ] = False,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve TLS")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="PEM CA: require client certificates (mutual TLS)")
+    ] = None,
 ) -> None:
     """Run the gRPC and HTTP servers until interrupted."""
     import logging
@@ -96,11 +101,15 @@ def serve(
         http_port=http_port,
         max_workers=workers,
         auth=not no_auth,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
+        tls_client_ca_file=tls_client_ca,
     )
     running = start_server(settings)
     console.print(
         f"mobiletrain serving: gRPC [bold]{host}:{running.grpc_port}[/bold], "
-        f"HTTP [bold]http://{host}:{running.http_port}[/bold] (OpenAPI at /openapi.json), "
+        f"HTTP [bold]{'https' if settings.tls else 'http'}://{host}:{running.http_port}[/bold] "
+        "(OpenAPI at /openapi.json), "
         f"data in {data_dir}"
     )
     stop = threading.Event()

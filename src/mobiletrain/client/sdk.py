@@ -204,8 +204,16 @@ class Client:
     """A connection to a mobiletrain server's gRPC API."""
 
     def __init__(
-        self, server: str | None = None, token: str | None = None, timeout: float = 60.0
+        self,
+        server: str | None = None,
+        token: str | None = None,
+        timeout: float = 60.0,
+        tls_ca_file: str | Path | None = None,
+        tls_cert_file: str | Path | None = None,
+        tls_key_file: str | Path | None = None,
     ) -> None:
+        """Connect to ``server`` (host:port); TLS when a CA file is given (or
+        ``MOBILETRAIN_TLS_CA``), with a client certificate for mutual TLS."""
         self.server = server or os.environ.get("MOBILETRAIN_SERVER") or DEFAULT_SERVER
         self.timeout = timeout
         options = [
@@ -215,7 +223,16 @@ class Client:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
         ]
-        channel = grpc.insecure_channel(self.server, options=options)
+        ca = tls_ca_file or os.environ.get("MOBILETRAIN_TLS_CA")
+        if ca:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=Path(ca).read_bytes(),
+                private_key=Path(tls_key_file).read_bytes() if tls_key_file else None,
+                certificate_chain=Path(tls_cert_file).read_bytes() if tls_cert_file else None,
+            )
+            channel = grpc.secure_channel(self.server, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(self.server, options=options)
         secret = find_token(token)
         self.channel = grpc.intercept_channel(channel, BearerToken(secret)) if secret else channel
         self._raw_channel = channel

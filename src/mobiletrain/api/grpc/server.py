@@ -103,7 +103,19 @@ def build_grpc_server(container: Container, address: str) -> tuple[grpc.Server, 
     )
 
     try:
-        port = server.add_insecure_port(address)
+        if settings.tls:
+            assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+            client_ca = (
+                settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+            )
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+                root_certificates=client_ca,
+                require_client_auth=client_ca is not None,  # mutual TLS for devices
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as exc:
         raise RuntimeError(f"could not bind the gRPC server to {address}") from exc
     if port == 0:
