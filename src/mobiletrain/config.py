@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     # Each WatchJob stream holds a thread while it runs.
     grpc_threads: int = Field(default=64, description="gRPC handler threads")
     max_sample_bytes: int = Field(default=20 * 1024 * 1024, description="Largest sample accepted")
+    max_samples_per_project: int = Field(default=1_000_000, description="Samples quota")
+    max_bytes_per_project: int = Field(default=20 * 1024**3, description="Sample bytes quota")
+    max_active_jobs_per_project: int = Field(default=2, description="Queued + running jobs")
+    rate_limit_per_second: float = Field(default=100.0, description="Requests/s per token (0=off)")
+    rate_limit_burst: int = Field(default=400, description="Burst of requests per token")
+    max_streams_per_token: int = Field(default=32, description="Concurrent streams per token")
     max_pixels: int = Field(default=40_000_000, description="Largest image, in pixels")
 
     def resolved_database_url(self) -> str:
@@ -55,4 +61,10 @@ class Settings(BaseSettings):
 
     def limits(self) -> Limits:
         """Input limits from these settings."""
-        return Limits(max_sample_bytes=self.max_sample_bytes, max_pixels=self.max_pixels)
+        return Limits(
+            max_sample_bytes=self.max_sample_bytes,
+            max_pixels=self.max_pixels,
+            max_samples_per_project=self.max_samples_per_project,
+            max_bytes_per_project=self.max_bytes_per_project,
+            max_active_jobs_per_project=self.max_active_jobs_per_project,
+        )

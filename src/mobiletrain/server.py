@@ -13,6 +13,7 @@ from mobiletrain.compute.executor import LocalExecutor
 from mobiletrain.config import Settings
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore
+from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
 from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
 from mobiletrain.core.tokens import TokenService
 from mobiletrain.store.blobs import open_blob_store
@@ -35,6 +36,8 @@ class Container:
     training: TrainingService
     models: ModelService
     tokens: TokenService
+    rate_limiter: RateLimiter
+    stream_slots: StreamSlots
     _closed: bool = field(default=False, repr=False)
 
     def start(self) -> None:
@@ -85,6 +88,8 @@ def build_container(settings: Settings) -> Container:
         training=TrainingService(store, projects, executor, hub, limits),
         models=ModelService(store, blobs, projects, LiteRTPredictor()),
         tokens=TokenService(store),
+        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        stream_slots=StreamSlots(settings.max_streams_per_token),
     )
 
 

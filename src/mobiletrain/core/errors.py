@@ -64,6 +64,9 @@ class ErrorCode(Enum):
     UNAUTHENTICATED = _Spec(60, "UNAUTHENTICATED", 401, "a valid token is required")
     PERMISSION_DENIED = _Spec(61, "PERMISSION_DENIED", 403, "this token may not do that")
     TOKEN_NOT_FOUND = _Spec(62, "NOT_FOUND", 404, "token not found")
+    QUOTA_EXCEEDED = _Spec(70, "RESOURCE_EXHAUSTED", 429, "the project's quota is used up")
+    RATE_LIMITED = _Spec(71, "RESOURCE_EXHAUSTED", 429, "too many requests")
+    TOO_MANY_STREAMS = _Spec(72, "RESOURCE_EXHAUSTED", 429, "too many concurrent streams")
 
     @property
     def number(self) -> int:

@@ -123,6 +123,10 @@ class MetadataStore(abc.ABC):
     def class_counts(self, project_id: str) -> dict[str, int]:
         """Number of samples per label."""
 
+    @abc.abstractmethod
+    def dataset_size(self, project_id: str) -> tuple[int, int]:
+        """(number of samples, their total bytes) of a project (for quotas)."""
+
     # jobs
     @abc.abstractmethod
     def create_job(self, job: Job) -> Job:
@@ -160,6 +164,10 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def request_cancel(self, job_id: str) -> Job:
         """Flag a job for cancellation; a queued job is cancelled at once."""
+
+    @abc.abstractmethod
+    def count_active_jobs(self, project_id: str) -> int:
+        """Queued plus running jobs of a project (for quotas)."""
 
     @abc.abstractmethod
     def list_jobs_in_state(self, state: JobState) -> list[Job]:

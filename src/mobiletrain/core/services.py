@@ -254,7 +254,37 @@ class DatasetService:
             created_at=_now(),
         )
 
+    def _within_quota(
+        self, project: Project, batch: list[_Pending], summary: UploadSummary
+    ) -> list[_Pending]:
+        """The part of a batch the project's sample and byte quotas still allow.
+
+        Conservative: duplicates in the batch count against the room left.
+        """
+        count, size = self.store.dataset_size(project.id)
+        room, room_bytes = (
+            self.limits.max_samples_per_project - count,
+            self.limits.max_bytes_per_project - size,
+        )
+        kept: list[_Pending] = []
+        for pending in batch:
+            if room >= 1 and room_bytes >= pending.sample.size:
+                kept.append(pending)
+                room -= 1
+                room_bytes -= pending.sample.size
+                continue
+            result = summary.results[pending.index]
+            result.error_code = ErrorCode.QUOTA_EXCEEDED
+            result.reason = (
+                f"the project may hold {self.limits.max_samples_per_project} samples and "
+                f"{self.limits.max_bytes_per_project} bytes; it is full"
+            )
+        return kept
+
     def _commit(self, project: Project, batch: list[_Pending], summary: UploadSummary) -> None:
+        batch = self._within_quota(project, batch, summary)
+        if not batch:
+            return
         self.blobs.sync()
         if not project.labels_fixed:
             new_labels = [p.sample.label for p in batch if p.sample.label not in project.labels]
@@ -359,6 +389,13 @@ class TrainingService:
                 ErrorCode.NOT_ENOUGH_DATA,
                 "training needs at least 2 labels with at least 2 samples each; "
                 f"have {counts or 'none'}",
+            )
+        active = self.store.count_active_jobs(project.id)
+        if active >= self.limits.max_active_jobs_per_project:
+            raise MobiletrainError(
+                ErrorCode.QUOTA_EXCEEDED,
+                f"the project has {active} queued or running jobs; the limit is "
+                f"{self.limits.max_active_jobs_per_project}",
             )
         job = Job(
             id=str(uuid.uuid4()),

@@ -22,6 +22,9 @@ class Limits:
     max_name_length: int = 128
     max_client_id_length: int = 128
     max_page_size: int = 1000
+    max_samples_per_project: int = 1_000_000
+    max_bytes_per_project: int = 20 * 1024**3
+    max_active_jobs_per_project: int = 2
 
 
 @dataclass(frozen=True)

@@ -382,6 +382,14 @@ class SqlMetadataStore(MetadataStore):
         )
         return {label: int(n) for label, n in self._read(lambda c: c.execute(q).all())}
 
+    def dataset_size(self, project_id: str) -> tuple[int, int]:
+        """Sample count and total bytes of a project."""
+        q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.samples.c.size), 0)).where(
+            t.samples.c.project_id == project_id
+        )
+        count, size = self._read(lambda c: c.execute(q).one())
+        return int(count), int(size)
+
     # -- jobs -------------------------------------------------------------------------------
     def create_job(self, job: Job) -> Job:
         """Insert a job row."""
@@ -413,6 +421,16 @@ class SqlMetadataStore(MetadataStore):
             q = q.where(t.jobs.c.project_id == project_id)
         q = q.order_by(t.jobs.c.seq.desc()).limit(limit).offset(offset)
         return [_row_job(r) for r in self._read(lambda c: c.execute(q).all())]
+
+    def count_active_jobs(self, project_id: str) -> int:
+        """Queued and running jobs of a project."""
+        active = (JobState.QUEUED.value, JobState.RUNNING.value)
+        q = (
+            sa.select(sa.func.count())
+            .select_from(t.jobs)
+            .where(t.jobs.c.project_id == project_id, t.jobs.c.state.in_(active))
+        )
+        return int(self._read(lambda c: c.execute(q).scalar()) or 0)
 
     def list_jobs_in_state(self, state: JobState) -> list[Job]:
         """Jobs in one state, oldest first."""

@@ -246,3 +246,53 @@ def test_cli_tokens_commands(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
         app, ["--server", env.grpc_address, "--token", "mt_wrong", "projects", "list"]
     )
     assert denied.exit_code == 1 and "error 60" in denied.output
+
+
+def test_rate_limits_and_stream_limits_per_token(
+    tmp_path: Path, make_image: Callable[..., bytes]
+) -> None:
+    from mobiletrain._proto.mobiletrain.v1 import training_pb2
+
+    server = start_server(
+        Settings(
+            data_dir=tmp_path / "limits",
+            grpc_port=0,
+            http_port=0,
+            rate_limit_per_second=0.5,
+            rate_limit_burst=12,
+            max_streams_per_token=1,
+        )
+    )
+    http = f"http://127.0.0.1:{server.http_port}"
+    try:
+        admin = (tmp_path / "limits" / "admin-token").read_text().strip()
+        headers = {"Authorization": f"Bearer {admin}"}
+        # A second token, made without a call of the first one.
+        other = server.container.tokens.create_bootstrap_admin()
+        with Client(f"127.0.0.1:{server.grpc_port}", token=admin) as client:
+            _make_project_with_samples(client, "p", make_image)
+            job = client.start_job("p", epochs=1)
+            first = client.training.WatchJob(training_pb2.WatchJobRequest(job_id=job.id))
+            next(first)  # the stream is open and holds the token's only slot
+            with pytest.raises(ClientError) as err:
+                list(client.watch_job(job.id))
+            assert (err.value.code, err.value.status) == (72, "RESOURCE_EXHAUSTED")
+            r = httpx.get(f"{http}/v1/jobs/{job.id}/events", headers=headers)
+            assert (r.status_code, r.json()["code"]) == (429, 72)
+            first.cancel()
+            # The burst of 12 requests is spent now: this token is refused ...
+            codes = []
+            for _ in range(12):
+                try:
+                    client.get_project("p")
+                except ClientError as exc:
+                    codes.append(exc.code)
+            assert codes and set(codes) == {71}
+            r = httpx.get(f"{http}/v1/projects", headers=headers)
+            assert (r.status_code, r.json()["code"]) == (429, 71)
+        # ... while another token still gets through.
+        with Client(f"127.0.0.1:{server.grpc_port}", token=other) as fresh:
+            assert fresh.get_project("p").name == "p"
+            fresh.cancel_job(job.id)
+    finally:
+        server.stop()

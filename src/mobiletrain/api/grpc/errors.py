@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any, NoReturn
 
 import grpc
 
-from mobiletrain.core.auth import Principal, acting_as
+from mobiletrain.core.auth import SYSTEM, Principal, acting_as
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
 
 log = logging.getLogger("mobiletrain.api.grpc")
 
@@ -77,7 +78,8 @@ def bearer_secret(context: grpc.ServicerContext) -> str | None:
     return None
 
 
-Scope = Callable[[grpc.ServicerContext], AbstractContextManager[Any]]
+Scope = Callable[[grpc.ServicerContext, bool], AbstractContextManager[Any]]
+"""Enters a call's context: (context, is a stream) -> the principal's scope."""
 
 
 def _wrap_unary_response(
@@ -85,7 +87,7 @@ def _wrap_unary_response(
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            with scope(context):
+            with scope(context, False):
                 return behavior(request, context)
         except Exception as exc:
             _fail(context, exc, method)
@@ -99,7 +101,7 @@ def _wrap_stream_response(
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             # The scope spans the whole stream: the generator's body runs during iteration.
-            with scope(context):
+            with scope(context, True):
                 yield from behavior(request, context)
         except Exception as exc:
             _fail(context, exc, method)
@@ -108,20 +110,36 @@ def _wrap_stream_response(
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Authenticates and applies the error mapping to every handler of the mobiletrain services.
+    """Authenticates, rate-limits and maps errors for every handler of the mobiletrain services.
 
     Without an ``authenticate`` function (auth switched off) calls run as the local admin.
+    Streams (either direction) also hold one of the token's stream slots while they run.
     """
 
-    def __init__(self, authenticate: Authenticator | None = None) -> None:
+    def __init__(
+        self,
+        authenticate: Authenticator | None = None,
+        limiter: RateLimiter | None = None,
+        slots: StreamSlots | None = None,
+    ) -> None:
         # Wrapped handlers per method name; the servicers' handlers never change.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
         self._authenticate = authenticate
+        self._limiter = limiter
+        self._slots = slots
 
-    def _scope(self, context: grpc.ServicerContext) -> AbstractContextManager[Any]:
-        if self._authenticate is None:
-            return nullcontext()
-        return acting_as(self._authenticate(bearer_secret(context)))
+    def _scope(self, context: grpc.ServicerContext, stream: bool) -> AbstractContextManager[Any]:
+        """Authenticate, apply the token's request rate and stream limits, bind the caller."""
+        principal = SYSTEM
+        if self._authenticate is not None:
+            principal = self._authenticate(bearer_secret(context))
+        if self._limiter is not None:
+            self._limiter.check(principal.token_id)
+        stack = ExitStack()
+        if stream and self._slots is not None:
+            stack.enter_context(self._slots.hold(principal.token_id))
+        stack.enter_context(acting_as(principal))
+        return stack
 
     def intercept_service(
         self,

@@ -78,7 +78,11 @@ def build_grpc_server(container: Container, address: str) -> tuple[grpc.Server, 
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
         interceptors=[
-            ErrorInterceptor(container.tokens.verify if settings.auth else None),
+            ErrorInterceptor(
+                container.tokens.verify if settings.auth else None,
+                container.rate_limiter,
+                container.stream_slots,
+            ),
         ],
         options=server_options(settings.grpc_max_message_bytes),
     )

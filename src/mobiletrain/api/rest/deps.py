@@ -7,7 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mobiletrain.core.auth import Principal, bind
+from mobiletrain.core.auth import SYSTEM, Principal, bind
 from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
 from mobiletrain.server import Container
 
@@ -54,8 +54,10 @@ async def authenticate(
     """
     container = get_container(request)
     if not container.settings.auth:
+        container.rate_limiter.check(SYSTEM.token_id)
         return None
     principal = container.tokens.verify(credentials.credentials if credentials else None)
+    container.rate_limiter.check(principal.token_id)
     bind(principal)
     return principal
 

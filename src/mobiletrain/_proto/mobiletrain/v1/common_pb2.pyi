@@ -68,6 +68,9 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_UNAUTHENTICATED: _ClassVar[ErrorCode]
     ERROR_CODE_PERMISSION_DENIED: _ClassVar[ErrorCode]
     ERROR_CODE_TOKEN_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_QUOTA_EXCEEDED: _ClassVar[ErrorCode]
+    ERROR_CODE_RATE_LIMITED: _ClassVar[ErrorCode]
+    ERROR_CODE_TOO_MANY_STREAMS: _ClassVar[ErrorCode]
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_IMAGE_CLASSIFICATION: TaskType
 COLOR_MODE_UNSPECIFIED: ColorMode
@@ -117,6 +120,9 @@ ERROR_CODE_INVALID_RANGE: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 ERROR_CODE_PERMISSION_DENIED: ErrorCode
 ERROR_CODE_TOKEN_NOT_FOUND: ErrorCode
+ERROR_CODE_QUOTA_EXCEEDED: ErrorCode
+ERROR_CODE_RATE_LIMITED: ErrorCode
+ERROR_CODE_TOO_MANY_STREAMS: ErrorCode
 
 class InputSpec(_message.Message):
     __slots__ = ("width", "height", "color_mode", "normalization", "channels", "scale", "offset")
