@@ -4,8 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= mobiletrain-data
+NPM ?= npm
+# The dashboard: TypeScript in web/, built into the package (served at / by the HTTP server).
+WEB_STAMP := web/node_modules/.installed-stamp
+WEB_DIST := src/mobiletrain/web/dist/index.html
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: run test lint typecheck proto proto-check bench demo install clean
+.PHONY: run test lint typecheck proto proto-check bench demo install clean web
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +21,16 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && $(NPM) ci --no-audit --no-fund
+	touch $(WEB_STAMP)
+
+$(WEB_DIST): $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && $(NPM) run build
+
+web: $(WEB_DIST)
+
+run: $(STAMP) web
 	$(VENV)/bin/mobiletrain serve --data-dir $(DATA_DIR)
 
 demo: $(STAMP)
@@ -35,11 +49,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: $(STAMP) proto-check lint typecheck
+test: $(STAMP) web proto-check lint typecheck
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web/node_modules src/mobiletrain/web/dist

@@ -1,0 +1,336 @@
+// Typed calls to the REST API (/v1). Every request carries the admin token; a 401 signs out.
+
+import { authHeaders, signOut } from "./auth";
+
+export interface InputSpec {
+  width: number;
+  height: number;
+  color_mode: string;
+  normalization: string;
+  channels?: number | null;
+  scale?: number | null;
+  offset?: number | null;
+}
+
+export interface Project {
+  id: string;
+  name: string;
+  task: string;
+  labels: string[];
+  labels_fixed: boolean;
+  input_spec: InputSpec;
+  created_at: string;
+  promoted_version: number | null;
+}
+
+export interface Sample {
+  id: string;
+  project_id: string;
+  client_id: string;
+  label: string;
+  sha256: string;
+  size: number;
+  media_type: string;
+  width: number;
+  height: number;
+  created_at: string;
+  data_url: string;
+}
+
+export interface SampleResult {
+  index: number;
+  filename: string | null;
+  client_id: string;
+  status: "accepted" | "duplicate" | "rejected";
+  sample_id: string | null;
+  error_code: number | null;
+  error: string | null;
+  reason: string;
+}
+
+export interface UploadSummary {
+  results: SampleResult[];
+  total: number;
+  accepted: number;
+  duplicate: number;
+  rejected: number;
+}
+
+export interface Hyperparameters {
+  epochs?: number;
+  batch_size?: number;
+  learning_rate?: number;
+  validation_split?: number;
+  seed?: number;
+  architecture?: string;
+  base_model?: string;
+  augment_flip?: boolean;
+  augment_rotation?: number;
+  augment_zoom?: number;
+  augment_contrast?: number;
+  early_stopping_patience?: number;
+  class_weights?: boolean;
+  dropout?: number;
+  formats?: string[];
+}
+
+export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+
+export interface Job {
+  id: string;
+  project_id: string;
+  state: JobState;
+  hyperparameters: Hyperparameters;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  attempts: number;
+  error: string;
+  cancel_requested: boolean;
+  model_version: number | null;
+}
+
+export interface JobEvent {
+  job_id: string;
+  seq: number;
+  kind: "state" | "progress" | "epoch" | "evaluation" | "log";
+  data: Record<string, unknown>;
+  created_at: string;
+}
+
+export interface Artifact {
+  format: string;
+  size: number;
+  sha256: string;
+}
+
+export interface ModelVersion {
+  project_id: string;
+  version: number;
+  job_id: string;
+  created_at: string;
+  current: boolean;
+  metrics: { accuracy: number | null; tflite_accuracy: Record<string, number> };
+  artifacts: Artifact[];
+}
+
+export interface PerClass {
+  label: string;
+  precision: number;
+  recall: number;
+  f1: number;
+  support: number;
+}
+
+export interface Misclassified {
+  sample_id: string;
+  label: string;
+  predicted: string;
+  score: number;
+}
+
+/** The full metrics of a version (GET .../models/{v}/metrics) or a job's `evaluation` event. */
+export interface Metrics {
+  accuracy?: number;
+  loss?: number;
+  macro_f1?: number;
+  labels?: string[];
+  per_class?: PerClass[];
+  confusion_matrix?: number[][];
+  tflite?: Record<string, { accuracy?: number; size_bytes?: number; agreement_with_keras?: number }>;
+  misclassified?: Misclassified[];
+  num_train?: number;
+  num_validation?: number;
+  epochs_run?: number;
+  train_seconds?: number;
+}
+
+export interface Prediction {
+  predictions: { label: string; index: number; score: number }[];
+  version: number;
+  latency_ms: number;
+}
+
+export interface Token {
+  id: string;
+  kind?: string;
+  role?: string;
+  name?: string;
+  project_id: string | null;
+  created_at?: string;
+  expires_at: string | null;
+  revoked_at?: string | null;
+  token?: string;
+}
+
+export const FORMATS = ["keras", "float32", "float16", "dynamic-int8", "int8"] as const;
+export const ARCHITECTURES = ["small-cnn", "mobilenet-v3-small", "mobilenet-v2"] as const;
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: number,
+    readonly error: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function toError(resp: Response): Promise<ApiError> {
+  let body: { code?: number; error?: string; message?: string } = {};
+  try {
+    body = (await resp.json()) as typeof body;
+  } catch {
+    // not JSON: keep the status line
+  }
+  return new ApiError(
+    resp.status,
+    body.code ?? 0,
+    body.error ?? "http_error",
+    body.message ?? `${resp.status} ${resp.statusText}`,
+  );
+}
+
+/** fetch() with the token; throws ApiError on a non-2xx answer (and signs out on 401). */
+export async function request(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  for (const [k, v] of Object.entries(authHeaders())) headers.set(k, v);
+  const resp = await fetch(path, { ...init, headers });
+  if (resp.status === 401) {
+    const err = await toError(resp);
+    signOut(err.message || "Your token was refused; sign in again.");
+    throw err;
+  }
+  if (!resp.ok) throw await toError(resp);
+  return resp;
+}
+
+export async function getJson<T>(path: string): Promise<T> {
+  return (await (await request(path)).json()) as T;
+}
+
+export async function sendJson<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const init: RequestInit = { method };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers = { "Content-Type": "application/json" };
+  }
+  const resp = await request(path, init);
+  if (resp.status === 204) return undefined as T;
+  return (await resp.json()) as T;
+}
+
+const enc = encodeURIComponent;
+
+export const projectPath = (p: string): string => `/v1/projects/${enc(p)}`;
+
+export const api = {
+  listProjects: async (): Promise<Project[]> => {
+    const all: Project[] = [];
+    let token = "";
+    do {
+      const page = await getJson<{ projects: Project[]; next_page_token: string }>(
+        `/v1/projects?page_size=1000&page_token=${enc(token)}`,
+      );
+      all.push(...page.projects);
+      token = page.next_page_token;
+    } while (token);
+    return all;
+  },
+  getProject: (p: string) => getJson<Project>(projectPath(p)),
+  createProject: (body: {
+    name: string;
+    task: string;
+    labels: string[];
+    input_spec: Pick<InputSpec, "width" | "height" | "color_mode" | "normalization">;
+  }) => sendJson<Project>("POST", "/v1/projects", body),
+
+  classCounts: (p: string) =>
+    getJson<{ counts: Record<string, number>; total: number }>(`${projectPath(p)}/class-counts`),
+  listSamples: (p: string, label: string, pageSize: number, pageToken: string) => {
+    const q = new URLSearchParams({ page_size: String(pageSize), page_token: pageToken });
+    if (label) q.set("label", label);
+    return getJson<{ samples: Sample[]; next_page_token: string }>(
+      `${projectPath(p)}/samples?${q.toString()}`,
+    );
+  },
+  deleteSample: (p: string, id: string) =>
+    sendJson<void>("DELETE", `${projectPath(p)}/samples/${enc(id)}`),
+  relabelSample: (p: string, id: string, label: string) =>
+    sendJson<Sample>("PATCH", `${projectPath(p)}/samples/${enc(id)}`, { label }),
+  uploadSamples: async (p: string, files: { file: Blob; name: string; label: string }[]) => {
+    const form = new FormData();
+    for (const f of files) form.append("files", f.file, f.name);
+    for (const f of files) form.append("labels", f.label);
+    const resp = await request(`${projectPath(p)}/samples`, { method: "POST", body: form });
+    return (await resp.json()) as UploadSummary;
+  },
+
+  startJob: (p: string, hp: Hyperparameters) =>
+    sendJson<Job>("POST", `${projectPath(p)}/jobs`, hp),
+  listJobs: (p: string) =>
+    getJson<{ jobs: Job[]; next_page_token: string }>(`${projectPath(p)}/jobs?page_size=50`),
+  getJob: (id: string) => getJson<Job>(`/v1/jobs/${enc(id)}`),
+  cancelJob: (id: string) => sendJson<Job>("POST", `/v1/jobs/${enc(id)}:cancel`),
+
+  listModels: (p: string) =>
+    getJson<{ versions: ModelVersion[]; current_version: number | null }>(
+      `${projectPath(p)}/models`,
+    ),
+  getModel: (p: string, v: number | string) =>
+    getJson<ModelVersion>(`${projectPath(p)}/models/${enc(String(v))}`),
+  modelMetrics: (p: string, v: number | string) =>
+    getJson<Metrics>(`${projectPath(p)}/models/${enc(String(v))}/metrics`),
+  promote: (p: string, v: number) =>
+    sendJson<ModelVersion>("POST", `${projectPath(p)}/models/${v}:promote`),
+  downloadModel: async (p: string, v: number, format: string): Promise<{ blob: Blob; name: string }> => {
+    const resp = await request(
+      `${projectPath(p)}/models/${v}/download?format=${enc(format)}`,
+    );
+    const disposition = resp.headers.get("Content-Disposition") ?? "";
+    const match = /filename="([^"]+)"/.exec(disposition);
+    const ext = format === "keras" ? ".keras" : ".tflite";
+    return { blob: await resp.blob(), name: match?.[1] ?? `model-${format}${ext}` };
+  },
+  predict: async (p: string, image: Blob, topK = 3, version = 0) => {
+    const form = new FormData();
+    form.append("file", image, "image");
+    form.append("top_k", String(topK));
+    form.append("version", String(version));
+    const resp = await request(`${projectPath(p)}/predict`, { method: "POST", body: form });
+    return (await resp.json()) as Prediction;
+  },
+
+  listTokens: async (project: string): Promise<Token[]> => {
+    const body = await getJson<Token[] | { tokens: Token[] }>(`/v1/tokens?project=${enc(project)}`);
+    return Array.isArray(body) ? body : body.tokens;
+  },
+  createDeviceToken: (project: string, name: string, ttlDays: number) =>
+    sendJson<Token>("POST", "/v1/tokens", {
+      kind: "device",
+      project,
+      name,
+      ttl_days: ttlDays,
+    }),
+  revokeToken: (id: string) => sendJson<void>("DELETE", `/v1/tokens/${enc(id)}`),
+};
+
+/** A readable one-liner for any thrown value. */
+export function describe(err: unknown): string {
+  if (err instanceof ApiError) return err.code ? `${err.message} (error ${err.code})` : err.message;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** Save a blob as a file through a temporary object URL. */
+export function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}

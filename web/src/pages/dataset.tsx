@@ -1,0 +1,419 @@
+import { useEffect, useRef, useState } from "preact/hooks";
+
+import { api, describe, type Project, type Sample } from "../api";
+import { ClassBars } from "../components/charts";
+import {
+  AuthImage,
+  Card,
+  ErrorBox,
+  ProgressBar,
+  Spinner,
+  formatBytes,
+  formatTime,
+  useLoad,
+} from "../components/common";
+import { Webcam } from "../components/webcam";
+import { filesFromDrop, filesFromInput, uploadFiles, type PickedFile, type UploadTotals } from "../upload";
+
+const PAGE_SIZE = 48;
+
+function Imbalance({ counts }: { counts: Record<string, number> }) {
+  const entries = Object.entries(counts);
+  if (entries.length < 2) return null;
+  const sorted = [...entries].sort((a, b) => b[1] - a[1]);
+  const [maxLabel, max] = sorted[0] as [string, number];
+  const [minLabel, min] = sorted[sorted.length - 1] as [string, number];
+  const ratio = min > 0 ? max / min : Infinity;
+  const text =
+    min === 0
+      ? `“${minLabel}” has no samples yet.`
+      : ratio >= 2
+        ? `Imbalanced: “${maxLabel}” has ${ratio.toFixed(1)}× the samples of “${minLabel}”.`
+        : `Balanced: the largest class has ${ratio.toFixed(1)}× the smallest.`;
+  return <p class={ratio >= 2 ? "notice" : "muted"}>{text}</p>;
+}
+
+function Uploader({
+  project,
+  onUploaded,
+}: {
+  project: Project;
+  onUploaded: () => void;
+}) {
+  const [label, setLabel] = useState(project.labels[0] ?? "");
+  const [progress, setProgress] = useState<UploadTotals | null>(null);
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [dragging, setDragging] = useState(false);
+  const fileInput = useRef<HTMLInputElement>(null);
+  const folderInput = useRef<HTMLInputElement>(null);
+
+  useEffect(() => {
+    // webkitdirectory is not in Preact's attribute types; set it on the element.
+    folderInput.current?.setAttribute("webkitdirectory", "");
+  }, []);
+
+  const run = async (files: PickedFile[]) => {
+    setError("");
+    if (files.length === 0) {
+      setError("No JPEG, PNG or WebP images found there.");
+      return;
+    }
+    const loose = files.some((f) => f.folder === null);
+    if (loose && !label.trim()) {
+      setError("Choose a label for the files that are not in a folder.");
+      return;
+    }
+    setBusy(true);
+    // Upload order sets the order of new labels: keep it natural (2 before 10).
+    const sorted = [...files].sort((a, b) => a.path.localeCompare(b.path, undefined, { numeric: true }));
+    try {
+      await uploadFiles(project.id, sorted, label.trim(), setProgress);
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setBusy(false);
+      onUploaded();
+    }
+  };
+
+  const onDrop = async (e: DragEvent) => {
+    e.preventDefault();
+    setDragging(false);
+    if (!e.dataTransfer || busy) return;
+    await run(await filesFromDrop(e.dataTransfer));
+  };
+
+  const onCapture = async (frame: Blob) => {
+    if (!label.trim()) {
+      setError("Choose a label before capturing.");
+      return;
+    }
+    const name = `webcam-${new Date().toISOString().replace(/[:.]/g, "-")}.${frame.type === "image/png" ? "png" : "jpg"}`;
+    await run([{ file: new File([frame], name, { type: frame.type }), path: name, folder: null }]);
+  };
+
+  const fixed = project.labels_fixed;
+  return (
+    <>
+      <div class="field">
+        <label for="upload-label">Label for loose files and webcam frames</label>
+        {fixed ? (
+          <select id="upload-label" value={label} onChange={(e) => setLabel((e.target as HTMLSelectElement).value)}>
+            {project.labels.map((l) => (
+              <option key={l} value={l}>
+                {l}
+              </option>
+            ))}
+          </select>
+        ) : (
+          <>
+            <input
+              id="upload-label"
+              list="known-labels"
+              value={label}
+              onInput={(e) => setLabel((e.target as HTMLInputElement).value)}
+              placeholder="e.g. rose"
+            />
+            <datalist id="known-labels">
+              {project.labels.map((l) => (
+                <option key={l} value={l} />
+              ))}
+            </datalist>
+          </>
+        )}
+      </div>
+      <div
+        class={`dropzone${dragging ? " dragging" : ""}`}
+        role="button"
+        tabIndex={0}
+        aria-label="Drop images or folders here, or press Enter to choose images"
+        onDragOver={(e) => {
+          e.preventDefault();
+          setDragging(true);
+        }}
+        onDragLeave={() => setDragging(false)}
+        onDrop={(e) => void onDrop(e)}
+        onClick={() => fileInput.current?.click()}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" || e.key === " ") {
+            e.preventDefault();
+            fileInput.current?.click();
+          }
+        }}
+      >
+        <strong>Drop images or whole folders here</strong>
+        <span class="muted">A folder’s name is the label of the images in it.</span>
+      </div>
+      <div class="row">
+        <label class="button" for="file-input">
+          Choose images…
+        </label>
+        <input
+          ref={fileInput}
+          id="file-input"
+          class="visually-hidden"
+          type="file"
+          accept="image/jpeg,image/png,image/webp"
+          multiple
+          disabled={busy}
+          onChange={(e) => {
+            const input = e.target as HTMLInputElement;
+            void run(filesFromInput(input.files)).then(() => (input.value = ""));
+          }}
+        />
+        <label class="button" for="folder-input">
+          Choose a folder…
+        </label>
+        <input
+          ref={folderInput}
+          id="folder-input"
+          class="visually-hidden"
+          type="file"
+          multiple
+          disabled={busy}
+          onChange={(e) => {
+            const input = e.target as HTMLInputElement;
+            void run(filesFromInput(input.files)).then(() => (input.value = ""));
+          }}
+        />
+      </div>
+      <details class="webcam-box">
+        <summary>Capture from the webcam</summary>
+        <Webcam
+          width={project.input_spec.width}
+          height={project.input_spec.height}
+          onCapture={(b) => void onCapture(b)}
+          captureText={`Capture as “${label || "…"}”`}
+          busy={busy}
+        />
+      </details>
+      <ErrorBox message={error} />
+      {progress ? (
+        <div class="upload-status" aria-live="polite">
+          <ProgressBar
+            label="Upload progress"
+            value={progress.done}
+            max={progress.total}
+            text={`${progress.done} of ${progress.total} files · ${progress.accepted} added · ${progress.duplicate} already there · ${progress.rejected} rejected`}
+          />
+          {progress.rejections.length ? (
+            <details>
+              <summary>{progress.rejections.length} rejected files</summary>
+              <ul class="rejections">
+                {progress.rejections.slice(0, 200).map((r, i) => (
+                  <li key={i}>
+                    <code>{r.path}</code>: {r.reason}
+                  </li>
+                ))}
+              </ul>
+            </details>
+          ) : null}
+        </div>
+      ) : null}
+    </>
+  );
+}
+
+function SampleDialog({
+  project,
+  sample,
+  onClose,
+  onChanged,
+}: {
+  project: Project;
+  sample: Sample;
+  onClose: () => void;
+  onChanged: () => void;
+}) {
+  const dialog = useRef<HTMLDialogElement>(null);
+  const [label, setLabel] = useState(sample.label);
+  const [error, setError] = useState("");
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+
+  useEffect(() => {
+    const d = dialog.current;
+    if (d && !d.open) d.showModal();
+  }, []);
+
+  const act = async (fn: () => Promise<unknown>) => {
+    setBusy(true);
+    setError("");
+    try {
+      await fn();
+      onChanged();
+      dialog.current?.close();
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <dialog ref={dialog} onClose={onClose} aria-labelledby="sample-title" class="sample-dialog">
+      <h2 id="sample-title">Sample “{sample.label}”</h2>
+      <AuthImage src={sample.data_url} alt={`Sample labelled ${sample.label}`} size={192} />
+      <dl class="facts">
+        <dt>Size</dt>
+        <dd>
+          {sample.width}×{sample.height} px, {formatBytes(sample.size)} ({sample.media_type})
+        </dd>
+        <dt>Uploaded</dt>
+        <dd>{formatTime(sample.created_at)}</dd>
+        <dt>Client id</dt>
+        <dd class="break">{sample.client_id}</dd>
+      </dl>
+      <form
+        class="row"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void act(() => api.relabelSample(project.id, sample.id, label.trim()));
+        }}
+      >
+        <label for="relabel">New label</label>
+        {project.labels_fixed ? (
+          <select id="relabel" value={label} onChange={(e) => setLabel((e.target as HTMLSelectElement).value)}>
+            {project.labels.map((l) => (
+              <option key={l} value={l}>
+                {l}
+              </option>
+            ))}
+          </select>
+        ) : (
+          <input id="relabel" list="known-labels-dialog" value={label} onInput={(e) => setLabel((e.target as HTMLInputElement).value)} />
+        )}
+        <datalist id="known-labels-dialog">
+          {project.labels.map((l) => (
+            <option key={l} value={l} />
+          ))}
+        </datalist>
+        <button type="submit" class="primary" disabled={busy || !label.trim() || label.trim() === sample.label}>
+          Relabel
+        </button>
+      </form>
+      <ErrorBox message={error} />
+      <div class="row dialog-actions">
+        {confirming ? (
+          <button type="button" class="danger" disabled={busy} onClick={() => void act(() => api.deleteSample(project.id, sample.id))}>
+            Really delete
+          </button>
+        ) : (
+          <button type="button" class="danger-outline" onClick={() => setConfirming(true)}>
+            Delete sample
+          </button>
+        )}
+        <button type="button" onClick={() => dialog.current?.close()}>
+          Close
+        </button>
+      </div>
+    </dialog>
+  );
+}
+
+export function DatasetPage({ project, onChange }: { project: Project; onChange: () => void }) {
+  const [filter, setFilter] = useState("");
+  const [pages, setPages] = useState<string[]>([""]);
+  const [pageIndex, setPageIndex] = useState(0);
+  const [version, setVersion] = useState(0);
+  const [selected, setSelected] = useState<Sample | null>(null);
+
+  const counts = useLoad(() => api.classCounts(project.id), [project.id, version]);
+  const token = pages[pageIndex] ?? "";
+  const samples = useLoad(
+    () => api.listSamples(project.id, filter, PAGE_SIZE, token),
+    [project.id, filter, token, version],
+  );
+
+  const changed = () => {
+    setVersion((v) => v + 1);
+    onChange();
+  };
+  const choose = (label: string) => {
+    setFilter(label);
+    setPages([""]);
+    setPageIndex(0);
+  };
+  const next = samples.data?.next_page_token ?? "";
+
+  return (
+    <div class="grid-2">
+      <Card title="Classes">
+        <ErrorBox message={counts.error} />
+        {counts.data ? (
+          <>
+            <p>
+              <strong data-testid="total-samples">{counts.data.total}</strong> samples in{" "}
+              {Object.keys(counts.data.counts).length} labels
+            </p>
+            <ClassBars counts={counts.data.counts} selected={filter} onSelect={choose} />
+            <Imbalance counts={counts.data.counts} />
+          </>
+        ) : (
+          <Spinner />
+        )}
+      </Card>
+      <Card title="Add images">
+        <Uploader project={project} onUploaded={changed} />
+      </Card>
+      <Card
+        title="Samples"
+        id="samples"
+        actions={
+          <div class="field inline">
+            <label for="label-filter">Label</label>
+            <select id="label-filter" value={filter} onChange={(e) => choose((e.target as HTMLSelectElement).value)}>
+              <option value="">All labels</option>
+              {Object.keys(counts.data?.counts ?? {}).map((l) => (
+                <option key={l} value={l}>
+                  {l}
+                </option>
+              ))}
+            </select>
+          </div>
+        }
+      >
+        <ErrorBox message={samples.error} />
+        {samples.data && samples.data.samples.length === 0 ? (
+          <p class="muted">No samples{filter ? ` labelled “${filter}”` : ""}.</p>
+        ) : null}
+        <ul class="thumbs" aria-label="Samples" aria-busy={samples.loading}>
+          {(samples.data?.samples ?? []).map((s) => (
+            <li key={s.id}>
+              <button type="button" class="thumb-button" onClick={() => setSelected(s)} aria-label={`Sample labelled ${s.label}: edit`}>
+                <AuthImage src={s.data_url} alt="" size={88} />
+                <span class="thumb-label">{s.label}</span>
+              </button>
+            </li>
+          ))}
+        </ul>
+        <nav class="pager" aria-label="Sample pages">
+          <button type="button" disabled={pageIndex === 0} onClick={() => setPageIndex(pageIndex - 1)}>
+            ← Previous
+          </button>
+          <span>Page {pageIndex + 1}</span>
+          <button
+            type="button"
+            disabled={!next}
+            onClick={() => {
+              setPages([...pages.slice(0, pageIndex + 1), next]);
+              setPageIndex(pageIndex + 1);
+            }}
+          >
+            Next →
+          </button>
+        </nav>
+      </Card>
+      {selected ? (
+        <SampleDialog
+          key={selected.id}
+          project={project}
+          sample={selected}
+          onClose={() => setSelected(null)}
+          onChanged={changed}
+        />
+      ) : null}
+    </div>
+  );
+}

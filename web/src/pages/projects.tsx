@@ -1,0 +1,143 @@
+import { useState } from "preact/hooks";
+
+import { api, describe, type Project } from "../api";
+import { Card, ErrorBox, Spinner, formatTime, useLoad } from "../components/common";
+import { Link, navigate, projectUrl } from "../router";
+
+function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
+  const [name, setName] = useState("");
+  const [labels, setLabels] = useState("");
+  const [width, setWidth] = useState(96);
+  const [height, setHeight] = useState(96);
+  const [colorMode, setColorMode] = useState("rgb");
+  const [normalization, setNormalization] = useState("zero-one");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError("");
+    try {
+      const project = await api.createProject({
+        name: name.trim(),
+        task: "image-classification",
+        labels: labels
+          .split(",")
+          .map((l) => l.trim())
+          .filter(Boolean),
+        input_spec: { width, height, color_mode: colorMode, normalization },
+      });
+      onCreated(project);
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const int = (set: (n: number) => void) => (e: Event) =>
+    set(Number((e.target as HTMLInputElement).value));
+
+  return (
+    <form class="form-grid" onSubmit={(e) => void submit(e)} aria-label="New project">
+      <div class="field">
+        <label for="p-name">Name</label>
+        <input
+          id="p-name"
+          required
+          maxLength={128}
+          value={name}
+          onInput={(e) => setName((e.target as HTMLInputElement).value)}
+          placeholder="flowers"
+        />
+      </div>
+      <div class="field">
+        <label for="p-task">Task</label>
+        <select id="p-task" disabled>
+          <option value="image-classification">Image classification</option>
+        </select>
+      </div>
+      <div class="field wide">
+        <label for="p-labels">Labels</label>
+        <input
+          id="p-labels"
+          value={labels}
+          onInput={(e) => setLabels((e.target as HTMLInputElement).value)}
+          placeholder="rose, tulip, daisy"
+          aria-describedby="p-labels-help"
+        />
+        <span id="p-labels-help" class="hint">
+          Comma-separated. Leave empty for an open label set (labels come with the uploads, e.g.
+          from folder names).
+        </span>
+      </div>
+      <div class="field">
+        <label for="p-width">Input width (px)</label>
+        <input id="p-width" type="number" min={8} max={1024} value={width} onInput={int(setWidth)} />
+      </div>
+      <div class="field">
+        <label for="p-height">Input height (px)</label>
+        <input id="p-height" type="number" min={8} max={1024} value={height} onInput={int(setHeight)} />
+      </div>
+      <div class="field">
+        <label for="p-color">Colour mode</label>
+        <select id="p-color" value={colorMode} onChange={(e) => setColorMode((e.target as HTMLSelectElement).value)}>
+          <option value="rgb">RGB</option>
+          <option value="grayscale">Grayscale</option>
+        </select>
+      </div>
+      <div class="field">
+        <label for="p-norm">Normalisation</label>
+        <select
+          id="p-norm"
+          value={normalization}
+          onChange={(e) => setNormalization((e.target as HTMLSelectElement).value)}
+        >
+          <option value="zero-one">0…1 (x/255)</option>
+          <option value="minus-one-one">−1…1 (x/127.5−1)</option>
+          <option value="raw">raw (0…255)</option>
+        </select>
+      </div>
+      <div class="field wide">
+        <ErrorBox message={error} />
+        <button type="submit" class="primary" disabled={busy}>
+          {busy ? "Creating…" : "Create project"}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+export function ProjectsPage() {
+  const { data, error, loading } = useLoad(() => api.listProjects(), []);
+  return (
+    <>
+      <h1>Projects</h1>
+      <Card title="Your projects">
+        <ErrorBox message={error} />
+        {loading && !data ? <Spinner /> : null}
+        {data && data.length === 0 ? <p class="muted">No projects yet: create one below.</p> : null}
+        {data && data.length > 0 ? (
+          <ul class="project-list">
+            {data.map((p) => (
+              <li key={p.id}>
+                <Link href={projectUrl(p.name)} class="project-link">
+                  <strong>{p.name}</strong>
+                  <span class="muted">
+                    {p.input_spec.width}×{p.input_spec.height} {p.input_spec.color_mode} ·{" "}
+                    {p.labels.length} labels · created {formatTime(p.created_at)}
+                    {p.promoted_version ? ` · pinned v${p.promoted_version}` : ""}
+                  </span>
+                </Link>
+              </li>
+            ))}
+          </ul>
+        ) : null}
+      </Card>
+      <Card title="New project">
+        <CreateProject onCreated={(p) => navigate(projectUrl(p.name))} />
+      </Card>
+    </>
+  );
+}
