@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +110,11 @@ def machine() -> dict[str, Any]:
 
 
 def mobiletrain_cmd(data_dir: Path, grpc_port: int, http_port: int) -> list[str]:
-    """argv of a mobiletrain server."""
+    """argv of a mobiletrain server (``mobiletrain serve``; the package has no ``__main__``)."""
     return [
         sys.executable,
-        "-m",
-        "mobiletrain.client.cli",
+        "-c",
+        "from mobiletrain.client.cli import app; app()",
         "serve",
         "--data-dir",
         str(data_dir),
@@ -122,3 +123,142 @@ def mobiletrain_cmd(data_dir: Path, grpc_port: int, http_port: int) -> list[str]
         "--http-port",
         str(http_port),
     ]
+
+
+def admin_token(data_dir: Path) -> str | None:
+    """The admin token a server wrote on its first start, or None (authentication off/absent)."""
+    path = data_dir / "admin-token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class MobiletrainServer(ServerProcess):
+    """``mobiletrain serve`` in a subprocess on free loopback ports, with its admin token.
+
+    Authentication stays at the server's default; when the server wrote an admin token, every
+    client made here sends it, as a real app sends its token. The per-token rate limit is off.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.grpc_port, self.http_port = free_port(), free_port()
+        # The per-token request rate limit (a policy for phones, 100/s by default) is off, so
+        # one benchmark client measures what the server can do, not the policy.
+        env = {"TF_CPP_MIN_LOG_LEVEL": "2", "MOBILETRAIN_RATE_LIMIT_PER_SECOND": "0"}
+        super().__init__(
+            mobiletrain_cmd(data_dir, self.grpc_port, self.http_port), self.http_port, env
+        )
+        wait_port(self.grpc_port)
+        self.token = admin_token(data_dir)
+
+    @property
+    def grpc_target(self) -> str:
+        """host:port of the gRPC server."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def base_url(self) -> str:
+        """Root URL of the HTTP server."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers carrying the token (none when the server has no token)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def client(self) -> Any:
+        """A gRPC SDK client for this server."""
+        from mobiletrain.client.sdk import Client
+
+        if self.token:
+            return Client(self.grpc_target, token=self.token)
+        return Client(self.grpc_target)
+
+    def http(self, timeout: float = 300.0) -> Any:
+        """An ``httpx.Client`` for this server's REST API, token included."""
+        import httpx
+
+        return httpx.Client(base_url=self.base_url, headers=self.headers(), timeout=timeout)
+
+
+@dataclass
+class Row:
+    """One line of the results table: a figure against its baseline, and a goal if any."""
+
+    benchmark: str
+    variant: str
+    figure: str
+    baseline: str = ""
+    ratio: float | None = None
+    goal: str = ""
+    met: bool | None = None
+    # How to read the ratio, e.g. "x Flask images/s" or "x plain Keras wall time".
+    ratio_unit: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+    def cells(self) -> list[str]:
+        """The row as table cells."""
+        ratio = "" if self.ratio is None else f"{format_ratio(self.ratio)}×"
+        if ratio and self.ratio_unit:
+            ratio += f" {self.ratio_unit}"
+        met = {None: "", True: "yes", False: "**no (missed)**"}[self.met]
+        return [self.benchmark, self.variant, self.figure, self.baseline, ratio, self.goal, met]
+
+
+TABLE_HEADER = ["benchmark", "variant", "figure", "baseline", "ratio", "goal", "met?"]
+
+
+def ratio(value: float, base: float) -> float | None:
+    """value / base to 4 significant digits, or None when the base is zero."""
+    return float(f"{value / base:.4g}") if base else None
+
+
+def format_ratio(value: float) -> str:
+    """A ratio for the table: 2 decimals, or 2 significant digits below 0.1."""
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 0.1:
+        return f"{value:.2f}"
+    return f"{value:.2g}"
+
+
+def git_commit() -> str:
+    """The checked-out commit, with ``-dirty`` when the work tree has changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("-dirty" if dirty else "")
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages (other work on the machine makes figures noisy)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+class Deadline:
+    """A time budget for a bounded loop."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def expired(self) -> bool:
+        """True once the budget is spent."""
+        return time.monotonic() >= self.end
+
+    def left(self) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, self.end - time.monotonic())
