@@ -6,7 +6,8 @@
    them, a 100 KB and a 10 MB model (a dense head of 25,010 and 2,621,450 float32 weights).
    A round's time is from one round's start to the next's (select, send the weights, receive
    every update, aggregate, and for mobiletrain also persist, evaluate and publish a model
-   version), median over the rounds; and the server's peak RSS. Flower runs in its gRPC
+   version), median over the rounds after the first (a warm-up; Flower's also waits for its
+   clients to connect); and the server's peak RSS. Flower runs in its gRPC
    server mode (``start_server`` / ``start_client``) with FedAvg.
 2. **Accuracy after 20 rounds** on the same non-IID digits partitions (10 devices, mostly two
    classes each), a 64-64-10 MLP, one local epoch of SGD (lr 0.3, batch 32) from the same
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +164,7 @@ def mobiletrain_overhead(side: int, devices: int, rounds: int) -> dict[str, Any]
         finally:
             server.stop()
     opened = [r["opened_at"] for r in records]
-    cycles = [b - a for a, b in itertools.pairwise(opened)]
+    cycles = [b - a for a, b in itertools.pairwise(opened)][1:]  # the first one warms up
     return {
         "state": info.state,
         "round_seconds": cycles,
@@ -204,7 +206,9 @@ def _flower(data: dict[str, np.ndarray], devices: int, rounds: int, train: bool)
             if server.poll() is None:
                 server.kill()
         result: dict[str, Any] = json.loads(out.read_text())
-    cycles = result["round_seconds"][:-1]  # the last one ends with the server's shutdown
+    # The first round also waits for the clients to connect; the last one ends with the
+    # server's shutdown.
+    cycles = result["round_seconds"][1:-1]
     result["median_round_seconds"] = statistics.median(cycles) if cycles else None
     return result
 
@@ -328,13 +332,15 @@ def accuracy_comparison(rounds: int = 20, devices: int = 10) -> dict[str, Any]:
 
 def run_federated(quick: bool = False) -> dict[str, Any]:
     """Every measurement; ``quick``: 100 KB with 10 devices, 3 rounds, and 5 accuracy rounds."""
-    rounds = 3 if quick else 5
+    rounds = 4 if quick else 6
     configs = [("100KB", 10)] if quick else [(m, n) for m in MODELS for n in (10, 50)]
     overhead = []
     for model, devices in configs:
         side = MODELS[model]
-        ours = mobiletrain_overhead(side, devices, rounds)
-        theirs = flower_overhead(side, devices, rounds)
+        # Small rounds are cheap: more of them steady the median on a busy machine.
+        n = rounds if model == "10MB" else 2 * rounds
+        ours = mobiletrain_overhead(side, devices, n)
+        theirs = flower_overhead(side, devices, n)
         overhead.append({"model": model, "devices": devices, "mobiletrain": ours, "flower": theirs})
         print(
             f"{model} x {devices}: mobiletrain {ours['median_round_seconds'] * 1000:.0f} ms/round "
@@ -343,6 +349,21 @@ def run_federated(quick: bool = False) -> dict[str, Any]:
             f"(peak RSS {theirs['peak_rss'] / 2**20:.0f} MiB)",
             flush=True,
         )
+    if not quick:
+        # glibc gives each handler thread its own malloc arena; freed multi-megabyte buffers
+        # stay there. The same run with two arenas, for both servers:
+        with _environment(MALLOC_ARENA_MAX="2"):
+            side = MODELS["10MB"]
+            ours, theirs = mobiletrain_overhead(side, 50, rounds), flower_overhead(side, 50, rounds)
+        overhead.append(
+            {
+                "model": "10MB",
+                "devices": 50,
+                "environment": "MALLOC_ARENA_MAX=2",
+                "mobiletrain": ours,
+                "flower": theirs,
+            }
+        )
     accuracy = accuracy_comparison(rounds=5 if quick else 20)
     print(
         f"accuracy: mobiletrain {accuracy['mobiletrain']['final']}, "
@@ -350,6 +371,22 @@ def run_federated(quick: bool = False) -> dict[str, Any]:
         flush=True,
     )
     return {"machine": machine(), "overhead": overhead, "accuracy": accuracy}
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    import os
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def rows(results: dict[str, Any]) -> list[Row]:
@@ -361,7 +398,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(
             Row(
                 "federated",
-                f"round overhead, {item['model']} model x {item['devices']} devices",
+                f"round overhead, {item['model']} model x {item['devices']} devices"
+                + (f" ({item['environment']})" if item.get("environment") else ""),
                 f"{a * 1000:.0f} ms/round, server peak RSS {ours['peak_rss'] / 2**20:.0f} MiB",
                 f"Flower 1.42: {b * 1000:.0f} ms/round, {theirs['peak_rss'] / 2**20:.0f} MiB",
                 ratio(a, b),

@@ -37,6 +37,19 @@ class Settings(BaseSettings):
     grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, description="gRPC message cap")
     # Each WatchJob stream holds a thread while it runs.
     grpc_threads: int = Field(default=64, description="gRPC handler threads")
+    # Scaling out (docs/deployment.md): training on a Ray cluster instead of local processes.
+    executor: str = Field(default="local", description="Where jobs train: local or ray")
+    ray_address: str = Field(
+        default="", description="Ray cluster to join (host:6379 or ray://host:10001); empty = local"
+    )
+    ray_cpus_per_worker: float = Field(default=1.0, description="CPUs per Ray training worker")
+    ray_gpus_per_worker: float = Field(default=0.0, description="GPUs per Ray training worker")
+    ray_memory_per_worker_mb: int = Field(
+        default=0, description="Memory each Ray training worker asks, MiB (0 = no request)"
+    )
+    ray_work_dir: Path | None = Field(
+        default=None, description="Scratch folder on Ray nodes (default: the system temp folder)"
+    )
     max_sample_bytes: int = Field(default=20 * 1024 * 1024, description="Largest sample accepted")
     max_samples_per_project: int = Field(default=1_000_000, description="Samples quota")
     max_bytes_per_project: int = Field(default=20 * 1024**3, description="Sample bytes quota")

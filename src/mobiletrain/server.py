@@ -12,10 +12,12 @@ from typing import Any
 from mobiletrain.compute.executor import LocalExecutor
 from mobiletrain.config import Settings
 from mobiletrain.core.events import EventHub
+from mobiletrain.core.federated import FederatedService
 from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore
 from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
 from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
 from mobiletrain.core.tokens import TokenService
+from mobiletrain.core.uploads import ResumableUploads
 from mobiletrain.store.blobs import open_blob_store
 from mobiletrain.store.sql import SqlMetadataStore
 
@@ -38,18 +40,24 @@ class Container:
     tokens: TokenService
     rate_limiter: RateLimiter
     stream_slots: StreamSlots
+    uploads: ResumableUploads
+    federated: FederatedService | None = None
     _closed: bool = field(default=False, repr=False)
 
     def start(self) -> None:
         """Start background parts (event polling, job scheduling)."""
         self.hub.start()
         self.executor.start()
+        if self.federated is not None:
+            self.federated.start()
 
     def close(self) -> None:
         """Stop background parts and close stores."""
         if self._closed:
             return
         self._closed = True
+        if self.federated is not None:
+            self.federated.stop()
         self.executor.stop()
         self.hub.stop()
         self.blobs.close()
@@ -65,7 +73,76 @@ def build_container(settings: Settings) -> Container:
     store = SqlMetadataStore(settings.resolved_database_url())
     blobs = open_blob_store(settings.resolved_blob_url())
     hub = EventHub(store)
-    executor = LocalExecutor(
+    executor = build_executor(settings, store, hub)
+    projects = ProjectService(store, limits)
+    datasets = DatasetService(store, blobs, projects, limits)
+    return Container(
+        settings=settings,
+        store=store,
+        blobs=blobs,
+        hub=hub,
+        executor=executor,
+        projects=projects,
+        datasets=datasets,
+        training=TrainingService(store, projects, executor, hub, limits),
+        models=ModelService(store, blobs, projects, LiteRTPredictor()),
+        tokens=TokenService(store),
+        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        stream_slots=StreamSlots(settings.max_streams_per_token),
+        uploads=ResumableUploads(store, blobs, projects, datasets),
+        federated=build_federated(settings, store, blobs, projects, hub),
+    )
+
+
+def build_federated(
+    settings: Settings,
+    store: SqlMetadataStore,
+    blobs: BlobStore,
+    projects: ProjectService,
+    hub: EventHub,
+) -> FederatedService:
+    """Federated sessions over the same stores (exports run in child processes)."""
+    from mobiletrain.compute.federated_toolkit import LocalOnDeviceToolkit
+    from mobiletrain.store.federated import SqlFederatedStore
+    from mobiletrain.store.spool import LocalUpdateSpool
+
+    return FederatedService(
+        store,
+        SqlFederatedStore(store),
+        blobs,
+        LocalUpdateSpool((settings.data_dir / "federated-updates").resolve()),
+        LocalOnDeviceToolkit((settings.data_dir / "jobs").resolve()),
+        projects,
+        hub,
+    )
+
+
+EXECUTORS = ("local", "ray")
+
+
+def build_executor(settings: Settings, store: MetadataStore, hub: EventHub) -> JobExecutor:
+    """The executor named by ``settings.executor``: local worker processes, or a Ray cluster."""
+    if settings.executor == "ray":
+        from mobiletrain.compute.ray_executor import RayExecutor  # ray only where it is used
+
+        return RayExecutor(
+            store,
+            hub,
+            database_url=settings.resolved_database_url(),
+            blob_url=settings.resolved_blob_url(),
+            address=settings.ray_address,
+            max_concurrent_jobs=settings.max_workers,
+            max_attempts=settings.max_job_attempts,
+            lease_seconds=settings.job_lease_seconds,
+            cpus_per_worker=settings.ray_cpus_per_worker,
+            gpus_per_worker=settings.ray_gpus_per_worker,
+            memory_per_worker_mb=settings.ray_memory_per_worker_mb,
+            work_root=settings.ray_work_dir,
+            base_models_dir=settings.base_models_dir,
+        )
+    if settings.executor != "local":
+        raise ValueError(f"unknown executor {settings.executor!r}; allowed: {', '.join(EXECUTORS)}")
+    return LocalExecutor(
         store,
         hub,
         database_url=settings.resolved_database_url(),
@@ -75,21 +152,6 @@ def build_container(settings: Settings) -> Container:
         max_attempts=settings.max_job_attempts,
         lease_seconds=settings.job_lease_seconds,
         base_models_dir=settings.base_models_dir,
-    )
-    projects = ProjectService(store, limits)
-    return Container(
-        settings=settings,
-        store=store,
-        blobs=blobs,
-        hub=hub,
-        executor=executor,
-        projects=projects,
-        datasets=DatasetService(store, blobs, projects, limits),
-        training=TrainingService(store, projects, executor, hub, limits),
-        models=ModelService(store, blobs, projects, LiteRTPredictor()),
-        tokens=TokenService(store),
-        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-        stream_slots=StreamSlots(settings.max_streams_per_token),
     )
 
 

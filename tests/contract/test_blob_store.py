@@ -106,3 +106,84 @@ class TestLocalPackBlobStore(BlobStoreContract):
         assert isinstance(open_blob_store(str(tmp_path / "y")), LocalPackBlobStore)
         with pytest.raises(ValueError, match="allowed: file"):
             open_blob_store("ftp://nowhere/x")
+
+
+class TestS3BlobStore(BlobStoreContract):
+    """The same contract on an S3-compatible server (moto) that the tests start on loopback."""
+
+    @pytest.fixture
+    def store(self, s3_bucket_url: str) -> BlobStore:
+        return open_blob_store(s3_bucket_url)
+
+    def reopen(self, store: BlobStore) -> BlobStore:
+        from mobiletrain.store.s3 import S3BlobStore
+
+        assert isinstance(store, S3BlobStore)
+        return S3BlobStore(
+            store.bucket, store.prefix, endpoint_url=store.endpoint_url, region=store.region
+        )
+
+    def test_one_object_per_blob_under_the_prefix(self, store: BlobStore) -> None:
+        from mobiletrain.store.s3 import S3BlobStore
+
+        assert isinstance(store, S3BlobStore)
+        key = store.put(b"layout")
+        listed = store.client.list_objects_v2(Bucket=store.bucket)["Contents"]
+        assert [o["Key"] for o in listed] == [f"mobiletrain/blobs/{key[:2]}/{key}"]
+
+    def test_read_range_is_one_ranged_get(self, store: BlobStore) -> None:
+        from mobiletrain.store.s3 import S3BlobStore
+
+        assert isinstance(store, S3BlobStore)
+        data = os.urandom(300_000)
+        key = store.put(data)
+        calls: list[dict[str, object]] = []
+        store.client.meta.events.register(
+            "before-call.s3.GetObject", lambda params, **_: calls.append(params)
+        )
+        got = b"".join(store.read_range(key, 123_456, 100_000, chunk_size=8192))
+        assert got == data[123_456:223_456]
+        assert len(calls) == 1
+        assert calls[0]["headers"]["Range"] == "bytes=123456-223455"  # type: ignore[index]
+
+    def test_range_past_the_end_and_start_past_the_end(self, store: BlobStore) -> None:
+        key = store.put(b"0123456789")
+        with pytest.raises(ValueError):
+            list(store.read_range(key, 20, 5))
+        with pytest.raises(ValueError):
+            list(store.read_range(key, 11, 0))
+        assert list(store.read_range(key, 10, 0)) == []
+        with pytest.raises(KeyError):
+            list(store.read_range("0" * 64, 0, 1))
+
+    def test_get_many_keeps_order(self, store: BlobStore) -> None:
+        blobs = [os.urandom(100 + i) for i in range(20)]
+        keys = [store.put(b) for b in blobs]
+        assert store.get_many(keys) == blobs
+
+    def test_damaged_object_is_detected(self, store: BlobStore) -> None:
+        from mobiletrain.store.s3 import S3BlobStore
+
+        assert isinstance(store, S3BlobStore)
+        key = store.put(b"x" * 100)
+        store.client.put_object(Bucket=store.bucket, Key=store.key(key), Body=b"y" * 100)
+        with pytest.raises(OSError):
+            store.get(key)
+
+    def test_url_parameters(self) -> None:
+        from mobiletrain.store.s3 import S3BlobStore
+
+        s = S3BlobStore.from_url(
+            "s3://bkt/a/b/?endpoint_url=http://127.0.0.1:1&region=eu-west-1&addressing_style=path"
+        )
+        assert (s.bucket, s.prefix, s.endpoint_url, s.region) == (
+            "bkt",
+            "a/b",
+            "http://127.0.0.1:1",
+            "eu-west-1",
+        )
+        assert s.key("ab" + "0" * 62) == "a/b/blobs/ab/ab" + "0" * 62
+        with pytest.raises(ValueError, match="allowed: endpoint_url"):
+            S3BlobStore.from_url("s3://bkt/x?secret=1")
+        with pytest.raises(KeyError):
+            s.key("../../etc")

@@ -112,6 +112,7 @@ class MetadataStoreContract:
         twins = store.add_samples([s3, make_sample(p, "c3", "a", "3" * 64)])
         assert twins[0] is None and twins[1] is not None
         assert store.class_counts(p.id) == {"a": 2, "b": 1}
+        assert store.dataset_size(p.id) == (3, 30)  # counters follow inserts, not duplicates
         # same bytes under another label is a different sample
         assert store.add_samples([make_sample(p, "c4", "b", "1" * 64)]) == [None]
 
@@ -133,6 +134,7 @@ class MetadataStoreContract:
             t.join()
         assert not errors
         assert store.class_counts(p.id) == {"a": 40}
+        assert store.dataset_size(p.id) == (40, 400)
 
     def test_list_samples_keyset_paging_and_delete(self, store: MetadataStore) -> None:
         p = store.create_project(make_project())
@@ -150,6 +152,7 @@ class MetadataStoreContract:
         assert [s.client_id for s in only_b] == ["c1", "c3", "c5"]
         assert store.delete_sample(p.id, samples[0].id)
         assert not store.delete_sample(p.id, samples[0].id)
+        assert store.dataset_size(p.id) == (6, 60)
         assert store.get_sample(p.id, samples[0].id) is None
         assert len(store.all_samples(p.id)) == 6
 

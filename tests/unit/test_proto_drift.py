@@ -30,6 +30,11 @@ from google.protobuf.descriptor_pb2 import (
 
 from mobiletrain.core import types
 from mobiletrain.core.errors import ErrorCode
+from mobiletrain.core.federated import TaskStatus
+from mobiletrain.federated.config import StragglerPolicy, StrategyName
+from mobiletrain.federated.records import SessionState
+from mobiletrain.federated.rounds import RoundPhase
+from mobiletrain.federated.validation import RejectReason
 
 ROOT = Path(__file__).resolve().parents[2]
 GEN_SCRIPT = ROOT / "scripts" / "gen_proto.py"
@@ -217,6 +222,12 @@ DOMAIN_ENUMS: list[tuple[str, type[enum.Enum]]] = [
     ("JobState", types.JobState),
     ("Architecture", types.Architecture),
     ("EventKind", types.EventKind),
+    ("SessionState", SessionState),
+    ("FederatedStrategy", StrategyName),
+    ("StragglerPolicy", StragglerPolicy),
+    ("RoundPhase", RoundPhase),
+    ("TaskStatus", TaskStatus),
+    ("RejectReason", RejectReason),
 ]
 
 

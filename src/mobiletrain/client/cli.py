@@ -86,8 +86,35 @@ def serve(
     tls_client_ca: Annotated[
         Path | None, typer.Option(help="PEM CA: require client certificates (mutual TLS)")
     ] = None,
+    database_url: Annotated[
+        str,
+        typer.Option(
+            envvar="MOBILETRAIN_DATABASE_URL",
+            help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite)",
+        ),
+    ] = "",
+    blob_url: Annotated[
+        str,
+        typer.Option(
+            envvar="MOBILETRAIN_BLOB_URL",
+            help="Blob store: a folder or s3://bucket/prefix?endpoint_url=... (default: DATA_DIR)",
+        ),
+    ] = "",
+    executor: Annotated[
+        str, typer.Option(envvar="MOBILETRAIN_EXECUTOR", help="Where jobs train: local or ray")
+    ] = "local",
+    ray_address: Annotated[
+        str,
+        typer.Option(
+            envvar="MOBILETRAIN_RAY_ADDRESS",
+            help="Ray cluster (host:6379 or ray://host:10001); empty starts a local Ray",
+        ),
+    ] = "",
 ) -> None:
-    """Run the gRPC and HTTP servers until interrupted."""
+    """Run the gRPC and HTTP servers until interrupted.
+
+    Several replicas may share one PostgreSQL database and one S3 bucket (docs/deployment.md).
+    """
     import logging
 
     from mobiletrain.config import Settings
@@ -104,6 +131,10 @@ def serve(
         tls_cert_file=tls_cert,
         tls_key_file=tls_key,
         tls_client_ca_file=tls_client_ca,
+        database_url=database_url,
+        blob_url=blob_url,
+        executor=executor,
+        ray_address=ray_address,
     )
     running = start_server(settings)
     console.print(
@@ -441,6 +472,14 @@ def demo(
     if result["float32"] < 0.9:
         raise typer.Exit(code=1)
 
+
+def _register_simulator() -> None:
+    from mobiletrain.client.simulate_cli import simulate_devices
+
+    app.command("simulate-devices")(simulate_devices)
+
+
+_register_simulator()
 
 if __name__ == "__main__":
     app()

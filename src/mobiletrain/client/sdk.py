@@ -49,6 +49,11 @@ FORMATS = {
     "float16": common_pb2.MODEL_FORMAT_FLOAT16,
     "dynamic-int8": common_pb2.MODEL_FORMAT_DYNAMIC_INT8,
     "int8": common_pb2.MODEL_FORMAT_INT8,
+    "feature-extractor": common_pb2.MODEL_FORMAT_FEATURE_EXTRACTOR,
+    "train-step": common_pb2.MODEL_FORMAT_TRAIN_STEP,
+    "head-inference": common_pb2.MODEL_FORMAT_HEAD_INFERENCE,
+    "head-signatures": common_pb2.MODEL_FORMAT_HEAD_SIGNATURES,
+    "head-weights": common_pb2.MODEL_FORMAT_HEAD_WEIGHTS,
 }
 COLOR_MODES = {"rgb": common_pb2.COLOR_MODE_RGB, "grayscale": common_pb2.COLOR_MODE_GRAYSCALE}
 NORMALIZATIONS = {
@@ -343,7 +348,7 @@ class Client:
                 if len(s.data) > _INLINE_LIMIT:
                     if batch:
                         yield flush()
-                    yield from self._chunked(project if first else "", s)
+                    yield from self._chunked(project, project if first else "", s)
                     first = False
                 else:
                     batch.append(
@@ -361,10 +366,19 @@ class Client:
         report.add(self._call(self.datasets.UploadSamples, requests(), timeout=3600))
         return report
 
-    @staticmethod
-    def _chunked(project: str, s: LocalSample) -> Iterator[Any]:
+    def upload_offset(self, project: str, client_id: str) -> Any:
+        """How many bytes of a chunked sample the server holds (``stored`` if all of it)."""
+        return self._call(
+            self.datasets.GetUploadOffset,
+            datasets_pb2.GetUploadOffsetRequest(project=project, client_id=client_id),
+        )
+
+    def _chunked(self, project: str, stream_project: str, s: LocalSample) -> Iterator[Any]:
+        # Resume where an earlier, broken stream left this sample.
+        have = self.upload_offset(project, s.client_id)
+        start = 0 if have.stored or have.size != len(s.data) else int(have.offset)
         yield datasets_pb2.UploadSamplesRequest(
-            project=project,
+            project=stream_project,
             header=datasets_pb2.SampleHeader(
                 client_id=s.client_id,
                 label=s.label,
@@ -372,7 +386,9 @@ class Client:
                 sha256=hashlib.sha256(s.data).hexdigest(),
             ),
         )
-        for offset in range(0, len(s.data), _CHUNK):
+        if have.stored:
+            return  # the server answers DUPLICATE and expects no chunks
+        for offset in range(start, len(s.data), _CHUNK):
             yield datasets_pb2.UploadSamplesRequest(
                 chunk=datasets_pb2.SampleChunk(
                     client_id=s.client_id, offset=offset, data=s.data[offset : offset + _CHUNK]

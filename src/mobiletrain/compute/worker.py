@@ -20,7 +20,16 @@ from typing import Any
 from mobiletrain.compute.protocol import TrainingRequest
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import BlobStore, MetadataStore
-from mobiletrain.core.types import Artifact, EventKind, Job, JobState, ModelFormat, ModelVersion
+from mobiletrain.core.types import (
+    Artifact,
+    EventKind,
+    Job,
+    JobState,
+    ModelFormat,
+    ModelVersion,
+    Project,
+    Sample,
+)
 from mobiletrain.store.blobs import open_blob_store
 from mobiletrain.store.sql import SqlMetadataStore
 
@@ -95,14 +104,77 @@ def _base_model_path(job: Job, base_models_dir: Path | None) -> Path | None:
     return path
 
 
+def _training_request(
+    store: MetadataStore,
+    blobs: BlobStore,
+    job: Job,
+    project: Project,
+    work_dir: Path,
+    base_models_dir: Path | None,
+    reporter: StoreReporter | None = None,
+) -> tuple[TrainingRequest, list[Sample]]:
+    samples = store.all_samples(project.id)
+    if reporter is not None:
+        reporter.emit(EventKind.LOG, {"message": f"loading {len(samples)} samples"})
+    present = {s.label for s in samples}
+    label_names = [lab for lab in project.labels if lab in present]
+    index = {lab: i for i, lab in enumerate(label_names)}
+    request = TrainingRequest(
+        images=blobs.get_many([s.sha256 for s in samples]),
+        labels=[index[s.label] for s in samples],
+        sample_ids=[s.id for s in samples],
+        label_names=label_names,
+        input_spec=project.input_spec,
+        hyperparameters=job.hyperparameters,
+        work_dir=work_dir,
+        base_model_path=_base_model_path(job, base_models_dir),
+    )
+    return request, samples
+
+
+class _SilentReporter:
+    """What a non-chief worker of a multi-worker job reports: nothing (the chief does)."""
+
+    def emit(self, kind: EventKind, data: dict[str, Any]) -> None:
+        """Drop the event."""
+
+    def should_stop(self) -> bool:
+        """Never: the chief notices cancellation and the executor ends every worker."""
+        return False
+
+
+def run_peer(
+    store: MetadataStore,
+    blobs: BlobStore,
+    job_id: str,
+    work_dir: Path,
+    strategy: Any,
+    base_models_dir: Path | None = None,
+) -> None:
+    """A non-chief worker of a multi-worker job: train in step with the chief, record nothing."""
+    from mobiletrain.compute.keras.train import train_and_export
+
+    job = store.get_job(job_id)
+    project = store.get_project(job.project_id) if job is not None else None
+    if job is None or project is None:
+        raise RuntimeError(f"job {job_id} not found")
+    request, _ = _training_request(store, blobs, job, project, work_dir, base_models_dir)
+    train_and_export(request, _SilentReporter(), strategy=strategy)
+
+
 def run_job(
     store: MetadataStore,
     blobs: BlobStore,
     job_id: str,
     work_dir: Path,
     base_models_dir: Path | None = None,
+    strategy: Any = None,
 ) -> JobState:
-    """Train, export, publish a model version and record the job's final state."""
+    """Train, export, publish a model version and record the job's final state.
+
+    ``strategy``: a multi-worker tf.distribute strategy when this process is the chief of a
+    multi-worker job (the other workers run :func:`run_peer`).
+    """
     from mobiletrain.compute.keras.train import train_and_export
 
     job = store.get_job(job_id)
@@ -112,22 +184,11 @@ def run_job(
     assert project is not None
     reporter = StoreReporter(store, job.id)
     try:
-        samples = store.all_samples(project.id)
-        present = {s.label for s in samples}
-        label_names = [lab for lab in project.labels if lab in present]
-        index = {lab: i for i, lab in enumerate(label_names)}
-        reporter.emit(EventKind.LOG, {"message": f"loading {len(samples)} samples"})
-        request = TrainingRequest(
-            images=[blobs.get(s.sha256) for s in samples],
-            labels=[index[s.label] for s in samples],
-            sample_ids=[s.id for s in samples],
-            label_names=label_names,
-            input_spec=project.input_spec,
-            hyperparameters=job.hyperparameters,
-            work_dir=work_dir,
-            base_model_path=_base_model_path(job, base_models_dir),
+        request, samples = _training_request(
+            store, blobs, job, project, work_dir, base_models_dir, reporter
         )
-        output = train_and_export(request, reporter)
+        label_names = request.label_names
+        output = train_and_export(request, reporter, strategy=strategy)
         if output.cancelled:
             return _finish(store, job.id, JobState.CANCELLED)
 

@@ -45,11 +45,19 @@ class Action(enum.StrEnum):
     PREDICT = "predict"
     PROMOTE = "promote"
     MANAGE_TOKENS = "manage_tokens"
+    FEDERATE = "federate"  # take part in federated rounds (devices)
 
 
 # What a phone app does; everything else is for administrators.
 DEVICE_ACTIONS = frozenset(
-    {Action.READ, Action.UPLOAD, Action.WATCH, Action.DOWNLOAD, Action.PREDICT}
+    {
+        Action.READ,
+        Action.UPLOAD,
+        Action.WATCH,
+        Action.DOWNLOAD,
+        Action.PREDICT,
+        Action.FEDERATE,
+    }
 )
 
 

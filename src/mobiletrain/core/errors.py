@@ -67,6 +67,19 @@ class ErrorCode(Enum):
     QUOTA_EXCEEDED = _Spec(70, "RESOURCE_EXHAUSTED", 429, "the project's quota is used up")
     RATE_LIMITED = _Spec(71, "RESOURCE_EXHAUSTED", 429, "too many requests")
     TOO_MANY_STREAMS = _Spec(72, "RESOURCE_EXHAUSTED", 429, "too many concurrent streams")
+    UPLOAD_OFFSET_MISMATCH = _Spec(80, "FAILED_PRECONDITION", 409, "wrong upload offset")
+    CHECKSUM_MISMATCH = _Spec(81, "INVALID_ARGUMENT", 400, "chunk checksum mismatch")
+    UPLOAD_NOT_FOUND = _Spec(82, "NOT_FOUND", 404, "upload not found")
+    SESSION_NOT_FOUND = _Spec(90, "NOT_FOUND", 404, "federated session not found")
+    NO_ACTIVE_SESSION = _Spec(
+        91, "FAILED_PRECONDITION", 409, "the project has no running federated session"
+    )
+    SESSION_ACTIVE = _Spec(
+        92, "FAILED_PRECONDITION", 409, "the project already has a running federated session"
+    )
+    DEVICE_NOT_REGISTERED = _Spec(
+        93, "NOT_FOUND", 404, "device is not registered with the running session"
+    )
 
     @property
     def number(self) -> int:

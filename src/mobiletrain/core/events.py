@@ -4,16 +4,37 @@ Events are rows in the metadata store (written by worker processes, possibly on 
 so the store is the source of truth and a watcher can resume from any sequence number. The hub
 polls one cheap number, the store's event watermark, and wakes every waiting watcher when it
 moves; watchers then read their own job's new rows. One poll serves any number of watchers.
+
+Watchers of the same job share their reads: the hub keeps the recent tail of each watched job's
+events, and when new events may exist (the watermark moved, or this process appended) one
+watcher reads the store for all of them while the others wait for it and then serve themselves
+from the tail. A thousand phones watching one job cost one query per change, not a thousand.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from mobiletrain.core.ports import MetadataStore
 from mobiletrain.core.types import EventKind, JobEvent, JobState
+
+_TAIL_EVENTS = 2000
+"""Events of one job kept in memory for its watchers (older ones are read from the store)."""
+
+
+@dataclass
+class _Tail:
+    """The recent events of one watched job, shared by its watchers."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    events: list[JobEvent] = field(default_factory=list)
+    base_seq: int = 0  # events with seq > base_seq are all in ``events``
+    checked: tuple[int, int] = (-1, -1)  # (watermark, generation) when last read
+    watchers: int = 0
 
 
 class EventHub:
@@ -24,8 +45,11 @@ class EventHub:
         self._poll_interval = poll_interval
         self._cond = threading.Condition()
         self._watermark = 0
+        self._generation = 0  # bumped by notify(): events appended in this process
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._tails: dict[str, _Tail] = {}
+        self._tails_lock = threading.Lock()
 
     def start(self) -> None:
         """Start the polling thread (idempotent)."""
@@ -45,7 +69,48 @@ class EventHub:
     def notify(self) -> None:
         """Wake watchers now (called after an event is appended in this process)."""
         with self._cond:
+            self._generation += 1
             self._cond.notify_all()
+
+    def _events_after(self, job_id: str, after_seq: int) -> list[JobEvent]:
+        """Up to 500 events after ``after_seq``, read once per change for all watchers."""
+        if self._thread is None:  # not polling: no watermark to trust, read directly
+            return self._store.list_events(job_id, after_seq, 500)
+        with self._tails_lock:
+            tail = self._tails.get(job_id)
+        if tail is None or after_seq < tail.base_seq:
+            return self._store.list_events(job_id, after_seq, 500)  # resuming from far back
+        with tail.lock:
+            mark = (self._watermark, self._generation)  # before the read: no change is lost
+            if tail.checked != mark:
+                last = tail.events[-1].seq if tail.events else tail.base_seq
+                fresh = self._store.list_events(job_id, last, 500)
+                tail.events.extend(fresh)
+                if len(fresh) < 500:
+                    tail.checked = mark  # else more are waiting: read again next time
+                if len(tail.events) > _TAIL_EVENTS:
+                    drop = len(tail.events) - _TAIL_EVENTS
+                    tail.base_seq = tail.events[drop - 1].seq
+                    del tail.events[:drop]
+            if after_seq < tail.base_seq:
+                return self._store.list_events(job_id, after_seq, 500)
+            start = bisect.bisect_right(tail.events, after_seq, key=lambda e: e.seq)
+            return tail.events[start : start + 500]
+
+    def _join(self, job_id: str, after_seq: int) -> None:
+        with self._tails_lock:
+            tail = self._tails.get(job_id)
+            if tail is None:
+                tail = self._tails[job_id] = _Tail(base_seq=after_seq)
+            tail.watchers += 1
+
+    def _leave(self, job_id: str) -> None:
+        with self._tails_lock:
+            tail = self._tails.get(job_id)
+            if tail is not None:
+                tail.watchers -= 1
+                if tail.watchers <= 0:
+                    del self._tails[job_id]
 
     def _run(self) -> None:
         while not self._stop.wait(self._poll_interval):
@@ -71,11 +136,26 @@ class EventHub:
         transports can detect dead connections. ``is_finished()`` tells whether the job reached
         a terminal state; it only guards against a final event that never comes.
         """
+        self._join(job_id, after_seq)
+        try:
+            yield from self._watch(job_id, after_seq, is_finished, cancelled, heartbeat)
+        finally:
+            self._leave(job_id)
+
+    def _watch(
+        self,
+        job_id: str,
+        after_seq: int,
+        is_finished: Callable[[], bool],
+        cancelled: threading.Event | None,
+        heartbeat: float,
+    ) -> Iterator[JobEvent | None]:
         seq = after_seq
         last_sent = time.monotonic()
         finished_since: float | None = None
+        next_finish_check = 0.0  # is_finished() reads the store: at most once a second
         while not self._stop.is_set() and not (cancelled is not None and cancelled.is_set()):
-            events = self._store.list_events(job_id, seq, 500)
+            events = self._events_after(job_id, seq)
             for ev in events:
                 seq = ev.seq
                 yield ev
@@ -86,8 +166,10 @@ class EventHub:
                 continue
             # The terminal state event normally ends the stream. A job that is finished but
             # whose final event never came (a writer died in between) ends after a grace time.
-            if finished_since is None and is_finished():
-                finished_since = time.monotonic()
+            if finished_since is None and time.monotonic() >= next_finish_check:
+                next_finish_check = time.monotonic() + 1.0
+                if is_finished():
+                    finished_since = time.monotonic()
             if finished_since is not None and time.monotonic() - finished_since > 3.0:
                 return
             with self._cond:

@@ -21,6 +21,7 @@ from mobiletrain.core.types import (
     Project,
     Sample,
     Token,
+    UploadSession,
 )
 
 
@@ -48,6 +49,10 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def exists(self, sha256: str) -> bool:
         """True when the blob is stored."""
+
+    def get_many(self, sha256s: Sequence[str]) -> list[bytes]:
+        """The bytes of several blobs in order (remote stores fetch them concurrently)."""
+        return [self.get(s) for s in sha256s]
 
     def sync(self) -> None:  # noqa: B027 - optional hook
         """Make every blob put so far durable (before metadata refers to it)."""
@@ -96,6 +101,10 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def get_sample(self, project_id: str, sample_id: str) -> Sample | None:
         """One sample by id."""
+
+    @abc.abstractmethod
+    def get_sample_by_client_id(self, project_id: str, client_id: str) -> Sample | None:
+        """The sample stored under a client-chosen id."""
 
     @abc.abstractmethod
     def list_samples(
@@ -198,6 +207,27 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def list_model_versions(self, project_id: str) -> list[ModelVersion]:
         """All versions, newest first."""
+
+    # resumable uploads
+    @abc.abstractmethod
+    def create_upload(self, session: UploadSession) -> UploadSession:
+        """Insert a session, or return the live one of the same (project, client_id)."""
+
+    @abc.abstractmethod
+    def get_upload(self, upload_id: str) -> UploadSession | None:
+        """A session by id."""
+
+    @abc.abstractmethod
+    def find_upload(self, project_id: str, client_id: str) -> UploadSession | None:
+        """The session of a sample's client id."""
+
+    @abc.abstractmethod
+    def advance_upload(self, upload_id: str, offset: int, chunk: str, length: int) -> bool:
+        """Record a chunk at ``offset``; False if the session is no longer at that offset."""
+
+    @abc.abstractmethod
+    def delete_upload(self, upload_id: str) -> None:
+        """Forget a session (finished, aborted or expired)."""
 
     # tokens
     @abc.abstractmethod

@@ -507,7 +507,10 @@ class ModelService:
             if current is None:
                 raise MobiletrainError(ErrorCode.NO_MODEL, "the project has no trained model yet")
             version = current
-        model = self.store.get_model_version(project.id, version)
+        # A number past the database's 64-bit integers names no version (and must not reach
+        # SQL, which cannot bind it).
+        fits = -(2**63) <= version < 2**63
+        model = self.store.get_model_version(project.id, version) if fits else None
         if model is None:
             raise MobiletrainError(ErrorCode.MODEL_NOT_FOUND, f"model version {version} not found")
         return model

@@ -56,16 +56,31 @@ class ModelFormat(enum.StrEnum):
     FLOAT16 = "float16"
     DYNAMIC_INT8 = "dynamic-int8"
     INT8 = "int8"
+    # On-device training files (see compute/ondevice.py): a frozen feature extractor, a
+    # trainable dense head as a stateless train-step model, its inference model, the
+    # signature-based variant, and the head's weights.
+    FEATURE_EXTRACTOR = "feature-extractor"
+    TRAIN_STEP = "train-step"
+    HEAD_INFERENCE = "head-inference"
+    HEAD_SIGNATURES = "head-signatures"
+    HEAD_WEIGHTS = "head-weights"
 
     @property
     def is_tflite(self) -> bool:
         """True for the formats that are .tflite files."""
-        return self is not ModelFormat.KERAS
+        return self not in (ModelFormat.KERAS, ModelFormat.HEAD_WEIGHTS)
+
+    @property
+    def is_on_device(self) -> bool:
+        """True for the on-device training files (not classifiers an app runs as is)."""
+        return self in ON_DEVICE_FORMATS
 
     @property
     def file_extension(self) -> str:
         """File name extension of this format."""
-        return ".keras" if self is ModelFormat.KERAS else ".tflite"
+        if self is ModelFormat.KERAS:
+            return ".keras"
+        return ".bin" if self is ModelFormat.HEAD_WEIGHTS else ".tflite"
 
     @classmethod
     def parse(cls, value: str) -> ModelFormat:
@@ -79,7 +94,19 @@ class ModelFormat(enum.StrEnum):
             ) from None
 
 
-TFLITE_FORMATS: tuple[ModelFormat, ...] = tuple(f for f in ModelFormat if f.is_tflite)
+ON_DEVICE_FORMATS: tuple[ModelFormat, ...] = (
+    ModelFormat.FEATURE_EXTRACTOR,
+    ModelFormat.TRAIN_STEP,
+    ModelFormat.HEAD_INFERENCE,
+    ModelFormat.HEAD_SIGNATURES,
+    ModelFormat.HEAD_WEIGHTS,
+)
+CLASSIFIER_FORMATS: tuple[ModelFormat, ...] = tuple(
+    f for f in ModelFormat if f not in ON_DEVICE_FORMATS
+)
+"""The formats of the whole classifier (what a training job exports by default)."""
+TFLITE_FORMATS: tuple[ModelFormat, ...] = tuple(f for f in CLASSIFIER_FORMATS if f.is_tflite)
+"""The classifier formats that are .tflite files."""
 
 
 @dataclass(frozen=True)
@@ -230,7 +257,9 @@ class Hyperparameters:
     early_stopping_patience: int = 0
     class_weights: bool = True
     dropout: float = 0.2
-    formats: list[ModelFormat] = field(default_factory=lambda: list(ModelFormat))
+    formats: list[ModelFormat] = field(default_factory=lambda: list(CLASSIFIER_FORMATS))
+    # Data-parallel training processes (executors that support it: Ray); batch_size is global.
+    workers: int = 1
 
     def validate(self) -> None:
         """Raise INVALID_HYPERPARAMETERS with the offending value quoted."""
@@ -252,8 +281,15 @@ class Hyperparameters:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise bad(f"{name} must be in [0, 1], got {value}")
-        if self.early_stopping_patience < 0:
-            raise bad("early_stopping_patience must be >= 0")
+        # Both travel as int32 on the gRPC wire; a seed also seeds NumPy (0..2**32-1).
+        if not 0 <= self.seed <= 2**31 - 1:
+            raise bad(f"seed must be in 0..2147483647, got {self.seed}")
+        if not 0 <= self.early_stopping_patience <= 1000:
+            raise bad(
+                f"early_stopping_patience must be in 0..1000, got {self.early_stopping_patience}"
+            )
+        if not 1 <= self.workers <= 64:
+            raise bad(f"workers must be in 1..64, got {self.workers}")
         if ModelFormat.KERAS not in self.formats:
             self.formats.insert(0, ModelFormat.KERAS)
 
@@ -378,3 +414,19 @@ class Token:
     def is_valid(self, now: datetime) -> bool:
         """Not revoked and not expired."""
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass
+class UploadSession:
+    """A large sample arriving in chunks that can resume after any interruption."""
+
+    id: str
+    project_id: str
+    client_id: str
+    label: str
+    size: int
+    sha256: str  # declared digest of the whole sample ("" if none)
+    offset: int  # bytes received so far
+    chunks: list[str]  # blob keys of the received chunks, in order
+    created_at: datetime
+    expires_at: datetime

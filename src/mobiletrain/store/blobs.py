@@ -180,8 +180,16 @@ class LocalPackBlobStore(BlobStore):
 
 
 def open_blob_store(url: str) -> BlobStore:
-    """Open a blob store from a URL: ``file:///path`` or a plain path (local packs)."""
+    """Open a blob store from a URL.
+
+    ``file:///path`` or a plain path: local packs; ``s3://bucket/prefix?endpoint_url=...``:
+    S3-compatible object storage (see :mod:`mobiletrain.store.s3`).
+    """
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         return LocalPackBlobStore(parsed.path if parsed.scheme else url)
-    raise ValueError(f"unsupported blob store URL scheme {parsed.scheme!r}; allowed: file")
+    if parsed.scheme == "s3":
+        from mobiletrain.store.s3 import S3BlobStore  # boto3 only where it is used
+
+        return S3BlobStore.from_url(url)
+    raise ValueError(f"unsupported blob store URL scheme {parsed.scheme!r}; allowed: file, s3")

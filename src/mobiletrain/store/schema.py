@@ -17,6 +17,9 @@ projects = sa.Table(
     sa.Column("input_spec", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("promoted_version", sa.Integer, nullable=True),
+    # Kept by every sample insert and delete, so quota checks read one row.
+    sa.Column("sample_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("sample_bytes", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 samples = sa.Table(
@@ -73,6 +76,23 @@ job_events = sa.Table(
     sa.UniqueConstraint("job_id", "seq", name="uq_job_events_seq"),
 )
 
+upload_sessions = sa.Table(
+    "upload_sessions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("project_id", sa.String(36), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("client_id", sa.String(128), nullable=False),
+    sa.Column("label", sa.String(128), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    # Bytes received so far, and the blob keys of the chunks that hold them, in order.
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("chunks", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("project_id", "client_id", name="uq_upload_sessions_client_id"),
+)
+
 tokens = sa.Table(
     "tokens",
     metadata,
@@ -97,4 +117,71 @@ model_versions = sa.Table(
     sa.Column("metrics", sa.JSON, nullable=False),
     sa.Column("manifest", sa.JSON, nullable=False),
     sa.Column("artifacts", sa.JSON, nullable=False),
+)
+
+# -- federated learning (store/federated.py) ---------------------------------------------------
+
+federated_sessions = sa.Table(
+    "federated_sessions",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    sa.Column("project_id", sa.String(36), sa.ForeignKey("projects.id"), nullable=False),
+    # The job whose event stream reports the session's progress.
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("current_round", sa.Integer, nullable=False, default=0),
+    sa.Column("model_version", sa.Integer, nullable=True),
+    sa.Column("weights_sha256", sa.String(64), nullable=False, default=""),
+    sa.Column("files", sa.JSON, nullable=False),
+    sa.Column("bundle", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    sa.Index("ix_federated_sessions_project", "project_id"),
+    sa.Index("ix_federated_sessions_state", "state"),
+)
+
+federated_devices = sa.Table(
+    "federated_devices",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(36), nullable=False),
+    sa.Column("device_id", sa.String(36), nullable=False),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("info", sa.JSON, nullable=False),
+    sa.UniqueConstraint("session_id", "device_id", name="uq_federated_devices"),
+)
+
+federated_rounds = sa.Table(
+    "federated_rounds",
+    metadata,
+    sa.Column("session_id", sa.String(36), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("selected", sa.JSON, nullable=False),
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("result", sa.JSON, nullable=False),
+)
+
+federated_updates = sa.Table(
+    "federated_updates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(36), nullable=False),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("device_id", sa.String(36), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("num_samples", sa.Integer, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("payload", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_federated_updates_round", "session_id", "round"),
 )

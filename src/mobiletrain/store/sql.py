@@ -30,6 +30,7 @@ from mobiletrain.core.types import (
     Sample,
     TaskType,
     Token,
+    UploadSession,
 )
 from mobiletrain.store import schema as t
 
@@ -289,14 +290,27 @@ class SqlMetadataStore(MetadataStore):
                     )
             if new_rows:
                 c.execute(t.samples.insert(), new_rows)
+                c.execute(
+                    t.projects.update()
+                    .where(t.projects.c.id == project_id)
+                    .values(
+                        sample_count=t.projects.c.sample_count + len(new_rows),
+                        sample_bytes=t.projects.c.sample_bytes + sum(r["size"] for r in new_rows),
+                    )
+                )
             return out
 
-        try:
-            return self._tx(tx)
-        except IntegrityError:
-            # A concurrent upload inserted one of these between our read and write: the
-            # re-run sees its rows and reports them as duplicates.
-            return self._tx(tx)
+        # A concurrent upload inserted one of these between our read and write: the re-run
+        # sees its rows and reports them as duplicates. Each conflict turns at least one more
+        # of our samples into a duplicate, so len(samples) + 1 runs always suffice (with many
+        # uploaders of the same pictures, a re-run can meet another, newer conflict).
+        for attempt in range(len(samples) + 1):
+            try:
+                return self._tx(tx)
+            except IntegrityError:
+                if attempt == len(samples):
+                    raise
+        raise AssertionError("unreachable")
 
     def get_sample(self, project_id: str, sample_id: str) -> Sample | None:
         """One sample of a project."""
@@ -307,6 +321,14 @@ class SqlMetadataStore(MetadataStore):
                 )
             ).first()
         )
+        return _row_sample(r) if r else None
+
+    def get_sample_by_client_id(self, project_id: str, client_id: str) -> Sample | None:
+        """The sample stored under a client id."""
+        q = sa.select(t.samples).where(
+            t.samples.c.project_id == project_id, t.samples.c.client_id == client_id
+        )
+        r = self._read(lambda c: c.execute(q).first())
         return _row_sample(r) if r else None
 
     def list_samples(
@@ -335,14 +357,23 @@ class SqlMetadataStore(MetadataStore):
 
     def delete_sample(self, project_id: str, sample_id: str) -> bool:
         """Delete one sample row (its blob may be shared and stays)."""
-        result = self._tx(
-            lambda c: c.execute(
-                t.samples.delete().where(
-                    t.samples.c.project_id == project_id, t.samples.c.id == sample_id
+
+        def tx(c: Connection) -> bool:
+            where = (t.samples.c.project_id == project_id, t.samples.c.id == sample_id)
+            size = c.execute(sa.select(t.samples.c.size).where(*where)).scalar()
+            if size is None or not c.execute(t.samples.delete().where(*where)).rowcount:
+                return False
+            c.execute(
+                t.projects.update()
+                .where(t.projects.c.id == project_id)
+                .values(
+                    sample_count=t.projects.c.sample_count - 1,
+                    sample_bytes=t.projects.c.sample_bytes - size,
                 )
             )
-        )
-        return bool(result.rowcount)
+            return True
+
+        return self._tx(tx)
 
     def relabel_sample(self, project_id: str, sample_id: str, label: str) -> Sample | None:
         """Change a sample's label; ALREADY_EXISTS when its bytes already carry ``label``."""
@@ -383,12 +414,12 @@ class SqlMetadataStore(MetadataStore):
         return {label: int(n) for label, n in self._read(lambda c: c.execute(q).all())}
 
     def dataset_size(self, project_id: str) -> tuple[int, int]:
-        """Sample count and total bytes of a project."""
-        q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.samples.c.size), 0)).where(
-            t.samples.c.project_id == project_id
+        """Sample count and total bytes of a project (its maintained counters)."""
+        q = sa.select(t.projects.c.sample_count, t.projects.c.sample_bytes).where(
+            t.projects.c.id == project_id
         )
-        count, size = self._read(lambda c: c.execute(q).one())
-        return int(count), int(size)
+        row = self._read(lambda c: c.execute(q).first())
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     # -- jobs -------------------------------------------------------------------------------
     def create_job(self, job: Job) -> Job:
@@ -520,6 +551,10 @@ class SqlMetadataStore(MetadataStore):
         now = utcnow()
 
         def tx(c: Connection) -> int:
+            if c.dialect.name == "postgresql":
+                # Writers of one job (worker, executor, replicas) queue on the job's row instead
+                # of colliding on (job_id, seq) and retrying; SQLite serialises writes anyway.
+                c.execute(sa.select(t.jobs.c.id).where(t.jobs.c.id == job_id).with_for_update())
             last = c.execute(
                 sa.select(sa.func.max(t.job_events.c.seq)).where(t.job_events.c.job_id == job_id)
             ).scalar()
@@ -619,6 +654,73 @@ class SqlMetadataStore(MetadataStore):
         )
         return [_row_model(r) for r in self._read(lambda c: c.execute(q).all())]
 
+    # -- resumable uploads ------------------------------------------------------------------
+    def create_upload(self, session: UploadSession) -> UploadSession:
+        """Insert, or return the session that already exists for the client id."""
+        values = {
+            "id": session.id,
+            "project_id": session.project_id,
+            "client_id": session.client_id,
+            "label": session.label,
+            "size": session.size,
+            "sha256": session.sha256,
+            "offset": session.offset,
+            "chunks": session.chunks,
+            "created_at": session.created_at,
+            "expires_at": session.expires_at,
+        }
+        try:
+            self._tx(lambda c: c.execute(t.upload_sessions.insert().values(**values)))
+        except IntegrityError:
+            existing = self.find_upload(session.project_id, session.client_id)
+            if existing is None:
+                raise
+            return existing
+        return session
+
+    def get_upload(self, upload_id: str) -> UploadSession | None:
+        """A session by id."""
+        q = sa.select(t.upload_sessions).where(t.upload_sessions.c.id == upload_id)
+        r = self._read(lambda c: c.execute(q).first())
+        return _row_upload(r) if r else None
+
+    def find_upload(self, project_id: str, client_id: str) -> UploadSession | None:
+        """The session of (project, client id)."""
+        q = sa.select(t.upload_sessions).where(
+            t.upload_sessions.c.project_id == project_id,
+            t.upload_sessions.c.client_id == client_id,
+        )
+        r = self._read(lambda c: c.execute(q).first())
+        return _row_upload(r) if r else None
+
+    def advance_upload(self, upload_id: str, offset: int, chunk: str, length: int) -> bool:
+        """Compare-and-set on the offset, so two writers never both append at one offset."""
+
+        def tx(c: Connection) -> bool:
+            row = c.execute(
+                sa.select(t.upload_sessions.c.offset, t.upload_sessions.c.chunks).where(
+                    t.upload_sessions.c.id == upload_id
+                )
+            ).first()
+            if row is None or row.offset != offset:
+                return False
+            updated = c.execute(
+                t.upload_sessions.update()
+                .where(t.upload_sessions.c.id == upload_id, t.upload_sessions.c.offset == offset)
+                .values(offset=offset + length, chunks=[*row.chunks, chunk])
+            )
+            return bool(updated.rowcount)
+
+        return self._tx(tx)
+
+    def delete_upload(self, upload_id: str) -> None:
+        """Forget a session."""
+        self._tx(
+            lambda c: c.execute(
+                t.upload_sessions.delete().where(t.upload_sessions.c.id == upload_id)
+            )
+        )
+
     # -- tokens -----------------------------------------------------------------------------
     def create_token(self, token: Token) -> None:
         """Insert a token record."""
@@ -681,4 +783,19 @@ def _row_token(r: Any) -> Token:
         created_at=_utc(r.created_at),  # type: ignore[arg-type]
         expires_at=_utc(r.expires_at),
         revoked_at=_utc(r.revoked_at),
+    )
+
+
+def _row_upload(r: Any) -> UploadSession:
+    return UploadSession(
+        id=r.id,
+        project_id=r.project_id,
+        client_id=r.client_id,
+        label=r.label,
+        size=int(r.size),
+        sha256=r.sha256,
+        offset=int(r.offset),
+        chunks=list(r.chunks),
+        created_at=_utc(r.created_at),  # type: ignore[arg-type]
+        expires_at=_utc(r.expires_at),  # type: ignore[arg-type]
     )

@@ -408,8 +408,8 @@ def test_malformed_upload_streams_fail_the_call(api: Api) -> None:
         ([batch_request("flowers"), chunk("x", 0)], grpc.StatusCode.INVALID_ARGUMENT, 29),
         (
             [datasets_pb2.UploadSamplesRequest(project="flowers", header=header), chunk("big", 5)],
-            grpc.StatusCode.INVALID_ARGUMENT,
-            29,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            80,  # UPLOAD_OFFSET_MISMATCH: the server holds 0 bytes of "big"
         ),
         (
             [datasets_pb2.UploadSamplesRequest(project="flowers", header=header), chunk("b2", 0)],
@@ -909,6 +909,7 @@ def test_reflection_lists_the_services(api: Api) -> None:
         "mobiletrain.v1.TrainingService",
         "mobiletrain.v1.ModelService",
         "mobiletrain.v1.TokenService",
+        "mobiletrain.v1.FederatedService",
     )
     described = database.FindFileContainingSymbol("mobiletrain.v1.ModelService")
     assert described.name == "mobiletrain/v1/models.proto"

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
 from mobiletrain.api.grpc import serde
 from mobiletrain.api.grpc.upload import incoming_samples
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.services import Prediction
+from mobiletrain.core.services import DatasetService, Prediction, ProjectService
 from mobiletrain.core.types import (
     Architecture,
     Artifact,
@@ -40,6 +41,10 @@ from mobiletrain.core.types import (
     TaskType,
     UploadSummary,
 )
+from mobiletrain.core.uploads import ResumableUploads
+from mobiletrain.core.validation import Limits
+from mobiletrain.store.blobs import LocalPackBlobStore
+from mobiletrain.store.sql import SqlMetadataStore
 
 NOW = datetime(2026, 5, 4, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -292,7 +297,17 @@ def test_model_versions_and_predictions() -> None:
 # -- upload stream ------------------------------------------------------------------------------
 
 
-def test_incoming_samples_reads_lazily() -> None:
+def _uploads(tmp_path: Path, max_sample_bytes: int = 10_000) -> ResumableUploads:
+    """Real resumable uploads over temporary stores, with a project named "p"."""
+    store = SqlMetadataStore(f"sqlite:///{tmp_path}/m.db")
+    blobs = LocalPackBlobStore(tmp_path / "blobs")
+    limits = Limits(max_sample_bytes=max_sample_bytes)
+    projects = ProjectService(store, limits)
+    projects.create("p")
+    return ResumableUploads(store, blobs, projects, DatasetService(store, blobs, projects, limits))
+
+
+def test_incoming_samples_reads_lazily(tmp_path: Path) -> None:
     consumed: list[int] = []
 
     def requests() -> Iterator[Any]:
@@ -305,14 +320,14 @@ def test_incoming_samples_reads_lazily() -> None:
                 ),
             )
 
-    samples = incoming_samples(requests(), "p", 100)
+    samples = incoming_samples(requests(), "p", _uploads(tmp_path))
     assert consumed == []
     first = next(samples)
     assert first.client_id == "c0" and consumed == [0]
     assert [s.client_id for s in samples] == ["c1", "c2"] and consumed == [0, 1, 2]
 
 
-def test_incoming_samples_reassembles_chunks() -> None:
+def test_incoming_samples_reassembles_chunks(tmp_path: Path) -> None:
     data = bytes(range(256)) * 10
     header = datasets_pb2.SampleHeader(
         client_id="big", label="l", size=len(data), sha256=hashlib.sha256(data).hexdigest()
@@ -327,9 +342,9 @@ def test_incoming_samples_reassembles_chunks() -> None:
                 ),
             )
         )
-    (sample,) = incoming_samples(messages, "p", 10_000)
+    (sample,) = incoming_samples(messages, "p", _uploads(tmp_path / "a"))
     assert sample.error is None and sample.data == data and sample.label == "l"
     # Over the limit: rejected at its header, and its chunks are skipped.
-    (rejected,) = incoming_samples(messages, "p", 1000)
+    (rejected,) = incoming_samples(messages, "p", _uploads(tmp_path / "b", 1000))
     assert rejected.error is not None and rejected.error.code is ErrorCode.SAMPLE_TOO_LARGE
     assert rejected.data == b""

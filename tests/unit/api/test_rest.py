@@ -73,6 +73,7 @@ EXPECTED_ROUTES = {
     ("get", "/v1/projects/{project}/samples/{sample_id}"),
     ("get", "/v1/projects/{project}/samples/{sample_id}/data"),
     ("delete", "/v1/projects/{project}/samples/{sample_id}"),
+    ("patch", "/v1/projects/{project}/samples/{sample_id}"),
     ("get", "/v1/projects/{project}/class-counts"),
     ("post", "/v1/projects/{project}/jobs"),
     ("get", "/v1/projects/{project}/jobs"),
@@ -82,14 +83,29 @@ EXPECTED_ROUTES = {
     ("get", "/v1/projects/{project}/models"),
     ("get", "/v1/projects/{project}/models/{version}"),
     ("get", "/v1/projects/{project}/models/{version}/manifest"),
+    ("get", "/v1/projects/{project}/models/{version}/metrics"),
     ("get", "/v1/projects/{project}/models/{version}/download"),
     ("get", "/v1/projects/{project}/models:check-update"),
     ("post", "/v1/projects/{project}/models/{version}:promote"),
     ("post", "/v1/projects/{project}/predict"),
     ("post", "/v1/projects/{project}/predict:base64"),
+    ("post", "/v1/projects/{project}/uploads"),
+    ("head", "/v1/uploads/{upload_id}"),
+    ("get", "/v1/uploads/{upload_id}"),
+    ("patch", "/v1/uploads/{upload_id}"),
+    ("delete", "/v1/uploads/{upload_id}"),
     ("post", "/v1/tokens"),
     ("get", "/v1/tokens"),
     ("delete", "/v1/tokens/{token_id}"),
+    ("post", "/v1/projects/{project}/federated/sessions"),
+    ("get", "/v1/projects/{project}/federated/sessions"),
+    ("get", "/v1/federated/sessions/{session_id}"),
+    ("post", "/v1/federated/sessions/{session_id}:stop"),
+    ("get", "/v1/federated/sessions/{session_id}/rounds"),
+    ("get", "/v1/federated/sessions/{session_id}/files/{format}"),
+    ("post", "/v1/projects/{project}/federated/devices"),
+    ("get", "/v1/projects/{project}/federated/task"),
+    ("post", "/v1/projects/{project}/federated/updates"),
 }
 
 
@@ -400,6 +416,42 @@ def test_get_data_and_delete_sample(client: TestClient, make_image: Callable[...
     }
     listed = client.get("/v1/projects/del/samples").json()["samples"]
     assert [s["id"] for s in listed] == [ids[1]]
+
+
+def test_relabel_sample(client: TestClient, make_image: Callable[..., bytes]) -> None:
+    client.post("/v1/projects", json={"name": "open"})
+    same = make_image(7)
+    results = upload(client, "open", [("a.png", same), ("b.png", same)], labels=["a", "b"])
+    first, second = (r["sample_id"] for r in results.json()["results"])
+
+    r = client.patch(f"/v1/projects/open/samples/{first}", json={"label": "c"})
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] == "c" and r.json()["id"] == first
+    assert client.get(f"/v1/projects/open/samples/{first}").json()["label"] == "c"
+    assert client.get("/v1/projects/open").json()["labels"] == ["a", "b", "c"]
+    assert client.get("/v1/projects/open/class-counts").json()["counts"] == {"a": 0, "b": 1, "c": 1}
+    # The same image already carries "b": the (project, bytes, label) rule holds.
+    assert_error(
+        client.patch(f"/v1/projects/open/samples/{first}", json={"label": "b"}),
+        409,
+        4,
+        "already_exists",
+    )
+    same_label = client.patch(f"/v1/projects/open/samples/{second}", json={"label": "b"})
+    assert same_label.status_code == 200 and same_label.json()["label"] == "b"
+    assert_error(client.patch("/v1/projects/open/samples/nope", json={"label": "x"}), 404, 20)
+    assert_error(client.patch(f"/v1/projects/open/samples/{first}", json={"label": ""}), 400, 21)
+    assert_error(client.patch(f"/v1/projects/open/samples/{first}", json={}), 400, 2)
+
+    client.post("/v1/projects", json={"name": "fixed", "labels": ["x", "y"]})
+    one = upload(client, "fixed", [("x.png", make_image(8))], label="x").json()["results"][0]
+    url = f"/v1/projects/fixed/samples/{one['sample_id']}"
+    assert_error(client.patch(url, json={"label": "z"}), 400, 22, "unknown_label")
+    assert client.patch(url, json={"label": "y"}).json()["label"] == "y"
+    assert client.get("/v1/projects/fixed").json()["labels"] == ["x", "y"]
+    # Another project's sample is not found through this one.
+    elsewhere = f"/v1/projects/open/samples/{one['sample_id']}"
+    assert_error(client.patch(elsewhere, json={"label": "a"}), 404, 20)
 
 
 # --- request size limits -------------------------------------------------------------------

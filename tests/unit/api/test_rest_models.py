@@ -246,3 +246,34 @@ def test_predict_errors_without_a_usable_model(env: Env) -> None:
     bad_k = {"image": png, "top_k": -1}
     assert_error(client.post("/v1/projects/m/predict:base64", json=bad_k), 400, 2)
     assert_error(client.post("/v1/projects/m/predict"), 400, 2)  # no file part
+
+
+def test_metrics_route_returns_the_full_evaluation_without_training_ids(env: Env) -> None:
+    files = {ModelFormat.FLOAT32: os.urandom(SIZE)}
+    artifacts = {}
+    for fmt, data in files.items():
+        artifacts[fmt] = Artifact(format=fmt, sha256=env.container.blobs.put(data), size=SIZE)
+    env.container.blobs.sync()
+    metrics = {
+        "accuracy": 0.5,
+        "confusion_matrix": [[1, 1], [0, 2]],
+        "misclassified": [{"sample_id": "s1", "label": "cat", "predicted": "dog", "score": 0.8}],
+        "split": {"seed": 1, "train_ids": ["a", "b", "c"], "validation_ids": ["s1", "s2"]},
+    }
+    env.container.store.create_model_version(
+        ModelVersion(
+            project_id=env.project_id,
+            version=0,
+            job_id="job-2",
+            created_at=datetime.now(UTC),
+            metrics=metrics,
+            manifest={},
+            artifacts=artifacts,
+        )
+    )
+    body = env.client.get("/v1/projects/m/models/2/metrics").json()
+    assert body["confusion_matrix"] == [[1, 1], [0, 2]]
+    assert body["misclassified"][0]["predicted"] == "dog"
+    assert body["split"] == {"seed": 1, "validation_ids": ["s1", "s2"], "num_train": 3}
+    assert env.client.get("/v1/projects/m/models/current/metrics").json()["accuracy"] == 0.5
+    assert_error(env.client.get("/v1/projects/m/models/9/metrics"), 404, 50)

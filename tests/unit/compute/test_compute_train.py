@@ -25,6 +25,7 @@ from mobiletrain.compute.preprocess import decode_batch  # noqa: E402
 from mobiletrain.compute.protocol import TrainingOutput, TrainingRequest  # noqa: E402
 from mobiletrain.core.errors import ErrorCode, MobiletrainError  # noqa: E402
 from mobiletrain.core.types import (  # noqa: E402
+    CLASSIFIER_FORMATS,
     TFLITE_FORMATS,
     ColorMode,
     EventKind,
@@ -96,7 +97,7 @@ def trained(
 def test_digits_accuracy_in_keras_and_litert(trained: Any) -> None:
     _, out, _ = trained
     assert not out.cancelled
-    assert set(out.artifacts) == set(ModelFormat)
+    assert set(out.artifacts) == set(CLASSIFIER_FORMATS)
     tflite = out.metrics["tflite"]
     print(
         "\ndigits:",
@@ -175,7 +176,7 @@ def test_manifest_content(trained: Any) -> None:
     assert int8["output"]["dtype"] == "uint8"
     assert manifest["formats"]["float32"]["input"]["dtype"] == "float32"
     assert manifest["formats"]["float32"]["input"]["quantization"] is None
-    assert set(manifest["metrics"]["validation_accuracy"]) == {f.value for f in ModelFormat}
+    assert set(manifest["metrics"]["validation_accuracy"]) == {f.value for f in CLASSIFIER_FORMATS}
     assert manifest["formats"]["keras"]["file"] == "model-keras.keras"
 
 

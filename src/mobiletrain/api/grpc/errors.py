@@ -15,6 +15,12 @@ of the mobiletrain services (unary and streaming alike) and turns
 
 A client that went away is not an error: the exception its departure causes inside the handler
 is passed on to gRPC unchanged, which drops it silently.
+
+Request bytes that do not decode as the method's message would make grpcio answer ``INTERNAL``
+"Exception deserializing request!" before any handler runs. The interceptor therefore wraps
+each ``request_deserializer``: a decoding failure yields an :class:`Undecodable` marker instead,
+and the wrapped handler raises ``INVALID_ARGUMENT`` (code 2) when it meets one, after
+authentication, so a malformed request gets the same clean status on every method.
 """
 
 from __future__ import annotations
@@ -82,13 +88,59 @@ Scope = Callable[[grpc.ServicerContext, bool], AbstractContextManager[Any]]
 """Enters a call's context: (context, is a stream) -> the principal's scope."""
 
 
+class Undecodable:
+    """Stands for request bytes that are not a valid message of the method's request type."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer`` that returns :class:`Undecodable` instead of raising."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # protobuf's DecodeError, and anything else a parser raises
+            return Undecodable(exc)
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    """The request itself, or INVALID_ARGUMENT when its bytes could not be decoded."""
+    if isinstance(request, Undecodable):
+        raise MobiletrainError(
+            ErrorCode.INVALID_ARGUMENT,
+            "the request is not a valid protobuf message of this method's request type "
+            f"({type(request.error).__name__})",
+        )
+    return request
+
+
+def _decoded_stream(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        yield _decoded(request)
+
+
+RequestFilter = Callable[[Any], Any]
+"""Checks a handler's request argument (a message, or an iterator of them) before use."""
+
+
 def _wrap_unary_response(
-    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str, scope: Scope
+    behavior: Callable[[Any, grpc.ServicerContext], Any],
+    method: str,
+    scope: Scope,
+    decoded: RequestFilter,
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             with scope(context, False):
-                return behavior(request, context)
+                return behavior(decoded(request), context)
         except Exception as exc:
             _fail(context, exc, method)
 
@@ -96,13 +148,16 @@ def _wrap_unary_response(
 
 
 def _wrap_stream_response(
-    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str, scope: Scope
+    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
+    method: str,
+    scope: Scope,
+    decoded: RequestFilter,
 ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             # The scope spans the whole stream: the generator's body runs during iteration.
             with scope(context, True):
-                yield from behavior(request, context)
+                yield from behavior(decoded(request), context)
         except Exception as exc:
             _fail(context, exc, method)
 
@@ -160,23 +215,24 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
     """A copy of ``handler`` whose behaviour maps exceptions to statuses."""
     kwargs: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _lenient(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _wrap_unary_response(handler.unary_unary, method, scope), **kwargs
+            _wrap_unary_response(handler.unary_unary, method, scope, _decoded), **kwargs
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _wrap_stream_response(handler.unary_stream, method, scope), **kwargs
+            _wrap_stream_response(handler.unary_stream, method, scope, _decoded), **kwargs
         )
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            _wrap_unary_response(handler.stream_unary, method, scope), **kwargs
+            _wrap_unary_response(handler.stream_unary, method, scope, _decoded_stream), **kwargs
         )
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream_response(handler.stream_stream, method, scope), **kwargs
+            _wrap_stream_response(handler.stream_stream, method, scope, _decoded_stream),
+            **kwargs,
         )
     return handler

@@ -25,6 +25,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mobiletrain._proto.mobiletrain.v1 import (
     common_pb2,
     datasets_pb2,
+    federated_pb2,
     models_pb2,
     projects_pb2,
     tokens_pb2,
@@ -32,6 +33,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
 )
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError, error_by_number
+from mobiletrain.core.federated import TaskReply, TaskStatus, UpdateReply
 from mobiletrain.core.services import IncomingSample, Prediction
 from mobiletrain.core.types import (
     Architecture,
@@ -54,6 +56,10 @@ from mobiletrain.core.types import (
     Token,
     UploadSummary,
 )
+from mobiletrain.federated.config import FederatedConfig, StragglerPolicy, StrategyName
+from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
+from mobiletrain.federated.rounds import RoundPhase
+from mobiletrain.federated.validation import RejectReason
 
 E = TypeVar("E", bound=Enum)
 
@@ -80,6 +86,11 @@ _MODEL_FORMATS: dict[ModelFormat, common_pb2.ModelFormat] = {
     ModelFormat.FLOAT16: common_pb2.MODEL_FORMAT_FLOAT16,
     ModelFormat.DYNAMIC_INT8: common_pb2.MODEL_FORMAT_DYNAMIC_INT8,
     ModelFormat.INT8: common_pb2.MODEL_FORMAT_INT8,
+    ModelFormat.FEATURE_EXTRACTOR: common_pb2.MODEL_FORMAT_FEATURE_EXTRACTOR,
+    ModelFormat.TRAIN_STEP: common_pb2.MODEL_FORMAT_TRAIN_STEP,
+    ModelFormat.HEAD_INFERENCE: common_pb2.MODEL_FORMAT_HEAD_INFERENCE,
+    ModelFormat.HEAD_SIGNATURES: common_pb2.MODEL_FORMAT_HEAD_SIGNATURES,
+    ModelFormat.HEAD_WEIGHTS: common_pb2.MODEL_FORMAT_HEAD_WEIGHTS,
 }
 _ARCHITECTURES: dict[Architecture, training_pb2.Architecture] = {
     Architecture.SMALL_CNN: training_pb2.ARCHITECTURE_SMALL_CNN,
@@ -250,16 +261,21 @@ def _float(data: Mapping[str, Any], key: str) -> float:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int past the largest double
+        return 0.0
 
 
 def _int(data: Mapping[str, Any], key: str) -> int:
+    """An int32 payload field (every ``_int`` target is int32); out of range = 0."""
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
     if isinstance(value, float) and not math.isfinite(value):
         return 0
-    return int(value)
+    number = int(value)
+    return number if -(2**31) <= number < 2**31 else 0
 
 
 def _str(data: Mapping[str, Any], key: str) -> str:
@@ -898,3 +914,258 @@ def token_to_proto(token: Token) -> tokens_pb2.Token:
     if token.revoked_at is not None:
         msg.revoked_at.CopyFrom(timestamp_to_proto(token.revoked_at))
     return msg
+
+
+# --------------------------------------------------------------------------------------------
+# Federated learning (proto/mobiletrain/v1/federated.proto)
+# --------------------------------------------------------------------------------------------
+
+_SESSION_STATES: dict[SessionState, federated_pb2.SessionState] = {
+    SessionState.PREPARING: federated_pb2.SESSION_STATE_PREPARING,
+    SessionState.RUNNING: federated_pb2.SESSION_STATE_RUNNING,
+    SessionState.FINISHED: federated_pb2.SESSION_STATE_FINISHED,
+    SessionState.FAILED: federated_pb2.SESSION_STATE_FAILED,
+    SessionState.CANCELLED: federated_pb2.SESSION_STATE_CANCELLED,
+}
+_STRATEGIES: dict[StrategyName, federated_pb2.FederatedStrategy] = {
+    StrategyName.FEDAVG: federated_pb2.FEDERATED_STRATEGY_FEDAVG,
+    StrategyName.FEDPROX: federated_pb2.FEDERATED_STRATEGY_FEDPROX,
+    StrategyName.MEDIAN: federated_pb2.FEDERATED_STRATEGY_MEDIAN,
+    StrategyName.TRIMMED_MEAN: federated_pb2.FEDERATED_STRATEGY_TRIMMED_MEAN,
+}
+_STRAGGLER_POLICIES: dict[StragglerPolicy, federated_pb2.StragglerPolicy] = {
+    StragglerPolicy.DEADLINE: federated_pb2.STRAGGLER_POLICY_DEADLINE,
+    StragglerPolicy.QUORUM: federated_pb2.STRAGGLER_POLICY_QUORUM,
+}
+_ROUND_PHASES: dict[RoundPhase, federated_pb2.RoundPhase] = {
+    RoundPhase.OPEN: federated_pb2.ROUND_PHASE_OPEN,
+    RoundPhase.AGGREGATED: federated_pb2.ROUND_PHASE_AGGREGATED,
+    RoundPhase.SKIPPED: federated_pb2.ROUND_PHASE_SKIPPED,
+}
+_TASK_STATUSES: dict[TaskStatus, federated_pb2.TaskStatus] = {
+    TaskStatus.TASK: federated_pb2.TASK_STATUS_TASK,
+    TaskStatus.WAIT: federated_pb2.TASK_STATUS_WAIT,
+    TaskStatus.FINISHED: federated_pb2.TASK_STATUS_FINISHED,
+}
+_REJECT_REASONS: dict[RejectReason, federated_pb2.RejectReason] = {
+    RejectReason.STALE_ROUND: federated_pb2.REJECT_REASON_STALE_ROUND,
+    RejectReason.NOT_SELECTED: federated_pb2.REJECT_REASON_NOT_SELECTED,
+    RejectReason.DUPLICATE: federated_pb2.REJECT_REASON_DUPLICATE,
+    RejectReason.SAMPLE_COUNT: federated_pb2.REJECT_REASON_SAMPLE_COUNT,
+    RejectReason.SHAPE: federated_pb2.REJECT_REASON_SHAPE,
+    RejectReason.DTYPE: federated_pb2.REJECT_REASON_DTYPE,
+    RejectReason.NOT_FINITE: federated_pb2.REJECT_REASON_NOT_FINITE,
+    RejectReason.DEVICE_FAILED: federated_pb2.REJECT_REASON_DEVICE_FAILED,
+}
+_WEIGHTS_DTYPES: dict[int, str] = {
+    federated_pb2.WEIGHTS_DTYPE_UNSPECIFIED: "float32",
+    federated_pb2.WEIGHTS_DTYPE_FLOAT32: "float32",
+    federated_pb2.WEIGHTS_DTYPE_FLOAT16: "float16",
+}
+_OPTIONAL_CONFIG_FIELDS = (
+    "rounds",
+    "min_devices",
+    "min_available_devices",
+    "fraction",
+    "round_deadline_seconds",
+    "min_completion_rate",
+    "accept_failures",
+    "availability_seconds",
+    "max_samples_per_device",
+    "proximal_mu",
+    "trim_fraction",
+    "clip_norm",
+    "noise_multiplier",
+    "local_epochs",
+    "learning_rate",
+    "batch_size",
+    "base_version",
+    "seed",
+)
+
+
+def session_state_to_proto(state: SessionState) -> federated_pb2.SessionState:
+    """Domain session state → ``SessionState`` number."""
+    return _SESSION_STATES[state]
+
+
+def round_phase_to_proto(phase: RoundPhase) -> federated_pb2.RoundPhase:
+    """Domain round phase → ``RoundPhase`` number."""
+    return _ROUND_PHASES[phase]
+
+
+def task_status_to_proto(status: TaskStatus) -> federated_pb2.TaskStatus:
+    """Domain task status → ``TaskStatus`` number."""
+    return _TASK_STATUSES[status]
+
+
+def reject_reason_to_proto(reason: str) -> federated_pb2.RejectReason:
+    """A reject reason string ("" = accepted) → ``RejectReason`` number."""
+    if not reason:
+        return federated_pb2.REJECT_REASON_UNSPECIFIED
+    return _REJECT_REASONS[RejectReason(reason)]
+
+
+def reject_reason_from_proto(number: int) -> str:
+    """``RejectReason`` number → its string ("" for UNSPECIFIED = accepted)."""
+    for reason, value in _REJECT_REASONS.items():
+        if value == number:
+            return reason.value
+    return ""
+
+
+def weights_dtype_from_proto(number: int) -> str:
+    """``WeightsDtype`` number → dtype name (unknown numbers name themselves)."""
+    return _WEIGHTS_DTYPES.get(number, f"dtype-{number}")
+
+
+def federated_config_from_proto(msg: federated_pb2.FederatedConfig | None) -> FederatedConfig:
+    """``FederatedConfig`` → domain; unset fields take the defaults (not yet validated)."""
+    config = FederatedConfig()
+    if msg is None:
+        return config
+    for name in _OPTIONAL_CONFIG_FIELDS:
+        if msg.HasField(name):
+            setattr(config, name, getattr(msg, name))
+    if msg.strategy:
+        config.strategy = _enum_from_proto(
+            _STRATEGIES, msg.strategy, "strategy", ErrorCode.INVALID_ARGUMENT, None
+        )
+    if msg.straggler_policy:
+        config.straggler_policy = _enum_from_proto(
+            _STRAGGLER_POLICIES,
+            msg.straggler_policy,
+            "straggler policy",
+            ErrorCode.INVALID_ARGUMENT,
+            None,
+        )
+    if msg.HasField("head"):
+        config.hidden = list(msg.head.hidden)
+    return config
+
+
+def federated_config_to_proto(config: FederatedConfig) -> federated_pb2.FederatedConfig:
+    """Domain config → ``FederatedConfig`` with every field set."""
+    msg = federated_pb2.FederatedConfig(
+        strategy=_STRATEGIES[config.strategy],
+        straggler_policy=_STRAGGLER_POLICIES[config.straggler_policy],
+        head=federated_pb2.HeadLayers(hidden=list(config.hidden)),
+    )
+    for name in _OPTIONAL_CONFIG_FIELDS:
+        setattr(msg, name, getattr(config, name))
+    return msg
+
+
+def _files_to_proto(files: Mapping[str, Mapping[str, Any]]) -> list[common_pb2.Artifact]:
+    order = list(ModelFormat)
+    out = []
+    for name in sorted(files, key=lambda n: order.index(ModelFormat(n))):
+        info = files[name]
+        out.append(
+            common_pb2.Artifact(
+                format=model_format_to_proto(ModelFormat(name)),
+                size=int(info["size"]),
+                sha256=str(info["sha256"]),
+            )
+        )
+    return out
+
+
+def federated_session_to_proto(
+    session: FederatedSession, weights_size: int | None = None
+) -> federated_pb2.FederatedSession:
+    """Domain session → ``FederatedSession`` (``files`` include the current weights)."""
+    files = dict(session.files)
+    if session.weights_sha256 and weights_size is not None:
+        files[ModelFormat.HEAD_WEIGHTS.value] = {
+            "sha256": session.weights_sha256,
+            "size": weights_size,
+        }
+    msg = federated_pb2.FederatedSession(
+        id=session.id,
+        project_id=session.project_id,
+        job_id=session.job_id,
+        state=session_state_to_proto(session.state),
+        config=federated_config_to_proto(session.config),
+        labels=list(session.labels),
+        current_round=session.current_round,
+        model_version=session.model_version or 0,
+        files=_files_to_proto(files),
+        created_at=timestamp_to_proto(session.created_at),
+        error=session.error,
+        ondevice_json=json.dumps(session.bundle.get("ondevice", {}), sort_keys=True),
+    )
+    accuracy = session.metrics.get("accuracy")
+    if isinstance(accuracy, int | float):
+        msg.held_out_accuracy = float(accuracy)
+    if session.finished_at is not None:
+        msg.finished_at.CopyFrom(timestamp_to_proto(session.finished_at))
+    return msg
+
+
+def federated_round_to_proto(record: RoundRecord) -> federated_pb2.FederatedRound:
+    """Domain round → ``FederatedRound``."""
+    result = record.result
+    accepted = result.get("accepted")
+    msg = federated_pb2.FederatedRound(
+        number=record.number,
+        phase=round_phase_to_proto(record.phase),
+        selected=len(record.selected),
+        accepted=len(accepted) if isinstance(accepted, Mapping) else 0,
+        completion_rate=_float(result, "completion_rate"),
+        noise_std=_float(result, "noise_std"),
+        model_version=_int(result, "model_version"),
+        close_reason=_str(result, "close_reason"),
+        opened_at=timestamp_to_proto(record.opened_at),
+        deadline=timestamp_to_proto(record.deadline_at),
+        result_json=json.dumps(result, sort_keys=True, default=str),
+    )
+    evaluation = result.get("evaluation")
+    if isinstance(evaluation, Mapping) and isinstance(evaluation.get("accuracy"), int | float):
+        msg.held_out_accuracy = float(evaluation["accuracy"])
+    if record.closed_at is not None:
+        msg.closed_at.CopyFrom(timestamp_to_proto(record.closed_at))
+    return msg
+
+
+def task_header_to_proto(reply: TaskReply) -> federated_pb2.TaskHeader:
+    """Domain task reply → ``TaskHeader`` (the weights travel in the chunks after it)."""
+    msg = federated_pb2.TaskHeader(
+        status=task_status_to_proto(reply.status),
+        session_id=reply.session_id,
+        message=reply.message,
+        retry_after_seconds=reply.retry_after_seconds,
+    )
+    task = reply.task
+    if task is not None:
+        msg.task.CopyFrom(
+            federated_pb2.FederatedTask(
+                session_id=task.session_id,
+                round=task.round,
+                rounds=task.rounds,
+                deadline=timestamp_to_proto(task.deadline),
+                tensors=[
+                    federated_pb2.WeightTensor(name=name, shape=list(shape))
+                    for name, shape in task.tensors
+                ],
+                weights_size=len(task.weights),
+                learning_rate=task.learning_rate,
+                local_epochs=task.local_epochs,
+                batch_size=task.batch_size,
+                mu=task.mu,
+                labels=list(task.labels),
+                files=_files_to_proto(task.files),
+                model_version=task.model_version or 0,
+            )
+        )
+    return msg
+
+
+def update_reply_to_proto(reply: UpdateReply) -> federated_pb2.PushUpdateResponse:
+    """Domain update reply → ``PushUpdateResponse``."""
+    return federated_pb2.PushUpdateResponse(
+        accepted=reply.accepted,
+        round=reply.round,
+        reason=reject_reason_to_proto(reply.reason),
+        message=reply.message,
+    )

@@ -12,6 +12,8 @@ from grpc_reflection.v1alpha import reflection
 from mobiletrain._proto.mobiletrain.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
+    federated_pb2,
+    federated_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     projects_pb2,
@@ -22,6 +24,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2_grpc,
 )
 from mobiletrain.api.grpc.errors import ErrorInterceptor
+from mobiletrain.api.grpc.federated import FederatedServicer
 from mobiletrain.api.grpc.servicers import (
     DatasetServicer,
     ModelServicer,
@@ -39,6 +42,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     tokens_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+    federated_pb2.DESCRIPTOR.services_by_name["FederatedService"].full_name,
 )
 """Full names of the mobiletrain services, e.g. ``mobiletrain.v1.ProjectService``."""
 
@@ -91,6 +95,7 @@ def build_grpc_server(container: Container, address: str) -> tuple[grpc.Server, 
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(container), server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(container), server)
     tokens_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(container), server)
+    federated_pb2_grpc.add_FederatedServiceServicer_to_server(FederatedServicer(container), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

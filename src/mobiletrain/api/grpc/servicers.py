@@ -107,12 +107,23 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         if first is None or not first.project:
             raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "the first message must set project")
         samples = incoming_samples(
-            itertools.chain([first], requests),
-            first.project,
-            self._c.datasets.limits.max_sample_bytes,
+            itertools.chain([first], requests), first.project, self._c.uploads
         )
         summary = self._c.datasets.upload(first.project, samples)
         return serde.upload_summary_to_proto(summary)
+
+    def GetUploadOffset(
+        self, request: datasets_pb2.GetUploadOffsetRequest, context: grpc.ServicerContext
+    ) -> datasets_pb2.UploadOffset:
+        """How many bytes of a chunked sample the server holds."""
+        status = self._c.uploads.status(request.project, request.client_id)
+        return datasets_pb2.UploadOffset(
+            client_id=status.client_id,
+            offset=status.offset,
+            size=status.size,
+            stored=status.sample is not None,
+            sample_id=status.sample.id if status.sample is not None else "",
+        )
 
     def ListSamples(
         self, request: datasets_pb2.ListSamplesRequest, context: grpc.ServicerContext

@@ -3,7 +3,9 @@
 :func:`incoming_samples` turns the client's request messages into
 :class:`~mobiletrain.core.services.IncomingSample` objects one at a time, as the messages arrive,
 so ``DatasetService.upload`` validates and stores the first samples while later ones are still
-on the wire, and at most one chunked sample is held in memory.
+on the wire. Chunked samples go through resumable upload sessions (``core.uploads``): every
+chunk is stored as it arrives, so after a broken stream the client asks ``GetUploadOffset`` and
+resends the header and only the missing chunks.
 
 The rules are those of ``datasets.proto``:
 
@@ -23,6 +25,7 @@ from mobiletrain._proto.mobiletrain.v1 import datasets_pb2
 from mobiletrain.api.grpc import serde
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.services import IncomingSample
+from mobiletrain.core.uploads import ResumableUploads, UploadStatus
 
 
 def _stream_error(code: ErrorCode, message: str) -> MobiletrainError:
@@ -40,13 +43,15 @@ def _sha_mismatch(expected: str, actual: str) -> MobiletrainError | None:
 
 
 class _ChunkedSample:
-    """A sample announced by a header whose bytes are still arriving."""
+    """A sample announced by a header whose bytes arrive into a resumable upload session."""
 
-    def __init__(self, header: datasets_pb2.SampleHeader) -> None:
+    def __init__(
+        self, uploads: ResumableUploads, header: datasets_pb2.SampleHeader, status: UploadStatus
+    ) -> None:
+        assert status.session is not None
+        self.uploads = uploads
         self.header = header
-        self.size = int(header.size)
-        self.received = bytearray()
-        self.digest = hashlib.sha256()
+        self.session = status.session
 
     @property
     def client_id(self) -> str:
@@ -54,62 +59,72 @@ class _ChunkedSample:
         return str(self.header.client_id)
 
     @property
+    def size(self) -> int:
+        """Declared size."""
+        return self.session.size
+
+    @property
+    def offset(self) -> int:
+        """Bytes the server holds."""
+        return self.session.offset
+
+    @property
     def complete(self) -> bool:
         """True once ``size`` bytes arrived."""
-        return len(self.received) == self.size
+        return self.session.offset == self.session.size
 
     def add(self, chunk: datasets_pb2.SampleChunk) -> None:
-        """Append a chunk, or fail the stream if it does not continue this sample exactly."""
-        have = len(self.received)
+        """Store a chunk, or fail the stream if it does not continue this sample exactly."""
         if chunk.client_id != self.client_id:
             raise _stream_error(
                 ErrorCode.INCOMPLETE_SAMPLE,
                 f"chunk for client_id {chunk.client_id!r} while sample {self.client_id!r} is "
-                f"unfinished ({have} of {self.size} bytes)",
+                f"unfinished ({self.offset} of {self.size} bytes)",
             )
-        if chunk.offset != have:
-            raise _stream_error(
-                ErrorCode.INCOMPLETE_SAMPLE,
-                f"chunk of sample {self.client_id!r} has offset {chunk.offset}; expected {have}",
+        if chunk.offset != self.offset:
+            raise MobiletrainError(
+                ErrorCode.UPLOAD_OFFSET_MISMATCH,
+                f"chunk of sample {self.client_id!r} has offset {chunk.offset}; the server holds "
+                f"{self.offset} bytes (see GetUploadOffset)",
+                offset=self.offset,
             )
         if not chunk.data:
             raise _stream_error(
                 ErrorCode.INCOMPLETE_SAMPLE, f"empty chunk for sample {self.client_id!r}"
             )
-        if have + len(chunk.data) > self.size:
+        if self.offset + len(chunk.data) > self.size:
             raise _stream_error(
                 ErrorCode.INCOMPLETE_SAMPLE,
                 f"sample {self.client_id!r} got more than the {self.size} bytes its header "
                 "declared",
             )
-        self.received += chunk.data
-        self.digest.update(chunk.data)
+        self.session = self.uploads.append(self.session.id, chunk.offset, bytes(chunk.data))
 
     def finish(self) -> IncomingSample:
-        """The complete sample (rejected if its SHA-256 does not match)."""
-        error = _sha_mismatch(self.header.sha256, self.digest.hexdigest())
-        data = b"" if error else bytes(self.received)
-        self.received = bytearray()
-        return serde.sample_header_from_proto(self.header, data, error)
+        """The complete sample (rejected, and its session dropped, if its SHA-256 differs)."""
+        sample = self.uploads.assemble(self.session)
+        if sample.error is not None:
+            self.uploads.abort(self.session.id)  # start over on the next try
+        return sample
 
     def unfinished(self) -> IncomingSample:
         """The sample rejected because the stream ended before all its bytes came."""
         error = MobiletrainError(
             ErrorCode.INCOMPLETE_SAMPLE,
-            f"the stream ended after {len(self.received)} of {self.size} bytes",
+            f"the stream ended after {self.offset} of {self.size} bytes; resume from offset "
+            f"{self.offset}",
         )
-        self.received = bytearray()
         return serde.sample_header_from_proto(self.header, b"", error)
 
 
 def incoming_samples(
-    requests: Iterable[datasets_pb2.UploadSamplesRequest], project: str, max_sample_bytes: int
+    requests: Iterable[datasets_pb2.UploadSamplesRequest], project: str, uploads: ResumableUploads
 ) -> Iterator[IncomingSample]:
     """Yield one sample per inline sample or header, in arrival order, reading lazily.
 
     ``project`` is the project of the first message; every message must name it or leave it
-    empty. ``max_sample_bytes`` is the server limit a header's ``size`` is checked against
-    before any chunk is accepted.
+    empty. A header opens (or finds again) the sample's upload session, whose limits are
+    checked before any chunk is accepted.
     """
     open_sample: _ChunkedSample | None = None
     skipping: str | None = None  # client_id of a header rejected at once; its chunks are dropped
@@ -143,7 +158,7 @@ def incoming_samples(
             raise _stream_error(
                 ErrorCode.INCOMPLETE_SAMPLE,
                 f"a new sample started while sample {open_sample.client_id!r} is unfinished "
-                f"({len(open_sample.received)} of {open_sample.size} bytes)",
+                f"({open_sample.offset} of {open_sample.size} bytes)",
             )
         skipping = None
 
@@ -157,23 +172,24 @@ def incoming_samples(
             continue
 
         header = request.header
-        rejection: MobiletrainError | None = None
-        if header.size == 0:
-            rejection = MobiletrainError(ErrorCode.EMPTY_SAMPLE, "header declares size 0")
-        elif header.size < 0:
-            rejection = MobiletrainError(
-                ErrorCode.INVALID_ARGUMENT, f"header declares a negative size {header.size}"
+        try:
+            status = uploads.open(
+                project, header.client_id, header.label, int(header.size), header.sha256
             )
-        elif header.size > max_sample_bytes:
-            rejection = MobiletrainError(
-                ErrorCode.SAMPLE_TOO_LARGE,
-                f"sample is {header.size} bytes; the limit is {max_sample_bytes}",
-            )
-        if rejection is not None:
+        except MobiletrainError as rejection:
             skipping = header.client_id
             yield serde.sample_header_from_proto(header, b"", rejection)
-        else:
-            open_sample = _ChunkedSample(header)
+            continue
+        if status.sample is not None:
+            # Stored already: report it (as a duplicate) and drop any chunks that follow.
+            skipping = header.client_id
+            data = uploads.blobs.get(status.sample.sha256)
+            yield serde.sample_header_from_proto(header, data, None)
+            continue
+        open_sample = _ChunkedSample(uploads, header, status)
+        if open_sample.complete:  # every byte arrived in an earlier stream
+            finished, open_sample = open_sample, None
+            yield finished.finish()
 
     if open_sample is not None:
         yield open_sample.unfinished()

@@ -12,8 +12,17 @@ from mobiletrain import __version__
 from mobiletrain.api.rest.deps import authenticate
 from mobiletrain.api.rest.errors import error_docs, install_error_handlers
 from mobiletrain.api.rest.httputil import BodySizeLimitMiddleware
-from mobiletrain.api.rest.routes import jobs, models, projects, samples, tokens
+from mobiletrain.api.rest.routes import (
+    federated,
+    jobs,
+    models,
+    projects,
+    samples,
+    tokens,
+    uploads,
+)
 from mobiletrain.api.rest.schemas import HealthPublic
+from mobiletrain.api.rest.web import include_dashboard
 from mobiletrain.server import Container
 
 DESCRIPTION = """\
@@ -38,7 +47,9 @@ TAGS = [
     {"name": "samples", "description": "Labelled images: upload, browse, delete."},
     {"name": "jobs", "description": "Training jobs and their live progress."},
     {"name": "models", "description": "Trained versions: manifests, downloads, updates."},
+    {"name": "uploads", "description": "Resumable uploads of large samples (tus-like)."},
     {"name": "tokens", "description": "Admin and device credentials."},
+    {"name": "federated", "description": "Federated sessions and the device protocol."},
     {"name": "health", "description": "Liveness."},
 ]
 
@@ -106,12 +117,13 @@ def create_app(container: Container) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health)
     # Every /v1 route authenticates; only /healthz and the API documents are open.
-    for module in (projects, samples, jobs, models, tokens):
+    for module in (projects, samples, uploads, jobs, models, tokens, federated):
         app.include_router(
             module.router,
             prefix="/v1",
             dependencies=[Depends(authenticate)],
-            responses=error_docs(401, 403),
+            responses=error_docs(401, 403, 429),
         )
+    include_dashboard(app)  # the web dashboard at / (after every API route)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
     return app

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from mobiletrain.api.rest.schemas import ErrorPublic
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
@@ -42,6 +43,7 @@ _STATUS_TEXT = {
     413: "Too large (code 24)",
     415: "Unsupported media type (code 25)",
     416: "Range not satisfiable (code 54)",
+    429: "Quota, request rate or stream limit reached (codes 70, 71, 72)",
     500: "Internal error (code 1)",
 }
 
@@ -103,16 +105,31 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(err)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str | None:
+    """Every documented method at this path (Starlette names only its first route's)."""
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(request.url.path):
+            methods |= {method.upper() for method in item}
+    if "GET" in methods:
+        methods.add("HEAD")  # served by every GET route
+    return ", ".join(sorted(methods)) if methods else None
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status == 405:
+        # RFC 9110: a 405 lists the methods the resource supports (`/v1/projects` has two).
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     code = _HTTP_STATUS_CODES.get(status)
     if code is None:
         code = ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID_ARGUMENT
     message = exc.detail if isinstance(exc.detail, str) and status < 500 else code.public_message
     if status == 404 and message == "Not Found":
         message = "no such route"
-    return error_response(MobiletrainError(code, message), status, exc.headers)
+    return error_response(MobiletrainError(code, message), status, headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

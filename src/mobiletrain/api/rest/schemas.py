@@ -3,6 +3,7 @@
 Request models are lenient where the core has a more precise error: enum-like strings and
 hyperparameter names are passed through and checked by the core, so a bad value gets the same
 catalog code (for example ``INVALID_INPUT_SPEC`` or ``INVALID_HYPERPARAMETERS``) as over gRPC.
+JSON types are strict (``strict=True``): ``true`` is not a number and ``1`` is not a string.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class InputSpecModel(BaseModel):
     `scale` and `offset` are derived by the server and always filled in responses.
     """
 
+    model_config = ConfigDict(strict=True)
+
     width: int = Field(default=96, description="Input width in pixels, 8..1024.")
     height: int = Field(default=96, description="Input height in pixels, 8..1024.")
     color_mode: str = Field(
@@ -97,7 +100,7 @@ class InputSpecModel(BaseModel):
 class ProjectCreate(BaseModel):
     """Body of `POST /v1/projects`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     name: str = Field(
         description="Unique project name, 1..128 characters, no '/' or '\\'; usable in URLs."
@@ -209,6 +212,8 @@ class UploadSummaryPublic(BaseModel):
 class Base64SampleCreate(BaseModel):
     """One sample as JSON with the image base64-encoded."""
 
+    model_config = ConfigDict(strict=True)
+
     image: str = Field(
         description=(
             "The encoded JPEG, PNG or WebP file in base64 (standard or URL-safe alphabet, "
@@ -223,6 +228,14 @@ class Base64SampleCreate(BaseModel):
             "retrying the same upload never duplicates it."
         ),
     )
+
+
+class SampleRelabel(BaseModel):
+    """Body of `PATCH /v1/projects/{project}/samples/{sample_id}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(description="The sample's new label (one of a fixed label set).")
 
 
 class ClassCounts(BaseModel):
@@ -243,7 +256,7 @@ class HyperparametersModel(BaseModel):
     Unknown fields are refused with INVALID_HYPERPARAMETERS (code 41).
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(strict=True, extra="allow")
 
     epochs: int | None = Field(default=None, description="Training epochs, 1..1000 (default 10).")
     batch_size: int | None = Field(default=None, description="Batch size, 1..4096 (default 32).")
@@ -288,6 +301,13 @@ class HyperparametersModel(BaseModel):
             f"Export formats (default all: {', '.join(_FORMATS)}); `keras` is always included."
         ),
         json_schema_extra={"items": {"type": "string", "enum": [f.value for f in ModelFormat]}},
+    )
+    workers: int | None = Field(
+        default=None,
+        description=(
+            "Data-parallel training processes, 1..64; `batch_size` is the global batch. "
+            "Used by servers that train on Ray; the local executor trains with one (default 1)."
+        ),
     )
 
 
@@ -428,6 +448,8 @@ class PredictionPublic(BaseModel):
 
 class Base64PredictRequest(BaseModel):
     """One image to classify, base64-encoded in JSON."""
+
+    model_config = ConfigDict(strict=True)
 
     image: str = Field(description="Encoded JPEG, PNG or WebP file in base64.")
     version: int = Field(default=0, description="Model version; 0 = the current version.")

@@ -8,6 +8,7 @@ progress/cancellation callback, then export to every requested format and evalua
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import math
 import tempfile
@@ -20,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobiletrain.compute import litert
+from mobiletrain.compute.keras import distributed
 from mobiletrain.compute.keras.builders import build_augmentation, build_model
 from mobiletrain.compute.keras.export import (
     REPRESENTATIVE_SAMPLES,
@@ -260,8 +262,16 @@ def _keras_format_details(spec: InputSpec, num_classes: int) -> dict[str, Any]:
     }
 
 
-def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOutput:
+def train_and_export(
+    request: TrainingRequest,
+    reporter: Reporter,
+    strategy: tf.distribute.Strategy | None = None,
+) -> TrainingOutput:
     """Train, export every requested format and evaluate each export on the validation split.
+
+    With a multi-worker ``strategy`` (see :mod:`mobiletrain.compute.keras.distributed`) every
+    worker calls this; the gradients are all-reduced, and only the chief (worker 0) goes on to
+    evaluate and export — the others return an output without artifacts after ``fit``.
 
     Returns a :class:`TrainingOutput` whose .tflite artifacts already embed the manifest; when
     ``reporter.should_stop()`` turns true, returns ``cancelled=True`` without artifacts.
@@ -297,19 +307,27 @@ def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOu
     x_train, y_train = images[train_idx], labels[train_idx]
     x_val, y_val = images[val_idx], labels[val_idx]
     keras.utils.set_random_seed(hp.seed)
-    model = build_model(
-        hp.architecture, spec, num_classes, hp, request.base_model_path, reporter=reporter
-    )
-    steps = math.ceil(len(x_train) / hp.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        hp.learning_rate, decay_steps=steps * hp.epochs, alpha=_LR_FLOOR
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(
+            hp.architecture, spec, num_classes, hp, request.base_model_path, reporter=reporter
+        )
+        steps = math.ceil(len(x_train) / hp.batch_size)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            hp.learning_rate, decay_steps=steps * hp.epochs, alpha=_LR_FLOOR
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, spec, hp)
+    if strategy is not None:
+        train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
+        distributed.prepare_model(model, strategy)
+        reporter.emit(
+            EventKind.LOG,
+            {"message": f"data-parallel training on {strategy.num_replicas_in_sync} workers"},
+        )
     # A checkpoint at every epoch end in the job's own folder: a worker killed mid-epoch is
     # retried by the executor and resumes from the last finished epoch, not from epoch 0.
     checkpoint_dir = request.work_dir / "checkpoint"
@@ -347,6 +365,10 @@ def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOu
         return _cancelled(split, {"history": _history(model.history)})
     train_seconds = time.monotonic() - fit_start
     hist = _history(history)
+    if strategy is not None:
+        if not distributed.is_chief(strategy):
+            return TrainingOutput(artifacts={}, metrics={"history": hist}, split=split, manifest={})
+        model = distributed.local_copy(model)  # evaluate and export on the chief alone
 
     # Keras reference quality on the validation split.
     probabilities = np.asarray(model.predict(val_ds, verbose=0))
@@ -366,6 +388,8 @@ def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOu
     with tempfile.TemporaryDirectory(prefix="export-", dir=_scratch(request.work_dir)) as tmp:
         saved_model_dir = write_saved_model(model, Path(tmp) / "saved_model")
         for fmt in dict.fromkeys(hp.formats):  # de-duplicated, in request order
+            if fmt.is_on_device:
+                continue  # written together below
             if reporter.should_stop():
                 return _cancelled(split, {"history": hist})
             reporter.emit(EventKind.LOG, {"message": f"exporting {fmt.value}"})
@@ -399,6 +423,10 @@ def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOu
                 "input": runner.input_details(),
                 "output": runner.output_details(),
             }
+    ondevice_section: dict[str, Any] | None = None
+    if any(fmt.is_on_device for fmt in hp.formats):
+        reporter.emit(EventKind.LOG, {"message": "exporting the on-device training files"})
+        ondevice_section = _export_ondevice(model, spec, hp, artifacts, formats)
     export_seconds = time.monotonic() - export_start
 
     # Top level: the Keras model on the validation split (the shape both transports read);
@@ -437,11 +465,35 @@ def train_and_export(request: TrainingRequest, reporter: Reporter) -> TrainingOu
         },
         "library_versions": _library_versions(),
     }
+    if ondevice_section is not None:
+        manifest["ondevice"] = ondevice_section
     for fmt, data in artifacts.items():
         if fmt.is_tflite:
             artifacts[fmt] = embed_manifest(data, manifest)
     reporter.emit(EventKind.EVALUATION, metrics)
     return TrainingOutput(artifacts=artifacts, metrics=metrics, split=split, manifest=manifest)
+
+
+def _export_ondevice(
+    model: keras.Model,
+    spec: InputSpec,
+    hp: Hyperparameters,
+    artifacts: dict[ModelFormat, bytes],
+    formats: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Add the requested on-device files: the trained model minus its head as the feature
+    extractor, and its last dense layer as the head an app fine-tunes."""
+    from mobiletrain.compute.keras.ondevice import export_ondevice, feature_extractor_of, head_of
+
+    head, weights = head_of(model, batch_size=min(hp.batch_size, 64))
+    result = export_ondevice(
+        spec, head, weights, feature_extractor_of(model), classifier=False, seed=hp.seed
+    )
+    for fmt, data in result.files.items():
+        if fmt in hp.formats:
+            artifacts[fmt] = data
+            formats[fmt.value] = {"file": artifact_file_name(fmt)}
+    return result.manifest
 
 
 def _scratch(work_dir: Path) -> str:

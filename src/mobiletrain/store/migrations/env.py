@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import context
 
 from mobiletrain.store.schema import metadata
@@ -23,6 +24,10 @@ def run_migrations_online() -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Replicas starting at once: one migrates, the others wait here, then find
+                # the schema at head. Released with the transaction.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7262847)"))
             context.run_migrations()
     engine.dispose()
 

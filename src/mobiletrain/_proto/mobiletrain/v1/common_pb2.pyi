@@ -31,6 +31,11 @@ class ModelFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_FORMAT_FLOAT16: _ClassVar[ModelFormat]
     MODEL_FORMAT_DYNAMIC_INT8: _ClassVar[ModelFormat]
     MODEL_FORMAT_INT8: _ClassVar[ModelFormat]
+    MODEL_FORMAT_FEATURE_EXTRACTOR: _ClassVar[ModelFormat]
+    MODEL_FORMAT_TRAIN_STEP: _ClassVar[ModelFormat]
+    MODEL_FORMAT_HEAD_INFERENCE: _ClassVar[ModelFormat]
+    MODEL_FORMAT_HEAD_SIGNATURES: _ClassVar[ModelFormat]
+    MODEL_FORMAT_HEAD_WEIGHTS: _ClassVar[ModelFormat]
 
 class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -71,6 +76,13 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_QUOTA_EXCEEDED: _ClassVar[ErrorCode]
     ERROR_CODE_RATE_LIMITED: _ClassVar[ErrorCode]
     ERROR_CODE_TOO_MANY_STREAMS: _ClassVar[ErrorCode]
+    ERROR_CODE_UPLOAD_OFFSET_MISMATCH: _ClassVar[ErrorCode]
+    ERROR_CODE_CHECKSUM_MISMATCH: _ClassVar[ErrorCode]
+    ERROR_CODE_UPLOAD_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_SESSION_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_NO_ACTIVE_SESSION: _ClassVar[ErrorCode]
+    ERROR_CODE_SESSION_ACTIVE: _ClassVar[ErrorCode]
+    ERROR_CODE_DEVICE_NOT_REGISTERED: _ClassVar[ErrorCode]
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_IMAGE_CLASSIFICATION: TaskType
 COLOR_MODE_UNSPECIFIED: ColorMode
@@ -86,6 +98,11 @@ MODEL_FORMAT_FLOAT32: ModelFormat
 MODEL_FORMAT_FLOAT16: ModelFormat
 MODEL_FORMAT_DYNAMIC_INT8: ModelFormat
 MODEL_FORMAT_INT8: ModelFormat
+MODEL_FORMAT_FEATURE_EXTRACTOR: ModelFormat
+MODEL_FORMAT_TRAIN_STEP: ModelFormat
+MODEL_FORMAT_HEAD_INFERENCE: ModelFormat
+MODEL_FORMAT_HEAD_SIGNATURES: ModelFormat
+MODEL_FORMAT_HEAD_WEIGHTS: ModelFormat
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
 ERROR_CODE_INVALID_ARGUMENT: ErrorCode
@@ -123,6 +140,13 @@ ERROR_CODE_TOKEN_NOT_FOUND: ErrorCode
 ERROR_CODE_QUOTA_EXCEEDED: ErrorCode
 ERROR_CODE_RATE_LIMITED: ErrorCode
 ERROR_CODE_TOO_MANY_STREAMS: ErrorCode
+ERROR_CODE_UPLOAD_OFFSET_MISMATCH: ErrorCode
+ERROR_CODE_CHECKSUM_MISMATCH: ErrorCode
+ERROR_CODE_UPLOAD_NOT_FOUND: ErrorCode
+ERROR_CODE_SESSION_NOT_FOUND: ErrorCode
+ERROR_CODE_NO_ACTIVE_SESSION: ErrorCode
+ERROR_CODE_SESSION_ACTIVE: ErrorCode
+ERROR_CODE_DEVICE_NOT_REGISTERED: ErrorCode
 
 class InputSpec(_message.Message):
     __slots__ = ("width", "height", "color_mode", "normalization", "channels", "scale", "offset")

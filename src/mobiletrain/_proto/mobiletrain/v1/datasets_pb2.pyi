@@ -200,3 +200,25 @@ class GetClassCountsResponse(_message.Message):
     counts: _containers.RepeatedCompositeFieldContainer[ClassCount]
     total: int
     def __init__(self, counts: _Optional[_Iterable[_Union[ClassCount, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class GetUploadOffsetRequest(_message.Message):
+    __slots__ = ("project", "client_id")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    client_id: str
+    def __init__(self, project: _Optional[str] = ..., client_id: _Optional[str] = ...) -> None: ...
+
+class UploadOffset(_message.Message):
+    __slots__ = ("client_id", "offset", "size", "stored", "sample_id")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    offset: int
+    size: int
+    stored: bool
+    sample_id: str
+    def __init__(self, client_id: _Optional[str] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., stored: _Optional[bool] = ..., sample_id: _Optional[str] = ...) -> None: ...

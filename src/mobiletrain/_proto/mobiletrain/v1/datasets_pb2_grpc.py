@@ -60,6 +60,11 @@ class DatasetServiceStub:
                 request_serializer=mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsRequest.SerializeToString,
                 response_deserializer=mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsResponse.FromString,
                 _registered_method=True)
+        self.GetUploadOffset = channel.unary_unary(
+                '/mobiletrain.v1.DatasetService/GetUploadOffset',
+                request_serializer=mobiletrain_dot_v1_dot_datasets__pb2.GetUploadOffsetRequest.SerializeToString,
+                response_deserializer=mobiletrain_dot_v1_dot_datasets__pb2.UploadOffset.FromString,
+                _registered_method=True)
 
 
 class DatasetServiceServicer:
@@ -90,9 +95,14 @@ class DatasetServiceServicer:
         REJECTED with INCOMPLETE_SAMPLE. The whole call fails only when the stream
         itself is wrong: PROJECT_NOT_FOUND, INVALID_ARGUMENT (no project on the
         first message, a different project later, a message without payload) or
-        INCOMPLETE_SAMPLE (a chunk that does not continue the open chunked sample,
-        or more bytes than the header declared, or a new sample started before the
-        open one is complete).
+        INCOMPLETE_SAMPLE (a chunk of another sample than the open one, more bytes
+        than the header declared, or a new sample started before the open one is
+        complete), UPLOAD_OFFSET_MISMATCH (a chunk that does not start where the
+        bytes the server holds end).
+
+        Chunked samples are resumable: every chunk is stored as it arrives. After
+        a broken stream, ask GetUploadOffset, then send the SampleHeader again and
+        the chunks from that offset on.
 
         Retrying is always safe: `client_id` is an idempotency key, so samples
         that were already stored (even by a call that failed half-way) come back
@@ -133,6 +143,15 @@ class DatasetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUploadOffset(self, request, context):
+        """Tells how many bytes of a chunked sample the server already holds, so a
+        client whose stream broke (network drop, app restart, server restart)
+        resends a SampleHeader and only the chunks from that offset on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatasetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +179,11 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.GetClassCounts,
                     request_deserializer=mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsRequest.FromString,
                     response_serializer=mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsResponse.SerializeToString,
+            ),
+            'GetUploadOffset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUploadOffset,
+                    request_deserializer=mobiletrain_dot_v1_dot_datasets__pb2.GetUploadOffsetRequest.FromString,
+                    response_serializer=mobiletrain_dot_v1_dot_datasets__pb2.UploadOffset.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -298,6 +322,33 @@ class DatasetService:
             '/mobiletrain.v1.DatasetService/GetClassCounts',
             mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsRequest.SerializeToString,
             mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUploadOffset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobiletrain.v1.DatasetService/GetUploadOffset',
+            mobiletrain_dot_v1_dot_datasets__pb2.GetUploadOffsetRequest.SerializeToString,
+            mobiletrain_dot_v1_dot_datasets__pb2.UploadOffset.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,6 +17,7 @@ class DatasetServiceStub:
     GetSampleData: Any
     DeleteSample: Any
     GetClassCounts: Any
+    GetUploadOffset: Any
 
 
 class DatasetServiceServicer:
@@ -27,6 +28,9 @@ class DatasetServiceServicer:
     def DeleteSample(self, request: _datasets_pb2.DeleteSampleRequest, context: Any) -> Any: ...
     def GetClassCounts(
         self, request: _datasets_pb2.GetClassCountsRequest, context: Any
+    ) -> Any: ...
+    def GetUploadOffset(
+        self, request: _datasets_pb2.GetUploadOffsetRequest, context: Any
     ) -> Any: ...
 
 
@@ -46,3 +50,5 @@ class DatasetService:
     def DeleteSample(*args: Any, **kwargs: Any) -> Any: ...
     @staticmethod
     def GetClassCounts(*args: Any, **kwargs: Any) -> Any: ...
+    @staticmethod
+    def GetUploadOffset(*args: Any, **kwargs: Any) -> Any: ...

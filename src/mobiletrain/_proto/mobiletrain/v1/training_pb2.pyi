@@ -53,7 +53,7 @@ EVENT_KIND_EVALUATION: EventKind
 EVENT_KIND_LOG: EventKind
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("epochs", "batch_size", "learning_rate", "validation_split", "seed", "architecture", "base_model", "augment_flip", "augment_rotation", "augment_zoom", "augment_contrast", "early_stopping_patience", "class_weights", "dropout", "formats")
+    __slots__ = ("epochs", "batch_size", "learning_rate", "validation_split", "seed", "architecture", "base_model", "augment_flip", "augment_rotation", "augment_zoom", "augment_contrast", "early_stopping_patience", "class_weights", "dropout", "formats", "workers")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class Hyperparameters(_message.Message):
     CLASS_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     DROPOUT_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     batch_size: int
     learning_rate: float
@@ -84,7 +85,8 @@ class Hyperparameters(_message.Message):
     class_weights: bool
     dropout: float
     formats: _containers.RepeatedScalarFieldContainer[_common_pb2.ModelFormat]
-    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., validation_split: _Optional[float] = ..., seed: _Optional[int] = ..., architecture: _Optional[_Union[Architecture, str]] = ..., base_model: _Optional[str] = ..., augment_flip: _Optional[bool] = ..., augment_rotation: _Optional[float] = ..., augment_zoom: _Optional[float] = ..., augment_contrast: _Optional[float] = ..., early_stopping_patience: _Optional[int] = ..., class_weights: _Optional[bool] = ..., dropout: _Optional[float] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.ModelFormat, str]]] = ...) -> None: ...
+    workers: int
+    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., validation_split: _Optional[float] = ..., seed: _Optional[int] = ..., architecture: _Optional[_Union[Architecture, str]] = ..., base_model: _Optional[str] = ..., augment_flip: _Optional[bool] = ..., augment_rotation: _Optional[float] = ..., augment_zoom: _Optional[float] = ..., augment_contrast: _Optional[float] = ..., early_stopping_patience: _Optional[int] = ..., class_weights: _Optional[bool] = ..., dropout: _Optional[float] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.ModelFormat, str]]] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "project_id", "state", "hyperparameters", "created_at", "started_at", "finished_at", "attempts", "error", "cancel_requested", "model_version")

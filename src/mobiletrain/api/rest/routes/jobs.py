@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
@@ -27,12 +28,40 @@ from mobiletrain.api.rest.schemas import (
     job_to_public,
 )
 from mobiletrain.api.rest.sse import SSE_MEDIA_TYPE, EventStreamResponse, sse_lines
+from mobiletrain.core.auth import current
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import MetadataStore
 from mobiletrain.core.services import check_page_size
 from mobiletrain.core.types import EventKind, Job, JobEvent, JobState
 
+if TYPE_CHECKING:
+    from mobiletrain.server import Container
+
 router = APIRouter(tags=["jobs"], responses=error_docs(400, 404, 500))
+
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "One Server-Sent Event of the stream (before OpenAPI 3.2 an event-stream schema "
+        "describes each event): `id` is the event's `seq`, `event` its kind, `data` the "
+        "JobEventPublic as JSON."
+    ),
+    "properties": {
+        "id": {"type": "string", "description": "The event's `seq` (for `Last-Event-ID`)."},
+        "event": {"type": "string", "enum": [k.value for k in EventKind]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/JobEventPublic"},
+        },
+        "retry": {"type": "integer", "description": "Suggested reconnection delay in ms."},
+    },
+    "required": ["id", "event", "data"],
+}
+"""OpenAPI schema of one event of ``GET /v1/jobs/{job_id}/events`` (a stream of these)."""
+
+MAX_SEQ = 2**63 - 1
+"""Largest event sequence number the stores can compare with (64-bit integers)."""
 
 FINAL_EVENT_GRACE = timedelta(seconds=3)
 """How long after a job ended its final state event may still be missing (as in the core)."""
@@ -131,7 +160,7 @@ def _resume_point(after_seq: int, last_event_id: str | None) -> int:
             ) from None
     if value < 0:
         raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "after_seq must be >= 0")
-    return value
+    return min(value, MAX_SEQ)  # as over gRPC: nothing comes after the stores' largest seq
 
 
 @router.get(
@@ -146,7 +175,7 @@ def _resume_point(after_seq: int, last_event_id: str | None) -> int:
                 "event. With `stream=false`: a JSON JobEventListPublic."
             ),
             "model": JobEventListPublic,
-            "content": {SSE_MEDIA_TYPE: {"schema": {"type": "string"}}},
+            "content": {SSE_MEDIA_TYPE: {"schema": SSE_EVENT_SCHEMA}},
         },
         204: {
             "description": (
@@ -198,6 +227,14 @@ def job_events(
         )
     if _delivered_all(store, job, start, []):
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+    key = current().token_id
+    container.stream_slots.check(key)  # a 429 now, before the stream starts
     cancelled = threading.Event()
     watch = training.watch(job_id, start, cancelled)
-    return EventStreamResponse(sse_lines(watch), cancelled)
+    return EventStreamResponse(_holding_slot(sse_lines(watch), container, key), cancelled)
+
+
+def _holding_slot(lines: Iterator[str], container: Container, key: str) -> Iterator[str]:
+    """Occupy one of the token's stream slots while the SSE stream runs."""
+    with container.stream_slots.hold(key):
+        yield from lines

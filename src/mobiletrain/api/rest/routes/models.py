@@ -123,6 +123,27 @@ def get_manifest(project: ProjectRef, version: VersionRef, models: ModelsDep) ->
 
 
 @router.get(
+    "/projects/{project}/models/{version}/metrics",
+    summary="Get a version's full evaluation",
+    responses={200: {"description": "The version's metrics JSON object."}},
+)
+def get_metrics(project: ProjectRef, version: VersionRef, models: ModelsDep) -> dict[str, Any]:
+    """Everything measured on the validation split: `accuracy`, `loss`, `macro_f1`, `labels`,
+    `per_class` (precision, recall, F1, support), `confusion_matrix` (rows = true label),
+    `tflite` (LiteRT results per format), `misclassified` (`sample_id`, `label`, `predicted`,
+    `score`; at most 100), `history` (per-epoch curves) and `split` (seed, fraction,
+    `validation_ids`, `num_train`). Used by the dashboard's evaluation view."""
+    metrics = dict(models.get(project, parse_version(version)).metrics)
+    split = metrics.get("split")
+    if isinstance(split, dict) and "train_ids" in split:
+        # The training ids can be long and nothing shows them; the count is enough.
+        split = {k: v for k, v in split.items() if k != "train_ids"}
+        split["num_train"] = len(metrics["split"]["train_ids"])
+        metrics["split"] = split
+    return metrics
+
+
+@router.get(
     "/projects/{project}/models/{version}/download",
     response_class=Response,
     responses={

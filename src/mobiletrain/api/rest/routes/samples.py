@@ -18,6 +18,7 @@ from mobiletrain.api.rest.schemas import (
     ClassCounts,
     SampleListPublic,
     SamplePublic,
+    SampleRelabel,
     UploadSummaryPublic,
     class_counts_to_public,
     sample_to_public,
@@ -247,6 +248,21 @@ def delete_sample(project: ProjectRef, sample_id: SampleId, datasets: DatasetsDe
     """Delete a sample (SAMPLE_NOT_FOUND, 404, code 20, if it does not exist)."""
     datasets.delete(project, sample_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.patch(
+    "/projects/{project}/samples/{sample_id}",
+    responses=error_docs(409),
+    summary="Relabel a sample",
+)
+def relabel_sample(
+    project: ProjectRef, sample_id: SampleId, body: SampleRelabel, datasets: DatasetsDep
+) -> SamplePublic:
+    """Give a sample another label. Fails with SAMPLE_NOT_FOUND (404, code 20), INVALID_LABEL
+    (400, 21), UNKNOWN_LABEL (400, 22) for a label outside a fixed label set, and ALREADY_EXISTS
+    (409, code 4) when the project already has the same image with that label. An open label
+    set gains the new label."""
+    return sample_to_public(datasets.relabel(project, sample_id, body.label))
 
 
 @router.get("/projects/{project}/class-counts", summary="Count samples per label")

@@ -6,18 +6,20 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mobiletrain.api.rest.deps import ContainerDep
 from mobiletrain.api.rest.errors import error_docs
 from mobiletrain.core.auth import Role
 from mobiletrain.core.types import Token
 
-router = APIRouter(tags=["tokens"], responses=error_docs(400, 401, 403, 500))
+router = APIRouter(tags=["tokens"], responses=error_docs(400, 401, 403, 404, 500))
 
 
 class TokenCreate(BaseModel):
     """A token to create."""
+
+    model_config = ConfigDict(strict=True)
 
     kind: Literal["admin", "device"] = Field(description="`admin` or `device`.")
     project: str = Field(default="", description="Project id or name (device tokens only).")

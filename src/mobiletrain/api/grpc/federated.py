@@ -1,0 +1,263 @@
+"""``mobiletrain.v1.FederatedService``: the gRPC adapter of the federated sessions.
+
+Weights travel as raw little-endian float32 bytes in 1 MiB ``WeightsChunk`` messages, so a
+model of any size stays under the message size cap; an update is read chunk by chunk while the
+core holds one of its few decoding slots, so many devices pushing at once do not pile up their
+updates in server memory (HTTP/2 flow control holds the rest back).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import grpc
+
+from mobiletrain._proto.mobiletrain.v1 import federated_pb2, federated_pb2_grpc
+from mobiletrain.api.grpc import serde
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.federated import FederatedService
+from mobiletrain.federated.records import FederatedSession
+
+if TYPE_CHECKING:
+    from mobiletrain.server import Container
+
+WEIGHTS_CHUNK_BYTES = 1024 * 1024
+"""Size of the WeightsChunk messages the server sends (and the most sent inline)."""
+PARTICIPATE_WAIT_SECONDS = 30.0
+"""How long a Participate stream waits for work before it sends a WAIT heartbeat."""
+
+
+def _service(container: Container) -> FederatedService:
+    if container.federated is None:
+        raise MobiletrainError(ErrorCode.FAILED_PRECONDITION, "federated learning is not enabled")
+    return container.federated
+
+
+def _session_to_proto(
+    service: FederatedService, session: FederatedSession
+) -> federated_pb2.FederatedSession:
+    size = service.blobs.size(session.weights_sha256) if session.weights_sha256 else None
+    return serde.federated_session_to_proto(session, size)
+
+
+def update_chunks(requests: Iterator[federated_pb2.PushUpdateRequest]) -> Iterator[bytes]:
+    """The weight bytes of a PushUpdate stream after its header, checking the offsets."""
+    expected = 0
+    for request in requests:
+        if request.WhichOneof("payload") != "chunk":
+            raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "only the first message is a header")
+        if request.chunk.offset != expected:
+            raise MobiletrainError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"chunk offset {request.chunk.offset}, expected {expected}",
+            )
+        expected += len(request.chunk.data)
+        yield request.chunk.data
+
+
+class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
+    """Thin adapter over :class:`~mobiletrain.core.federated.FederatedService`."""
+
+    def __init__(self, container: Container) -> None:
+        self._c = container
+        # The chunks of the current global weights, cut once per round for every device.
+        self._chunks: tuple[bytes, list[bytes]] = (b"", [])
+        self._chunks_lock = threading.Lock()
+
+    def _weight_chunks(self, weights: bytes) -> list[bytes]:
+        with self._chunks_lock:
+            cached, chunks = self._chunks
+            if cached is not weights:
+                view = memoryview(weights)
+                chunks = [
+                    bytes(view[i : i + WEIGHTS_CHUNK_BYTES])
+                    for i in range(0, len(view), WEIGHTS_CHUNK_BYTES)
+                ]
+                self._chunks = (weights, chunks)
+            return chunks
+
+    def StartSession(
+        self, request: federated_pb2.StartSessionRequest, context: grpc.ServicerContext
+    ) -> federated_pb2.FederatedSession:
+        """Start a session."""
+        service = _service(self._c)
+        config = serde.federated_config_from_proto(
+            request.config if request.HasField("config") else None
+        )
+        return _session_to_proto(service, service.start_session(request.project, config))
+
+    def GetSession(
+        self, request: federated_pb2.GetSessionRequest, context: grpc.ServicerContext
+    ) -> federated_pb2.FederatedSession:
+        """One session."""
+        service = _service(self._c)
+        return _session_to_proto(service, service.get_session(request.session_id))
+
+    def ListSessions(
+        self, request: federated_pb2.ListSessionsRequest, context: grpc.ServicerContext
+    ) -> federated_pb2.ListSessionsResponse:
+        """A project's sessions."""
+        service = _service(self._c)
+        return federated_pb2.ListSessionsResponse(
+            sessions=[_session_to_proto(service, s) for s in service.list_sessions(request.project)]
+        )
+
+    def StopSession(
+        self, request: federated_pb2.StopSessionRequest, context: grpc.ServicerContext
+    ) -> federated_pb2.FederatedSession:
+        """Cancel a session."""
+        service = _service(self._c)
+        return _session_to_proto(service, service.stop_session(request.session_id))
+
+    def ListRounds(
+        self, request: federated_pb2.ListRoundsRequest, context: grpc.ServicerContext
+    ) -> federated_pb2.ListRoundsResponse:
+        """A session's rounds."""
+        rounds = _service(self._c).rounds(request.session_id)
+        return federated_pb2.ListRoundsResponse(
+            rounds=[serde.federated_round_to_proto(r) for r in rounds]
+        )
+
+    def DownloadSessionFile(
+        self, request: federated_pb2.DownloadSessionFileRequest, context: grpc.ServicerContext
+    ) -> Iterator[federated_pb2.SessionFileChunk]:
+        """File info, then the bytes from ``offset``."""
+        service = _service(self._c)
+        fmt = serde.model_format_from_proto(request.format)
+        artifact = service.file(request.session_id, fmt.value)
+        chunks = service.read_file(artifact, request.offset)
+        yield federated_pb2.SessionFileChunk(info=serde.artifact_to_proto(artifact))
+        offset = request.offset
+        for data in chunks:
+            yield federated_pb2.SessionFileChunk(offset=offset, data=data)
+            offset += len(data)
+
+    def RegisterDevice(
+        self, request: federated_pb2.RegisterDeviceRequest, context: grpc.ServicerContext
+    ) -> federated_pb2.RegisterDeviceResponse:
+        """Join the project's running session."""
+        service = _service(self._c)
+        session, device_id = service.register(
+            request.project, {a.name: a.value for a in request.info}
+        )
+        return federated_pb2.RegisterDeviceResponse(
+            device_id=device_id, session=_session_to_proto(service, session)
+        )
+
+    def GetTask(
+        self, request: federated_pb2.GetTaskRequest, context: grpc.ServicerContext
+    ) -> Iterator[federated_pb2.TaskMessage]:
+        """Task header, then the global weights in chunks."""
+        reply = _service(self._c).get_task(request.project, request.device_id, request.wait_seconds)
+        yield federated_pb2.TaskMessage(header=serde.task_header_to_proto(reply))
+        if reply.task is None:
+            return
+        for i, data in enumerate(self._weight_chunks(reply.task.weights)):
+            yield federated_pb2.TaskMessage(
+                chunk=federated_pb2.WeightsChunk(offset=i * WEIGHTS_CHUNK_BYTES, data=data)
+            )
+
+    def PushUpdate(
+        self,
+        request_iterator: Iterator[federated_pb2.PushUpdateRequest],
+        context: grpc.ServicerContext,
+    ) -> federated_pb2.PushUpdateResponse:
+        """Header first, then the weights; the core reads the chunks as it needs them."""
+        requests = iter(request_iterator)
+        first = next(requests, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "the first message must be a header")
+        header = first.header
+        reply = _service(self._c).push_update(
+            header.project,
+            header.device_id,
+            header.session_id,
+            header.round,
+            update_chunks(requests),
+            int(header.num_samples),
+            dtype=serde.weights_dtype_from_proto(header.dtype),
+            metrics={m.name: m.value for m in header.metrics},
+            error=header.error,
+        )
+        return serde.update_reply_to_proto(reply)
+
+    def Participate(
+        self,
+        request_iterator: Iterator[federated_pb2.ParticipateRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[federated_pb2.ParticipateResponse]:
+        """The device loop on one stream: task → update → result, until the session ends."""
+        service = _service(self._c)
+        requests = iter(request_iterator)
+        first = next(requests, None)
+        if first is None or first.WhichOneof("payload") != "start":
+            raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "the first message must be a start")
+        project, device_id = first.start.project, first.start.device_id
+        if not device_id:
+            info = {a.name: a.value for a in first.start.info}
+            session, device_id = service.register(project, info)
+            yield federated_pb2.ParticipateResponse(
+                registered=federated_pb2.RegisterDeviceResponse(
+                    device_id=device_id, session=_session_to_proto(service, session)
+                )
+            )
+        while context.is_active():
+            reply = service.get_task(project, device_id, PARTICIPATE_WAIT_SECONDS)
+            header = serde.task_header_to_proto(reply)
+            weights = reply.task.weights if reply.task is not None else b""
+            if len(weights) <= WEIGHTS_CHUNK_BYTES:
+                header.weights = weights
+                yield federated_pb2.ParticipateResponse(task=header)
+            else:
+                yield federated_pb2.ParticipateResponse(task=header)
+                for i, data in enumerate(self._weight_chunks(weights)):
+                    yield federated_pb2.ParticipateResponse(
+                        chunk=federated_pb2.WeightsChunk(offset=i * WEIGHTS_CHUNK_BYTES, data=data)
+                    )
+            if reply.task is None:
+                if header.status == federated_pb2.TASK_STATUS_FINISHED:
+                    return
+                continue
+            message = next(requests, None)
+            if message is None:
+                return  # the device hung up
+            if message.WhichOneof("payload") != "update":
+                raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "expected an update header")
+            update = message.update
+            chunks = _sized_chunks(requests, 0 if update.weights else update.weights_size)
+            result = service.push_update(
+                update.project or project,
+                device_id,
+                update.session_id,
+                update.round,
+                update.weights if update.weights else chunks,
+                int(update.num_samples),
+                dtype=serde.weights_dtype_from_proto(update.dtype),
+                metrics={m.name: m.value for m in update.metrics},
+                error=update.error,
+            )
+            for _ in chunks:  # a rejected update's chunks are read and dropped
+                pass
+            yield federated_pb2.ParticipateResponse(
+                update_result=serde.update_reply_to_proto(result)
+            )
+
+
+def _sized_chunks(
+    requests: Iterator[federated_pb2.ParticipateRequest], size: int
+) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of chunks from a Participate stream."""
+    received = 0
+    while received < size:
+        message = next(requests, None)
+        if message is None or message.WhichOneof("payload") != "chunk":
+            raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "the update's chunks are missing")
+        if message.chunk.offset != received:
+            raise MobiletrainError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"chunk offset {message.chunk.offset}, expected {received}",
+            )
+        received += len(message.chunk.data)
+        yield message.chunk.data

@@ -1,0 +1,98 @@
+"""The strategy interface: how a round's updates become one new global model.
+
+Updates are *deltas* (device weights minus the round's global weights). A strategy hands out
+an :class:`Aggregator` per round; the server adds each accepted (and possibly clipped) delta
+as it arrives and asks for the combined delta when the round closes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mobiletrain.federated.config import FederatedConfig, StrategyName
+
+Weights = list[np.ndarray]
+
+
+class Aggregator(abc.ABC):
+    """Combines the deltas of one round."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total_weight = 0.0
+        self.max_weight = 0.0
+
+    def add(self, delta: Sequence[np.ndarray], weight: float) -> None:
+        """Add one accepted delta with its (already capped) weight."""
+        self.count += 1
+        self.total_weight += weight
+        self.max_weight = max(self.max_weight, weight)
+        self._add(delta, weight)
+
+    @abc.abstractmethod
+    def _add(self, delta: Sequence[np.ndarray], weight: float) -> None: ...
+
+    @abc.abstractmethod
+    def result(self) -> Weights:
+        """The combined delta (float32); only called with at least one delta added."""
+
+    def sensitivity_factor(self) -> float:
+        """How much one device can move the result per unit of clipped norm (for the noise)."""
+        return 1.0 / max(self.count, 1)
+
+
+class Strategy(abc.ABC):
+    """A named way to aggregate, plus what devices must know to train for it."""
+
+    name: StrategyName
+
+    def __init__(self, config: FederatedConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def aggregator(self) -> Aggregator:
+        """A fresh aggregator for one round."""
+
+    def weight_of(self, num_samples: int) -> float:
+        """The weight of an update that claims ``num_samples`` (1 unless overridden)."""
+        return 1.0
+
+    def device_settings(self) -> dict[str, Any]:
+        """Extra settings sent to devices with each task."""
+        return {"mu": 0.0}
+
+
+def make_strategy(config: FederatedConfig) -> Strategy:
+    """The strategy named by ``config.strategy``."""
+    from mobiletrain.federated.fedavg import FedAvg
+    from mobiletrain.federated.fedprox import FedProx
+    from mobiletrain.federated.median import Median
+    from mobiletrain.federated.trimmed_mean import TrimmedMean
+
+    classes: dict[StrategyName, type[Strategy]] = {
+        StrategyName.FEDAVG: FedAvg,
+        StrategyName.FEDPROX: FedProx,
+        StrategyName.MEDIAN: Median,
+        StrategyName.TRIMMED_MEAN: TrimmedMean,
+    }
+    return classes[config.strategy](config)
+
+
+class BufferingAggregator(Aggregator):
+    """Keeps every delta (coordinate-wise statistics need them all): memory grows with the
+    number of devices, unlike FedAvg's running sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deltas: list[Weights] = []
+
+    def _add(self, delta: Sequence[np.ndarray], weight: float) -> None:
+        self.deltas.append([np.asarray(d, dtype=np.float32) for d in delta])
+
+    def stacked(self, index: int) -> np.ndarray:
+        """Tensor ``index`` of every delta, stacked on a new first axis."""
+        return np.stack([d[index] for d in self.deltas])

@@ -1,0 +1,171 @@
+"""Contract tests of the federated store (SQLite here, PostgreSQL where configured)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mobiletrain.core.federated_ports import FederatedStore
+from mobiletrain.core.types import InputSpec, Project, TaskType
+from mobiletrain.federated.config import FederatedConfig, StrategyName
+from mobiletrain.federated.records import (
+    DeviceRecord,
+    FederatedSession,
+    RoundRecord,
+    SessionState,
+    UpdateRecord,
+    UpdateStatus,
+)
+from mobiletrain.federated.rounds import RoundPhase
+from mobiletrain.store.federated import SqlFederatedStore
+from mobiletrain.store.sql import SqlMetadataStore
+
+POSTGRES_URL = os.environ.get("MOBILETRAIN_TEST_POSTGRES_URL", "")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _project(store: SqlMetadataStore) -> Project:
+    return store.create_project(
+        Project(
+            id=str(uuid.uuid4()),
+            name=f"p-{uuid.uuid4().hex[:6]}",
+            task=TaskType.IMAGE_CLASSIFICATION,
+            labels=["a", "b"],
+            labels_fixed=True,
+            input_spec=InputSpec(8, 8),
+            created_at=_now(),
+        )
+    )
+
+
+def _session(project: Project, state: SessionState = SessionState.RUNNING) -> FederatedSession:
+    return FederatedSession(
+        id=str(uuid.uuid4()),
+        project_id=project.id,
+        job_id=str(uuid.uuid4()),
+        state=state,
+        config=FederatedConfig(rounds=3, strategy=StrategyName.MEDIAN, hidden=[8]),
+        labels=["a", "b"],
+        created_at=_now(),
+    )
+
+
+class FederatedStoreContract:
+    @pytest.fixture
+    def stores(self, tmp_path: Path) -> Iterator[tuple[SqlMetadataStore, FederatedStore]]:
+        raise NotImplementedError
+
+    def test_session_round_trip_and_listing(
+        self, stores: tuple[SqlMetadataStore, FederatedStore]
+    ) -> None:
+        meta, store = stores
+        project = _project(meta)
+        first = _session(project, SessionState.FINISHED)
+        second = _session(project)
+        store.create_session(first)
+        store.create_session(second)
+        got = store.get_session(second.id)
+        assert got is not None and got.config == second.config and got.labels == ["a", "b"]
+        assert got.config.strategy is StrategyName.MEDIAN
+        assert [s.id for s in store.list_sessions(project.id)] == [second.id, first.id]
+        active = store.list_sessions(states=[SessionState.PREPARING, SessionState.RUNNING])
+        assert [s.id for s in active] == [second.id]
+        second.current_round, second.model_version = 2, 5
+        second.files = {"train-step": {"sha256": "ab" * 32, "size": 10}}
+        second.bundle = {"head": {"feature_dim": 4}}
+        second.metrics = {"accuracy": 0.5}
+        second.state, second.finished_at = SessionState.FINISHED, _now()
+        store.save_session(second)
+        again = store.get_session(second.id)
+        assert again is not None
+        assert (again.current_round, again.model_version, again.state) == (
+            2,
+            5,
+            SessionState.FINISHED,
+        )
+        assert again.files == second.files and again.bundle == second.bundle
+        assert again.finished_at == second.finished_at
+        assert store.get_session("nope") is None
+
+    def test_devices_rounds_and_updates(
+        self, stores: tuple[SqlMetadataStore, FederatedStore]
+    ) -> None:
+        meta, store = stores
+        session = _session(_project(meta))
+        store.create_session(session)
+        for name in ("d1", "d2"):
+            store.add_device(DeviceRecord(session.id, name, _now(), {"platform": "android"}))
+        assert [d.device_id for d in store.list_devices(session.id)] == ["d1", "d2"]
+        assert store.list_devices(session.id)[0].info == {"platform": "android"}
+        opened = _now()
+        record = RoundRecord(
+            session.id, 1, RoundPhase.OPEN, ["d1", "d2"], opened, opened + timedelta(seconds=9)
+        )
+        store.save_round(record)
+        record.phase, record.closed_at = RoundPhase.AGGREGATED, _now()
+        record.result = {"accepted": {"d1": 3}, "noise_std": 0.1}
+        store.save_round(record)
+        store.save_round(RoundRecord(session.id, 2, RoundPhase.OPEN, ["d1"], opened, opened))
+        rounds = store.list_rounds(session.id)
+        assert [(r.number, r.phase) for r in rounds] == [
+            (1, RoundPhase.AGGREGATED),
+            (2, RoundPhase.OPEN),
+        ]
+        assert rounds[0].result["accepted"] == {"d1": 3} and rounds[0].deadline_at > opened
+        store.add_update(
+            UpdateRecord(
+                session.id, 1, "d1", UpdateStatus.ACCEPTED, "", "", 3, {"loss": 0.2}, _now(), "k"
+            )
+        )
+        store.add_update(
+            UpdateRecord(
+                session.id, 1, "d2", UpdateStatus.REJECTED, "not-finite", "NaN", 3, {}, _now()
+            )
+        )
+        updates = store.list_updates(session.id, 1)
+        assert [(u.device_id, u.status, u.payload) for u in updates] == [
+            ("d1", UpdateStatus.ACCEPTED, "k"),
+            ("d2", UpdateStatus.REJECTED, ""),
+        ]
+        assert updates[0].metrics == {"loss": 0.2} and store.list_updates(session.id, 2) == []
+
+
+class TestSqliteFederatedStore(FederatedStoreContract):
+    @pytest.fixture
+    def stores(self, tmp_path: Path) -> Iterator[tuple[SqlMetadataStore, FederatedStore]]:
+        meta = SqlMetadataStore(f"sqlite:///{tmp_path}/meta.db")
+        yield meta, SqlFederatedStore(meta)
+        meta.close()
+
+
+@pytest.mark.postgres
+class TestPostgresFederatedStore(FederatedStoreContract):
+    @pytest.fixture
+    def stores(self) -> Iterator[tuple[SqlMetadataStore, FederatedStore]]:
+        if not POSTGRES_URL:
+            pytest.skip("PostgreSQL tests need MOBILETRAIN_TEST_POSTGRES_URL (set by .ci/run)")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            pytest.skip("PostgreSQL tests need the psycopg package")
+        import sqlalchemy as sa
+
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        admin = sa.create_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        sep = "&" if "?" in POSTGRES_URL else "?"
+        meta = SqlMetadataStore(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
+        yield meta, SqlFederatedStore(meta)
+        meta.close()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
