@@ -172,6 +172,7 @@ class _Live:
     device_metrics: list[dict[str, Any]] = field(default_factory=list)
     clipped: int = 0
     accepted_rows: list[UpdateRecord] = field(default_factory=list)
+    ended: bool = False  # the session's end is stored: devices are told
     next_progress: float = 0.0
     next_cancel_check: float = 0.0
 
@@ -264,7 +265,7 @@ class FederatedService:
             ended = [
                 key
                 for key, live in self._live.items()
-                if live.session.project_id == project.id and live.session.state.is_terminal
+                if live.session.project_id == project.id and live.ended
             ]
             for key in ended:
                 del self._live[key]
@@ -417,7 +418,7 @@ class FederatedService:
             while True:
                 live.last_seen[device_id] = time.monotonic()
                 session = live.session
-                if session.state.is_terminal:
+                if live.ended:
                     return TaskReply(
                         TaskStatus.FINISHED, session.id, message=f"session {session.state.value}"
                     )
@@ -1126,7 +1127,6 @@ class FederatedService:
                 cut.phase = RoundPhase.SKIPPED
                 cut.closed_at = time.time()
                 cut.close_reason = f"session {state.value}"
-            live.cond.notify_all()
         if cut is not None:
             with live.cond:
                 rows, live.accepted_rows = live.accepted_rows, []
@@ -1152,6 +1152,10 @@ class FederatedService:
             SessionState.CANCELLED: JobState.CANCELLED,
         }.get(state, JobState.FAILED)
         self._finish_job(session, job_state, error)
+        # Devices hear of the end only now, when everything about it is stored.
+        with live.cond:
+            live.ended = True
+            live.cond.notify_all()
 
     def _finish_job(self, session: FederatedSession, state: JobState, error: str = "") -> None:
         self.store.finish_job(session.job_id, state, error, session.model_version)
