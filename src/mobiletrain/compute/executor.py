@@ -37,7 +37,40 @@ class _Running:
     log_path: Path = field(default_factory=Path)
 
 
-class LocalExecutor(JobExecutor):
+class SchedulingExecutor(JobExecutor):
+    """What every executor records when an attempt ends: a retry, or the job's final state.
+
+    Subclasses set ``store``, ``hub``, ``max_attempts`` and ``_wake`` (their scheduler's wake-up).
+    """
+
+    store: MetadataStore
+    hub: EventHub
+    max_attempts: int
+    _wake: threading.Event
+
+    def _retry_or_fail(self, job_id: str, attempts: int, reason: str) -> None:
+        if attempts < self.max_attempts:
+            self.store.finish_job(job_id, JobState.QUEUED, reason)
+            self.store.append_event(
+                job_id,
+                EventKind.STATE,
+                {"state": JobState.QUEUED.value, "error": f"{reason}; retrying"},
+            )
+            self.hub.notify()
+            self._wake.set()
+        else:
+            self._finish(job_id, JobState.FAILED, f"{reason} (after {attempts} attempts)")
+
+    def _finish(self, job_id: str, state: JobState, error: str) -> None:
+        self.store.finish_job(job_id, state, error)
+        data = {"state": state.value}
+        if error:
+            data["error"] = error
+        self.store.append_event(job_id, EventKind.STATE, data)
+        self.hub.notify()
+
+
+class LocalExecutor(SchedulingExecutor):
     """Schedules queued jobs onto at most ``max_workers`` worker processes on this machine."""
 
     def __init__(
@@ -186,24 +219,3 @@ class LocalExecutor(JobExecutor):
                 running.cancel_seen_at = now
             elif now - running.cancel_seen_at > self.cancel_grace_seconds:
                 running.process.kill()
-
-    def _retry_or_fail(self, job_id: str, attempts: int, reason: str) -> None:
-        if attempts < self.max_attempts:
-            self.store.finish_job(job_id, JobState.QUEUED, reason)
-            self.store.append_event(
-                job_id,
-                EventKind.STATE,
-                {"state": JobState.QUEUED.value, "error": f"{reason}; retrying"},
-            )
-            self.hub.notify()
-            self._wake.set()
-        else:
-            self._finish(job_id, JobState.FAILED, f"{reason} (after {attempts} attempts)")
-
-    def _finish(self, job_id: str, state: JobState, error: str) -> None:
-        self.store.finish_job(job_id, state, error)
-        data = {"state": state.value}
-        if error:
-            data["error"] = error
-        self.store.append_event(job_id, EventKind.STATE, data)
-        self.hub.notify()

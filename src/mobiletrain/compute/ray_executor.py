@@ -41,9 +41,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mobiletrain.compute.executor import SchedulingExecutor
 from mobiletrain.compute.worker import Heartbeat
 from mobiletrain.core.events import EventHub
-from mobiletrain.core.ports import JobExecutor, MetadataStore
+from mobiletrain.core.ports import MetadataStore
 from mobiletrain.core.types import EventKind, Job, JobState
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class _Supervised:
     pids: list[int] = field(default_factory=list)
 
 
-class RayExecutor(JobExecutor):
+class RayExecutor(SchedulingExecutor):
     """Runs each job as ``workers`` Ray actors on the cluster at ``address``."""
 
     def __init__(
@@ -408,27 +409,6 @@ class RayExecutor(JobExecutor):
                 ray.kill(actor, no_restart=True)
             except Exception:
                 log.debug("actor already gone", exc_info=True)
-
-    def _retry_or_fail(self, job_id: str, attempts: int, reason: str) -> None:
-        if attempts < self.max_attempts:
-            self.store.finish_job(job_id, JobState.QUEUED, reason)
-            self.store.append_event(
-                job_id,
-                EventKind.STATE,
-                {"state": JobState.QUEUED.value, "error": f"{reason}; retrying"},
-            )
-            self.hub.notify()
-            self._wake.set()
-        else:
-            self._finish(job_id, JobState.FAILED, f"{reason} (after {attempts} attempts)")
-
-    def _finish(self, job_id: str, state: JobState, error: str) -> None:
-        self.store.finish_job(job_id, state, error)
-        data = {"state": state.value}
-        if error:
-            data["error"] = error
-        self.store.append_event(job_id, EventKind.STATE, data)
-        self.hub.notify()
 
 
 def _first_line(exc: BaseException) -> str:
