@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     max_active_jobs_per_project: int = Field(default=2, description="Queued + running jobs")
     rate_limit_per_second: float = Field(default=100.0, description="Requests/s per token (0=off)")
     rate_limit_burst: int = Field(default=400, description="Burst of requests per token")
+    grpc_unary_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Longest a unary gRPC call may run on the server"
+    )
+    stream_max_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest a stream (gRPC or SSE) stays open; clients reconnect and resume",
+    )
+    grpc_deadline_grace_seconds: float = Field(
+        default=5.0, ge=0, description="After a stream's deadline, how long before it is cut"
+    )
     max_streams_per_token: int = Field(default=32, description="Concurrent streams per token")
     max_pixels: int = Field(default=40_000_000, description="Largest image, in pixels")
 

@@ -67,6 +67,9 @@ class ErrorCode(Enum):
     QUOTA_EXCEEDED = _Spec(70, "RESOURCE_EXHAUSTED", 429, "the project's quota is used up")
     RATE_LIMITED = _Spec(71, "RESOURCE_EXHAUSTED", 429, "too many requests")
     TOO_MANY_STREAMS = _Spec(72, "RESOURCE_EXHAUSTED", 429, "too many concurrent streams")
+    DEADLINE_EXCEEDED = _Spec(
+        73, "DEADLINE_EXCEEDED", 504, "the call ran past the server's deadline; retry or resume"
+    )
     UPLOAD_OFFSET_MISMATCH = _Spec(80, "FAILED_PRECONDITION", 409, "wrong upload offset")
     CHECKSUM_MISMATCH = _Spec(81, "INVALID_ARGUMENT", 400, "chunk checksum mismatch")
     UPLOAD_NOT_FOUND = _Spec(82, "NOT_FOUND", 404, "upload not found")

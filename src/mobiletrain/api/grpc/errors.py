@@ -21,6 +21,10 @@ Request bytes that do not decode as the method's message would make grpcio answe
 each ``request_deserializer``: a decoding failure yields an :class:`Undecodable` marker instead,
 and the wrapped handler raises ``INVALID_ARGUMENT`` (code 2) when it meets one, after
 authentication, so a malformed request gets the same clean status on every method.
+
+Every call also gets a server-side deadline (see :mod:`.deadlines`): the wrapped handlers stop
+passing messages in either direction once it has expired and end the call with
+``DEADLINE_EXCEEDED`` (code 73); the watchdog stops handlers that do not notice.
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ from typing import Any, NoReturn
 
 import grpc
 
+from mobiletrain.api.grpc.deadlines import (
+    CallDeadline,
+    Watchdog,
+    bind,
+    current_deadline,
+    deadline_message,
+)
 from mobiletrain.core.auth import SYSTEM, Principal, acting_as
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
@@ -122,8 +133,16 @@ def _decoded(request: Any) -> Any:
     return request
 
 
+def _check_deadline() -> None:
+    """Raise DEADLINE_EXCEEDED once the current call's server-side deadline has expired."""
+    deadline = current_deadline()
+    if deadline is not None and deadline.expired.is_set():
+        raise MobiletrainError(ErrorCode.DEADLINE_EXCEEDED, deadline_message(deadline))
+
+
 def _decoded_stream(requests: Iterator[Any]) -> Iterator[Any]:
     for request in requests:
+        _check_deadline()
         yield _decoded(request)
 
 
@@ -157,7 +176,12 @@ def _wrap_stream_response(
         try:
             # The scope spans the whole stream: the generator's body runs during iteration.
             with scope(context, True):
-                yield from behavior(decoded(request), context)
+                for response in behavior(decoded(request), context):
+                    _check_deadline()
+                    yield response
+                # A handler that returns early because its deadline woke it (WatchJob) did
+                # not finish: tell the client to reconnect.
+                _check_deadline()
         except Exception as exc:
             _fail(context, exc, method)
 
@@ -169,6 +193,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
     Without an ``authenticate`` function (auth switched off) calls run as the local admin.
     Streams (either direction) also hold one of the token's stream slots while they run.
+    With a ``watchdog``, unary calls may run ``unary_seconds`` and streams ``stream_seconds``.
     """
 
     def __init__(
@@ -176,12 +201,18 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         authenticate: Authenticator | None = None,
         limiter: RateLimiter | None = None,
         slots: StreamSlots | None = None,
+        watchdog: Watchdog | None = None,
+        unary_seconds: float = 60.0,
+        stream_seconds: float = 3600.0,
     ) -> None:
         # Wrapped handlers per method name; the servicers' handlers never change.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
         self._authenticate = authenticate
         self._limiter = limiter
         self._slots = slots
+        self._watchdog = watchdog
+        self._unary_seconds = unary_seconds
+        self._stream_seconds = stream_seconds
 
     def _scope(self, context: grpc.ServicerContext, stream: bool) -> AbstractContextManager[Any]:
         """Authenticate, apply the token's request rate and stream limits, bind the caller."""
@@ -191,6 +222,10 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if self._limiter is not None:
             self._limiter.check(principal.token_id)
         stack = ExitStack()
+        if self._watchdog is not None:
+            deadline = CallDeadline(self._stream_seconds if stream else self._unary_seconds, stream)
+            stack.callback(self._watchdog.watch(context, deadline))
+            stack.callback(bind(deadline))
         if stream and self._slots is not None:
             stack.enter_context(self._slots.hold(principal.token_id))
         stack.enter_context(acting_as(principal))

@@ -23,6 +23,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2,
     training_pb2_grpc,
 )
+from mobiletrain.api.grpc.deadlines import Watchdog
 from mobiletrain.api.grpc.errors import ErrorInterceptor
 from mobiletrain.api.grpc.federated import FederatedServicer
 from mobiletrain.api.grpc.servicers import (
@@ -86,6 +87,9 @@ def build_grpc_server(container: Container, address: str) -> tuple[grpc.Server, 
                 container.tokens.verify if settings.auth else None,
                 container.rate_limiter,
                 container.stream_slots,
+                Watchdog(settings.grpc_deadline_grace_seconds),
+                unary_seconds=settings.grpc_unary_timeout_seconds,
+                stream_seconds=settings.stream_max_seconds,
             ),
         ],
         options=server_options(settings.grpc_max_message_bytes),

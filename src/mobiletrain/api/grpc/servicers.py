@@ -28,6 +28,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2_grpc,
 )
 from mobiletrain.api.grpc import serde
+from mobiletrain.api.grpc.deadlines import current_deadline
 from mobiletrain.api.grpc.upload import incoming_samples
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.services import check_page_size, parse_page_token
@@ -213,6 +214,9 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         cancelled = threading.Event()
         if not context.add_callback(cancelled.set):
             cancelled.set()  # the RPC has already ended
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.on_expiry(cancelled.set)  # the stream's time is up: stop waiting
         after_seq = min(request.after_seq, MAX_SEQ)  # uint64 on the wire, int64 in the store
         for event in self._c.training.watch(request.job_id, after_seq, cancelled):
             if event is None:

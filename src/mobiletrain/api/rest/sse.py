@@ -5,6 +5,11 @@ limiter of its own (one per stream): long-lived streams never take the threads t
 requests need. When the client goes away (an ``http.disconnect`` message, a failed write, or
 the response task being cancelled), the ``cancelled`` event is set, which makes the watch
 return within about a second.
+
+A stream stays open at most ``max_seconds`` (``stream_max_seconds``, 1 h by default), so a
+forgotten tab or a half-open connection cannot hold a server thread forever: the response then
+ends, and EventSource clients reconnect on their own after ``retry`` ms with ``Last-Event-ID``,
+missing nothing.
 """
 
 from __future__ import annotations
@@ -92,8 +97,10 @@ class EventStreamResponse(StreamingResponse):
         lines: Iterator[str],
         cancelled: threading.Event,
         headers: dict[str, str] | None = None,
+        max_seconds: float | None = None,
     ) -> None:
         self._cancelled = cancelled
+        self._max_seconds = max_seconds
         super().__init__(
             _iterate_in_own_thread(lines, cancelled),
             media_type=SSE_MEDIA_TYPE,
@@ -116,7 +123,13 @@ class EventStreamResponse(StreamingResponse):
                         tg.cancel_scope.cancel()
                         return
 
+            async def end_when_time_is_up(seconds: float) -> None:
+                await anyio.sleep(seconds)
+                self._cancelled.set()  # the watch returns; the response ends normally
+
             tg.start_soon(listen_for_disconnect)
+            if self._max_seconds is not None:
+                tg.start_soon(end_when_time_is_up, self._max_seconds)
             try:
                 await self.stream_response(send)
             except OSError:

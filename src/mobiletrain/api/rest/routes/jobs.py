@@ -231,7 +231,11 @@ def job_events(
     container.stream_slots.check(key)  # a 429 now, before the stream starts
     cancelled = threading.Event()
     watch = training.watch(job_id, start, cancelled)
-    return EventStreamResponse(_holding_slot(sse_lines(watch), container, key), cancelled)
+    return EventStreamResponse(
+        _holding_slot(sse_lines(watch), container, key),
+        cancelled,
+        max_seconds=container.settings.stream_max_seconds,
+    )
 
 
 def _holding_slot(lines: Iterator[str], container: Container, key: str) -> Iterator[str]:

@@ -1,0 +1,274 @@
+"""Server-side deadlines: a real gRPC server with short limits, and the SSE stream's maximum age.
+
+Each test sets the limits to fractions of a second, then makes a call overrun them the way a
+phone would (no client deadline, a stalled client stream, a watch that outlives its limit) and
+checks the call ends with DEADLINE_EXCEEDED and code 73, that the handler thread is freed, and
+that a client reconnecting from its last sequence number misses nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from fastapi.testclient import TestClient
+
+from mobiletrain._proto.mobiletrain.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    projects_pb2,
+    projects_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
+from mobiletrain.api.grpc.deadlines import CallDeadline, Watchdog
+from mobiletrain.api.grpc.server import build_grpc_server
+from mobiletrain.api.rest.app import create_app
+from mobiletrain.client.sdk import BearerToken
+from mobiletrain.config import Settings
+from mobiletrain.core.types import EventKind, Hyperparameters, Job, JobState
+from mobiletrain.server import Container, build_container
+
+pytestmark = pytest.mark.timeout(60)
+
+UNARY_SECONDS = 0.5
+STREAM_SECONDS = 1.0
+GRACE_SECONDS = 0.5
+THREADS = 3
+
+
+@dataclass
+class Api:
+    container: Container
+    projects: Any
+    datasets: Any
+    training: Any
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        grpc_unary_timeout_seconds=UNARY_SECONDS,
+        stream_max_seconds=STREAM_SECONDS,
+        grpc_deadline_grace_seconds=GRACE_SECONDS,
+        grpc_threads=THREADS,
+    )
+    container = build_container(settings)
+    container.hub.start()  # event wake-ups; no executor, so nothing trains
+    server, port = build_grpc_server(container, "127.0.0.1:0")
+    server.start()
+    channel = grpc.intercept_channel(
+        grpc.insecure_channel(f"127.0.0.1:{port}"),
+        BearerToken(container.tokens.create_bootstrap_admin()),
+    )
+    try:
+        yield Api(
+            container,
+            projects_pb2_grpc.ProjectServiceStub(channel),
+            datasets_pb2_grpc.DatasetServiceStub(channel),
+            training_pb2_grpc.TrainingServiceStub(channel),
+        )
+    finally:
+        channel.close()
+        server.stop(grace=None).wait()
+        container.close()
+
+
+def error_of(exc: Any) -> tuple[grpc.StatusCode, int]:
+    trailers = dict(exc.trailing_metadata() or ())
+    return exc.code(), int(trailers.get("mobiletrain-error-code", 0))
+
+
+def running_job(container: Container) -> Job:
+    """A job the (absent) executor never touches: its events are written by the test."""
+    project = container.projects.create(f"p{uuid.uuid4().hex[:8]}")
+    job = Job(
+        id=str(uuid.uuid4()),
+        project_id=project.id,
+        state=JobState.RUNNING,
+        hyperparameters=Hyperparameters(epochs=2),
+        created_at=datetime.now(UTC),
+        attempts=1,
+    )
+    return container.store.create_job(job)
+
+
+def emit(container: Container, job: Job, kind: EventKind, **data: Any) -> int:
+    seq = container.store.append_event(job.id, kind, data).seq
+    container.hub.notify()
+    return seq
+
+
+def test_a_unary_call_stuck_on_the_server_is_cut_at_its_deadline(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.container.projects.create("slow")
+    real_get = api.container.projects.get
+    release = threading.Event()
+
+    def stuck_get(name: str) -> Any:
+        release.wait(10)  # a dependency that hangs
+        return real_get(name)
+
+    monkeypatch.setattr(api.container.projects, "get", stuck_get)
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as info:
+        api.projects.GetProject(projects_pb2.GetProjectRequest(project="slow"))  # no deadline
+    elapsed = time.monotonic() - started
+    release.set()
+    assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "deadline" in (info.value.details() or "")
+    assert UNARY_SECONDS * 0.8 < elapsed < UNARY_SECONDS + 3
+
+
+def test_a_watch_ends_at_the_maximum_stream_duration_and_resumes_without_loss(api: Api) -> None:
+    job = running_job(api.container)
+    emit(api.container, job, EventKind.STATE, state="running", attempt=1)
+    received: list[int] = []
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as info:
+        for event in api.training.WatchJob(training_pb2.WatchJobRequest(job_id=job.id)):
+            received.append(event.seq)
+            if event.seq == 1:
+                emit(api.container, job, EventKind.LOG, message="still going")
+    elapsed = time.monotonic() - started
+    # Cut cleanly by the handler (code 73 in the trailers), not by the watchdog's hard stop.
+    assert error_of(info.value) == (grpc.StatusCode.DEADLINE_EXCEEDED, 73)
+    assert STREAM_SECONDS * 0.8 < elapsed < STREAM_SECONDS + GRACE_SECONDS
+    assert received == [1, 2]
+
+    # Events written while nobody watched arrive on reconnection, then the final one ends it.
+    emit(api.container, job, EventKind.EPOCH, epoch=1, epochs=2, loss=0.5)
+    api.container.store.finish_job(job.id, JobState.SUCCEEDED, model_version=1)
+    emit(api.container, job, EventKind.STATE, state="succeeded")
+    after = received[-1]
+    resumed = [
+        e.seq
+        for e in api.training.WatchJob(training_pb2.WatchJobRequest(job_id=job.id, after_seq=after))
+    ]
+    assert resumed == [3, 4]
+
+
+def test_a_stalled_upload_stream_is_stopped_and_its_thread_freed(api: Api) -> None:
+    api.container.projects.create("stalled")
+    hang = threading.Event()
+
+    def stalled_requests() -> Iterator[Any]:
+        yield datasets_pb2.UploadSamplesRequest(
+            project="stalled",
+            header=datasets_pb2.SampleHeader(client_id="a", label="x", size=1000),
+        )
+        hang.wait(30)  # the phone keeps the connection but sends nothing more
+
+    outcomes: list[tuple[grpc.StatusCode, float]] = []
+
+    def upload() -> None:
+        started = time.monotonic()
+        try:
+            api.datasets.UploadSamples(stalled_requests())
+        except grpc.RpcError as exc:
+            outcomes.append((exc.code(), time.monotonic() - started))
+
+    # As many stalled uploads as the server has threads: without deadlines it would be stuck.
+    uploaders = [threading.Thread(target=upload) for _ in range(THREADS)]
+    for t in uploaders:
+        t.start()
+    for t in uploaders:
+        t.join(15)
+    hang.set()
+    assert len(outcomes) == THREADS
+    for code, elapsed in outcomes:
+        assert code is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert elapsed < STREAM_SECONDS + GRACE_SECONDS + 3
+    # The threads are free again: an ordinary call is answered.
+    reply = api.projects.GetProject(projects_pb2.GetProjectRequest(project="stalled"), timeout=5)
+    assert reply.name == "stalled"
+
+
+def test_calls_within_their_deadline_are_untouched(api: Api) -> None:
+    api.container.projects.create("quick")
+    for _ in range(5):
+        assert api.projects.GetProject(projects_pb2.GetProjectRequest(project="quick")).name
+    time.sleep(UNARY_SECONDS + 0.3)  # their watchdog entries come due: nothing may happen
+    assert api.projects.GetProject(projects_pb2.GetProjectRequest(project="quick")).name
+
+
+def test_watchdog_expires_streams_first_then_stops_them() -> None:
+    class FakeContext:
+        def __init__(self) -> None:
+            self.cancelled = threading.Event()
+
+        def cancel(self) -> None:
+            self.cancelled.set()
+
+    watchdog = Watchdog(grace_seconds=0.3)
+    stream, unary, finished = (
+        CallDeadline(0.2, True),
+        CallDeadline(0.2, False),
+        CallDeadline(0.1, False),
+    )
+    woken = threading.Event()
+    stream.on_expiry(woken.set)
+    contexts = [FakeContext(), FakeContext(), FakeContext()]
+    watchdog.watch(contexts[0], stream)  # type: ignore[arg-type]
+    watchdog.watch(contexts[1], unary)  # type: ignore[arg-type]
+    watchdog.watch(contexts[2], finished)()  # type: ignore[arg-type]  # ends at once
+    assert woken.wait(2) and stream.remaining() == 0.0
+    assert not contexts[0].cancelled.is_set()  # still within its grace
+    assert contexts[1].cancelled.wait(2)  # unary calls get no grace
+    assert contexts[0].cancelled.wait(2)
+    time.sleep(0.2)
+    assert not contexts[2].cancelled.is_set() and not finished.expired.is_set()
+    assert watchdog.stopped_calls == 2
+    late = threading.Event()
+    stream.on_expiry(late.set)  # registering after expiry runs at once
+    assert late.is_set()
+
+
+def test_an_sse_stream_ends_at_its_maximum_age_and_resumes_from_last_event_id(
+    tmp_path: Path,
+) -> None:
+    container = build_container(Settings(data_dir=tmp_path / "data", stream_max_seconds=1.0))
+    container.hub.start()
+    try:
+        admin = container.tokens.create_bootstrap_admin()
+        with TestClient(create_app(container), headers={"Authorization": f"Bearer {admin}"}) as c:
+            job = running_job(container)
+            emit(container, job, EventKind.STATE, state="running")
+            started = time.monotonic()
+            with c.stream("GET", f"/v1/jobs/{job.id}/events") as r:
+                assert r.status_code == 200
+                text = "".join(r.iter_text())  # returns when the server ends the stream
+            assert 0.8 < time.monotonic() - started < 5
+            ids = [line[4:] for line in text.splitlines() if line.startswith("id: ")]
+            assert ids == ["1"]
+            emit(container, job, EventKind.LOG, message="while away")
+            container.store.finish_job(job.id, JobState.FAILED, error="boom")
+            emit(container, job, EventKind.STATE, state="failed", error="boom")
+            with c.stream(
+                "GET", f"/v1/jobs/{job.id}/events", headers={"Last-Event-ID": ids[-1]}
+            ) as r:
+                text = "".join(r.iter_text())
+            assert [line[4:] for line in text.splitlines() if line.startswith("id: ")] == [
+                "2",
+                "3",
+            ]
+    finally:
+        container.close()
+
+
+def test_the_watchdog_forgets_finished_calls() -> None:
+    watchdog = Watchdog()
+    for _ in range(10_000):
+        watchdog.watch(object(), CallDeadline(3600, True))()  # type: ignore[arg-type]
+    # Without compaction 20,000 items would wait an hour each.
+    assert len(watchdog._heap) <= 2 * 4096 + 2
