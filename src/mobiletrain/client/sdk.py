@@ -496,6 +496,8 @@ class Client:
                     yield ev
                 return
             except grpc.RpcError as err:
+                if err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    continue  # the stream reached the server's maximum age: reconnect at once
                 if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
                     raise ClientError.from_rpc(err) from None
                 failures += 1

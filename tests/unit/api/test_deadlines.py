@@ -32,7 +32,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
 from mobiletrain.api.grpc.deadlines import CallDeadline, Watchdog
 from mobiletrain.api.grpc.server import build_grpc_server
 from mobiletrain.api.rest.app import create_app
-from mobiletrain.client.sdk import BearerToken
+from mobiletrain.client.sdk import BearerToken, Client
 from mobiletrain.config import Settings
 from mobiletrain.core.types import EventKind, Hyperparameters, Job, JobState
 from mobiletrain.server import Container, build_container
@@ -51,6 +51,8 @@ class Api:
     projects: Any
     datasets: Any
     training: Any
+    address: str
+    token: str
 
 
 @pytest.fixture
@@ -66,16 +68,16 @@ def api(tmp_path: Path) -> Iterator[Api]:
     container.hub.start()  # event wake-ups; no executor, so nothing trains
     server, port = build_grpc_server(container, "127.0.0.1:0")
     server.start()
-    channel = grpc.intercept_channel(
-        grpc.insecure_channel(f"127.0.0.1:{port}"),
-        BearerToken(container.tokens.create_bootstrap_admin()),
-    )
+    token = container.tokens.create_bootstrap_admin()
+    channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{port}"), BearerToken(token))
     try:
         yield Api(
             container,
             projects_pb2_grpc.ProjectServiceStub(channel),
             datasets_pb2_grpc.DatasetServiceStub(channel),
             training_pb2_grpc.TrainingServiceStub(channel),
+            f"127.0.0.1:{port}",
+            token,
         )
     finally:
         channel.close()
@@ -272,3 +274,24 @@ def test_the_watchdog_forgets_finished_calls() -> None:
         watchdog.watch(object(), CallDeadline(3600, True))()  # type: ignore[arg-type]
     # Without compaction 20,000 items would wait an hour each.
     assert len(watchdog._heap) <= 2 * 4096 + 2
+
+
+def test_the_sdk_watch_reconnects_when_the_server_ends_an_old_stream(api: Api) -> None:
+    job = running_job(api.container)
+    emit(api.container, job, EventKind.STATE, state="running")
+
+    def finish_later() -> None:
+        time.sleep(STREAM_SECONDS * 2.5)  # outlives two streams
+        emit(api.container, job, EventKind.LOG, message="late")
+        api.container.store.finish_job(job.id, JobState.SUCCEEDED, model_version=1)
+        emit(api.container, job, EventKind.STATE, state="succeeded")
+
+    writer = threading.Thread(target=finish_later)
+    writer.start()
+    client = Client(api.address, token=api.token)
+    try:
+        seqs = [event.seq for event in client.watch_job(job.id)]
+    finally:
+        client.close()
+        writer.join()
+    assert seqs == [1, 2, 3]
