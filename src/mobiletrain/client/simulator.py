@@ -36,6 +36,7 @@ from mobiletrain.compute.ondevice import (
     weights_to_bytes,
 )
 from mobiletrain.compute.split import stratified_split
+from mobiletrain.core.errors import ErrorCode
 from mobiletrain.core.types import InputSpec
 
 DEVICE_FILES = ("feature-extractor", "train-step", "head-inference")
@@ -261,7 +262,10 @@ class _Retrying:
             try:
                 return fn()
             except ClientError as exc:
-                if exc.code != 0 or exc.status == "DATA_LOSS":
+                # 0: the network failed; 73: the server ended a stream at its maximum age.
+                if exc.code not in (0, ErrorCode.DEADLINE_EXCEEDED.number) or (
+                    exc.status == "DATA_LOSS"
+                ):
                     raise
                 error: Exception = exc
             except httpx.TransportError as exc:
