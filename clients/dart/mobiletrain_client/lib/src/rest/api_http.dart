@@ -1,0 +1,115 @@
+/// JSON over HTTP to the mobiletrain REST API: URLs, the bearer token, and
+/// failures turned into [MobiletrainException]s. Shared by `RestTransport` and
+/// `FederatedParticipant`; not exported.
+library;
+
+import 'dart:async';
+import 'dart:convert';
+
+import 'package:http/http.dart' as http;
+
+import '../errors.dart';
+import '../settings.dart';
+
+/// One HTTP client bound to a server's settings.
+class ApiHttp {
+  /// Uses [client] when given (shared, or a mock in tests), else its own.
+  ApiHttp(this.settings, {http.Client? client})
+      : client = client ?? http.Client(),
+        _ownsClient = client == null;
+
+  /// Where the server is, its token and timeouts.
+  final ConnectionSettings settings;
+
+  /// The underlying HTTP client.
+  final http.Client client;
+  final bool _ownsClient;
+
+  /// The URL of [path] (which starts with `/v1/`) on the server, keeping any
+  /// path prefix of `settings.httpBaseUri` (a server behind a reverse proxy).
+  Uri uri(String path, [Map<String, String>? query]) {
+    final base = settings.httpBaseUri;
+    final prefix = base.path.endsWith('/') ? base.path.substring(0, base.path.length - 1) : base.path;
+    return base.replace(
+      path: '$prefix$path',
+      queryParameters: query == null || query.isEmpty ? null : query,
+    );
+  }
+
+  /// `Accept` and, when there is a token, `Authorization: Bearer`.
+  Map<String, String> headers({String accept = 'application/json'}) => {
+        'Accept': accept,
+        if (settings.token.isNotEmpty) 'Authorization': 'Bearer ${settings.token}',
+      };
+
+  /// One JSON request: the decoded object of a 2xx answer, else the server's error.
+  Future<Map<String, Object?>> json(
+    String method,
+    String path, {
+    Object? body,
+    Map<String, String>? query,
+    Duration? timeout,
+  }) async {
+    final limit = timeout ?? settings.callTimeout;
+    final request = http.Request(method, uri(path, query))..headers.addAll(headers());
+    if (body != null) {
+      request.headers['Content-Type'] = 'application/json';
+      request.bodyBytes = utf8.encode(jsonEncode(body));
+    }
+    final streamed = await send(request, timeout: limit);
+    final http.Response response;
+    try {
+      response = await http.Response.fromStream(streamed).timeout(limit);
+    } on TimeoutException catch (e) {
+      throw MobiletrainException.of(ErrorCodes.timeout, '$method $path timed out', cause: e);
+    } on http.ClientException catch (e) {
+      throw MobiletrainException.of(ErrorCodes.network, e.message, cause: e);
+    }
+    if (response.statusCode < 200 || response.statusCode >= 300) {
+      throw MobiletrainException.fromHttp(response.statusCode, decodeText(response.bodyBytes),
+          headers: response.headers);
+    }
+    return decodeObject(decodeText(response.bodyBytes));
+  }
+
+  /// Sends [request]; connection failures and timeouts become [MobiletrainException]s.
+  ///
+  /// (On native platforms `package:http` reports socket errors as `ClientException`.)
+  Future<http.StreamedResponse> send(http.BaseRequest request, {required Duration timeout}) async {
+    try {
+      return await client.send(request).timeout(timeout);
+    } on TimeoutException catch (e) {
+      throw MobiletrainException.of(
+          ErrorCodes.timeout, '${request.method} ${request.url.path} timed out',
+          cause: e);
+    } on http.ClientException catch (e) {
+      throw MobiletrainException.of(ErrorCodes.network, e.message, cause: e);
+    }
+  }
+
+  /// The server's error in a non-2xx streamed [response].
+  Future<MobiletrainException> error(http.StreamedResponse response) async {
+    final body = await http.Response.fromStream(response);
+    return MobiletrainException.fromHttp(response.statusCode, decodeText(body.bodyBytes),
+        headers: response.headers);
+  }
+
+  /// Closes the HTTP client if this object created it.
+  void close() {
+    if (_ownsClient) client.close();
+  }
+}
+
+/// UTF-8 text of a body, tolerating malformed bytes (error pages from proxies).
+String decodeText(List<int> bytes) => utf8.decode(bytes, allowMalformed: true);
+
+/// [text] as a JSON object, or a `bad_response` error.
+Map<String, Object?> decodeObject(String text) {
+  try {
+    final decoded = jsonDecode(text);
+    if (decoded is Map<String, Object?>) return decoded;
+  } on FormatException catch (e) {
+    throw MobiletrainException.of(ErrorCodes.badResponse, 'invalid JSON: ${e.message}', cause: e);
+  }
+  throw MobiletrainException.of(ErrorCodes.badResponse, 'expected a JSON object');
+}
