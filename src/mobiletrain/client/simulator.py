@@ -39,6 +39,16 @@ from mobiletrain.compute.split import stratified_split
 from mobiletrain.core.errors import ErrorCode
 from mobiletrain.core.types import InputSpec
 
+RETRYABLE_CODES = frozenset(
+    {
+        0,  # the network failed
+        ErrorCode.RATE_LIMITED.number,  # the token sent too many requests: slow down
+        ErrorCode.TOO_MANY_STREAMS.number,
+        ErrorCode.DEADLINE_EXCEEDED.number,  # the server ended a stream at its maximum age
+    }
+)
+"""Failures a device retries after a pause; anything else ends its run."""
+
 DEVICE_FILES = ("feature-extractor", "train-step", "head-inference")
 """The files a device downloads (by format name)."""
 
@@ -262,10 +272,7 @@ class _Retrying:
             try:
                 return fn()
             except ClientError as exc:
-                # 0: the network failed; 73: the server ended a stream at its maximum age.
-                if exc.code not in (0, ErrorCode.DEADLINE_EXCEEDED.number) or (
-                    exc.status == "DATA_LOSS"
-                ):
+                if exc.code not in RETRYABLE_CODES or exc.status == "DATA_LOSS":
                     raise
                 error: Exception = exc
             except httpx.TransportError as exc:
