@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     )
     base_models_dir: Path | None = Field(default=None, description="Folder of .keras base models")
     grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, description="gRPC message cap")
-    # Each WatchJob stream holds a thread while it runs.
+    # Threads for synchronous servicer code (WatchJob waits on the event loop, holding none).
     grpc_threads: int = Field(default=64, description="gRPC handler threads")
     # Scaling out (docs/deployment.md): training on a Ray cluster instead of local processes.
     executor: str = Field(default="local", description="Where jobs train: local or ray")

@@ -13,10 +13,12 @@ from the tail. A thousand phones watching one job cost one query per change, not
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 from mobiletrain.core.ports import MetadataStore
@@ -50,6 +52,9 @@ class EventHub:
         self._thread: threading.Thread | None = None
         self._tails: dict[str, _Tail] = {}
         self._tails_lock = threading.Lock()
+        # Async watchers' wake-up events, per event loop: notify() sets them on their loop.
+        self._waiters: dict[asyncio.AbstractEventLoop, set[asyncio.Event]] = {}
+        self._waiters_lock = threading.Lock()
 
     def start(self) -> None:
         """Start the polling thread (idempotent)."""
@@ -71,6 +76,29 @@ class EventHub:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+        with self._waiters_lock:
+            waiting = [(loop, list(events)) for loop, events in self._waiters.items()]
+        for loop, events in waiting:
+            # One wake-up per loop, not per watcher. A closed loop's watchers are gone.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_set_all, events)
+
+    def _cached_events_after(self, job_id: str, after_seq: int) -> list[JobEvent] | None:
+        """The events after ``after_seq`` if the shared tail is current (no store read, no
+        waiting), else None. Lets async watchers skip a thread hop when nothing is new."""
+        if self._thread is None:
+            return None
+        with self._tails_lock:
+            tail = self._tails.get(job_id)
+        if tail is None or after_seq < tail.base_seq or not tail.lock.acquire(blocking=False):
+            return None
+        try:
+            if tail.checked != (self._watermark, self._generation):
+                return None
+            start = bisect.bisect_right(tail.events, after_seq, key=lambda e: e.seq)
+            return tail.events[start : start + 500]
+        finally:
+            tail.lock.release()
 
     def _events_after(self, job_id: str, after_seq: int) -> list[JobEvent]:
         """Up to 500 events after ``after_seq``, read once per change for all watchers."""
@@ -177,3 +205,73 @@ class EventHub:
             if time.monotonic() - last_sent >= heartbeat:
                 last_sent = time.monotonic()
                 yield None
+
+    async def watch_async(
+        self,
+        job_id: str,
+        after_seq: int,
+        is_finished: Callable[[], bool],
+        stop: asyncio.Event | None = None,
+        heartbeat: float = 15.0,
+    ) -> AsyncIterator[JobEvent | None]:
+        """:meth:`watch` for asyncio code: waiting for events holds no thread.
+
+        Store reads run in the default executor, and only when the shared tail may be stale;
+        a watcher that is woken for nothing new costs no thread at all. ``stop`` ends the watch.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = asyncio.Event()
+        with self._waiters_lock:
+            self._waiters.setdefault(loop, set()).add(waiter)
+        relay = asyncio.ensure_future(_relay(stop, waiter)) if stop is not None else None
+        self._join(job_id, after_seq)
+        try:
+            seq = after_seq
+            last_sent = time.monotonic()
+            finished_since: float | None = None
+            next_finish_check = 0.0
+            while not self._stop.is_set() and not (stop is not None and stop.is_set()):
+                waiter.clear()  # before reading: a notify() during the read is not lost
+                events = self._cached_events_after(job_id, seq)
+                if events is None:
+                    events = await asyncio.to_thread(self._events_after, job_id, seq)
+                for ev in events:
+                    seq = ev.seq
+                    yield ev
+                    if ev.kind is EventKind.STATE and JobState(ev.data["state"]).is_terminal:
+                        return
+                if events:
+                    last_sent = time.monotonic()
+                    continue
+                if finished_since is None and time.monotonic() >= next_finish_check:
+                    next_finish_check = time.monotonic() + 1.0
+                    if await asyncio.to_thread(is_finished):
+                        finished_since = time.monotonic()
+                if finished_since is not None and time.monotonic() - finished_since > 3.0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), timeout=0.5 if finished_since else 1.0)
+                if time.monotonic() - last_sent >= heartbeat:
+                    last_sent = time.monotonic()
+                    yield None
+        finally:
+            if relay is not None:
+                relay.cancel()
+            self._leave(job_id)
+            with self._waiters_lock:
+                waiters = self._waiters.get(loop)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[loop]
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
+
+
+async def _relay(stop: asyncio.Event, waiter: asyncio.Event) -> None:
+    """Wake the watcher when ``stop`` is set."""
+    await stop.wait()
+    waiter.set()

@@ -6,12 +6,13 @@ live here, once.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -449,6 +450,22 @@ class TrainingService:
         self, job_id: str, after_seq: int = 0, cancelled: threading.Event | None = None
     ) -> Iterator[JobEvent | None]:
         """Events after ``after_seq`` until the job ends (``None`` items are heartbeats)."""
+        finished = self.prepare_watch(job_id, after_seq)
+        return self.hub.watch(job_id, after_seq, finished, cancelled)
+
+    def watch_async(
+        self,
+        job_id: str,
+        after_seq: int,
+        finished: Callable[[], bool],
+        stop: asyncio.Event | None = None,
+    ) -> AsyncIterator[JobEvent | None]:
+        """:meth:`watch` for asyncio servers, after :meth:`prepare_watch` (waiting holds no
+        thread); ``stop`` ends it early."""
+        return self.hub.watch_async(job_id, after_seq, finished, stop)
+
+    def prepare_watch(self, job_id: str, after_seq: int) -> Callable[[], bool]:
+        """Check that the caller may watch the job; returns "has the job finished?"."""
         require(Action.WATCH)
         self.get(job_id)
         if after_seq < 0:
@@ -458,7 +475,7 @@ class TrainingService:
             job = self.store.get_job(job_id)
             return job is None or job.state.is_terminal
 
-        return self.hub.watch(job_id, after_seq, finished, cancelled)
+        return finished
 
 
 @dataclass

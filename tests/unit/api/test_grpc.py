@@ -11,7 +11,7 @@ import io
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -231,7 +231,7 @@ def test_unexpected_failures_are_internal_without_details(
         raise RuntimeError("secret: /srv/data/mobiletrain.db is locked")
 
     monkeypatch.setattr(api.container.projects, "get", boom)
-    monkeypatch.setattr(api.container.training, "watch", boom)
+    monkeypatch.setattr(api.container.training, "prepare_watch", boom)
     code, number, details = rpc_error(
         lambda: api.projects.GetProject(projects_pb2.GetProjectRequest(project="p"))
     )
@@ -658,23 +658,22 @@ def test_watch_job_errors_and_client_cancel(api: Api, monkeypatch: pytest.Monkey
     project = create_project(api, "flowers")
     job = insert_running_job(api, project.id)
     append(api, job.id, EventKind.STATE, {"state": "running"})
-    seen: list[threading.Event] = []
-    original = api.container.training.watch
+    ended = threading.Event()
+    original = api.container.training.watch_async
 
-    def spy(job_id: str, after_seq: int = 0, cancelled: threading.Event | None = None) -> Any:
-        assert cancelled is not None
-        seen.append(cancelled)
-        return original(job_id, after_seq, cancelled)
+    async def spy(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in original(*args, **kwargs):
+                yield item
+        finally:
+            ended.set()  # the watch was closed: nothing of it is left running
 
-    monkeypatch.setattr(api.container.training, "watch", spy)
+    monkeypatch.setattr(api.container.training, "watch_async", spy)
     stream = api.training.WatchJob(training_pb2.WatchJobRequest(job_id=job.id))
     assert next(stream).seq == 1
-    assert not seen[0].is_set()
+    assert not ended.is_set()
     stream.cancel()
-    deadline = time.monotonic() + 10
-    while not seen[0].is_set() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert seen[0].is_set(), "the server did not notice that the client went away"
+    assert ended.wait(10), "the server did not notice that the client went away"
 
 
 # -- models -------------------------------------------------------------------------------------

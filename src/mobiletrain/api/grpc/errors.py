@@ -24,25 +24,34 @@ authentication, so a malformed request gets the same clean status on every metho
 
 Every call also gets a server-side deadline (see :mod:`.deadlines`): the wrapped handlers stop
 passing messages in either direction once it has expired and end the call with
-``DEADLINE_EXCEEDED`` (code 73); the watchdog stops handlers that do not notice.
+``DEADLINE_EXCEEDED`` (code 73); a handler that does not notice is cut after a grace.
+
+The server is ``grpc.aio`` (see :mod:`.bridge`): every wrapped handler is a coroutine. Servicer
+methods written as ``async def`` run on the event loop; the synchronous ones run in the server's
+thread pool with a :class:`~.bridge.SyncContext`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import inspect
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import ExitStack
 from typing import Any, NoReturn
 
 import grpc
 
-from mobiletrain.api.grpc.deadlines import (
-    CallDeadline,
-    Watchdog,
-    bind,
-    current_deadline,
-    deadline_message,
+from mobiletrain.api.grpc.bridge import (
+    CallEnded,
+    RequestPump,
+    SyncContext,
+    iterate_in_pool,
+    run_in_pool,
 )
+from mobiletrain.api.grpc.deadlines import CallDeadline, bind, current_deadline, deadline_message
 from mobiletrain.core.auth import SYSTEM, Principal, acting_as
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
@@ -61,23 +70,39 @@ def status_code_of(code: ErrorCode) -> grpc.StatusCode:
     return grpc.StatusCode[code.grpc_status]
 
 
-def abort_with_error(context: grpc.ServicerContext, error: MobiletrainError) -> NoReturn:
+async def abort_with_error(context: grpc.aio.ServicerContext, error: MobiletrainError) -> NoReturn:
     """End the RPC with the status, message and trailing code number of ``error``."""
     context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, str(error.code.number)),))
-    context.abort(status_code_of(error.code), error.message)
+    await context.abort(status_code_of(error.code), error.message)
+    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
 
-def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> NoReturn:
+async def _fail(
+    context: grpc.aio.ServicerContext,
+    exc: BaseException,
+    method: str,
+    deadline: CallDeadline | None,
+) -> NoReturn:
     """Map an exception raised by a handler (see the module docstring)."""
-    if isinstance(exc, grpc.RpcError) or not context.is_active():
+    if isinstance(exc, TimeoutError) and deadline is not None and deadline.remaining() == 0:
+        # The hard stop: the handler ignored its deadline (or, for unary calls, reached it).
+        log.warning("%s cut at its %g s server deadline", method, deadline.seconds)
+        await abort_with_error(
+            context, MobiletrainError(ErrorCode.DEADLINE_EXCEEDED, deadline_message(deadline))
+        )
+    if (
+        not isinstance(exc, Exception)  # cancelled (client gone), interpreter exiting
+        or isinstance(exc, (grpc.RpcError, CallEnded, grpc.aio.AbortError))
+        or context.done()
+    ):
         # The client cancelled or the connection dropped: gRPC knows and discards this.
         raise exc
     if isinstance(exc, MobiletrainError):
         if exc.code is ErrorCode.INTERNAL:
             log.error("%s failed: %s", method, exc)
-        abort_with_error(context, exc)
+        await abort_with_error(context, exc)
     log.error("%s failed unexpectedly", method, exc_info=exc)
-    abort_with_error(context, MobiletrainError(ErrorCode.INTERNAL))
+    await abort_with_error(context, MobiletrainError(ErrorCode.INTERNAL))
 
 
 Authenticator = Callable[[str | None], Principal]
@@ -86,17 +111,13 @@ Authenticator = Callable[[str | None], Principal]
 AUTHORIZATION_METADATA_KEY = "authorization"
 
 
-def bearer_secret(context: grpc.ServicerContext) -> str | None:
+def bearer_secret(context: grpc.aio.ServicerContext | SyncContext) -> str | None:
     """The token of ``authorization: Bearer <token>`` metadata, if any."""
     for key, value in context.invocation_metadata() or ():
         if key == AUTHORIZATION_METADATA_KEY and isinstance(value, str):
             scheme, _, secret = value.partition(" ")
             return secret.strip() if scheme.lower() == "bearer" else None
     return None
-
-
-Scope = Callable[[grpc.ServicerContext, bool], AbstractContextManager[Any]]
-"""Enters a call's context: (context, is a stream) -> the principal's scope."""
 
 
 class Undecodable:
@@ -146,128 +167,184 @@ def _decoded_stream(requests: Iterator[Any]) -> Iterator[Any]:
         yield _decoded(request)
 
 
-RequestFilter = Callable[[Any], Any]
-"""Checks a handler's request argument (a message, or an iterator of them) before use."""
+class _Call:
+    """What every wrapped handler does around the servicer's code."""
+
+    def __init__(
+        self, interceptor: ErrorInterceptor, method: str, stream: bool, blocking: bool
+    ) -> None:
+        self.interceptor = interceptor
+        self.method = method
+        self.stream = stream
+        self.blocking = blocking  # a synchronous servicer method (runs in the pool)
+
+    async def enter(
+        self, context: grpc.aio.ServicerContext, stack: ExitStack
+    ) -> tuple[Any, CallDeadline]:
+        """Authenticate, limit, bind principal and deadline; returns the servicer's context."""
+        i = self.interceptor
+        principal = SYSTEM
+        if i.authenticate is not None:
+            secret = bearer_secret(context)
+            principal = await run_in_pool(
+                i.executor, contextvars.copy_context(), i.authenticate, secret
+            )
+        if i.limiter is not None:
+            i.limiter.check(principal.token_id)
+        if self.stream and i.slots is not None:
+            stack.enter_context(i.slots.hold(principal.token_id))
+        stack.enter_context(acting_as(principal))
+        deadline = CallDeadline(i.stream_seconds if self.stream else i.unary_seconds, self.stream)
+        stack.callback(bind(deadline))
+        loop = asyncio.get_running_loop()
+        if self.stream:  # streams are told first, and cut only after the grace
+            stack.callback(loop.call_later(deadline.seconds, deadline.expire).cancel)
+        return (SyncContext(context) if self.blocking else context), deadline
+
+    def timeout(self, deadline: CallDeadline) -> asyncio.Timeout:
+        """The hard stop of the current call."""
+        grace = self.interceptor.grace_seconds if self.stream else 0.0
+        return asyncio.timeout(deadline.remaining() + grace)
 
 
-def _wrap_unary_response(
-    behavior: Callable[[Any, grpc.ServicerContext], Any],
-    method: str,
-    scope: Scope,
-    decoded: RequestFilter,
-) -> Callable[[Any, grpc.ServicerContext], Any]:
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+def _unary_response(
+    behavior: Callable[..., Any], call: _Call, decoded: Callable[[Any], Any], pump: bool
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    executor = call.interceptor.executor
+
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        pumping: asyncio.Task[None] | None = None
+        deadline: CallDeadline | None = None
         try:
-            with scope(context, False):
-                return behavior(decoded(request), context)
-        except Exception as exc:
-            _fail(context, exc, method)
+            with ExitStack() as stack:
+                servicer_context, deadline = await call.enter(context, stack)
+                async with call.timeout(deadline):
+                    if pump:  # a client stream
+                        requests = RequestPump(request)
+                        pumping = asyncio.create_task(requests.run())
+                        request = requests
+                    if not call.blocking:
+                        return await behavior(decoded(request), servicer_context)
+                    return await run_in_pool(
+                        executor,
+                        contextvars.copy_context(),
+                        lambda: behavior(decoded(request), servicer_context),
+                    )
+        except BaseException as exc:
+            await _fail(context, exc, call.method, deadline)
+        finally:
+            if pumping is not None:
+                pumping.cancel()
 
     return handler
 
 
-def _wrap_stream_response(
-    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
-    method: str,
-    scope: Scope,
-    decoded: RequestFilter,
-) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
-    def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+def _stream_response(
+    behavior: Callable[..., Any], call: _Call, decoded: Callable[[Any], Any], pump: bool
+) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+    executor = call.interceptor.executor
+
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        pumping: asyncio.Task[None] | None = None
+        deadline: CallDeadline | None = None
         try:
-            # The scope spans the whole stream: the generator's body runs during iteration.
-            with scope(context, True):
-                for response in behavior(decoded(request), context):
+            with ExitStack() as stack:
+                servicer_context, deadline = await call.enter(context, stack)
+                async with call.timeout(deadline):
+                    if pump:
+                        requests = RequestPump(request)
+                        pumping = asyncio.create_task(requests.run())
+                        request = requests
+                    responses: AsyncIterator[Any]
+                    if call.blocking:
+                        ctx = contextvars.copy_context()
+                        items = await run_in_pool(
+                            executor, ctx, lambda: behavior(decoded(request), servicer_context)
+                        )
+                        responses = iterate_in_pool(executor, ctx, items)
+                    else:
+                        responses = behavior(decoded(request), servicer_context)
+                    async for response in responses:
+                        _check_deadline()
+                        yield response
+                    # A handler that returns early because its deadline woke it (WatchJob) did
+                    # not finish: tell the client to reconnect.
                     _check_deadline()
-                    yield response
-                # A handler that returns early because its deadline woke it (WatchJob) did
-                # not finish: tell the client to reconnect.
-                _check_deadline()
-        except Exception as exc:
-            _fail(context, exc, method)
+        except BaseException as exc:
+            if isinstance(exc, GeneratorExit):
+                raise  # the server closed the stream (client gone)
+            await _fail(context, exc, call.method, deadline)
+        finally:
+            if pumping is not None:
+                pumping.cancel()
 
     return handler
 
 
-class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates, rate-limits and maps errors for every handler of the mobiletrain services.
 
     Without an ``authenticate`` function (auth switched off) calls run as the local admin.
-    Streams (either direction) also hold one of the token's stream slots while they run.
-    With a ``watchdog``, unary calls may run ``unary_seconds`` and streams ``stream_seconds``.
+    Streams (either direction) also hold one of the token's stream slots while they run. Unary
+    calls may run ``unary_seconds``, streams ``stream_seconds`` (then ``grace_seconds`` more
+    before they are cut). Synchronous servicer methods run on ``executor``.
     """
 
     def __init__(
         self,
+        executor: Executor,
         authenticate: Authenticator | None = None,
         limiter: RateLimiter | None = None,
         slots: StreamSlots | None = None,
-        watchdog: Watchdog | None = None,
         unary_seconds: float = 60.0,
         stream_seconds: float = 3600.0,
+        grace_seconds: float = 5.0,
     ) -> None:
         # Wrapped handlers per method name; the servicers' handlers never change.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
-        self._authenticate = authenticate
-        self._limiter = limiter
-        self._slots = slots
-        self._watchdog = watchdog
-        self._unary_seconds = unary_seconds
-        self._stream_seconds = stream_seconds
+        self.executor = executor
+        self.authenticate = authenticate
+        self.limiter = limiter
+        self.slots = slots
+        self.unary_seconds = unary_seconds
+        self.stream_seconds = stream_seconds
+        self.grace_seconds = grace_seconds
 
-    def _scope(self, context: grpc.ServicerContext, stream: bool) -> AbstractContextManager[Any]:
-        """Authenticate, apply the token's request rate and stream limits, bind the caller."""
-        principal = SYSTEM
-        if self._authenticate is not None:
-            principal = self._authenticate(bearer_secret(context))
-        if self._limiter is not None:
-            self._limiter.check(principal.token_id)
-        stack = ExitStack()
-        if self._watchdog is not None:
-            deadline = CallDeadline(self._stream_seconds if stream else self._unary_seconds, stream)
-            stack.callback(self._watchdog.watch(context, deadline))
-            stack.callback(bind(deadline))
-        if stream and self._slots is not None:
-            stack.enter_context(self._slots.hold(principal.token_id))
-        stack.enter_context(acting_as(principal))
-        return stack
-
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],  # type: ignore[type-arg]
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],  # type: ignore[type-arg]
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:  # type: ignore[type-arg]
+    ) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
         """Return the handler of the call with its behaviour wrapped."""
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or not method.startswith(SERVICE_PREFIX):
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None:
-            wrapped = self._wrapped[method] = _wrap(handler, method, self._scope)
+            wrapped = self._wrapped[method] = self._wrap(handler, method)
         return wrapped
 
-
-def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
-    """A copy of ``handler`` whose behaviour maps exceptions to statuses."""
-    kwargs: dict[str, Any] = {
-        "request_deserializer": _lenient(handler.request_deserializer),
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
-            _wrap_unary_response(handler.unary_unary, method, scope, _decoded), **kwargs
-        )
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            _wrap_stream_response(handler.unary_stream, method, scope, _decoded), **kwargs
-        )
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(
-            _wrap_unary_response(handler.stream_unary, method, scope, _decoded_stream), **kwargs
-        )
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream_response(handler.stream_stream, method, scope, _decoded_stream),
-            **kwargs,
-        )
-    return handler
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
+        """A copy of ``handler`` whose behaviour runs as described in the module docstring."""
+        kwargs: dict[str, Any] = {
+            "request_deserializer": _lenient(handler.request_deserializer),
+            "response_serializer": handler.response_serializer,
+        }
+        for kind, make, stream_in, stream_out in (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler, False, False),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler, False, True),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler, True, False),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler, True, True),
+        ):
+            behavior = getattr(handler, kind)
+            if behavior is None:
+                continue
+            blocking = not (
+                inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
+            )
+            call = _Call(self, method, stream_in or stream_out, blocking)
+            decoded = _decoded_stream if stream_in else _decoded
+            wrap = _stream_response if stream_out else _unary_response
+            return make(wrap(behavior, call, decoded, stream_in), **kwargs)  # type: ignore[no-any-return]
+        return handler

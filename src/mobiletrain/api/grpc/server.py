@@ -1,9 +1,18 @@
-"""Builds the gRPC server: the four mobiletrain services, health checking and reflection."""
+"""Builds the gRPC server: the mobiletrain services, health checking and reflection.
+
+The server is ``grpc.aio`` on an event loop of its own thread, so that calls that mostly wait
+(``WatchJob``) hold no thread; synchronous servicer code runs in a pool of ``grpc_threads``
+threads (see :mod:`.bridge`). :class:`GrpcServer` gives it the synchronous ``start`` / ``stop``
+of the rest of the program.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,7 +32,6 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2,
     training_pb2_grpc,
 )
-from mobiletrain.api.grpc.deadlines import Watchdog
 from mobiletrain.api.grpc.errors import ErrorInterceptor
 from mobiletrain.api.grpc.federated import FederatedServicer
 from mobiletrain.api.grpc.servicers import (
@@ -72,24 +80,76 @@ def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     ]
 
 
-def build_grpc_server(container: Container, address: str) -> tuple[grpc.Server, int]:
+T = TypeVar("T")
+
+
+class GrpcServer:
+    """An asyncio gRPC server driven from synchronous code (its loop runs in its own thread)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor) -> None:
+        self._loop = loop
+        self._executor = executor
+        self._server: grpc.aio.Server | None = None
+        self._stopped = threading.Event()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def start(self) -> None:
+        """Start serving."""
+        assert self._server is not None
+        self.run(self._server.start())
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        """Stop serving (calls in flight get ``grace`` seconds); set the event when done."""
+        if not self._stopped.is_set() and self._loop.is_running():
+            try:
+                if self._server is not None:
+                    self.run(self._server.stop(grace))
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._stopped.set()
+        return self._stopped
+
+
+def build_grpc_server(container: Container, address: str) -> tuple[GrpcServer, int]:
     """Create (but do not start) the gRPC server bound to ``address`` ("host:port").
 
     Registers the mobiletrain services behind the auth and error interceptor, the standard health
     service (SERVING for "" and every service name) and server reflection. ``address`` may use
     port 0; the port actually bound is returned.
     """
+    executor = ThreadPoolExecutor(
+        max_workers=container.settings.grpc_threads, thread_name_prefix="grpc"
+    )
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True).start()
+    wrapper = GrpcServer(loop, executor)
+    try:
+        wrapper._server, port = wrapper.run(_build(container, address, executor))
+    except BaseException:
+        wrapper.stop()
+        raise
+    return wrapper, port
+
+
+async def _build(
+    container: Container, address: str, executor: ThreadPoolExecutor
+) -> tuple[grpc.aio.Server, int]:
     settings = container.settings
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
+    server = grpc.aio.server(
+        migration_thread_pool=executor,  # health and reflection are async; nothing else uses it
         interceptors=[
             ErrorInterceptor(
+                executor,
                 container.tokens.verify if settings.auth else None,
                 container.rate_limiter,
                 container.stream_slots,
-                Watchdog(settings.grpc_deadline_grace_seconds),
                 unary_seconds=settings.grpc_unary_timeout_seconds,
                 stream_seconds=settings.stream_max_seconds,
+                grace_seconds=settings.grpc_deadline_grace_seconds,
             ),
         ],
         options=server_options(settings.grpc_max_message_bytes),
@@ -101,10 +161,10 @@ def build_grpc_server(container: Container, address: str) -> tuple[grpc.Server, 
     tokens_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(container), server)
     federated_pb2_grpc.add_FederatedServiceServicer_to_server(FederatedServicer(container), server)
 
-    health_servicer = health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     reflection.enable_server_reflection(
         (

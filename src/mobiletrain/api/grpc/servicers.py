@@ -8,9 +8,9 @@ service and converts the result back. Failures are raised as
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import grpc
@@ -207,18 +207,22 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         """Ask a job to stop."""
         return serde.job_to_proto(self._c.training.cancel(request.job_id))
 
-    def WatchJob(
-        self, request: training_pb2.WatchJobRequest, context: grpc.ServicerContext
-    ) -> Iterator[training_pb2.JobEvent]:
-        """Stored events after ``after_seq``, then live ones, until the job's final state."""
-        cancelled = threading.Event()
-        if not context.add_callback(cancelled.set):
-            cancelled.set()  # the RPC has already ended
+    async def WatchJob(
+        self, request: training_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[training_pb2.JobEvent]:
+        """Stored events after ``after_seq``, then live ones, until the job's final state.
+
+        Asynchronous: a watcher waiting for the next event holds no thread (a thousand phones
+        watching a job cost coroutines). The client going away cancels it.
+        """
+        after_seq = min(request.after_seq, MAX_SEQ)  # uint64 on the wire, int64 in the store
+        training = self._c.training
+        finished = await asyncio.to_thread(training.prepare_watch, request.job_id, after_seq)
+        stop = asyncio.Event()
         deadline = current_deadline()
         if deadline is not None:
-            deadline.on_expiry(cancelled.set)  # the stream's time is up: stop waiting
-        after_seq = min(request.after_seq, MAX_SEQ)  # uint64 on the wire, int64 in the store
-        for event in self._c.training.watch(request.job_id, after_seq, cancelled):
+            deadline.on_expiry(stop.set)  # the stream's time is up: stop waiting
+        async for event in training.watch_async(request.job_id, after_seq, finished, stop):
             if event is None:
                 continue  # heartbeat: HTTP/2 keepalive pings already watch the connection
             yield serde.job_event_to_proto(event)
