@@ -551,10 +551,17 @@ class SqlMetadataStore(MetadataStore):
         now = utcnow()
 
         def tx(c: Connection) -> int:
+            # Writers of one job (worker, executor, replicas) queue on the job's row instead
+            # of colliding on (job_id, seq) and retrying.
             if c.dialect.name == "postgresql":
-                # Writers of one job (worker, executor, replicas) queue on the job's row instead
-                # of colliding on (job_id, seq) and retrying; SQLite serialises writes anyway.
                 c.execute(sa.select(t.jobs.c.id).where(t.jobs.c.id == job_id).with_for_update())
+            else:
+                # SQLite: a write first takes the database's write lock, so the max(seq) read
+                # below already sees every other writer's event. Reading first let several
+                # writers read the same max under load and collide again and again.
+                c.execute(
+                    t.jobs.update().where(t.jobs.c.id == job_id).values(state=t.jobs.c.state)
+                )
             last = c.execute(
                 sa.select(sa.func.max(t.job_events.c.seq)).where(t.job_events.c.job_id == job_id)
             ).scalar()
