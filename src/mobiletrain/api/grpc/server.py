@@ -103,15 +103,25 @@ class GrpcServer:
 
     def stop(self, grace: float | None = None) -> threading.Event:
         """Stop serving (calls in flight get ``grace`` seconds); set the event when done."""
-        if not self._stopped.is_set() and self._loop.is_running():
-            try:
-                if self._server is not None:
-                    self.run(self._server.stop(grace))
-            finally:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._stopped.set()
+        if self._stopped.is_set():
+            return self._stopped
+        try:
+            if self._server is not None and self._loop.is_running():
+                self.run(self._server.stop(grace))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._stopped.set()
         return self._stopped
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The server's event loop, until ``stop``; then its resources are released."""
+    loop.run_forever()
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 def build_grpc_server(container: Container, address: str) -> tuple[GrpcServer, int]:
@@ -125,7 +135,7 @@ def build_grpc_server(container: Container, address: str) -> tuple[GrpcServer, i
         max_workers=container.settings.grpc_threads, thread_name_prefix="grpc"
     )
     loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True).start()
+    threading.Thread(target=_run_loop, args=(loop,), name="grpc-loop", daemon=True).start()
     wrapper = GrpcServer(loop, executor)
     try:
         wrapper._server, port = wrapper.run(_build(container, address, executor))
