@@ -39,6 +39,46 @@ class _Tail:
     watchers: int = 0
 
 
+@dataclass
+class _Watcher:
+    """Where one watcher is; the same rules for the thread and the asyncio watch loops."""
+
+    seq: int
+    heartbeat: float
+    last_sent: float = field(default_factory=time.monotonic)
+    finished_since: float | None = None
+    next_finish_check: float = 0.0  # is_finished() reads the store: at most once a second
+
+    def sent(self, event: JobEvent) -> bool:
+        """Note a delivered event; True when it is the terminal state event."""
+        self.seq = event.seq
+        self.last_sent = time.monotonic()
+        return event.kind is EventKind.STATE and JobState(event.data["state"]).is_terminal
+
+    def finish_check_due(self) -> bool:
+        """Whether to ask if the job has finished (nothing new came)."""
+        if self.finished_since is None and time.monotonic() >= self.next_finish_check:
+            self.next_finish_check = time.monotonic() + 1.0
+            return True
+        return False
+
+    def gave_up(self) -> bool:
+        """The terminal state event normally ends the stream; a job that is finished but whose
+        final event never came (a writer died in between) ends after a grace time."""
+        return self.finished_since is not None and time.monotonic() - self.finished_since > 3.0
+
+    def wait_seconds(self) -> float:
+        """How long to wait for a wake-up before looking again."""
+        return 0.5 if self.finished_since else 1.0
+
+    def heartbeat_due(self) -> bool:
+        """True (and reset) when nothing was sent for ``heartbeat`` seconds."""
+        if time.monotonic() - self.last_sent >= self.heartbeat:
+            self.last_sent = time.monotonic()
+            return True
+        return False
+
+
 class EventHub:
     """Wakes watchers when new events are stored."""
 
@@ -178,32 +218,23 @@ class EventHub:
         cancelled: threading.Event | None,
         heartbeat: float,
     ) -> Iterator[JobEvent | None]:
-        seq = after_seq
-        last_sent = time.monotonic()
-        finished_since: float | None = None
-        next_finish_check = 0.0  # is_finished() reads the store: at most once a second
+        w = _Watcher(after_seq, heartbeat)
         while not self._stop.is_set() and not (cancelled is not None and cancelled.is_set()):
-            events = self._events_after(job_id, seq)
+            events = self._events_after(job_id, w.seq)
             for ev in events:
-                seq = ev.seq
+                terminal = w.sent(ev)
                 yield ev
-                if ev.kind is EventKind.STATE and JobState(ev.data["state"]).is_terminal:
+                if terminal:
                     return
             if events:
-                last_sent = time.monotonic()
                 continue
-            # The terminal state event normally ends the stream. A job that is finished but
-            # whose final event never came (a writer died in between) ends after a grace time.
-            if finished_since is None and time.monotonic() >= next_finish_check:
-                next_finish_check = time.monotonic() + 1.0
-                if is_finished():
-                    finished_since = time.monotonic()
-            if finished_since is not None and time.monotonic() - finished_since > 3.0:
+            if w.finish_check_due() and is_finished():
+                w.finished_since = time.monotonic()
+            if w.gave_up():
                 return
             with self._cond:
-                self._cond.wait(timeout=0.5 if finished_since else 1.0)
-            if time.monotonic() - last_sent >= heartbeat:
-                last_sent = time.monotonic()
+                self._cond.wait(timeout=w.wait_seconds())
+            if w.heartbeat_due():
                 yield None
 
     async def watch_async(
@@ -226,33 +257,26 @@ class EventHub:
         relay = asyncio.ensure_future(_relay(stop, waiter)) if stop is not None else None
         self._join(job_id, after_seq)
         try:
-            seq = after_seq
-            last_sent = time.monotonic()
-            finished_since: float | None = None
-            next_finish_check = 0.0
+            w = _Watcher(after_seq, heartbeat)
             while not self._stop.is_set() and not (stop is not None and stop.is_set()):
                 waiter.clear()  # before reading: a notify() during the read is not lost
-                events = self._cached_events_after(job_id, seq)
+                events = self._cached_events_after(job_id, w.seq)
                 if events is None:
-                    events = await asyncio.to_thread(self._events_after, job_id, seq)
+                    events = await asyncio.to_thread(self._events_after, job_id, w.seq)
                 for ev in events:
-                    seq = ev.seq
+                    terminal = w.sent(ev)
                     yield ev
-                    if ev.kind is EventKind.STATE and JobState(ev.data["state"]).is_terminal:
+                    if terminal:
                         return
                 if events:
-                    last_sent = time.monotonic()
                     continue
-                if finished_since is None and time.monotonic() >= next_finish_check:
-                    next_finish_check = time.monotonic() + 1.0
-                    if await asyncio.to_thread(is_finished):
-                        finished_since = time.monotonic()
-                if finished_since is not None and time.monotonic() - finished_since > 3.0:
+                if w.finish_check_due() and await asyncio.to_thread(is_finished):
+                    w.finished_since = time.monotonic()
+                if w.gave_up():
                     return
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), timeout=0.5 if finished_since else 1.0)
-                if time.monotonic() - last_sent >= heartbeat:
-                    last_sent = time.monotonic()
+                    await asyncio.wait_for(waiter.wait(), timeout=w.wait_seconds())
+                if w.heartbeat_due():
                     yield None
         finally:
             if relay is not None:
