@@ -52,6 +52,10 @@ class ErrorCode(Enum):
     INVALID_CLIENT_ID = _Spec(28, "INVALID_ARGUMENT", 400, "invalid client sample id")
     INCOMPLETE_SAMPLE = _Spec(29, "INVALID_ARGUMENT", 400, "sample chunks are incomplete")
     INVALID_PAGE = _Spec(30, "INVALID_ARGUMENT", 400, "invalid page token or size")
+    # 500 as Google's API guide maps DATA_LOSS; clients branch on the number (re-upload restores).
+    SAMPLE_DAMAGED = _Spec(
+        31, "DATA_LOSS", 500, "the sample's stored bytes are missing or damaged; upload it again"
+    )
     JOB_NOT_FOUND = _Spec(40, "NOT_FOUND", 404, "training job not found")
     INVALID_HYPERPARAMETERS = _Spec(41, "INVALID_ARGUMENT", 400, "invalid hyperparameters")
     NOT_ENOUGH_DATA = _Spec(42, "FAILED_PRECONDITION", 409, "not enough samples to train")
@@ -70,6 +74,7 @@ class ErrorCode(Enum):
     DEADLINE_EXCEEDED = _Spec(
         73, "DEADLINE_EXCEEDED", 504, "the call ran past the server's deadline; retry or resume"
     )
+    STORAGE_FULL = _Spec(74, "RESOURCE_EXHAUSTED", 507, "the server's storage is full; retry later")
     UPLOAD_OFFSET_MISMATCH = _Spec(80, "FAILED_PRECONDITION", 409, "wrong upload offset")
     CHECKSUM_MISMATCH = _Spec(81, "INVALID_ARGUMENT", 400, "chunk checksum mismatch")
     UPLOAD_NOT_FOUND = _Spec(82, "NOT_FOUND", 404, "upload not found")
@@ -83,6 +88,13 @@ class ErrorCode(Enum):
     DEVICE_NOT_REGISTERED = _Spec(
         93, "NOT_FOUND", 404, "device is not registered with the running session"
     )
+    DEVICE_NOT_OWNED = _Spec(
+        94, "PERMISSION_DENIED", 403, "this device id was registered by another token"
+    )
+    TOO_MANY_DEVICES = _Spec(
+        95, "RESOURCE_EXHAUSTED", 429, "this token has registered the most devices it may"
+    )
+    FIELD_TOO_LONG = _Spec(96, "INVALID_ARGUMENT", 400, "a field is longer than allowed")
 
     @property
     def number(self) -> int:

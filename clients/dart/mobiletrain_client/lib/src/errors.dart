@@ -101,6 +101,9 @@ abstract final class ErrorCodes {
   /// The page token or page size is invalid.
   static const int invalidPage = 30;
 
+  /// The sample's stored bytes are missing or damaged; upload it again.
+  static const int sampleDamaged = 31;
+
   /// No training job has this id.
   static const int jobNotFound = 40;
 
@@ -149,6 +152,9 @@ abstract final class ErrorCodes {
   /// The call ran past the server's deadline (a stream past its maximum age):
   /// reconnect and resume from the last sequence number or offset.
   static const int deadlineExceeded = 73;
+
+  /// The server's storage is full (or below its free-space reserve); retry later.
+  static const int storageFull = 74;
 
   /// A resumable upload's chunk does not start at the server's offset.
   static const int uploadOffsetMismatch = 80;
@@ -199,6 +205,7 @@ abstract final class ErrorCodes {
     invalidClientId: 'invalid_client_id',
     incompleteSample: 'incomplete_sample',
     invalidPage: 'invalid_page',
+    sampleDamaged: 'sample_damaged',
     jobNotFound: 'job_not_found',
     invalidHyperparameters: 'invalid_hyperparameters',
     notEnoughData: 'not_enough_data',
@@ -215,6 +222,7 @@ abstract final class ErrorCodes {
     rateLimited: 'rate_limited',
     tooManyStreams: 'too_many_streams',
     deadlineExceeded: 'deadline_exceeded',
+    storageFull: 'storage_full',
     uploadOffsetMismatch: 'upload_offset_mismatch',
     checksumMismatch: 'checksum_mismatch',
     uploadNotFound: 'upload_not_found',

@@ -61,6 +61,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_INVALID_CLIENT_ID: _ClassVar[ErrorCode]
     ERROR_CODE_INCOMPLETE_SAMPLE: _ClassVar[ErrorCode]
     ERROR_CODE_INVALID_PAGE: _ClassVar[ErrorCode]
+    ERROR_CODE_SAMPLE_DAMAGED: _ClassVar[ErrorCode]
     ERROR_CODE_JOB_NOT_FOUND: _ClassVar[ErrorCode]
     ERROR_CODE_INVALID_HYPERPARAMETERS: _ClassVar[ErrorCode]
     ERROR_CODE_NOT_ENOUGH_DATA: _ClassVar[ErrorCode]
@@ -77,6 +78,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_RATE_LIMITED: _ClassVar[ErrorCode]
     ERROR_CODE_TOO_MANY_STREAMS: _ClassVar[ErrorCode]
     ERROR_CODE_DEADLINE_EXCEEDED: _ClassVar[ErrorCode]
+    ERROR_CODE_STORAGE_FULL: _ClassVar[ErrorCode]
     ERROR_CODE_UPLOAD_OFFSET_MISMATCH: _ClassVar[ErrorCode]
     ERROR_CODE_CHECKSUM_MISMATCH: _ClassVar[ErrorCode]
     ERROR_CODE_UPLOAD_NOT_FOUND: _ClassVar[ErrorCode]
@@ -84,6 +86,9 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_NO_ACTIVE_SESSION: _ClassVar[ErrorCode]
     ERROR_CODE_SESSION_ACTIVE: _ClassVar[ErrorCode]
     ERROR_CODE_DEVICE_NOT_REGISTERED: _ClassVar[ErrorCode]
+    ERROR_CODE_DEVICE_NOT_OWNED: _ClassVar[ErrorCode]
+    ERROR_CODE_TOO_MANY_DEVICES: _ClassVar[ErrorCode]
+    ERROR_CODE_FIELD_TOO_LONG: _ClassVar[ErrorCode]
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_IMAGE_CLASSIFICATION: TaskType
 COLOR_MODE_UNSPECIFIED: ColorMode
@@ -126,6 +131,7 @@ ERROR_CODE_IMAGE_TOO_LARGE: ErrorCode
 ERROR_CODE_INVALID_CLIENT_ID: ErrorCode
 ERROR_CODE_INCOMPLETE_SAMPLE: ErrorCode
 ERROR_CODE_INVALID_PAGE: ErrorCode
+ERROR_CODE_SAMPLE_DAMAGED: ErrorCode
 ERROR_CODE_JOB_NOT_FOUND: ErrorCode
 ERROR_CODE_INVALID_HYPERPARAMETERS: ErrorCode
 ERROR_CODE_NOT_ENOUGH_DATA: ErrorCode
@@ -142,6 +148,7 @@ ERROR_CODE_QUOTA_EXCEEDED: ErrorCode
 ERROR_CODE_RATE_LIMITED: ErrorCode
 ERROR_CODE_TOO_MANY_STREAMS: ErrorCode
 ERROR_CODE_DEADLINE_EXCEEDED: ErrorCode
+ERROR_CODE_STORAGE_FULL: ErrorCode
 ERROR_CODE_UPLOAD_OFFSET_MISMATCH: ErrorCode
 ERROR_CODE_CHECKSUM_MISMATCH: ErrorCode
 ERROR_CODE_UPLOAD_NOT_FOUND: ErrorCode
@@ -149,6 +156,9 @@ ERROR_CODE_SESSION_NOT_FOUND: ErrorCode
 ERROR_CODE_NO_ACTIVE_SESSION: ErrorCode
 ERROR_CODE_SESSION_ACTIVE: ErrorCode
 ERROR_CODE_DEVICE_NOT_REGISTERED: ErrorCode
+ERROR_CODE_DEVICE_NOT_OWNED: ErrorCode
+ERROR_CODE_TOO_MANY_DEVICES: ErrorCode
+ERROR_CODE_FIELD_TOO_LONG: ErrorCode
 
 class InputSpec(_message.Message):
     __slots__ = ("width", "height", "color_mode", "normalization", "channels", "scale", "offset")
