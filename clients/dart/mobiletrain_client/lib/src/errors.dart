@@ -177,6 +177,15 @@ abstract final class ErrorCodes {
   /// This device id is not registered with the running session; register again.
   static const int deviceNotRegistered = 93;
 
+  /// The device id was registered by another token; name only your own devices.
+  static const int deviceNotOwned = 94;
+
+  /// This token registered the most devices per session it may (default 1).
+  static const int tooManyDevices = 95;
+
+  /// A free-form field is longer than the server allows, or has too many entries.
+  static const int fieldTooLong = 96;
+
   static const Map<int, String> _names = {
     network: 'network',
     timeout: 'timeout',
@@ -230,6 +239,9 @@ abstract final class ErrorCodes {
     noActiveSession: 'no_active_session',
     sessionActive: 'session_active',
     deviceNotRegistered: 'device_not_registered',
+    deviceNotOwned: 'device_not_owned',
+    tooManyDevices: 'too_many_devices',
+    fieldTooLong: 'field_too_long',
   };
 
   /// The stable lower-case name of [code] (`corrupt_image`), or `error_<code>` if unknown.
