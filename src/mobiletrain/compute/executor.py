@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mobiletrain.compute import checkpoints
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.ports import JobExecutor, MetadataStore
 from mobiletrain.core.types import EventKind, JobState
 
 log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 60.0
+"""How often the scheduler removes the checkpoints of jobs that ended while no worker ran."""
 
 
 @dataclass
@@ -68,6 +72,13 @@ class SchedulingExecutor(JobExecutor):
             data["error"] = error
         self.store.append_event(job_id, EventKind.STATE, data)
         self.hub.notify()
+        try:
+            self._job_ended(job_id)
+        except OSError:  # cleanup must never keep the scheduler from going on
+            log.warning("could not remove the checkpoints of job %s", job_id, exc_info=True)
+
+    def _job_ended(self, job_id: str) -> None:
+        """The job reached a final state here: remove what only a retry would have used."""
 
 
 class LocalExecutor(SchedulingExecutor):
@@ -100,6 +111,7 @@ class LocalExecutor(SchedulingExecutor):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_sweep = 0.0
 
     # -- JobExecutor ---------------------------------------------------------------------------
     def notify_queued(self, job_id: str) -> None:
@@ -117,6 +129,7 @@ class LocalExecutor(SchedulingExecutor):
 
     def start(self) -> None:
         """Start scheduling (jobs a previous server left running come back as leases expire)."""
+        self._sweep()
         self._thread = threading.Thread(target=self._loop, name="local-executor", daemon=True)
         self._thread.start()
 
@@ -140,6 +153,18 @@ class LocalExecutor(SchedulingExecutor):
         self._running.clear()
 
     # -- scheduling ----------------------------------------------------------------------------
+    def _job_ended(self, job_id: str) -> None:
+        checkpoints.remove(self.work_dir / job_id)
+
+    def _sweep(self) -> None:
+        """Checkpoints of jobs that ended while no worker of this server ran them (a queued
+        retry cancelled, a crash before cleanup) go; worker logs stay."""
+        self._last_sweep = time.monotonic()
+        try:
+            checkpoints.sweep(self.work_dir, self.store)
+        except Exception:  # a busy database or a vanished folder: next time
+            log.warning("checkpoint sweep failed", exc_info=True)
+
     def _reap_expired_leases(self) -> None:
         for job in self.store.expired_jobs(datetime.now(UTC)):
             if job.id in self._running:
@@ -153,6 +178,8 @@ class LocalExecutor(SchedulingExecutor):
                 self._reap_expired_leases()
                 self._enforce_cancel()
                 self._launch()
+                if time.monotonic() - self._last_sweep > SWEEP_INTERVAL_S:
+                    self._sweep()
             except Exception:  # the scheduler must survive a transient database error
                 log.exception("executor loop failed; retrying")
             self._wake.wait(timeout=0.5)

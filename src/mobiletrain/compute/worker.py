@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mobiletrain.compute import checkpoints
 from mobiletrain.compute.protocol import TrainingRequest
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import BlobStore, MetadataStore
@@ -173,8 +174,23 @@ def run_job(
     """Train, export, publish a model version and record the job's final state.
 
     ``strategy``: a multi-worker tf.distribute strategy when this process is the chief of a
-    multi-worker job (the other workers run :func:`run_peer`).
+    multi-worker job (the other workers run :func:`run_peer`). Once the job has ended, its
+    checkpoints (``work_dir/checkpoint``) are removed: no attempt will resume from them.
     """
+    state = _run_job(store, blobs, job_id, work_dir, base_models_dir, strategy)
+    if state.is_terminal:
+        checkpoints.remove(work_dir)
+    return state
+
+
+def _run_job(
+    store: MetadataStore,
+    blobs: BlobStore,
+    job_id: str,
+    work_dir: Path,
+    base_models_dir: Path | None,
+    strategy: Any,
+) -> JobState:
     from mobiletrain.compute.keras.train import train_and_export
 
     job = store.get_job(job_id)

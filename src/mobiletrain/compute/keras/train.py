@@ -21,8 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from mobiletrain.compute import litert
+from mobiletrain.compute.checkpoints import CHECKPOINT_DIR
 from mobiletrain.compute.keras import distributed
 from mobiletrain.compute.keras.builders import build_augmentation, build_model
+from mobiletrain.compute.keras.checkpoint import EpochCheckpoint
 from mobiletrain.compute.keras.export import (
     REPRESENTATIVE_SAMPLES,
     embed_manifest,
@@ -237,14 +239,6 @@ def _library_versions() -> dict[str, str]:
     }
 
 
-def _history(history: keras.callbacks.History | None) -> dict[str, list[float]]:
-    logs = history.history if history is not None else {}
-    return {
-        key: [float(v) for v in logs.get(key, [])]
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy")
-    }
-
-
 def _cancelled(split: dict[str, Any], metrics: dict[str, Any] | None = None) -> TrainingOutput:
     return TrainingOutput(
         artifacts={}, metrics=metrics or {}, split=split, manifest={}, cancelled=True
@@ -328,16 +322,15 @@ def train_and_export(
             EventKind.LOG,
             {"message": f"data-parallel training on {strategy.num_replicas_in_sync} workers"},
         )
-    # A checkpoint at every epoch end in the job's own folder: a worker killed mid-epoch is
-    # retried by the executor and resumes from the last finished epoch, not from epoch 0.
-    checkpoint_dir = request.work_dir / "checkpoint"
-    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
-        reporter.emit(
-            EventKind.LOG, {"message": "resuming from the checkpoint of an earlier attempt"}
-        )
+    # A checkpoint at every epoch end in the job's own folder (written so that a crash cannot
+    # tear it, see compute/checkpoints.py): a worker killed mid-epoch is retried by the executor
+    # and resumes from the last finished epoch, with the history of every attempt.
+    checkpoint = EpochCheckpoint(request.work_dir / CHECKPOINT_DIR, reporter)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        initial_epoch = checkpoint.restore(model)
     # Checkpoint first, then the EPOCH event: an announced epoch is never trained again.
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(backup_dir=str(checkpoint_dir)),
+        checkpoint,
         ProgressCallback(reporter, hp.epochs, hp.batch_size, len(x_train)),
     ]
     if hp.early_stopping_patience > 0:
@@ -352,19 +345,24 @@ def train_and_export(
     )
     fit_start = time.monotonic()
     try:
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=hp.epochs,
-            class_weight=_class_weights(y_train, num_classes) if hp.class_weights else None,
-            callbacks=callbacks,
-            shuffle=False,  # train_ds shuffles itself each epoch
-            verbose=0,
-        )
+        if not checkpoint.finished:  # an attempt killed during export has nothing to train
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=hp.epochs,
+                initial_epoch=min(initial_epoch, hp.epochs),
+                class_weight=_class_weights(y_train, num_classes) if hp.class_weights else None,
+                callbacks=callbacks,
+                shuffle=False,  # train_ds shuffles itself each epoch
+                verbose=0,
+            )
+            # The final weights (EarlyStopping may have restored the best ones): a retry after
+            # a crash during export goes straight to the export.
+            checkpoint.save(model, finished=True)
     except _CancelledError:
-        return _cancelled(split, {"history": _history(model.history)})
+        return _cancelled(split, {"history": checkpoint.history})
     train_seconds = time.monotonic() - fit_start
-    hist = _history(history)
+    hist = checkpoint.history  # every epoch of every attempt
     if strategy is not None:
         if not distributed.is_chief(strategy):
             return TrainingOutput(artifacts={}, metrics={"history": hist}, split=split, manifest={})
