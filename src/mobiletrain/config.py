@@ -69,6 +69,49 @@ class Settings(BaseSettings):
     )
     max_streams_per_token: int = Field(default=32, description="Concurrent streams per token")
     max_pixels: int = Field(default=40_000_000, description="Largest image, in pixels")
+    # Limits before work (docs/reliability.md, "Hostile clients"): what a request may cost
+    # before its token is known.
+    max_header_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Largest HTTP request line + headers, bytes"
+    )
+    max_header_count: int = Field(default=100, gt=0, description="Most HTTP request headers")
+    body_idle_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request body that sends nothing this long is cut (408)"
+    )
+    body_min_bytes_per_second: float = Field(
+        default=1024.0, ge=0, description="After that long, a slower body is cut (408)"
+    )
+    max_requests_per_address: int = Field(
+        default=256, ge=0, description="HTTP requests in flight per client address (0 = no cap)"
+    )
+    unauthenticated_rate_per_second: float = Field(
+        default=5.0, ge=0, description="Failed-token requests/s per client address (0 = off)"
+    )
+    unauthenticated_burst: int = Field(
+        default=50, ge=1, description="Burst of failed-token requests per client address"
+    )
+    max_labels_per_project: int = Field(
+        default=1000, ge=1, description="Most distinct labels in one project"
+    )
+    federated_devices_per_token: int = Field(
+        default=1, ge=1, description="Devices one device token may register per federated session"
+    )
+    upload_ttl_hours: float = Field(
+        default=24.0, gt=0, description="Unfinished resumable uploads expire after this"
+    )
+    device_sample_access: str = Field(
+        default="own",
+        pattern="^(own|none)$",
+        description="What device tokens read of the dataset: own (what they uploaded) or none",
+    )
+    # Uploads are refused (STORAGE_FULL, code 74) while free space is below the smaller of the
+    # two, so the database, job folders and checkpoints still have room; either 0 = no reserve.
+    storage_reserve_mb: float = Field(
+        default=256.0, ge=0, description="Free-space reserve for uploads, MiB (0 = off)"
+    )
+    storage_reserve_percent: float = Field(
+        default=5.0, ge=0, le=100, description="Free-space reserve, % of the disk (0 = off)"
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data folder."""

@@ -114,6 +114,7 @@ def build_federated(
         LocalOnDeviceToolkit((settings.data_dir / "jobs").resolve()),
         projects,
         hub,
+        devices_per_token=settings.federated_devices_per_token,
     )
 
 

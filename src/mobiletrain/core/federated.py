@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from mobiletrain.core.auth import Action, can_see, require
+from mobiletrain.core.auth import Action, Role, can_see, current, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.federated_ports import FederatedStore, OnDeviceToolkit, UpdateSpool
@@ -68,7 +68,12 @@ from mobiletrain.federated.records import (
     UpdateStatus,
 )
 from mobiletrain.federated.rounds import RoundPhase, RoundState, select_devices
-from mobiletrain.federated.strategy import Aggregator, Strategy, make_strategy
+from mobiletrain.federated.strategy import (
+    Aggregator,
+    Strategy,
+    cap_weight_shares,
+    make_strategy,
+)
 from mobiletrain.federated.validation import Rejection, RejectReason, check_update
 
 log = logging.getLogger("mobiletrain.federated")
@@ -89,6 +94,14 @@ _ACTIVE = (SessionState.PREPARING, SessionState.RUNNING)
 _PROGRESS_INTERVAL_S = 0.5
 _CANCEL_CHECK_S = 1.0
 _MANIFEST_SCHEMA_VERSION = 1
+MAX_INFO_ENTRIES = 16
+"""Most entries a device's registration ``info`` may have."""
+MAX_INFO_KEY = 64
+"""Longest key of a registration ``info`` entry."""
+MAX_INFO_VALUE = 256
+"""Longest string value of a registration ``info`` entry."""
+DECLARED_SAMPLES_KEY = "num_samples"
+"""The ``info`` entry in which a device declares its local dataset size at registration."""
 
 
 def _now() -> datetime:
@@ -159,6 +172,8 @@ class _Live:
     session: FederatedSession
     project_name: str = ""
     devices: set[str] = field(default_factory=set)
+    owners: dict[str, str] = field(default_factory=dict)  # device -> registering token id
+    declared: dict[str, int] = field(default_factory=dict)  # device -> declared samples
     last_seen: dict[str, float] = field(default_factory=dict)  # device -> monotonic time
     cond: threading.Condition = field(default_factory=threading.Condition)
     head: HeadSpec | None = None
@@ -195,6 +210,7 @@ class FederatedService:
         hub: EventHub,
         update_concurrency: int = 4,
         tick_seconds: float = 0.05,
+        devices_per_token: int = 1,
     ) -> None:
         self.store = store
         self.fstore = fstore
@@ -204,6 +220,9 @@ class FederatedService:
         self.projects = projects
         self.hub = hub
         self.tick_seconds = tick_seconds
+        # How many devices one device token may register per session (admin tokens: any).
+        self.devices_per_token = max(1, devices_per_token)
+        self._register_lock = threading.Lock()
         # Bounds how many updates are decoded at once, so memory stays flat with many devices
         # (a streaming transport stops reading the others' bytes meanwhile).
         self._slots = threading.BoundedSemaphore(max(1, update_concurrency))
@@ -387,19 +406,44 @@ class FederatedService:
     def register(
         self, project_ref: str, info: dict[str, Any] | None = None
     ) -> tuple[FederatedSession, str]:
-        """Join the project's running session; returns it and the new device id."""
-        require(Action.FEDERATE)
+        """Join the project's running session; returns it and the device id.
+
+        The device id is bound to the calling token: only that token may name it later
+        (DEVICE_NOT_OWNED otherwise). A device token registers at most ``devices_per_token``
+        devices per session; with the default of one, registering again returns the same
+        device id (idempotent), with more, past the cap is TOO_MANY_DEVICES. An ``info`` entry
+        ``num_samples`` declares the device's local dataset size: its updates may not claim
+        more.
+        """
+        principal = require(Action.FEDERATE)
         live = self._active(self._project_id(project_ref))
-        device_id = str(uuid.uuid4())
-        clean = {
-            str(k)[:64]: v for k, v in (info or {}).items() if isinstance(v, str | int | float)
-        }
-        self.fstore.add_device(
-            DeviceRecord(live.session.id, device_id, _now(), dict(list(clean.items())[:16]))
-        )
-        with live.cond:
-            live.devices.add(device_id)
-            live.last_seen[device_id] = time.monotonic()
+        clean = _clean_info(info or {})
+        declared = _declared_samples(clean)
+        with self._register_lock:
+            with live.cond:
+                own = [d for d, owner in live.owners.items() if owner == principal.token_id]
+            if principal.role is Role.DEVICE and len(own) >= self.devices_per_token:
+                if self.devices_per_token == 1:
+                    with live.cond:
+                        live.last_seen[own[0]] = time.monotonic()
+                    return live.session, own[0]
+                raise MobiletrainError(
+                    ErrorCode.TOO_MANY_DEVICES,
+                    f"this token registered {len(own)} devices with the session; "
+                    f"the limit is {self.devices_per_token}",
+                )
+            device_id = str(uuid.uuid4())
+            self.fstore.add_device(
+                DeviceRecord(
+                    live.session.id, device_id, _now(), clean, principal.token_id, declared
+                )
+            )
+            with live.cond:
+                live.devices.add(device_id)
+                live.owners[device_id] = principal.token_id
+                if declared is not None:
+                    live.declared[device_id] = declared
+                live.last_seen[device_id] = time.monotonic()
         self._wake.set()
         return live.session, device_id
 
@@ -413,6 +457,7 @@ class FederatedService:
             return TaskReply(
                 TaskStatus.FINISHED, session.id, message=f"session {session.state.value}"
             )
+        self._check_owner(live.owners.get(device_id, ""))
         end = time.monotonic() + max(0.0, min(wait_seconds, MAX_WAIT_SECONDS))
         with live.cond:
             while True:
@@ -468,6 +513,7 @@ class FederatedService:
             )
         if device_id not in live.devices:
             raise MobiletrainError(ErrorCode.DEVICE_NOT_REGISTERED)
+        self._check_owner(live.owners.get(device_id, ""))
         metrics = _clean_metrics(metrics or {})
         with self._slots:
             return self._receive(
@@ -512,6 +558,13 @@ class FederatedService:
         else:
             tensors = weights_from_bytes(raw, head, copy=False)  # views of the buffer
             rejection = check_update(tensors, head.weight_shapes(), num_samples)
+            declared = live.declared.get(device_id)
+            if rejection is None and declared is not None and num_samples > declared:
+                rejection = Rejection(
+                    RejectReason.SAMPLE_COUNT,
+                    f"num_samples {num_samples} is more than the {declared} the device "
+                    "declared at registration",
+                )
         if rejection is not None:
             return self._reject(live, device_id, round_number, rejection, num_samples, metrics)
 
@@ -752,6 +805,7 @@ class FederatedService:
         accs = [m["accuracy"] for m in live.device_metrics if isinstance(m.get("accuracy"), float)]
         if rnd.phase is RoundPhase.AGGREGATED:
             assert live.aggregator is not None
+            result["weight_capped"] = self._cap_shares(live, rnd)
             delta = live.aggregator.result()
             std = noise_std(
                 config.clip_norm, config.noise_multiplier, live.aggregator.sensitivity_factor()
@@ -814,6 +868,31 @@ class FederatedService:
         with live.cond:
             live.cond.notify_all()
         self._wake.set()
+
+    def _cap_shares(self, live: _Live, rnd: RoundState) -> int:
+        """Enforce ``max_weight_share``: when an update's weight is above its share of the
+        round, rebuild the round's aggregate from the spooled updates with the capped weights.
+        Returns how many updates were capped."""
+        strategy, config = live.strategy, live.session.config
+        assert strategy is not None and live.head is not None
+        if not strategy.weighted or not rnd.accepted:
+            return 0
+        devices = list(rnd.accepted)
+        weights = [strategy.weight_of(rnd.accepted[d]) for d in devices]
+        capped = cap_weight_shares(weights, config.max_weight_share)
+        lowered = sum(c < w for c, w in zip(capped, weights, strict=True))
+        if not lowered:
+            return 0
+        aggregator = strategy.aggregator()
+        for device_id, weight in zip(devices, capped, strict=True):
+            raw, _ = self.spool.get(f"{live.session.id}/{rnd.number}/{device_id}")
+            tensors = weights_from_bytes(raw, live.head)
+            delta, _, _ = clip(
+                [t - w for t, w in zip(tensors, live.weights, strict=True)], config.clip_norm
+            )
+            aggregator.add(delta, weight)
+        live.aggregator = aggregator
+        return int(lowered)
 
     def _evaluate(self, session: FederatedSession, live: _Live, weights: bytes) -> dict[str, Any]:
         """The held-out evaluation: the project's samples with one of the session's labels."""
@@ -1045,7 +1124,11 @@ class FederatedService:
     def _resume(self, session: FederatedSession) -> None:
         project = self.store.get_project(session.project_id)
         live = _Live(session=session, project_name=project.name if project else "")
-        live.devices = {d.device_id for d in self.fstore.list_devices(session.id)}
+        for device in self.fstore.list_devices(session.id):
+            live.devices.add(device.device_id)
+            live.owners[device.device_id] = device.token_id
+            if device.declared_samples is not None:
+                live.declared[device.device_id] = device.declared_samples
         with self._lock:
             self._live[session.id] = live
         if session.state is SessionState.PREPARING or not session.weights_sha256:
@@ -1233,11 +1316,22 @@ class FederatedService:
 
     def _finished_session_of(self, project_id: str, device_id: str) -> FederatedSession:
         for session in self.fstore.list_sessions(project_id):
-            if session.state.is_terminal and any(
-                d.device_id == device_id for d in self.fstore.list_devices(session.id)
-            ):
-                return session
+            if not session.state.is_terminal:
+                continue
+            for device in self.fstore.list_devices(session.id):
+                if device.device_id == device_id:
+                    self._check_owner(device.token_id)
+                    return session
         raise MobiletrainError(ErrorCode.DEVICE_NOT_REGISTERED)
+
+    @staticmethod
+    def _check_owner(owner: str) -> None:
+        """DEVICE_NOT_OWNED unless the caller is the token that registered the device."""
+        if owner != current().token_id:
+            raise MobiletrainError(
+                ErrorCode.DEVICE_NOT_OWNED,
+                "this device id was registered by another token; register your own device",
+            )
 
 
 def _join(data: bytes | Iterable[bytes], limit: int) -> bytes | bytearray:
@@ -1258,6 +1352,51 @@ def _join(data: bytes | Iterable[bytes], limit: int) -> bytes | bytearray:
     if size < limit:
         del buffer[size:]
     return buffer
+
+
+def _clean_info(info: dict[str, Any]) -> dict[str, Any]:
+    """A registration's ``info``: FIELD_TOO_LONG past the entry, key and value limits;
+    values that are not strings or numbers are dropped."""
+    if len(info) > MAX_INFO_ENTRIES:
+        raise MobiletrainError(
+            ErrorCode.FIELD_TOO_LONG,
+            f"info has {len(info)} entries; at most {MAX_INFO_ENTRIES} are allowed",
+        )
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        name = str(key)
+        if len(name) > MAX_INFO_KEY:
+            raise MobiletrainError(
+                ErrorCode.FIELD_TOO_LONG,
+                f"info key {name[:16]!r}... is {len(name)} characters; the limit is {MAX_INFO_KEY}",
+            )
+        if isinstance(value, str) and len(value) > MAX_INFO_VALUE:
+            raise MobiletrainError(
+                ErrorCode.FIELD_TOO_LONG,
+                f"info value of {name!r} is {len(value)} characters; the limit is {MAX_INFO_VALUE}",
+            )
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            out[name] = value
+    return out
+
+
+def _declared_samples(info: dict[str, Any]) -> int | None:
+    """The local dataset size a device declares (``info["num_samples"]``), if it does."""
+    value = info.get(DECLARED_SAMPLES_KEY)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())  # gRPC sends every attribute as a string
+    else:
+        number = 0
+    if number < 1:
+        raise MobiletrainError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"info {DECLARED_SAMPLES_KEY} must be a positive whole number, got {value!r}",
+        )
+    return number
 
 
 def _clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -108,9 +108,15 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     def list_samples(
-        self, project_id: str, label: str | None, limit: int, after: int
+        self,
+        project_id: str,
+        label: str | None,
+        limit: int,
+        after: int,
+        uploaded_by: str | None = None,
     ) -> tuple[list[Sample], int]:
-        """Samples after cursor ``after`` (0 = start), and the next cursor (0 = the end)."""
+        """Samples after cursor ``after`` (0 = start), and the next cursor (0 = the end);
+        only those the token ``uploaded_by`` uploaded, when given."""
 
     @abc.abstractmethod
     def all_samples(self, project_id: str) -> list[Sample]:
@@ -228,6 +234,14 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def delete_upload(self, upload_id: str) -> None:
         """Forget a session (finished, aborted or expired)."""
+
+    @abc.abstractmethod
+    def pending_upload_bytes(self, project_id: str, now: datetime) -> int:
+        """Declared size of a project's unexpired resumable uploads (they count as quota)."""
+
+    @abc.abstractmethod
+    def delete_expired_uploads(self, now: datetime, limit: int = 1000) -> list[UploadSession]:
+        """Delete up to ``limit`` expired upload sessions and return them."""
 
     # tokens
     @abc.abstractmethod

@@ -191,6 +191,7 @@ class Sample:
     width: int
     height: int
     created_at: datetime
+    uploaded_by: str | None = None  # id of the token that uploaded it (None: unknown)
 
 
 @dataclass
@@ -430,3 +431,4 @@ class UploadSession:
     chunks: list[str]  # blob keys of the received chunks, in order
     created_at: datetime
     expires_at: datetime
+    uploaded_by: str | None = None  # id of the token that opened it

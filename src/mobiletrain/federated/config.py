@@ -49,6 +49,9 @@ class FederatedConfig:
     strategy: StrategyName = StrategyName.FEDAVG
     # FedAvg weights: a device claims its sample count; claims above this cap count as the cap.
     max_samples_per_device: int = 10_000
+    # FedAvg weights: no update counts for more than this share of a round's total weight
+    # (larger ones are lowered to the share; see strategy.cap_weight_shares).
+    max_weight_share: float = 0.5
     proximal_mu: float = 0.01
     trim_fraction: float = 0.2
     # Central differential privacy: clip each update's L2 norm, add Gaussian noise.
@@ -106,6 +109,8 @@ class FederatedConfig:
             raise bad(f"availability_seconds must be > 0, got {self.availability_seconds}")
         if self.max_samples_per_device < 1:
             raise bad(f"max_samples_per_device must be >= 1, got {self.max_samples_per_device}")
+        if not 0 < self.max_weight_share <= 1:
+            raise bad(f"max_weight_share must be in (0, 1], got {self.max_weight_share}")
         if self.proximal_mu < 0:
             raise bad(f"proximal_mu must be >= 0, got {self.proximal_mu}")
         if not 0 <= self.trim_fraction < 0.5:

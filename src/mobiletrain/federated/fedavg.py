@@ -2,8 +2,9 @@
 
 Each device claims how many samples it trained on; a claim above
 ``max_samples_per_device`` counts as the cap, so one device cannot outweigh the rest by
-lying. The sum is kept running as updates arrive (float64), so server memory does not grow
-with the number of devices.
+lying, and no update counts for more than ``max_weight_share`` of a round (see
+:func:`~mobiletrain.federated.strategy.cap_weight_shares`). The sum is kept running as
+updates arrive (float64), so server memory does not grow with the number of devices.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class FedAvg(Strategy):
     """Sample-weighted mean with a cap on the claimed count."""
 
     name = StrategyName.FEDAVG
+    weighted = True
 
     def aggregator(self) -> Aggregator:
         return RunningMean()

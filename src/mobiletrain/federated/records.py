@@ -68,6 +68,8 @@ class DeviceRecord:
     device_id: str
     registered_at: datetime
     info: dict[str, Any] = field(default_factory=dict)
+    token_id: str = ""  # the token that registered it: the only one that may act as it
+    declared_samples: int | None = None  # local dataset size declared at registration
 
 
 @dataclass

@@ -49,6 +49,8 @@ class Strategy(abc.ABC):
     """A named way to aggregate, plus what devices must know to train for it."""
 
     name: StrategyName
+    weighted = False
+    """True when updates count by their weight (then no client's share may pass the cap)."""
 
     def __init__(self, config: FederatedConfig) -> None:
         self.config = config
@@ -64,6 +66,37 @@ class Strategy(abc.ABC):
     def device_settings(self) -> dict[str, Any]:
         """Extra settings sent to devices with each task."""
         return {"mu": 0.0}
+
+
+def cap_weight_shares(weights: Sequence[float], max_share: float) -> list[float]:
+    """Lower the largest weights so that none is more than ``max_share`` of the total.
+
+    The rule (documented in docs/federated.md): every weight becomes ``min(w, T)`` with the
+    single threshold ``T`` at which the capped largest weight is exactly ``max_share`` of
+    the capped total ("water-filling"); weights under ``T`` are unchanged. With ``n``
+    updates the share cannot go below ``1/n`` (all equal), so the effective cap is
+    ``max(max_share, 1/n)``. One client claiming 10⁹ samples against a few honest ones
+    therefore counts as much as ``max_share`` of the round, never more.
+    """
+    n = len(weights)
+    if n == 0:
+        return []
+    share = max(max_share, 1.0 / n)
+    if max(weights) <= share * sum(weights):
+        return [float(w) for w in weights]
+    order = sorted(weights, reverse=True)
+    threshold = float(order[0])
+    for k in range(1, n + 1):
+        # The k largest are capped at T; T = share * (k*T + rest)  =>  T = share*rest/(1-share*k)
+        rest = float(sum(order[k:]))
+        if share * k >= 1.0:
+            threshold = float(order[k - 1]) if k == n else threshold
+            break
+        candidate = share * rest / (1.0 - share * k)
+        if candidate <= order[k - 1] and (k == n or candidate >= order[k]):
+            threshold = candidate
+            break
+    return [float(min(w, threshold)) for w in weights]
 
 
 def make_strategy(config: FederatedConfig) -> Strategy:

@@ -132,6 +132,8 @@ class SqlFederatedStore(FederatedStore):
                     device_id=device.device_id,
                     registered_at=device.registered_at,
                     info=device.info,
+                    token_id=device.token_id,
+                    declared_samples=device.declared_samples,
                 )
             )
         )
@@ -149,6 +151,8 @@ class SqlFederatedStore(FederatedStore):
                 device_id=r.device_id,
                 registered_at=_utc(r.registered_at),  # type: ignore[arg-type]
                 info=dict(r.info),
+                token_id=r.token_id,
+                declared_samples=r.declared_samples,
             )
             for r in self._store._read(lambda c: c.execute(q).all())
         ]

@@ -37,9 +37,12 @@ samples = sa.Table(
     sa.Column("width", sa.Integer, nullable=False),
     sa.Column("height", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Id of the token that uploaded the sample (NULL: before migration 0008, or in-process).
+    sa.Column("uploaded_by", sa.String(36), nullable=True),
     sa.UniqueConstraint("project_id", "client_id", name="uq_samples_client_id"),
     sa.UniqueConstraint("project_id", "sha256", "label", name="uq_samples_content"),
     sa.Index("ix_samples_project_label", "project_id", "label"),
+    sa.Index("ix_samples_uploaded_by", "project_id", "uploaded_by"),
 )
 
 jobs = sa.Table(
@@ -90,6 +93,7 @@ upload_sessions = sa.Table(
     sa.Column("chunks", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("uploaded_by", sa.String(36), nullable=True),
     sa.UniqueConstraint("project_id", "client_id", name="uq_upload_sessions_client_id"),
 )
 
@@ -153,7 +157,12 @@ federated_devices = sa.Table(
     sa.Column("device_id", sa.String(36), nullable=False),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("info", sa.JSON, nullable=False),
+    # The token that registered the device: the only one that may act as it.
+    sa.Column("token_id", sa.String(36), nullable=False, server_default=""),
+    # The local dataset size the device declared at registration (an update may not claim more).
+    sa.Column("declared_samples", sa.Integer, nullable=True),
     sa.UniqueConstraint("session_id", "device_id", name="uq_federated_devices"),
+    sa.Index("ix_federated_devices_token", "session_id", "token_id"),
 )
 
 federated_rounds = sa.Table(

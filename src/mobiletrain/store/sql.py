@@ -106,6 +106,7 @@ def _row_sample(r: Any) -> Sample:
         width=r.width,
         height=r.height,
         created_at=_utc(r.created_at),  # type: ignore[arg-type]
+        uploaded_by=r.uploaded_by,
     )
 
 
@@ -286,6 +287,7 @@ class SqlMetadataStore(MetadataStore):
                             "width": s.width,
                             "height": s.height,
                             "created_at": s.created_at,
+                            "uploaded_by": s.uploaded_by,
                         }
                     )
             if new_rows:
@@ -332,14 +334,21 @@ class SqlMetadataStore(MetadataStore):
         return _row_sample(r) if r else None
 
     def list_samples(
-        self, project_id: str, label: str | None, limit: int, after: int
+        self,
+        project_id: str,
+        label: str | None,
+        limit: int,
+        after: int,
+        uploaded_by: str | None = None,
     ) -> tuple[list[Sample], int]:
-        """Keyset paging over the insertion order."""
+        """Keyset paging over the insertion order (only one uploader's, when given)."""
         q = sa.select(t.samples).where(
             t.samples.c.project_id == project_id, t.samples.c.seq > after
         )
         if label is not None:
             q = q.where(t.samples.c.label == label)
+        if uploaded_by is not None:
+            q = q.where(t.samples.c.uploaded_by == uploaded_by)
         rows = self._read(lambda c: c.execute(q.order_by(t.samples.c.seq).limit(limit + 1)).all())
         more = len(rows) > limit
         rows = rows[:limit]
@@ -675,6 +684,7 @@ class SqlMetadataStore(MetadataStore):
             "chunks": session.chunks,
             "created_at": session.created_at,
             "expires_at": session.expires_at,
+            "uploaded_by": session.uploaded_by,
         }
         try:
             self._tx(lambda c: c.execute(t.upload_sessions.insert().values(**values)))
@@ -727,6 +737,26 @@ class SqlMetadataStore(MetadataStore):
                 t.upload_sessions.delete().where(t.upload_sessions.c.id == upload_id)
             )
         )
+
+    def pending_upload_bytes(self, project_id: str, now: datetime) -> int:
+        """Declared bytes of a project's live (unexpired) resumable uploads."""
+        u = t.upload_sessions
+        q = sa.select(sa.func.coalesce(sa.func.sum(u.c.size), 0)).where(
+            u.c.project_id == project_id, u.c.expires_at > now
+        )
+        return int(self._read(lambda c: c.execute(q).scalar()) or 0)
+
+    def delete_expired_uploads(self, now: datetime, limit: int = 1000) -> list[UploadSession]:
+        """Delete up to ``limit`` expired sessions; returns them (their chunks are garbage)."""
+        u = t.upload_sessions
+
+        def tx(c: Connection) -> list[UploadSession]:
+            rows = c.execute(sa.select(u).where(u.c.expires_at <= now).limit(limit)).all()
+            if rows:
+                c.execute(u.delete().where(u.c.id.in_([r.id for r in rows])))
+            return [_row_upload(r) for r in rows]
+
+        return self._tx(tx)
 
     # -- tokens -----------------------------------------------------------------------------
     def create_token(self, token: Token) -> None:
@@ -805,4 +835,5 @@ def _row_upload(r: Any) -> UploadSession:
         chunks=list(r.chunks),
         created_at=_utc(r.created_at),  # type: ignore[arg-type]
         expires_at=_utc(r.expires_at),  # type: ignore[arg-type]
+        uploaded_by=r.uploaded_by,
     )
