@@ -7,6 +7,7 @@ implements :class:`BlobStore`, ``compute.executor`` implements :class:`JobExecut
 from __future__ import annotations
 
 import abc
+import errno
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,8 +26,32 @@ from mobiletrain.core.types import (
 )
 
 
+class BlobDamaged(OSError):
+    """A blob is stored but its bytes no longer match their sha256 (bit rot, a torn write).
+
+    An ``OSError`` (errno ``EIO``) so that code catching I/O errors still catches it; raised by
+    :meth:`BlobStore.get` and :meth:`BlobStore.read_range` instead of ever returning wrong bytes.
+    """
+
+    def __init__(self, sha256: str, detail: str = "") -> None:
+        message = f"blob {sha256} is damaged" + (f" ({detail})" if detail else "")
+        super().__init__(errno.EIO, message)
+        self.sha256 = sha256
+
+
 class BlobStore(abc.ABC):
-    """Content-addressed byte storage: the key of a blob is the sha256 of its bytes."""
+    """Content-addressed byte storage: the key of a blob is the sha256 of its bytes.
+
+    The contract every implementation keeps (tests/contract/test_blob_store.py):
+
+    * ``put`` returns only after the bytes are written; a failed write raises ``OSError`` with
+      its errno (``ENOSPC``, ``EIO`` ...) and leaves the store consistent (later puts and reads
+      work; the key of the failed put is not stored).
+    * ``sync`` makes every blob put so far durable; callers sync before metadata refers to them.
+    * ``get`` raises ``KeyError`` when the blob is absent and :class:`BlobDamaged` when it is
+      present but its bytes are damaged; it never returns bytes that do not match the key.
+    * ``delete_unreferenced`` (optional) removes blobs nobody refers to any more.
+    """
 
     @abc.abstractmethod
     def put(self, data: bytes) -> str:
@@ -263,6 +288,12 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def count_tokens(self) -> int:
         """How many tokens exist (0 on a fresh server)."""
+
+    @abc.abstractmethod
+    def referenced_blobs(self) -> set[str]:
+        """The sha256 of every blob a row refers to: samples, resumable-upload chunks, model
+        artifacts, federated session files and weights. Compaction of the blob store keeps
+        these and drops every other blob."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -2,57 +2,302 @@
 
 The local store packs blobs into append-only shard files instead of creating one file per blob:
 file creation is the bottleneck of ingest (see the core-system issue), and packs make training
-reads sequential. Each process appends to a pack of its own (named by a random id), so server and
-worker processes never interleave writes. Every record is self-describing::
+reads sequential. Each process appends to a pack of its own (named by a random id, locked with
+``flock`` while it is open for appends), so server and worker processes never interleave writes.
+Every record is self-describing::
 
-    b"MTB1" | sha256 (32 bytes) | length (8 bytes, big endian) | data
+    b"MTB2" | sha256 (32 bytes) | length (8 bytes, big endian) | crc32 of the 44 bytes before (4)
+    | data
 
-so the index is rebuilt by scanning record headers, and a torn record at the end of a pack (a
-crash mid-write) is simply never indexed.
+The crc32 lets a scan trust a header (and so its length) without reading the data; the sha256
+is the checksum of the data, verified on every read. Packs written before this format hold
+``b"MTB1" | sha256 | length | data`` records; they are still read.
+
+Failure rules (docs/reliability.md, "Durability"):
+
+* A failed or short write (ENOSPC, EIO, an exception half-way) truncates the pack back to the
+  end of the last complete record, or, when even that fails, abandons the pack (the next put
+  opens a new one). The write position never moves past bytes that are not a whole record and
+  the key is not indexed; ``put`` raises the ``OSError`` with its errno.
+* A scan indexes a record only when its header checksum is valid. A damaged region (bit flips,
+  a torn write left by a killed process) is skipped: the scan resynchronises on the next magic
+  whose header checksum is valid (a legacy ``MTB1`` record only when its data matches its
+  sha256) and indexes the good records after it. A header that is valid but whose data is not
+  all there yet (another process is still writing) stops the scan until the next refresh.
+* ``sync`` fsyncs the active pack and, after a pack was created, the ``packs`` folder.
+
+Packs are created 0600 and folders 0700 (owner only) unless another mode is given.
+Compaction (dropping records nobody refers to) lives in :mod:`mobiletrain.store.compaction`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import struct
 import threading
+import time
 import uuid
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 from urllib.parse import urlparse
 
-from mobiletrain.core.ports import BlobStore
+from mobiletrain.core.ports import BlobDamaged, BlobStore
 
-_MAGIC = b"MTB1"
-_HEADER = struct.Struct(">4s32sQ")
+__all__ = [
+    "BlobDamaged",
+    "LocalPackBlobStore",
+    "PackRecord",
+    "open_blob_store",
+    "scan_pack",
+]
+
+MAGIC_V1 = b"MTB1"
+MAGIC_V2 = b"MTB2"
+_HEADER_V1 = struct.Struct(">4s32sQ")  # legacy, 44 bytes
+_HEADER_V2 = struct.Struct(">4s32sQI")  # 48 bytes; the last field is crc32 of the first 44
+HEADER_SIZE = _HEADER_V2.size
 _PACK_LIMIT = 256 * 1024 * 1024
+# A writer rolls its pack over after this long, so that compaction (which never touches a pack
+# that is still open for appends) can reach deleted records of a long-lived process.
+_PACK_MAX_AGE_S = 3600.0
+_RESYNC_CHUNK = 1 << 20
+DEFAULT_FILE_MODE = 0o600
+DEFAULT_DIR_MODE = 0o700
+PACK_SUFFIX = ".pack"
+# Written by compaction next to a pack it is about to rewrite (see store/compaction.py).
+DOOMED_SUFFIX = ".doomed"
+
+# The write call, a module attribute so that fault-injection tests can replace it with one that
+# really writes part of the bytes and then fails.
+_write = os.write
+
+
+def encode_header(digest: bytes, length: int) -> bytes:
+    """The 48-byte ``MTB2`` header of a record."""
+    head = _HEADER_V1.pack(MAGIC_V2, digest, length)
+    return head + struct.pack(">I", zlib.crc32(head))
+
+
+class PackRecord(NamedTuple):
+    """One record found by a scan."""
+
+    digest: bytes  # sha256 of the data, 32 bytes
+    header_offset: int
+    data_offset: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        """Offset just past the record."""
+        return self.data_offset + self.length
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan_pack` found between ``start`` and the file's size."""
+
+    records: list[PackRecord] = field(default_factory=list)
+    # (start, end) byte ranges that hold no valid record (skipped by a resync).
+    damaged: list[tuple[int, int]] = field(default_factory=list)
+    # Where the next scan continues: after the last complete record, or at a header whose data is
+    # not all written yet (another process is appending), or past a damaged tail.
+    next_offset: int = 0
+    # True when the scan stopped at a record that is not complete yet (it may still be written).
+    incomplete_tail: bool = False
+
+
+def _parse_header(buf: bytes) -> tuple[bytes, int, int] | None:
+    """(digest, length, header size) of a valid header at the start of ``buf``, or None.
+
+    A legacy ``MTB1`` header carries no checksum: it is returned as plausible, and callers
+    that resynchronise verify its data instead.
+    """
+    if buf[:4] == MAGIC_V2 and len(buf) >= HEADER_SIZE:
+        _, digest, length, crc = _HEADER_V2.unpack(buf[:HEADER_SIZE])
+        if zlib.crc32(buf[:44]) != crc:
+            return None
+        return digest, length, HEADER_SIZE
+    if buf[:4] == MAGIC_V1 and len(buf) >= _HEADER_V1.size:
+        _, digest, length = _HEADER_V1.unpack(buf[: _HEADER_V1.size])
+        return digest, length, _HEADER_V1.size
+    return None
+
+
+def _data_matches(fh: BinaryIO, offset: int, length: int, digest: bytes) -> bool:
+    fh.seek(offset)
+    h = hashlib.sha256()
+    remaining = length
+    while remaining > 0:
+        chunk = fh.read(min(remaining, _RESYNC_CHUNK))
+        if not chunk:
+            return False
+        h.update(chunk)
+        remaining -= len(chunk)
+    return h.digest() == digest
+
+
+def _resync(fh: BinaryIO, start: int, end: int) -> int | None:
+    """Offset of the next trustworthy header in ``[start, end)``, or None."""
+    pos = start
+    while pos < end:
+        fh.seek(pos)
+        chunk = fh.read(min(_RESYNC_CHUNK + HEADER_SIZE, end - pos))
+        if not chunk:
+            return None
+        i = 0
+        while True:
+            j2 = chunk.find(MAGIC_V2, i)
+            j1 = chunk.find(MAGIC_V1, i)
+            candidates = [j for j in (j1, j2) if j >= 0]
+            if not candidates:
+                break
+            j = min(candidates)
+            i = j + 1
+            at = pos + j
+            fh.seek(at)
+            parsed = _parse_header(fh.read(HEADER_SIZE))
+            if parsed is None:
+                continue
+            digest, length, hsize = parsed
+            if chunk[j : j + 4] == MAGIC_V2:
+                return at  # checksummed header: trusted (its data may still be incomplete)
+            # An unchecksummed legacy header is trusted only when its data matches.
+            if at + hsize + length <= end and _data_matches(fh, at + hsize, length, digest):
+                return at
+        if pos + len(chunk) >= end:
+            return None
+        pos += len(chunk) - HEADER_SIZE  # overlap: a magic may straddle the chunk border
+    return None
+
+
+def scan_pack(path: Path | str, start: int = 0, end: int | None = None) -> ScanResult:
+    """Scan a pack's records from ``start`` (a record boundary) to ``end`` (default: its size)."""
+    result = ScanResult(next_offset=start)
+    with open(path, "rb") as fh:
+        if end is None:
+            end = os.fstat(fh.fileno()).st_size
+        pos = start
+        while pos < end:
+            fh.seek(pos)
+            buf = fh.read(min(HEADER_SIZE, end - pos))
+            if len(buf) < HEADER_SIZE and MAGIC_V2.startswith(buf[:4]):
+                result.incomplete_tail = True  # a header still being written
+                break
+            parsed = _parse_header(buf)
+            if parsed is not None:
+                digest, length, hsize = parsed
+                if pos + hsize + length > end:
+                    result.incomplete_tail = True  # data not all written (yet)
+                    break
+                result.records.append(PackRecord(digest, pos, pos + hsize, length))
+                pos += hsize + length
+                continue
+            nxt = _resync(fh, pos + 1, end)
+            if nxt is None:
+                result.damaged.append((pos, end))
+                pos = end
+                break
+            result.damaged.append((pos, nxt))
+            pos = nxt
+        result.next_offset = pos
+    return result
+
+
+@dataclass
+class _Writer:
+    name: str
+    fd: int
+    size: int = 0
+    opened: float = field(default_factory=time.monotonic)
+    unsynced: list[str] = field(default_factory=list)
+
+
+def make_dir(path: Path, mode: int = DEFAULT_DIR_MODE) -> None:
+    """Create a folder (and missing parents) with ``mode``; an existing one is left as it is."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=mode)
+            os.chmod(d, mode)  # mkdir's mode is filtered by the umask
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a folder so that a file created or renamed in it survives a power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class LocalPackBlobStore(BlobStore):
-    """Blobs packed in append-only files under ``root/packs``; safe across processes."""
+    """Blobs packed in append-only files under ``root/packs``; safe across processes.
 
-    def __init__(self, root: str | Path, pack_limit: int = _PACK_LIMIT) -> None:
+    API contract (relied upon by core services, fsck and compaction):
+
+    * :meth:`put` returns the sha256 hex key once the record is written; on failure it raises
+      ``OSError`` (``errno`` preserved, e.g. ``ENOSPC``/``EIO``) and the store stays consistent:
+      the next put and the next scan work, and the key is not stored.
+    * :meth:`sync` makes everything put so far durable (fsync of the pack, and of the folder when
+      a pack was created); an ``OSError`` there means the puts since the last sync are not
+      durable — they are forgotten and a later put writes them again.
+    * :meth:`get` returns the exact bytes, raises ``KeyError`` when the blob is absent and
+      :class:`~mobiletrain.core.ports.BlobDamaged` (an ``OSError``) when it is present but its
+      bytes do not match their sha256 (never wrong bytes). Another good copy, if any, is used.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        pack_limit: int = _PACK_LIMIT,
+        *,
+        file_mode: int = DEFAULT_FILE_MODE,
+        dir_mode: int = DEFAULT_DIR_MODE,
+        pack_max_age_s: float = _PACK_MAX_AGE_S,
+    ) -> None:
         self.root = Path(root)
-        self._packs = self.root / "packs"
-        self._packs.mkdir(parents=True, exist_ok=True)
+        self.packs = self.root / "packs"
+        self.file_mode = file_mode
+        self.dir_mode = dir_mode
+        make_dir(self.packs, dir_mode)
         self._pack_limit = pack_limit
-        self._lock = threading.Lock()
+        self._pack_max_age = pack_max_age_s
+        self._lock = threading.RLock()
         # sha256 hex -> (pack name, data offset, length)
         self._index: dict[str, tuple[str, int, int]] = {}
         # pack name -> offset up to which it has been scanned
         self._scanned: dict[str, int] = {}
-        self._writer: tuple[str, BinaryIO] | None = None
-        self._writer_size = 0
-        self._dirty = False
-        self._refresh()
+        # pack name -> damaged byte ranges found by scans
+        self.damaged: dict[str, list[tuple[int, int]]] = {}
+        self._writer: _Writer | None = None
+        self._dir_dirty = False
+        # Packs of other processes that hold a blob we deduplicated against since the last sync.
+        self._foreign: set[str] = set()
+        with self._lock:
+            self._refresh()
 
     # -- index -------------------------------------------------------------------------------
     def _refresh(self) -> None:
-        """Index records appended to any pack since the last scan (by us or other processes)."""
-        for path in sorted(self._packs.glob("*.pack")):
+        """Index records appended to any pack since the last scan (by us or other processes).
+
+        Called with the lock held.
+        """
+        present = set()
+        for path in sorted(self.packs.glob("*" + PACK_SUFFIX)):
             name = path.name
+            present.add(name)
             pos = self._scanned.get(name, 0)
             try:
                 end = path.stat().st_size
@@ -60,91 +305,247 @@ class LocalPackBlobStore(BlobStore):
                 continue
             if pos >= end:
                 continue
-            with open(path, "rb") as fh:
-                fh.seek(pos)
-                while pos + _HEADER.size <= end:
-                    header = fh.read(_HEADER.size)
-                    magic, digest, length = _HEADER.unpack(header)
-                    if magic != _MAGIC or pos + _HEADER.size + length > end:
-                        break  # torn or still being written: stop here, retry later
-                    data_offset = pos + _HEADER.size
-                    self._index.setdefault(digest.hex(), (name, data_offset, length))
-                    pos = data_offset + length
-                    fh.seek(pos)
-            self._scanned[name] = pos
+            try:
+                found = scan_pack(path, pos, end)
+            except FileNotFoundError:
+                continue
+            for rec in found.records:
+                self._index.setdefault(rec.digest.hex(), (name, rec.data_offset, rec.length))
+            if found.damaged:
+                self.damaged.setdefault(name, []).extend(found.damaged)
+            self._scanned[name] = found.next_offset
+        for gone in set(self._scanned) - present:
+            self._forget_pack(gone)
+
+    def _forget_pack(self, name: str) -> None:
+        """Drop index entries of a pack that no longer exists (compacted away). Lock held."""
+        self._scanned.pop(name, None)
+        self.damaged.pop(name, None)
+        for key in [k for k, loc in self._index.items() if loc[0] == name]:
+            del self._index[key]
 
     def _locate(self, sha256: str) -> tuple[str, int, int]:
         loc = self._index.get(sha256)
         if loc is None:
             with self._lock:
                 self._refresh()
-            loc = self._index.get(sha256)
+                loc = self._index.get(sha256)
         if loc is None:
             raise KeyError(sha256)
         return loc
 
+    def _open_record(self, sha256: str) -> tuple[BinaryIO, int, int]:
+        """An open pack positioned at the blob's data, its offset and length.
+
+        A pack that vanished under a stale index entry (compacted by another process) makes the
+        index forget it and look again.
+        """
+        for _ in range(3):
+            name, offset, length = self._locate(sha256)
+            try:
+                fh = open(self.packs / name, "rb")  # noqa: SIM115 - returned to the caller
+            except FileNotFoundError:
+                with self._lock:
+                    self._forget_pack(name)
+                    self._refresh()
+                continue
+            fh.seek(offset)
+            return fh, offset, length
+        raise KeyError(sha256)
+
+    def _find_good_copy(self, sha256: str, bad: tuple[str, int, int]) -> bytes | None:
+        """Scan every pack for another record of ``sha256`` whose data is intact."""
+        digest = bytes.fromhex(sha256)
+        for path in sorted(self.packs.glob("*" + PACK_SUFFIX)):
+            try:
+                found = scan_pack(path)
+                with open(path, "rb") as fh:
+                    for rec in found.records:
+                        if rec.digest != digest or (path.name, rec.data_offset) == bad[:2]:
+                            continue
+                        fh.seek(rec.data_offset)
+                        data = fh.read(rec.length)
+                        if hashlib.sha256(data).digest() == digest:
+                            with self._lock:
+                                self._index[sha256] = (path.name, rec.data_offset, rec.length)
+                            return data
+            except FileNotFoundError:
+                continue
+        return None
+
+    def keys(self) -> list[str]:
+        """Every indexed key (after a refresh), for integrity checks."""
+        with self._lock:
+            self._refresh()
+            return list(self._index)
+
+    def location(self, sha256: str) -> tuple[str, int, int]:
+        """(pack name, data offset, length) of a blob; ``KeyError`` when absent."""
+        return self._locate(sha256)
+
     # -- writes ------------------------------------------------------------------------------
-    def _open_writer(self) -> tuple[str, BinaryIO]:
-        name = f"{uuid.uuid4().hex}.pack"
-        fh = open(self._packs / name, "ab")  # noqa: SIM115 - kept open for appends
-        self._writer = (name, fh)
-        self._writer_size = 0
+    def _open_writer(self) -> _Writer:
+        name = f"{uuid.uuid4().hex}{PACK_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        fd = os.open(self.packs / name, flags, self.file_mode)
+        try:
+            os.fchmod(fd, self.file_mode)  # the open mode is filtered by the umask
+            # Held while the pack is open for appends: compaction skips locked packs.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.packs / name)
+            raise
+        self._writer = _Writer(name, fd)
         self._scanned[name] = 0
+        self._dir_dirty = True
         return self._writer
 
+    def _reusable(self, name: str) -> bool:
+        """True when an indexed record in pack ``name`` may stand for a new put of its bytes.
+
+        Not when the pack is gone (compacted by another process) or marked by a compaction in
+        progress: then the put writes a fresh copy, so that the caller's reference can never
+        point at a record that compaction drops.
+        """
+        if self._writer is not None and name == self._writer.name:
+            return True
+        if os.path.exists(self.packs / (name + DOOMED_SUFFIX)):
+            return False
+        return os.path.exists(self.packs / name)
+
+    def _abandon_writer(self, w: _Writer) -> None:
+        """Stop appending to a pack whose state is unknown; forget its unsynced keys."""
+        for key in w.unsynced:
+            if self._index.get(key, ("",))[0] == w.name:
+                del self._index[key]
+        with contextlib.suppress(OSError):
+            os.close(w.fd)
+        self._writer = None
+
+    def _rollback(self, w: _Writer, good_end: int) -> None:
+        """After a failed write: cut the pack back to its last complete record, or abandon it."""
+        try:
+            os.ftruncate(w.fd, good_end)
+            if os.fstat(w.fd).st_size == good_end:
+                return
+        except OSError:
+            pass
+        self._abandon_writer(w)
+
     def put(self, data: bytes) -> str:
-        """Append ``data`` unless a blob with the same sha256 is already stored."""
+        """Append ``data`` unless a usable record with the same sha256 is already stored.
+
+        Raises ``OSError`` (errno preserved) when the bytes could not be written; the pack is
+        then truncated back to its last complete record (or abandoned) and the key not stored.
+        """
         digest = hashlib.sha256(data).digest()
         key = digest.hex()
-        if key in self._index:
-            return key
         with self._lock:
-            if key in self._index:
+            loc = self._index.get(key)
+            if loc is not None and self._reusable(loc[0]):
+                if self._writer is None or loc[0] != self._writer.name:
+                    self._foreign.add(loc[0])  # make sure its bytes are fsynced too
                 return key
-            if self._writer is None or self._writer_size >= self._pack_limit:
+            w = self._writer
+            if w is not None and (
+                w.size >= self._pack_limit or time.monotonic() - w.opened > self._pack_max_age
+            ):
                 self._close_writer()
-                self._open_writer()
-            assert self._writer is not None
-            name, fh = self._writer
-            offset = self._writer_size
-            record = _HEADER.pack(_MAGIC, digest, len(data))
-            fh.write(record)
-            fh.write(data)
-            fh.flush()
-            self._writer_size += len(record) + len(data)
-            self._scanned[name] = self._writer_size
-            self._index[key] = (name, offset + _HEADER.size, len(data))
-            self._dirty = True
+                w = None
+            if w is None:
+                w = self._open_writer()
+            good_end = w.size
+            header = encode_header(digest, len(data))
+            try:
+                _write_all(w.fd, header)
+                _write_all(w.fd, data)
+            except BaseException:
+                self._rollback(w, good_end)
+                raise
+            w.size = good_end + len(header) + len(data)
+            self._scanned[w.name] = w.size
+            self._index[key] = (w.name, good_end + len(header), len(data))
+            w.unsynced.append(key)
         return key
 
     def sync(self) -> None:
-        """fsync the active pack so that blobs survive a power loss or SIGKILL."""
+        """fsync the active pack (and the folder after a new pack) so blobs survive power loss."""
         with self._lock:
-            if self._writer is not None and self._dirty:
-                os.fsync(self._writer[1].fileno())
-                self._dirty = False
+            w = self._writer
+            if w is not None and w.unsynced:
+                try:
+                    os.fsync(w.fd)
+                except OSError:
+                    # After a failed fsync the kernel may have dropped the dirty pages: the
+                    # records are not trusted, and are written again by a later put.
+                    self._abandon_writer(w)
+                    raise
+                w.unsynced.clear()
+            for name in sorted(self._foreign):
+                try:
+                    fd = os.open(self.packs / name, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._foreign.clear()
+            if self._dir_dirty:
+                fsync_dir(self.packs)
+                self._dir_dirty = False
+
+    def seal(self) -> None:
+        """Close the active pack (fsynced); the next put starts a new one.
+
+        Compaction calls this so that this process's own pack can be compacted too.
+        """
+        with self._lock:
+            self._close_writer()
 
     def _close_writer(self) -> None:
-        if self._writer is not None:
-            fh = self._writer[1]
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
-            self._writer = None
-            self._dirty = False
+        w = self._writer
+        if w is None:
+            return
+        try:
+            os.fsync(w.fd)
+        except OSError:
+            self._abandon_writer(w)
+            raise
+        os.close(w.fd)
+        self._writer = None
+        if self._dir_dirty:
+            fsync_dir(self.packs)
+            self._dir_dirty = False
+
+    @property
+    def active_pack(self) -> str | None:
+        """Name of the pack this instance appends to, if any."""
+        w = self._writer
+        return w.name if w is not None else None
 
     def close(self) -> None:
         """Flush and close the active pack."""
         with self._lock:
             self._close_writer()
 
+    # -- compaction support (store/compaction.py) --------------------------------------------
+    def forget_pack(self, name: str) -> None:
+        """Re-index after pack ``name`` was compacted away (its live records are elsewhere)."""
+        with self._lock:
+            self._forget_pack(name)
+            self._refresh()
+
     # -- reads -------------------------------------------------------------------------------
     def exists(self, sha256: str) -> bool:
         """True when the blob is stored (by any process)."""
         try:
-            self._locate(sha256)
+            fh, _, _ = self._open_record(sha256)
         except KeyError:
             return False
+        fh.close()
         return True
 
     def size(self, sha256: str) -> int:
@@ -152,31 +553,47 @@ class LocalPackBlobStore(BlobStore):
         return self._locate(sha256)[2]
 
     def get(self, sha256: str) -> bytes:
-        """Read a whole blob and check its digest (a damaged pack never yields wrong bytes)."""
-        name, offset, length = self._locate(sha256)
-        with open(self._packs / name, "rb") as fh:
-            fh.seek(offset)
+        """Read a whole blob and check its digest (a damaged pack never yields wrong bytes).
+
+        Raises ``KeyError`` when absent, :class:`BlobDamaged` when present but damaged.
+        """
+        fh, offset, length = self._open_record(sha256)
+        with fh:
             data = fh.read(length)
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise OSError(f"blob {sha256} is damaged")
-        return data
+            name = Path(fh.name).name
+        if hashlib.sha256(data).hexdigest() == sha256:
+            return data
+        good = self._find_good_copy(sha256, (name, offset, length))
+        if good is not None:
+            return good
+        raise BlobDamaged(sha256, f"{name} at offset {offset}")
 
     def read_range(
         self, sha256: str, start: int, length: int, chunk_size: int = 262144
     ) -> Iterator[bytes]:
         """Yield a byte range of a blob in chunks (for downloads with Range)."""
-        name, offset, total = self._locate(sha256)
-        if start < 0 or length < 0 or start + length > total:
-            raise ValueError("range outside the blob")
-        with open(self._packs / name, "rb") as fh:
+        fh, offset, total = self._open_record(sha256)
+        with fh:
+            if start < 0 or length < 0 or start + length > total:
+                raise ValueError("range outside the blob")
             fh.seek(offset + start)
             remaining = length
             while remaining > 0:
                 chunk = fh.read(min(chunk_size, remaining))
                 if not chunk:
-                    raise OSError(f"blob {sha256} is truncated")
+                    raise BlobDamaged(sha256, "truncated")
                 remaining -= len(chunk)
                 yield chunk
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte (a short write continues; a failed one raises)."""
+    view = memoryview(data)
+    while view:
+        n = _write(fd, view)
+        if n <= 0:
+            raise OSError("write returned 0 bytes")
+        view = view[n:]
 
 
 def open_blob_store(url: str) -> BlobStore:

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from mobiletrain.core.ports import BlobStore
+from mobiletrain.core.ports import BlobDamaged, BlobStore
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _QUERY_KEYS = ("endpoint_url", "region", "addressing_style")
@@ -155,7 +155,7 @@ class S3BlobStore(BlobStore):
             raise
         data: bytes = response["Body"].read()
         if hashlib.sha256(data).hexdigest() != sha256:
-            raise OSError(f"blob {sha256} is damaged")
+            raise BlobDamaged(sha256, "object bytes do not match the key")
         return data
 
     def get_many(self, sha256s: Sequence[str]) -> list[bytes]:
@@ -206,6 +206,6 @@ class S3BlobStore(BlobStore):
                 if remaining <= 0:
                     break
             if remaining > 0:
-                raise OSError(f"blob {sha256} is truncated")
+                raise BlobDamaged(sha256, "truncated")
         finally:
             body.close()

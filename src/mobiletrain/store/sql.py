@@ -151,6 +151,19 @@ def _relabel_conflict(label: str, twin_id: str | None) -> MobiletrainError:
     )
 
 
+def _hex_digests(value: Any, out: set[str]) -> None:
+    """Add every sha256-looking string inside a JSON value to ``out``."""
+    if isinstance(value, str):
+        if len(value) == 64 and all(ch in "0123456789abcdef" for ch in value):
+            out.add(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _hex_digests(v, out)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _hex_digests(v, out)
+
+
 class SqlMetadataStore(MetadataStore):
     """Metadata in any SQLAlchemy database; safe for several processes on one SQLite file."""
 
@@ -429,6 +442,35 @@ class SqlMetadataStore(MetadataStore):
         )
         row = self._read(lambda c: c.execute(q).first())
         return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def referenced_blobs(self) -> set[str]:
+        """sha256 keys referenced by any row (samples, upload chunks, models, federated).
+
+        JSON columns are searched for every 64-hex-digit string, so a blob reference added to
+        one of them later is kept without a change here (an extra match only keeps a blob).
+        """
+        json_columns = [
+            (t.upload_sessions, ("chunks",)),
+            (t.model_versions, ("artifacts", "manifest")),
+            (t.federated_sessions, ("files", "bundle")),
+            (t.federated_rounds, ("result",)),
+        ]
+        keys: set[str] = set()
+
+        def collect(c: Connection) -> None:
+            keys.update(r[0] for r in c.execute(sa.select(t.samples.c.sha256).distinct()))
+            keys.update(r[0] for r in c.execute(sa.select(t.upload_sessions.c.sha256)))
+            keys.update(
+                r[0] for r in c.execute(sa.select(t.federated_sessions.c.weights_sha256))
+            )
+            for table, names in json_columns:
+                for row in c.execute(sa.select(*(table.c[n] for n in names))):
+                    for value in row:
+                        _hex_digests(value, keys)
+
+        self._read(collect)
+        keys.discard("")
+        return keys
 
     # -- jobs -------------------------------------------------------------------------------
     def create_job(self, job: Job) -> Job:
