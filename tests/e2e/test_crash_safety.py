@@ -309,3 +309,167 @@ def test_downloads_during_publication_get_one_complete_file(tmp_path: Path) -> N
     finally:
         stop.set()
         running.stop()
+
+
+# -- checkpoints that cannot tear --------------------------------------------------------------
+
+PAUSE_ENV = "MOBILETRAIN_TEST_PAUSE_IN_CHECKPOINT_WRITE"
+PAUSE_AT_EPOCH_ENV = "MOBILETRAIN_TEST_PAUSE_AT_EPOCH"
+CKPT_EPOCHS = 6
+
+
+def _pause_in_checkpoint_write(
+    running: RunningServer, client: Client, name: str, marker: Path, epochs: int = CKPT_EPOCHS
+) -> tuple[str, Path]:
+    """Start a job whose worker pauses half-way through a checkpoint write; wait for it."""
+    _setup_project(client, name, n=200)
+    job = client.start_job(name, epochs=epochs, batch_size=16, formats=["float32"])
+    deadline = time.monotonic() + 180
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the worker never reached the paused write"
+        assert client.get_job(job.id).state in (1, 2), client.get_job(job.id).error
+        time.sleep(0.1)
+    settings = running.container.settings
+    return job.id, settings.data_dir / "jobs" / job.id / "checkpoint"
+
+
+def _wait_ended(client: Client, job_id: str, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while client.get_job(job_id).state in (1, 2):
+        assert time.monotonic() < deadline, "the job did not end"
+        time.sleep(0.2)
+    return client.get_job(job_id)
+
+
+def _epochs_and_logs(client: Client, job_id: str) -> tuple[list[list[int]], list[str], Any]:
+    """EPOCH numbers per attempt, every log message, and the final evaluation metrics."""
+    import json
+
+    attempts: list[list[int]] = []
+    logs: list[str] = []
+    metrics: Any = None
+    for ev in client.watch_job(job_id):
+        kind = ev.WhichOneof("payload")
+        if kind == "state_changed" and _state(ev) == "running":
+            attempts.append([])
+        elif kind == "epoch_end":
+            attempts[-1].append(ev.epoch_end.epoch)
+        elif kind == "log":
+            logs.append(ev.log.message)
+        elif kind == "evaluation":
+            metrics = json.loads(ev.evaluation.metrics_json)
+    return attempts, logs, metrics
+
+
+def _stored_metrics(running: RunningServer, project: str) -> dict[str, Any]:
+    store = running.container.store
+    found = store.get_project_by_name(project)
+    assert found is not None
+    (version,) = store.list_model_versions(found.id)
+    return version.metrics
+
+
+def _assert_full_history(metrics: dict[str, Any], epochs: int) -> None:
+    assert metrics["epochs_run"] == epochs
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert len(metrics["history"][key]) == epochs, key
+
+
+def test_worker_killed_inside_a_checkpoint_write_resumes_and_succeeds(
+    server: tuple[RunningServer, Client], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, client = server
+    marker = tmp_path / "paused"
+    monkeypatch.setenv(PAUSE_ENV, str(marker))
+    monkeypatch.setenv(PAUSE_AT_EPOCH_ENV, "3")
+    job_id, folder = _pause_in_checkpoint_write(running, client, "torn", marker)
+    names = sorted(p.name for p in folder.iterdir())
+    # Epochs 1 and 2 complete; epoch 3 half written under a temporary name.
+    assert names[-2:] == ["ckpt-000001.ckpt", "ckpt-000002.ckpt"]
+    assert len(names) == 3 and names[0].startswith(".ckpt-000003.tmp-")
+    _kill_worker(running, job_id)
+
+    final = _wait_ended(client, job_id)
+    assert final.model_version == 1, final.error
+    assert final.attempts == 2
+    attempts, logs, evaluation = _epochs_and_logs(client, job_id)
+    # Epoch 3 was never announced: its checkpoint was not complete. The retry starts there.
+    assert attempts == [[1, 2], [3, 4, 5, 6]]
+    assert any(
+        "resuming from the checkpoint of an earlier attempt: 2 epochs done" in m for m in logs
+    )
+    assert not any(m.startswith("warning:") for m in logs)
+    # Both the evaluation event and the model version cover all epochs of both attempts.
+    _assert_full_history(evaluation, CKPT_EPOCHS)
+    _assert_full_history(_stored_metrics(running, "torn"), CKPT_EPOCHS)
+    assert not folder.exists()  # ended: the checkpoints are gone
+    assert (folder.parent / "worker-1.log").exists()  # the logs stay
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one(
+    server: tuple[RunningServer, Client], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, client = server
+    marker = tmp_path / "paused"
+    monkeypatch.setenv(PAUSE_ENV, str(marker))
+    monkeypatch.setenv(PAUSE_AT_EPOCH_ENV, "4")
+    job_id, folder = _pause_in_checkpoint_write(running, client, "truncated", marker)
+    newest = folder / "ckpt-000003.ckpt"
+    data = newest.read_bytes()
+    with open(newest, "r+b") as f:  # a torn file as a disk without write barriers leaves it
+        f.truncate(len(data) // 3)
+    _kill_worker(running, job_id)
+
+    final = _wait_ended(client, job_id)
+    assert final.model_version == 1, final.error
+    attempts, logs, evaluation = _epochs_and_logs(client, job_id)
+    warnings = [m for m in logs if m.startswith("warning:")]
+    assert len(warnings) == 1 and "ckpt-000003.ckpt" in warnings[0], logs
+    assert "falling back to the previous checkpoint" in warnings[0]
+    assert any("2 epochs done" in m for m in logs)
+    # Epoch 3 is trained again (its checkpoint was lost), the history counts it once.
+    assert attempts == [[1, 2, 3], [3, 4, 5, 6]]
+    _assert_full_history(evaluation, CKPT_EPOCHS)
+    _assert_full_history(_stored_metrics(running, "truncated"), CKPT_EPOCHS)
+    assert not folder.exists()
+
+
+def test_checkpoints_of_failed_and_cancelled_jobs_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    marker = tmp_path / "paused"
+    monkeypatch.setenv(PAUSE_ENV, str(marker))
+    monkeypatch.setenv(PAUSE_AT_EPOCH_ENV, "2")
+    settings = Settings(data_dir=data, grpc_port=0, http_port=0, max_job_attempts=1)
+    running = start_server(settings)
+    token = (data / "admin-token").read_text().strip()
+    try:
+        with Client(f"127.0.0.1:{running.grpc_port}", token=token) as client:
+            # Failed: killed in a checkpoint write with no attempt left; the executor cleans up.
+            failed, failed_dir = _pause_in_checkpoint_write(running, client, "failing", marker)
+            assert any(failed_dir.iterdir())
+            _kill_worker(running, failed)
+            final = _wait_ended(client, failed)
+            assert final.state == 4 and "after 1 attempts" in final.error
+            assert not failed_dir.exists()
+
+            # Cancelled while training: the worker ends the job and removes its checkpoints.
+            job = client.start_job("failing", epochs=40, batch_size=16, formats=["float32"])
+            cancelled_dir = data / "jobs" / job.id / "checkpoint"
+            for ev in client.watch_job(job.id):
+                if ev.WhichOneof("payload") == "epoch_end" and ev.epoch_end.epoch == 2:
+                    assert any(cancelled_dir.iterdir())
+                    client.cancel_job(job.id)
+            assert _wait_ended(client, job.id).state == 5  # JOB_STATE_CANCELLED
+            assert not cancelled_dir.exists()
+
+        # Ended while no worker ran (a crash before cleanup): swept when the server starts.
+        running.stop()
+        stray = data / "jobs" / failed / "checkpoint"
+        stray.mkdir(parents=True)
+        (stray / "ckpt-000001.ckpt").write_bytes(b"left behind")
+        running = start_server(settings)
+        assert not stray.exists()
+    finally:
+        running.stop()

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mobiletrain.compute import checkpoints
 from mobiletrain.compute.executor import SchedulingExecutor
 from mobiletrain.compute.worker import Heartbeat
 from mobiletrain.core.events import EventHub
@@ -88,7 +89,7 @@ class TrainingWorker:
         from mobiletrain.store.blobs import open_blob_store
         from mobiletrain.store.sql import SqlMetadataStore
 
-        root = Path(work_root or tempfile.gettempdir()) / "mobiletrain-jobs" / job_id
+        root = _jobs_root(work_root) / job_id
         strategy = None
         if len(cluster) > 1:
             os.environ["TF_CONFIG"] = json.dumps(
@@ -112,6 +113,13 @@ class TrainingWorker:
         finally:
             blobs.close()
             store.close()
+            if strategy is not None:  # multi-worker retries start over: nothing resumes from it
+                checkpoints.remove(work_dir)
+
+
+def _jobs_root(work_root: str | Path | None) -> Path:
+    """Where the actors of a node keep their job folders."""
+    return Path(work_root or tempfile.gettempdir()) / "mobiletrain-jobs"
 
 
 @dataclass
@@ -188,8 +196,20 @@ class RayExecutor(SchedulingExecutor):
             ray.init(**options)
             self._connected_here = True
         self._actor_cls = ray.remote(max_restarts=0, max_task_retries=0)(TrainingWorker)
+        try:  # checkpoints of jobs that ended while no actor of this machine ran them
+            checkpoints.sweep(_jobs_root(self.work_root), self.store)
+        except Exception:
+            log.warning("checkpoint sweep failed", exc_info=True)
         self._thread = threading.Thread(target=self._loop, name="ray-executor", daemon=True)
         self._thread.start()
+
+    def _job_ended(self, job_id: str) -> None:
+        # Reaches the actors' folders when they ran on this machine (a local cluster or a
+        # shared work_root); on a remote node the chief removes its own when the job ends.
+        root = _jobs_root(self.work_root) / job_id
+        checkpoints.remove(root)
+        for worker_dir in root.glob("attempt-*/worker-*"):
+            checkpoints.remove(worker_dir)
 
     def stop(self) -> None:
         """Stop scheduling; running jobs' actors are killed and the jobs re-queued."""

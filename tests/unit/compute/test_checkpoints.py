@@ -42,7 +42,7 @@ def _ckpt(epoch: int, finished: bool = False) -> Checkpoint:
         finished=finished,
         arrays={
             "model/0": rng.normal(size=(64, 32)).astype(np.float32),
-            "optimizer/0": np.int64(7),
+            "optimizer/0": np.array(7, dtype=np.int64),
         },
     )
 
@@ -169,9 +169,9 @@ def test_sweep_removes_the_checkpoints_of_ended_jobs_only(tmp_path: Path) -> Non
         assert sorted(removed) == sorted(
             [ids["succeeded"], ids["failed"], ids["cancelled"], "no-such-job"]
         )
-        for state, job_id in ids.items():
+        for name, job_id in ids.items():
             has = (jobs_root / job_id / checkpoints.CHECKPOINT_DIR).is_dir()
-            assert has == (state in ("queued", "running")), state
+            assert has == (name in ("queued", "running")), name
             assert (jobs_root / job_id / "worker-1.log").exists()  # logs stay
         assert (jobs_root / "ondevice-tmp").is_dir()
         assert checkpoints.sweep(jobs_root, store) == []
