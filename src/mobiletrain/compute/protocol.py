@@ -26,6 +26,9 @@ class TrainingRequest:
     hyperparameters: Hyperparameters
     work_dir: Path  # scratch dir for this job (checkpoints, temp files)
     base_model_path: Path | None = None
+    # Seconds the export and evaluation took for the project's last version (job-level ETA);
+    # None: unknown, the trainer guesses.
+    expected_post_seconds: float | None = None
 
 
 class Reporter(Protocol):

@@ -65,6 +65,13 @@ class ErrorCode(Enum):
     INVALID_FORMAT = _Spec(52, "INVALID_ARGUMENT", 400, "unknown model format")
     NO_MODEL = _Spec(53, "FAILED_PRECONDITION", 409, "project has no trained model yet")
     INVALID_RANGE = _Spec(54, "OUT_OF_RANGE", 416, "requested range not satisfiable")
+    BASE_WEIGHTS_UNAVAILABLE = _Spec(
+        55, "FAILED_PRECONDITION", 409, "the backbone's pretrained weights could not be loaded"
+    )
+    INVALID_RELEASE_POLICY = _Spec(56, "INVALID_ARGUMENT", 400, "invalid release policy")
+    NO_PREVIOUS_VERSION = _Spec(
+        57, "FAILED_PRECONDITION", 409, "there is no earlier current version to roll back to"
+    )
     UNAUTHENTICATED = _Spec(60, "UNAUTHENTICATED", 401, "a valid token is required")
     PERMISSION_DENIED = _Spec(61, "PERMISSION_DENIED", 403, "this token may not do that")
     TOKEN_NOT_FOUND = _Spec(62, "NOT_FOUND", 404, "token not found")
@@ -74,6 +81,10 @@ class ErrorCode(Enum):
     DEADLINE_EXCEEDED = _Spec(
         73, "DEADLINE_EXCEEDED", 504, "the call ran past the server's deadline; retry or resume"
     )
+    BODY_TOO_LARGE = _Spec(76, "RESOURCE_EXHAUSTED", 413, "request body is too large")
+    HEADERS_TOO_LARGE = _Spec(77, "RESOURCE_EXHAUSTED", 431, "request headers are too large")
+    REQUEST_TIMEOUT = _Spec(78, "DEADLINE_EXCEEDED", 408, "the request body arrived too slowly")
+    SERVER_BUSY = _Spec(79, "UNAVAILABLE", 503, "too many requests in flight; retry shortly")
     STORAGE_FULL = _Spec(74, "RESOURCE_EXHAUSTED", 507, "the server's storage is full; retry later")
     UPLOAD_OFFSET_MISMATCH = _Spec(80, "FAILED_PRECONDITION", 409, "wrong upload offset")
     CHECKSUM_MISMATCH = _Spec(81, "INVALID_ARGUMENT", 400, "chunk checksum mismatch")

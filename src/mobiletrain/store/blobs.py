@@ -285,6 +285,7 @@ class LocalPackBlobStore(BlobStore):
         self._dir_dirty = False
         # Packs of other processes that hold a blob we deduplicated against since the last sync.
         self._foreign: set[str] = set()
+        self._stale = False
         with self._lock:
             self._refresh()
 
@@ -323,6 +324,17 @@ class LocalPackBlobStore(BlobStore):
         self.damaged.pop(name, None)
         for key in [k for k, loc in self._index.items() if loc[0] == name]:
             del self._index[key]
+        # Other copies of the forgotten keys (the compacted pack, or fresh copies written while
+        # it was being compacted) were skipped when their packs were scanned: the next miss
+        # rescans every pack from the start.
+        self._stale = True
+
+    def _rescan_all(self) -> None:
+        """Scan every pack from the start again, filling in keys missing from the index."""
+        self._scanned.clear()
+        self.damaged.clear()
+        self._stale = False
+        self._refresh()
 
     def _locate(self, sha256: str) -> tuple[str, int, int]:
         loc = self._index.get(sha256)
@@ -330,6 +342,9 @@ class LocalPackBlobStore(BlobStore):
             with self._lock:
                 self._refresh()
                 loc = self._index.get(sha256)
+                if loc is None and self._stale:
+                    self._rescan_all()
+                    loc = self._index.get(sha256)
         if loc is None:
             raise KeyError(sha256)
         return loc
@@ -390,8 +405,9 @@ class LocalPackBlobStore(BlobStore):
         fd = os.open(self.packs / name, flags, self.file_mode)
         try:
             os.fchmod(fd, self.file_mode)  # the open mode is filtered by the umask
-            # Held while the pack is open for appends: compaction skips locked packs.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Held while the pack is open for appends: compaction skips locked packs. (Blocking:
+            # a compactor may hold it for a moment while it looks at the new, empty pack.)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):

@@ -102,16 +102,31 @@ def _offline(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setattr(keras.applications, name, fake)
 
 
+def test_mobilenet_without_weights_fails_unless_random_init_is_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _offline(monkeypatch, "MobileNetV3Small")
+    with pytest.raises(MobiletrainError) as info:
+        build_model(Architecture.MOBILENET_V3_SMALL, GRAY32, 3, Hyperparameters())
+    assert info.value.code is ErrorCode.BASE_WEIGHTS_UNAVAILABLE
+    assert "allow_random_init" in info.value.message
+
+
 def test_mobilenet_v3_without_weights_falls_back_and_exports_builtin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _offline(monkeypatch, "MobileNetV3Small")
     events = Events()
     model = build_model(
-        Architecture.MOBILENET_V3_SMALL, GRAY32, 3, Hyperparameters(), reporter=events
+        Architecture.MOBILENET_V3_SMALL,
+        GRAY32,
+        3,
+        Hyperparameters(allow_random_init=True),
+        reporter=events,
     )
-    logs = [d["message"] for k, d in events.events if k is EventKind.LOG]
-    assert len(logs) == 1 and "random initialisation" in logs[0]
+    logs = [d for k, d in events.events if k is EventKind.LOG]
+    assert len(logs) == 1 and "random initialisation" in logs[0]["message"]
+    assert logs[0]["level"] == "warning"
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
     assert backbone.trainable  # a random backbone is trained, not frozen
     assert model.get_layer("gray_to_rgb") is not None
@@ -126,7 +141,7 @@ def test_mobilenet_v2_builds_offline(monkeypatch: pytest.MonkeyPatch) -> None:
         Architecture.MOBILENET_V2,
         InputSpec(width=32, height=32),
         4,
-        Hyperparameters(),
+        Hyperparameters(allow_random_init=True),
         reporter=Events(),
     )
     assert model.output_shape == (None, 4)

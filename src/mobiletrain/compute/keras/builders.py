@@ -7,9 +7,10 @@ trained model is the inference model and exports with builtin TFLite ops only.
 
 Pretrained weights policy for the keras.applications backbones: ImageNet weights are used
 when Keras can load them (from its cache, ``$KERAS_HOME/models`` or ``~/.keras/models``, or
-by download). When they cannot be obtained (e.g. an offline server), the job does not fail:
-it logs a warning event and trains the whole network from random initialisation, because a
-frozen random backbone would be useless.
+by download). When they cannot be obtained (e.g. an offline server), the job fails with
+BASE_WEIGHTS_UNAVAILABLE (code 55) unless the job set ``allow_random_init``: then it logs a
+warning event (the version carries the warning) and trains the whole network from random
+initialisation, because a frozen random backbone would be useless.
 """
 
 from __future__ import annotations
@@ -123,11 +124,24 @@ def _application(
         backbone = make("imagenet")
         pretrained = True
     except Exception as exc:  # keras raises bare Exception for a failed download
-        _log(
-            reporter,
-            f"ImageNet weights for {arch.value} are not available ({type(exc).__name__}); "
-            "training the whole network from random initialisation instead",
-        )
+        if not hp.allow_random_init:
+            raise MobiletrainError(
+                ErrorCode.BASE_WEIGHTS_UNAVAILABLE,
+                f"ImageNet weights for {arch.value} could not be loaded "
+                f"({type(exc).__name__}); put them in the server's Keras cache "
+                "($KERAS_HOME/models), or set allow_random_init to train from random "
+                "initialisation (usually far less accurate)",
+            ) from None
+        if reporter is not None:
+            reporter.emit(
+                EventKind.LOG,
+                {
+                    "level": "warning",
+                    "message": f"ImageNet weights for {arch.value} were not available "
+                    f"({type(exc).__name__}): trained from random initialisation "
+                    "(allow_random_init)",
+                },
+            )
         backbone = make(None)
         pretrained = False
     finally:
