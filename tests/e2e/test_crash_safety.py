@@ -6,7 +6,9 @@
   both finish, and no job stays "running" (leases with heartbeats, and a reaper);
 * the server killed in the middle of an upload stream: the SDK retries and the dataset ends with
   exactly the samples sent;
-* downloads during the publication of new versions always get one complete file.
+* downloads during the publication of new versions always get one complete file;
+* a worker killed inside a checkpoint write, or a checkpoint truncated before the retry: the
+  job still succeeds, with the history of every epoch; ended jobs leave no checkpoints.
 """
 
 from __future__ import annotations

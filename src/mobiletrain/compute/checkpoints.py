@@ -137,7 +137,9 @@ def write(directory: Path, checkpoint: Checkpoint) -> Path:
     Temporary file, fsync, rename, fsync of the folder: after a crash at any point the
     folder holds the previous complete checkpoints and at most a stray temporary file.
     """
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not directory.is_dir():
+        directory.mkdir(mode=0o700, parents=True)
+        _fsync_dir(directory.parent)  # the folder's own entry survives a power loss too
     data = encode(checkpoint)
     final = directory / file_name(checkpoint.epoch)
     tmp = directory / f".ckpt-{checkpoint.epoch:06d}.tmp-{os.getpid()}"
