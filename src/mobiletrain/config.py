@@ -85,10 +85,10 @@ class Settings(BaseSettings):
         default=256, ge=0, description="HTTP requests in flight per client address (0 = no cap)"
     )
     unauthenticated_rate_per_second: float = Field(
-        default=5.0, ge=0, description="Failed-token requests/s per client address (0 = off)"
+        default=20.0, ge=0, description="Failed-token requests/s per client address (0 = off)"
     )
     unauthenticated_burst: int = Field(
-        default=50, ge=1, description="Burst of failed-token requests per client address"
+        default=200, ge=1, description="Burst of failed-token requests per client address"
     )
     max_labels_per_project: int = Field(
         default=1000, ge=1, description="Most distinct labels in one project"
@@ -135,3 +135,4 @@ class Settings(BaseSettings):
             max_bytes_per_project=self.max_bytes_per_project,
             max_active_jobs_per_project=self.max_active_jobs_per_project,
         )
+            max_labels_per_project=self.max_labels_per_project,

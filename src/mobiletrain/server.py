@@ -6,22 +6,32 @@ import logging
 import os
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from mobiletrain.compute.executor import LocalExecutor
 from mobiletrain.config import Settings
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.federated import FederatedService
+from mobiletrain.core.integrity import IntegrityReport, check_integrity
 from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore
 from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
 from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
+from mobiletrain.core.storage import SpaceGuard
 from mobiletrain.core.tokens import TokenService
 from mobiletrain.core.uploads import ResumableUploads
-from mobiletrain.store.blobs import open_blob_store
+from mobiletrain.store.blobs import make_dir, open_blob_store
+from mobiletrain.store.compaction import CompactionLoop
 from mobiletrain.store.sql import SqlMetadataStore
 
 log = logging.getLogger("mobiletrain.server")
+
+STARTUP_CHECK_SECONDS = 5.0
+"""Time budget of the start-up integrity quick check."""
 
 
 @dataclass
@@ -42,20 +52,67 @@ class Container:
     stream_slots: StreamSlots
     uploads: ResumableUploads
     federated: FederatedService | None = None
+    space: SpaceGuard | None = None
+    # The start-up quick check of samples against the blob store (None: not run).
+    integrity: IntegrityReport | None = None
+    # Worker thread pools the health check watches: name -> () -> (busy threads, pool size).
+    pool_gauges: dict[str, Callable[[], tuple[int, int]]] = field(default_factory=dict)
+    # Drops unreferenced blobs from the blob store every compaction_interval_seconds.
+    compaction: CompactionLoop | None = None
     _closed: bool = field(default=False, repr=False)
 
     def start(self) -> None:
         """Start background parts (event polling, job scheduling)."""
+        self.check_integrity()
         self.hub.start()
         self.executor.start()
         if self.federated is not None:
             self.federated.start()
+        if self.compaction is not None:
+            self.compaction.start()
+
+    def check_integrity(self) -> IntegrityReport:
+        """The start-up quick check: do the blobs of all samples exist? (No hashing, at most
+        ``STARTUP_CHECK_SECONDS``; ``mobiletrain fsck`` reads and verifies every byte.)"""
+        report = check_integrity(
+            self.store, self.blobs, full=False, budget_seconds=STARTUP_CHECK_SECONDS
+        )
+        self.integrity = report
+        if report.unmarked:
+            log.warning(
+                "%s; run `mobiletrain fsck` to list them, `--repair` to exclude them from "
+                "training: %s",
+                report.summary(),
+                ", ".join(f"{p}/{lab}: {n}" for (p, lab), n in report.by_project_label().items()),
+            )
+        else:
+            log.info("%s", report.summary())
+        return report
+
+    def health(self) -> list[str]:
+        """Why the server is degraded (empty: it is healthy)."""
+        reasons = []
+        problem = self.space.problem() if self.space is not None else None
+        if problem is not None:
+            reasons.append(problem)
+        if self.integrity is not None and self.integrity.unmarked:
+            reasons.append(
+                f"{len(self.integrity.unmarked)} samples have missing or damaged bytes "
+                "(found at start-up; run `mobiletrain fsck`)"
+            )
+        for name, gauge in sorted(self.pool_gauges.items()):
+            busy, size = gauge()
+            if size > 0 and busy >= size:
+                reasons.append(f"{name} threads saturated ({busy}/{size} busy): calls wait")
+        return reasons
 
     def close(self) -> None:
         """Stop background parts and close stores."""
         if self._closed:
             return
         self._closed = True
+        if self.compaction is not None:
+            self.compaction.stop()
         if self.federated is not None:
             self.federated.stop()
         self.executor.stop()
@@ -68,14 +125,26 @@ def build_container(settings: Settings) -> Container:
     """Wire the embedded (or configured) stores, executor and services."""
     from mobiletrain.compute.predictor import LiteRTPredictor
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    file_mode, dir_mode = settings.data_modes()
+    # Everything this process and its workers (they inherit the umask) create — database, job
+    # folders, checkpoints, spools — is owner-only unless MOBILETRAIN_FILE_MODE says otherwise.
+    os.umask(0o777 & ~dir_mode)
+    make_dir(settings.data_dir, dir_mode)
     limits = settings.limits()
     store = SqlMetadataStore(settings.resolved_database_url())
-    blobs = open_blob_store(settings.resolved_blob_url())
+    blobs = open_blob_store(settings.resolved_blob_url(), file_mode=file_mode, dir_mode=dir_mode)
     hub = EventHub(store)
     executor = build_executor(settings, store, hub)
     projects = ProjectService(store, limits)
-    datasets = DatasetService(store, blobs, projects, limits)
+    space = build_space_guard(settings)
+    datasets = DatasetService(
+        store,
+        blobs,
+        projects,
+        limits,
+        space=space,
+        device_sample_access=settings.device_sample_access,
+    )
     return Container(
         settings=settings,
         store=store,
@@ -89,9 +158,27 @@ def build_container(settings: Settings) -> Container:
         tokens=TokenService(store),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         stream_slots=StreamSlots(settings.max_streams_per_token),
-        uploads=ResumableUploads(store, blobs, projects, datasets),
+        uploads=ResumableUploads(
+            store, blobs, projects, datasets, ttl=timedelta(hours=settings.upload_ttl_hours)
+        ),
         federated=build_federated(settings, store, blobs, projects, hub),
+        space=space,
+        compaction=CompactionLoop(
+            blobs,
+            store.referenced_blobs,
+            interval_s=settings.compaction_interval_seconds,
+            grace_s=settings.compaction_grace_seconds,
+        ),
     )
+
+
+def build_space_guard(settings: Settings) -> SpaceGuard:
+    """The free-space reserve over the data folder and a local blob folder."""
+    paths = [settings.data_dir.resolve()]
+    blob_url = urlparse(settings.resolved_blob_url())
+    if blob_url.scheme in ("", "file"):
+        paths.append(Path(blob_url.path))
+    return SpaceGuard(paths, settings.storage_reserve_mb, settings.storage_reserve_percent)
 
 
 def build_federated(
@@ -216,6 +303,7 @@ def start_server(settings: Settings) -> RunningServer:
 
     from mobiletrain.api.grpc.server import build_grpc_server
     from mobiletrain.api.rest.app import create_app
+    from mobiletrain.api.rest.limits import header_limited_protocol
 
     container = build_container(settings)
     for warning in security_warnings(settings):
@@ -254,6 +342,8 @@ def start_server(settings: Settings) -> RunningServer:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=3,
+        # Caps the request line + headers while they arrive (431, code 77).
+        http=header_limited_protocol(settings.max_header_bytes),
         **tls,
     )
     server = uvicorn.Server(config)

@@ -56,6 +56,7 @@ from mobiletrain.core.types import (
     ModelVersion,
     Project,
 )
+from mobiletrain.core.wakeup import AsyncWakeup, WakingCondition
 from mobiletrain.federated.config import FederatedConfig
 from mobiletrain.federated.head import HeadSpec, weights_from_bytes, weights_to_bytes
 from mobiletrain.federated.privacy import add_noise, clip, noise_std
@@ -231,6 +232,8 @@ class FederatedService:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Pulled by every session's condition: long polls on an event loop wait on it.
+        self.changes = AsyncWakeup()
         self._preparing: list[threading.Thread] = []
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -319,7 +322,7 @@ class FederatedService:
             {"state": JobState.RUNNING.value, "federated_session": session.id},
         )
         self._event(session, EventKind.LOG, {"message": "exporting the on-device training files"})
-        live = _Live(session=session, project_name=project.name)
+        live = _Live(session=session, project_name=project.name, cond=WakingCondition(self.changes))
         with self._lock:
             self._live[session.id] = live
         self._spawn_prepare(live)
@@ -1123,7 +1126,11 @@ class FederatedService:
 
     def _resume(self, session: FederatedSession) -> None:
         project = self.store.get_project(session.project_id)
-        live = _Live(session=session, project_name=project.name if project else "")
+        live = _Live(
+            session=session,
+            project_name=project.name if project else "",
+            cond=WakingCondition(self.changes),
+        )
         for device in self.fstore.list_devices(session.id):
             live.devices.add(device.device_id)
             live.owners[device.device_id] = device.token_id

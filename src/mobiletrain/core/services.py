@@ -56,7 +56,7 @@ def parse_page_token(token: str) -> int:
     """Page tokens are opaque to clients; here they are a decimal cursor."""
     if not token:
         return 0
-    if not token.isdigit() or len(token) > 18:
+    if not (token.isascii() and token.isdigit()) or len(token) > 18:
         raise MobiletrainError(ErrorCode.INVALID_PAGE, "invalid page token")
     return int(token)
 
@@ -109,6 +109,11 @@ class ProjectService:
             labels_fixed=bool(clean),
             input_spec=spec,
             created_at=_now(),
+        if len(clean) > self.limits.max_labels_per_project:
+            raise MobiletrainError(
+                ErrorCode.INVALID_LABEL,
+                f"{len(clean)} labels; a project may have {self.limits.max_labels_per_project}",
+            )
         )
         return self.store.create_project(project)
 
@@ -345,7 +350,28 @@ class DatasetService:
                 ErrorCode.UNKNOWN_LABEL,
                 f"label {clean!r} is not one of the project's labels: {', '.join(project.labels)}",
             )
+    def _within_label_cap(
+        self, project: Project, batch: list[_Pending], summary: UploadSummary
+    ) -> list[_Pending]:
+        """The part of a batch whose new labels still fit ``max_labels_per_project``."""
+        if project.labels_fixed:
+            return batch  # a fixed label set was capped when the project was created
+        cap = self.limits.max_labels_per_project
+        known = set(project.labels)
+        kept: list[_Pending] = []
+        for pending in batch:
+            label = pending.sample.label
+            if label in known or len(known) < cap:
+                known.add(label)
+                kept.append(pending)
+                continue
+            result = summary.results[pending.index]
+            result.error_code = ErrorCode.INVALID_LABEL
+            result.reason = f"the project has {cap} labels, the most it may have; {label!r} is new"
+        return kept
+
         if self.store.get_sample(project.id, sample_id) is None:
+        batch = self._within_label_cap(project, batch, summary)
             raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
         if not project.labels_fixed and clean not in project.labels:
             project.labels = self.store.add_labels(project.id, [clean])
@@ -455,6 +481,12 @@ class TrainingService:
 
     def watch_async(
         self,
+            if len(project.labels) >= self.limits.max_labels_per_project:
+                raise MobiletrainError(
+                    ErrorCode.INVALID_LABEL,
+                    f"the project has {len(project.labels)} labels, the most it may have; "
+                    f"{clean!r} is new",
+                )
         job_id: str,
         after_seq: int,
         finished: Callable[[], bool],

@@ -25,6 +25,7 @@ class Limits:
     max_samples_per_project: int = 1_000_000
     max_bytes_per_project: int = 20 * 1024**3
     max_active_jobs_per_project: int = 2
+    max_labels_per_project: int = 1000
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def verify_image(data: bytes, limits: Limits) -> ImageInfo:
                 # fails), but scales the inverse DCT down 8x: half the cost of a full decode.
                 img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
             img.load()  # decode: truncated or corrupt data fails here
+            if media_type == "image/jpeg" and _ends_in_fill(img):
+                _check_jpeg_complete(data, media_type)
     except MobiletrainError:
         raise
     except Image.DecompressionBombError:
@@ -94,6 +97,38 @@ def verify_image(data: bytes, limits: Limits) -> ImageInfo:
             ErrorCode.CORRUPT_IMAGE, f"{media_type} could not be decoded: {type(exc).__name__}"
         ) from None
     return ImageInfo(media_type=media_type, width=width, height=height)
+
+
+_JPEG_FILL = 128
+"""What libjpeg decodes a block to when the data ran out before it (all coefficients zero)."""
+
+
+def _ends_in_fill(img: Image.Image) -> bool:
+    """Whether the last pixel (one per 8x8 block when DCT-scaled) is libjpeg's fill value."""
+    pixel = img.getpixel((img.width - 1, img.height - 1))
+    values = pixel if isinstance(pixel, tuple) else (pixel,)
+    return all(v == _JPEG_FILL for v in values)
+
+
+def _check_jpeg_complete(data: bytes, media_type: str) -> None:
+    """Refuse a JPEG whose scan data ends before its last block.
+
+    libjpeg does not fail when an end-of-image marker comes early (a header declaring more
+    pixels than the data holds, or a file cut and re-terminated): it warns, and fills every
+    missing block with zeros, which decode to exactly 128 in every channel. Pillow swallows the
+    warning, so the fill is looked for instead: the last block decoded at full scale is uniform
+    128 only when data is missing (a real photo's noise never gives 64 identical pixels).
+    """
+    with Image.open(io.BytesIO(data), formats=["JPEG"]) as full:
+        full.load()
+        box = (max(0, full.width - 8), max(0, full.height - 8), full.width, full.height)
+        extrema = full.crop(box).getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    if all(low == high == _JPEG_FILL for low, high in bands):  # type: ignore[misc]
+        raise MobiletrainError(
+            ErrorCode.CORRUPT_IMAGE,
+            f"{media_type} is truncated: its data ends before the last block the header declares",
+        )
 
 
 def _check_text(value: str, what: str, max_length: int, code: ErrorCode) -> str:

@@ -66,9 +66,10 @@ def test_no_file_outside_the_build(dist: Path) -> None:
 
 
 def test_api_paths_keep_their_answers(client: TestClient) -> None:
+    # Every /v1 path needs a token before anything else, known route or not.
     r = client.get("/v1/no-such-route")
-    assert r.status_code == 404 and r.json()["code"] == 3
-    assert client.get("/v1").status_code == 404
+    assert r.status_code == 401 and r.json()["code"] == 60
+    assert client.get("/v1").status_code == 401
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/openapi.json").json()["info"]["title"] == "mobiletrain"
     assert "swagger" in client.get("/docs").text.lower()

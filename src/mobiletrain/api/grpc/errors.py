@@ -39,6 +39,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
+import math
 from contextlib import ExitStack
 from typing import Any, NoReturn
 
@@ -68,11 +69,29 @@ SERVICE_PREFIX = "/mobiletrain."
 def status_code_of(code: ErrorCode) -> grpc.StatusCode:
     """The ``grpc.StatusCode`` member named by an error code."""
     return grpc.StatusCode[code.grpc_status]
+RETRY_AFTER_METADATA_KEY = "retry-after"
+"""Trailing metadata key: whole seconds to wait before retrying (rate and stream limits)."""
+
+
+def retry_after_seconds(error: MobiletrainError) -> int | None:
+    """Whole seconds (at least 1) to wait before retrying, for errors that heal by waiting."""
+    seconds = error.details.get("retry_after_seconds")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        return max(1, math.ceil(seconds))
+    if error.code in (ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_STREAMS, ErrorCode.SERVER_BUSY):
+        return 1
+    return None
+
+
 
 
 async def abort_with_error(context: grpc.aio.ServicerContext, error: MobiletrainError) -> NoReturn:
     """End the RPC with the status, message and trailing code number of ``error``."""
-    context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, str(error.code.number)),))
+    trailers = [(ERROR_CODE_METADATA_KEY, str(error.code.number))]
+    retry = retry_after_seconds(error)
+    if retry is not None:
+        trailers.append((RETRY_AFTER_METADATA_KEY, str(retry)))
+    context.set_trailing_metadata(tuple(trailers))
     await context.abort(status_code_of(error.code), error.message)
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 

@@ -9,12 +9,13 @@ updates in server memory (HTTP/2 flow control holds the rest back).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import grpc
 
 from mobiletrain._proto.mobiletrain.v1 import federated_pb2, federated_pb2_grpc
+from mobiletrain.api import longpoll
 from mobiletrain.api.grpc import serde
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.federated import FederatedService
@@ -146,11 +147,16 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
             device_id=device_id, session=_session_to_proto(service, session)
         )
 
-    def GetTask(
-        self, request: federated_pb2.GetTaskRequest, context: grpc.ServicerContext
-    ) -> Iterator[federated_pb2.TaskMessage]:
-        """Task header, then the global weights in chunks."""
-        reply = _service(self._c).get_task(request.project, request.device_id, request.wait_seconds)
+    async def GetTask(
+        self, request: federated_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[federated_pb2.TaskMessage]:
+        """Task header, then the global weights in chunks.
+
+        Asynchronous: a device waiting for work holds no handler thread (see ``api.longpoll``).
+        """
+        reply = await longpoll.get_task(
+            _service(self._c), request.project, request.device_id, request.wait_seconds
+        )
         yield federated_pb2.TaskMessage(header=serde.task_header_to_proto(reply))
         if reply.task is None:
             return

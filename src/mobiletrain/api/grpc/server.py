@@ -32,6 +32,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2,
     training_pb2_grpc,
 )
+from mobiletrain.api import longpoll
 from mobiletrain.api.grpc.errors import ErrorInterceptor
 from mobiletrain.api.grpc.federated import FederatedServicer
 from mobiletrain.api.grpc.servicers import (
@@ -41,6 +42,7 @@ from mobiletrain.api.grpc.servicers import (
     TokenServicer,
     TrainingServicer,
 )
+from mobiletrain.api.pools import CountingThreadPool
 
 if TYPE_CHECKING:
     from mobiletrain.server import Container
@@ -69,11 +71,18 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
+MAX_METADATA_BYTES = 16 * 1024
+"""Most bytes of request metadata (gRPC's headers) a call may send; a larger one is refused by
+gRPC before any handler runs (RESOURCE_EXHAUSTED)."""
+
+
 def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
-    """Channel arguments of the server: message size caps, keepalive, exclusive port."""
+    """Channel arguments of the server: message and metadata size caps, keepalive, exclusive
+    port."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
         *KEEPALIVE_OPTIONS,
         # Never share a port with another process: binding a taken port must fail.
         ("grpc.so_reuseport", 0),
@@ -131,9 +140,9 @@ def build_grpc_server(container: Container, address: str) -> tuple[GrpcServer, i
     service (SERVING for "" and every service name) and server reflection. ``address`` may use
     port 0; the port actually bound is returned.
     """
-    executor = ThreadPoolExecutor(
-        max_workers=container.settings.grpc_threads, thread_name_prefix="grpc"
-    )
+    executor = CountingThreadPool(container.settings.grpc_threads, thread_name_prefix="grpc")
+    container.pool_gauges["gRPC handler"] = executor.gauge
+    container.pool_gauges["federated long-poll"] = longpoll.pool_gauge
     loop = asyncio.new_event_loop()
     threading.Thread(target=_run_loop, args=(loop,), name="grpc-loop", daemon=True).start()
     wrapper = GrpcServer(loop, executor)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+import anyio.to_thread
+import fastapi_offline
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from mobiletrain import __version__
+from mobiletrain.api import longpoll
 from mobiletrain.api.rest.deps import authenticate
 from mobiletrain.api.rest.errors import error_docs, install_error_handlers
-from mobiletrain.api.rest.httputil import BodySizeLimitMiddleware
+from mobiletrain.api.rest.limits import LimitSettings, RequestLimitsMiddleware
 from mobiletrain.api.rest.routes import (
     federated,
     jobs,
@@ -23,6 +30,7 @@ from mobiletrain.api.rest.routes import (
 )
 from mobiletrain.api.rest.schemas import HealthPublic
 from mobiletrain.api.rest.web import include_dashboard
+from mobiletrain.core.ratelimit import RateLimiter
 from mobiletrain.server import Container
 
 DESCRIPTION = """\
@@ -53,9 +61,6 @@ TAGS = [
     {"name": "health", "description": "Liveness."},
 ]
 
-REQUEST_BODY_FACTOR = 64
-"""Request bodies may be this many times ``settings.max_sample_bytes``."""
-
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
@@ -64,9 +69,21 @@ def _operation_id(route: APIRoute) -> str:
 health = APIRouter(tags=["health"])
 
 
-@health.get("/healthz", summary="Liveness check")
-def healthz() -> HealthPublic:
-    """Answers `{"status": "ok"}` while the server runs."""
+@health.get("/healthz", summary="Liveness check", response_model_exclude_none=True)
+async def healthz(request: Request) -> HealthPublic:
+    """Answers `{"status": "ok"}` while the server runs, or `{"status": "degraded",
+    "reasons": [...]}` (still 200) while it needs attention, e.g. "storage below reserve" or a
+    saturated worker thread pool (calls that need a thread then wait)."""
+    # Async on purpose: it must answer while every worker thread is busy.
+    reasons = request.app.state.container.health()
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    if limiter.borrowed_tokens >= limiter.total_tokens:
+        reasons.append(
+            f"HTTP worker threads saturated ({limiter.borrowed_tokens}/"
+            f"{int(limiter.total_tokens)} busy): calls that need one wait"
+        )
+    if reasons:
+        return HealthPublic(status="degraded", reasons=reasons)
     return HealthPublic(status="ok")
 
 
@@ -100,6 +117,41 @@ def _custom_openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+DOCS_ASSETS = "/docs/assets"
+"""Where the Swagger UI and ReDoc files are served (packaged by ``fastapi-offline``)."""
+
+
+def include_docs(app: FastAPI) -> None:
+    """`/docs` (Swagger UI) and `/redoc` with every script and style served by this server.
+
+    Relative URLs only, so neither page depends on the Host header or a CDN; no web fonts and
+    no online validator.
+    """
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=static), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 def create_app(container: Container) -> FastAPI:
     """Build the REST app over ``container``'s services (which the caller starts and closes)."""
     app = FastAPI(
@@ -108,11 +160,29 @@ def create_app(container: Container) -> FastAPI:
         version=__version__,
         openapi_tags=TAGS,
         generate_unique_id_function=_operation_id,
+        # Served by include_docs from files of this package, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        # A trailing-slash redirect would be built from the request's Host header.
+        redirect_slashes=False,
     )
     app.state.container = container
+    container.pool_gauges["federated long-poll"] = longpoll.pool_gauge
+    settings = container.settings
     app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=container.settings.max_sample_bytes * REQUEST_BODY_FACTOR,
+        RequestLimitsMiddleware,
+        limits=LimitSettings(
+            max_sample_bytes=settings.max_sample_bytes,
+            max_header_count=settings.max_header_count,
+            body_idle_timeout_seconds=settings.body_idle_timeout_seconds,
+            body_min_bytes_per_second=settings.body_min_bytes_per_second,
+            max_requests_per_address=settings.max_requests_per_address,
+            auth=settings.auth,
+        ),
+        tokens=container.tokens,
+        address_limiter=RateLimiter(
+            settings.unauthenticated_rate_per_second, settings.unauthenticated_burst
+        ),
     )
     install_error_handlers(app)
     app.include_router(health)
@@ -124,6 +194,7 @@ def create_app(container: Container) -> FastAPI:
             dependencies=[Depends(authenticate)],
             responses=error_docs(401, 403, 429),
         )
+    include_docs(app)
     include_dashboard(app)  # the web dashboard at / (after every API route)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
     return app

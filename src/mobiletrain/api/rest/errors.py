@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from starlette.routing import compile_path
 
 from mobiletrain.api.rest.schemas import ErrorPublic
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.storage import storage_full_error
 
 log = logging.getLogger("mobiletrain.api.rest")
 
@@ -21,11 +23,29 @@ ERROR_CODE_HEADER = "X-Mobiletrain-Error-Code"
 """Response header carrying the numeric error code of a failed request."""
 
 
+def retry_after_header(err: MobiletrainError) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, at least 1) for the errors worth retrying later.
+
+    A rate limit says when its bucket refills; stream and connection limits free up as other
+    calls end. A used-up quota does not heal by waiting, so it gets none.
+    """
+    seconds = err.details.get("retry_after_seconds")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        return {"Retry-After": str(max(1, math.ceil(seconds)))}
+    if err.code in (ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_STREAMS, ErrorCode.SERVER_BUSY):
+        return {"Retry-After": "1"}
+    return {}
+
+
 def error_response(
     err: MobiletrainError, status_code: int | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """The JSON response of an error: catalog body, HTTP status and the error-code header."""
-    all_headers = {ERROR_CODE_HEADER: str(err.code.number), **(headers or {})}
+    all_headers = {
+        ERROR_CODE_HEADER: str(err.code.number),
+        **retry_after_header(err),
+        **(headers or {}),
+    }
     return JSONResponse(
         status_code=status_code or err.code.http_status,
         content=err.to_dict(),
@@ -40,11 +60,16 @@ _STATUS_TEXT = {
     403: "The token's role may not do this (code 61)",
     404: "Not found (codes 3, 10, 20, 40, 50, 51, 62)",
     409: "Conflict or failed precondition (codes 4, 5, 11, 42, 43, 53)",
-    413: "Too large (code 24)",
+    413: "Too large (codes 24, 76)",
     415: "Unsupported media type (code 25)",
     416: "Range not satisfiable (code 54)",
-    429: "Quota, request rate or stream limit reached (codes 70, 71, 72)",
-    500: "Internal error (code 1)",
+    408: "The request body stalled or arrived too slowly (code 78)",
+    429: "Quota, request rate or stream limit reached (codes 70, 71, 72); `Retry-After` "
+    "says when to retry a rate or stream limit",
+    431: "Request headers too large or too many (code 77)",
+    503: "Too many requests in flight from this address (code 79); see `Retry-After`",
+    500: "Internal error (code 1), or a sample's stored bytes are damaged (code 31)",
+    507: "The server's storage is full or below its reserve; retry later (code 74)",
 }
 
 
@@ -91,8 +116,10 @@ _HTTP_STATUS_CODES = {
 }
 
 
-async def _mobiletrain_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _mobiletrain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MobiletrainError)
+    if exc.code is ErrorCode.STORAGE_FULL:
+        log.warning("%s %s refused: %s", request.method, request.url.path, exc.message)
     return error_response(exc)
 
 
@@ -133,6 +160,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    full = storage_full_error(exc)
+    if full is not None:  # expected, not a bug: one line, no stack trace
+        return await _mobiletrain_error(request, full)
     # The details go to the log only: clients see the catalog's public message.
     log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(MobiletrainError(ErrorCode.INTERNAL))

@@ -1,68 +1,8 @@
-"""Small HTTP helpers: request body limit, ETags and byte ranges."""
+"""Small HTTP helpers: ETags and byte ranges (request limits are in :mod:`.limits`)."""
 
 from __future__ import annotations
 
 import re
-
-from fastapi import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from mobiletrain.api.rest.errors import error_response
-from mobiletrain.core.errors import ErrorCode, MobiletrainError
-
-
-class BodySizeLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` with 413 (code SAMPLE_TOO_LARGE).
-
-    A declared ``Content-Length`` is checked before anything is read; a body without one
-    (chunked) is counted while it is read.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self, size: int | None) -> MobiletrainError:
-        if size is None:
-            message = f"request body is larger than the limit of {self.max_bytes} bytes"
-        else:
-            message = f"request body is {size} bytes; the limit is {self.max_bytes} bytes"
-        return MobiletrainError(ErrorCode.SAMPLE_TOO_LARGE, message)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared: int | None = None
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    response = error_response(
-                        MobiletrainError(ErrorCode.INVALID_ARGUMENT, "invalid Content-Length")
-                    )
-                    await response(scope, receive, send)
-                    return
-        if declared is not None and declared > self.max_bytes:
-            await error_response(self._too_large(declared))(scope, receive, send)
-            return
-
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # An HTTPException passes FastAPI's body parsing unchanged; the
-                    # app's handler turns 413 into the catalog's SAMPLE_TOO_LARGE.
-                    raise HTTPException(413, self._too_large(None).message)
-            return message
-
-        await self.app(scope, counting_receive, send)
 
 
 def strong_etag(sha256: str) -> str:
@@ -85,7 +25,17 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return False
 
 
-_RANGE = re.compile(r"^bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# ASCII digits only: ``\d`` would also match other scripts' digits.
+_RANGE = re.compile(r"^bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*$", re.IGNORECASE)
+
+_HUGE = 10**18
+"""Stands for any offset of more than 18 digits (beyond every file; ``int()`` of thousands of
+digits is refused by Python and would be slow anyway)."""
+
+
+def _offset(digits: str) -> int:
+    significant = digits.lstrip("0")
+    return _HUGE if len(significant) > 18 else int(significant or "0")
 
 
 class RangeNotSatisfiable(Exception):
@@ -101,6 +51,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
+    if len(header) > 4096:
+        # Longer than any sensible single range: refused rather than parsed.
+        raise RangeNotSatisfiable
     match = _RANGE.match(header.strip())
     if match is None:
         return None
@@ -108,12 +61,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # suffix range: the last N bytes
-        suffix = int(last)
+        suffix = _offset(last)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable
         return max(0, size - suffix), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _offset(first)
+    end = _offset(last) if last else size - 1
     if last and end < start:
         return None  # invalid: ignore the header
     if start >= size:

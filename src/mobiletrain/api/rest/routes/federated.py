@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
+from mobiletrain.api import longpoll
 from mobiletrain.api.rest.deps import ContainerDep, ProjectRef
 from mobiletrain.api.rest.errors import error_docs
 from mobiletrain.api.rest.federated_schemas import (
@@ -161,7 +162,7 @@ def register_device(
 
 
 @router.get("/projects/{project}/federated/task", summary="Ask for work (long poll)")
-def get_task(
+async def get_task(
     project: ProjectRef,
     container: ContainerDep,
     device_id: Annotated[str, Query(description="The id from registration.")],
@@ -171,7 +172,8 @@ def get_task(
 ) -> TaskReplyPublic:
     """`task` with the global weights (base64), `wait`, or `finished`. Fails with
     DEVICE_NOT_REGISTERED (404, code 93): register again."""
-    reply = _service(container).get_task(project, device_id, wait_seconds)
+    # Async: the wait holds no worker thread (see api.longpoll).
+    reply = await longpoll.get_task(_service(container), project, device_id, wait_seconds)
     return task_reply_to_public(reply)
 
 

@@ -49,7 +49,8 @@ def parse_version(value: str) -> int:
     text = value.strip().lower()
     if text == "current":
         return 0
-    if text.isdigit() and len(text) <= 9:
+    # ASCII only: str.isdigit() also accepts digits (superscripts, ...) that int() refuses.
+    if text.isascii() and text.isdigit() and len(text) <= 9:
         return int(text)
     raise MobiletrainError(
         ErrorCode.INVALID_ARGUMENT, f"version must be a number or 'current', got {value!r}"
@@ -242,7 +243,7 @@ def promote_model(
     """Pin `version` as the one apps get (`current`). Version `0` removes the pin, so the
     newest version is current again; the reply is then that version."""
     text = version.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise MobiletrainError(
             ErrorCode.INVALID_ARGUMENT, f"version must be a number, got {version!r}"
         )
