@@ -113,6 +113,25 @@ class Settings(BaseSettings):
         default=5.0, ge=0, le=100, description="Free-space reserve, % of the disk (0 = off)"
     )
 
+    # Deleted samples' bytes leave the packs within about interval + grace (docs/reliability.md,
+    # "Durability"); the grace covers an upload whose row commits just after the first look.
+    compaction_interval_seconds: float = Field(
+        default=900.0, ge=0, description="How often packs are compacted, s (0 = never)"
+    )
+    compaction_grace_seconds: float = Field(
+        default=300.0, ge=0, description="Wait between marking a pack and rewriting it, s"
+    )
+    file_mode: str = Field(
+        default="600",
+        pattern=r"^0?[0-7]{3}$",
+        description="Mode of data files in octal (folders get x where r is set): 600 = owner only",
+    )
+
+    def data_modes(self) -> tuple[int, int]:
+        """(file mode, folder mode) of what the server creates in its data folder."""
+        file_mode = int(self.file_mode, 8) & 0o666
+        return file_mode, file_mode | ((file_mode & 0o444) >> 2)
+
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data folder."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'mobiletrain.db').resolve()}"
@@ -134,5 +153,5 @@ class Settings(BaseSettings):
             max_samples_per_project=self.max_samples_per_project,
             max_bytes_per_project=self.max_bytes_per_project,
             max_active_jobs_per_project=self.max_active_jobs_per_project,
-        )
             max_labels_per_project=self.max_labels_per_project,
+        )

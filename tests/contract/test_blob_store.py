@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mobiletrain.core.ports import BlobStore
+from mobiletrain.core.ports import BlobDamaged, BlobStore
+from mobiletrain.store import blobs as blobs_module
 from mobiletrain.store.blobs import LocalPackBlobStore, open_blob_store
+from mobiletrain.store.compaction import compact
 
 
 class BlobStoreContract:
@@ -21,6 +26,63 @@ class BlobStoreContract:
 
     def reopen(self, store: BlobStore) -> BlobStore:
         raise NotImplementedError
+
+    def fail_puts(self, store: BlobStore) -> Callable[[], None]:
+        """Make the next puts fail for real (half-written bytes / a dropped connection);
+        returns a function that ends the fault."""
+        raise NotImplementedError
+
+    def damage(self, store: BlobStore, key: str) -> None:
+        """Change the stored bytes of ``key`` behind the store's back."""
+        raise NotImplementedError
+
+    def test_failed_put_raises_oserror_and_stores_nothing(self, store: BlobStore) -> None:
+        kept = store.put(b"before the fault")
+        store.sync()
+        data = os.urandom(50_000)
+        heal = self.fail_puts(store)
+        try:
+            with pytest.raises(OSError) as raised:
+                store.put(data)
+            assert raised.value.errno is not None
+        finally:
+            heal()
+        key = hashlib.sha256(data).hexdigest()
+        assert not store.exists(key)
+        assert not self.reopen(store).exists(key)
+        with pytest.raises(KeyError):
+            self.reopen(store).get(key)
+        # The store works again at once, and nothing earlier was hurt.
+        assert store.put(data) == key
+        store.sync()
+        assert self.reopen(store).get(key) == data
+        assert self.reopen(store).get(kept) == b"before the fault"
+
+    def test_damaged_blob_raises_blob_damaged_never_wrong_bytes(self, store: BlobStore) -> None:
+        key = store.put(b"x" * 1000)
+        other = store.put(b"y" * 1000)
+        store.sync()
+        self.damage(store, key)
+        with pytest.raises(BlobDamaged) as raised:
+            self.reopen(store).get(key)
+        assert raised.value.sha256 == key
+        assert isinstance(raised.value, OSError)
+        assert self.reopen(store).get(other) == b"y" * 1000
+
+    def test_unreferenced_blobs_are_deleted(self, store: BlobStore) -> None:
+        keep = [store.put(os.urandom(3000)) for _ in range(3)]
+        drop = [store.put(os.urandom(3000)) for _ in range(3)]
+        store.sync()
+        time.sleep(2.1)  # S3 LastModified has 1 s resolution; recent objects are kept
+        report = compact(store, lambda: set(keep), grace_s=0)
+        assert report.records_dropped == 3
+        fresh = self.reopen(store)
+        for key in keep:
+            assert hashlib.sha256(fresh.get(key)).hexdigest() == key
+        for key in drop:
+            assert not fresh.exists(key)
+            with pytest.raises(KeyError):
+                fresh.get(key)
 
     def test_put_get_roundtrip_and_key_is_sha256(self, store: BlobStore) -> None:
         data = b"hello" * 1000
@@ -68,6 +130,28 @@ class TestLocalPackBlobStore(BlobStoreContract):
     def reopen(self, store: BlobStore) -> BlobStore:
         assert isinstance(store, LocalPackBlobStore)
         return LocalPackBlobStore(store.root)
+
+    def fail_puts(self, store: BlobStore) -> Callable[[], None]:
+        # The write call writes half of what it is given, then fails like a full disk.
+        def half_then_enospc(fd: int, data: memoryview) -> int:
+            os.write(fd, data[: max(1, len(data) // 2)])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        blobs_module._write = half_then_enospc
+
+        def heal() -> None:
+            blobs_module._write = os.write
+
+        return heal
+
+    def damage(self, store: BlobStore, key: str) -> None:
+        assert isinstance(store, LocalPackBlobStore)
+        name, offset, _ = store.location(key)
+        with open(store.packs / name, "r+b") as fh:
+            fh.seek(offset + 10)
+            byte = fh.read(1)
+            fh.seek(offset + 10)
+            fh.write(bytes([byte[0] ^ 0x01]))
 
     def test_torn_record_is_ignored_and_data_survives_reopen(self, tmp_path: Path) -> None:
         root = tmp_path / "blobs"
@@ -121,6 +205,30 @@ class TestS3BlobStore(BlobStoreContract):
         assert isinstance(store, S3BlobStore)
         return S3BlobStore(
             store.bucket, store.prefix, endpoint_url=store.endpoint_url, region=store.region
+        )
+
+    def fail_puts(self, store: BlobStore) -> Callable[[], None]:
+        from botocore.exceptions import EndpointConnectionError
+
+        from mobiletrain.store.s3 import S3BlobStore
+
+        assert isinstance(store, S3BlobStore)
+
+        # Every attempt (retries included) loses its connection before the server answers.
+        def drop(**_: object) -> None:
+            raise EndpointConnectionError(endpoint_url=store.endpoint_url or "s3")
+
+        events = store.client.meta.events
+        events.register("before-send.s3.PutObject", drop, unique_id="fault")
+        return lambda: events.unregister("before-send.s3.PutObject", unique_id="fault")
+
+    def damage(self, store: BlobStore, key: str) -> None:
+        from mobiletrain.store.s3 import S3BlobStore
+
+        assert isinstance(store, S3BlobStore)
+        body = store.client.get_object(Bucket=store.bucket, Key=store.key(key))["Body"].read()
+        store.client.put_object(
+            Bucket=store.bucket, Key=store.key(key), Body=bytes([body[0] ^ 1]) + body[1:]
         )
 
     def test_one_object_per_blob_under_the_prefix(self, store: BlobStore) -> None:

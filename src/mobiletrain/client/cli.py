@@ -459,6 +459,55 @@ def predict(
 
 
 @app.command()
+def compact(
+    data_dir: Annotated[Path, typer.Option(help="Data folder (SQLite + blobs)")] = Path(
+        "mobiletrain-data"
+    ),
+    database_url: Annotated[
+        str, typer.Option(envvar="MOBILETRAIN_DATABASE_URL", help="As for serve")
+    ] = "",
+    blob_url: Annotated[str, typer.Option(envvar="MOBILETRAIN_BLOB_URL", help="As for serve")] = "",
+    grace: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between marking packs and rewriting them; keep it above the longest "
+            "upload request while a server runs (0 only when none does)"
+        ),
+    ] = 300.0,
+) -> None:
+    """Remove the bytes of deleted samples (and of every blob nothing refers to) now.
+
+    The server does the same every compaction_interval_seconds; this runs one pass at once.
+    Safe while the server runs, and if it is interrupted (the next pass finishes the work).
+    """
+    from mobiletrain.config import Settings
+    from mobiletrain.store.blobs import open_blob_store
+    from mobiletrain.store.compaction import compact as compact_store
+    from mobiletrain.store.sql import SqlMetadataStore
+
+    settings = Settings(data_dir=data_dir, database_url=database_url, blob_url=blob_url)
+    if not database_url and not (data_dir / "mobiletrain.db").exists():
+        console.print(f"[red]no database in {data_dir}[/red] (give --data-dir or --database-url)")
+        raise typer.Exit(code=2)
+    file_mode, dir_mode = settings.data_modes()
+    store = SqlMetadataStore(settings.resolved_database_url())
+    blobs = open_blob_store(settings.resolved_blob_url(), file_mode=file_mode, dir_mode=dir_mode)
+    try:
+        report = compact_store(blobs, store.referenced_blobs, grace_s=grace)
+    finally:
+        blobs.close()
+        store.close()
+    if report.skipped:
+        console.print(f"[yellow]nothing done: {report.skipped}[/yellow]")
+        raise typer.Exit(code=1)
+    console.print(
+        f"compacted {report.packs_compacted} of {report.packs_scanned} packs: "
+        f"{report.records_dropped} unreferenced records dropped, {report.bytes_freed} bytes "
+        f"freed, {report.objects_deleted} objects deleted, in {report.seconds:.1f} s"
+    )
+
+
+@app.command()
 def demo(
     epochs: Annotated[int, typer.Option(help="Training epochs")] = 15,
     data_dir: Annotated[

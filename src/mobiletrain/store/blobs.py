@@ -218,6 +218,20 @@ class _Writer:
     unsynced: list[str] = field(default_factory=list)
 
 
+def default_modes() -> tuple[int, int]:
+    """(file mode, folder mode): ``MOBILETRAIN_FILE_MODE`` (octal, e.g. ``640``) or 0600/0700.
+
+    Read from the environment so that worker processes, which inherit it, create packs with the
+    same mode as the server.
+    """
+    raw = os.environ.get("MOBILETRAIN_FILE_MODE", "")
+    try:
+        file_mode = int(raw, 8) & 0o666 if raw else DEFAULT_FILE_MODE
+    except ValueError:
+        file_mode = DEFAULT_FILE_MODE
+    return file_mode, file_mode | ((file_mode & 0o444) >> 2)
+
+
 def make_dir(path: Path, mode: int = DEFAULT_DIR_MODE) -> None:
     """Create a folder (and missing parents) with ``mode``; an existing one is left as it is."""
     missing = []
@@ -263,14 +277,16 @@ class LocalPackBlobStore(BlobStore):
         root: str | Path,
         pack_limit: int = _PACK_LIMIT,
         *,
-        file_mode: int = DEFAULT_FILE_MODE,
-        dir_mode: int = DEFAULT_DIR_MODE,
+        file_mode: int | None = None,
+        dir_mode: int | None = None,
         pack_max_age_s: float = _PACK_MAX_AGE_S,
     ) -> None:
         self.root = Path(root)
         self.packs = self.root / "packs"
-        self.file_mode = file_mode
-        self.dir_mode = dir_mode
+        default_file, default_dir = default_modes()
+        self.file_mode = default_file if file_mode is None else file_mode
+        self.dir_mode = default_dir if dir_mode is None else dir_mode
+        dir_mode = self.dir_mode
         make_dir(self.packs, dir_mode)
         self._pack_limit = pack_limit
         self._pack_max_age = pack_max_age_s
@@ -612,15 +628,19 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def open_blob_store(url: str) -> BlobStore:
+def open_blob_store(
+    url: str, *, file_mode: int | None = None, dir_mode: int | None = None
+) -> BlobStore:
     """Open a blob store from a URL.
 
-    ``file:///path`` or a plain path: local packs; ``s3://bucket/prefix?endpoint_url=...``:
-    S3-compatible object storage (see :mod:`mobiletrain.store.s3`).
+    ``file:///path`` or a plain path: local packs (created with ``file_mode``/``dir_mode``,
+    default :func:`default_modes`); ``s3://bucket/prefix?endpoint_url=...``: S3-compatible
+    object storage (see :mod:`mobiletrain.store.s3`).
     """
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
-        return LocalPackBlobStore(parsed.path if parsed.scheme else url)
+        path = parsed.path if parsed.scheme else url
+        return LocalPackBlobStore(path, file_mode=file_mode, dir_mode=dir_mode)
     if parsed.scheme == "s3":
         from mobiletrain.store.s3 import S3BlobStore  # boto3 only where it is used
 

@@ -21,14 +21,21 @@ S3 itself scales request rates per prefix, which random hex prefixes spread well
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import math
 import re
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 from mobiletrain.core.ports import BlobDamaged, BlobStore
+
+if TYPE_CHECKING:
+    from mobiletrain.store.compaction import CompactionReport
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _QUERY_KEYS = ("endpoint_url", "region", "addressing_style")
@@ -112,11 +119,71 @@ class S3BlobStore(BlobStore):
     def put(self, data: bytes) -> str:
         """Store ``data`` as one object (a PUT of the same key again is harmless)."""
         sha256 = hashlib.sha256(data).hexdigest()
-        self.client.put_object(Bucket=self.bucket, Key=self.key(sha256), Body=data)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key(sha256), Body=data)
+        except Exception as exc:
+            # The BlobStore contract: a failed write is an OSError. A PUT is atomic, so nothing
+            # of a failed one is visible.
+            if isinstance(exc, OSError):
+                raise
+            raise OSError(errno.EIO, f"S3 PUT failed: {type(exc).__name__}: {exc}") from exc
         return sha256
 
     def sync(self) -> None:
         """Nothing to do: a PUT is durable once it returns."""
+
+    def delete_unreferenced(
+        self,
+        referenced: Callable[[], set[str]],
+        *,
+        grace_s: float = 300.0,
+        stop: threading.Event | None = None,
+    ) -> CompactionReport:
+        """Delete every blob object not in ``referenced()`` (the S3 form of compaction).
+
+        An object is deleted only when it is unreferenced in two reads of ``referenced()``
+        ``grace_s`` apart and its last PUT is older than the run's start minus the grace (every
+        ``put`` re-PUTs, so a re-upload of the same bytes during the run keeps its object). The
+        one window left: a re-upload whose PUT lands between the HEAD and the DELETE of that
+        object and whose row commits after the second read.
+        """
+        from mobiletrain.store.compaction import CompactionReport
+
+        started = time.monotonic()
+        report = CompactionReport()
+        cutoff = math.floor(time.time()) - 1 - grace_s  # LastModified has 1 s resolution
+        live = referenced()
+        base = f"{self.prefix}/blobs/" if self.prefix else "blobs/"
+        candidates: dict[str, int] = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=base
+        ):
+            for obj in page.get("Contents", []):
+                sha = str(obj["Key"]).rsplit("/", 1)[-1]
+                if sha not in live:
+                    candidates[sha] = int(obj["Size"])
+        report.packs_scanned = len(candidates)
+        if candidates and grace_s > 0 and stop is not None and stop.wait(grace_s):
+            report.skipped = "stopped during the grace period"
+            return report
+        if candidates and grace_s > 0 and stop is None:
+            time.sleep(grace_s)
+        live = referenced() if candidates else live
+        for sha, size in sorted(candidates.items()):
+            if sha in live:
+                continue
+            try:
+                modified = self._head(sha)["LastModified"].timestamp()
+            except KeyError:
+                continue
+            if modified >= cutoff:
+                continue  # written again since the run started: someone uses it
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(sha))
+            report.objects_deleted += 1
+            report.records_dropped += 1
+            report.bytes_before += size
+        report.seconds = time.monotonic() - started
+        return report
 
     def close(self) -> None:
         """Close the client's connection pool."""
