@@ -119,14 +119,14 @@ def _pause_for_test(fd: int, data: bytes, epoch: int) -> None:
     marker = os.environ.get(PAUSE_ENV)
     if not marker or epoch < int(os.environ.get(PAUSE_AT_EPOCH_ENV, "2")):
         return
-    try:
-        flag = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if os.path.exists(marker):
         return  # paused once already: this is the retried attempt
     os.write(fd, data[: len(data) // 2])
     os.fsync(fd)
-    os.write(flag, str(epoch).encode())
-    os.close(flag)
+    # The marker appears complete (rename): the test reads the epoch as soon as it exists.
+    with open(f"{marker}.tmp", "w") as flag:
+        flag.write(str(epoch))
+    os.replace(f"{marker}.tmp", marker)
     while True:  # until the test kills this process
         time.sleep(1)
 
@@ -199,17 +199,31 @@ def _prune(directory: Path, keep: set[str]) -> None:
                 path.unlink()
 
 
+SCRATCH_PREFIX = "export-"
+"""Export scratch folders in a job's folder; a worker killed during export leaves one."""
+
+
+def _leftovers(job_dir: Path) -> list[Path]:
+    if not job_dir.is_dir():
+        return []
+    return [
+        path
+        for path in job_dir.iterdir()
+        if path.is_dir() and (path.name == CHECKPOINT_DIR or path.name.startswith(SCRATCH_PREFIX))
+    ]
+
+
 def remove(job_dir: Path) -> bool:
-    """Remove a job's checkpoint folder (the job ended); True if there was one."""
-    directory = job_dir / CHECKPOINT_DIR
-    if not directory.exists():
-        return False
-    shutil.rmtree(directory, ignore_errors=True)
-    return not directory.exists()
+    """Remove a job's checkpoints and export scratch (the job ended); True if any went."""
+    removed = False
+    for path in _leftovers(job_dir):
+        shutil.rmtree(path, ignore_errors=True)
+        removed = removed or not path.exists()
+    return removed
 
 
 def sweep(jobs_root: Path, store: MetadataStore) -> list[str]:
-    """Remove the checkpoint folders of jobs that have ended; returns their job ids.
+    """Remove the checkpoints (and export scratch) of ended jobs; returns their job ids.
 
     A folder whose job is in a final state (or unknown to ``store``) goes. Catches jobs that
     ended while no worker of this machine ran them: a queued retry that was cancelled, a
@@ -219,7 +233,7 @@ def sweep(jobs_root: Path, store: MetadataStore) -> list[str]:
         return []
     removed = []
     for path in sorted(jobs_root.iterdir()):
-        if not (path / CHECKPOINT_DIR).is_dir():
+        if not _leftovers(path):
             continue
         job = store.get_job(path.name)
         if (job is None or job.state.is_terminal) and remove(path):

@@ -161,6 +161,7 @@ def test_sweep_removes_the_checkpoints_of_ended_jobs_only(tmp_path: Path) -> Non
             ids[state.value] = job.id
             checkpoints.write(jobs_root / job.id / checkpoints.CHECKPOINT_DIR, _ckpt(1))
             (jobs_root / job.id / "worker-1.log").write_text("log")
+            (jobs_root / job.id / "export-x1y2" / "saved_model").mkdir(parents=True)
         unknown = jobs_root / "no-such-job" / checkpoints.CHECKPOINT_DIR
         checkpoints.write(unknown, _ckpt(1))
         (jobs_root / "ondevice-tmp").mkdir()  # other users of the folder are left alone
@@ -172,6 +173,8 @@ def test_sweep_removes_the_checkpoints_of_ended_jobs_only(tmp_path: Path) -> Non
         for name, job_id in ids.items():
             has = (jobs_root / job_id / checkpoints.CHECKPOINT_DIR).is_dir()
             assert has == (name in ("queued", "running")), name
+            # An export killed half-way leaves its scratch folder: it goes too.
+            assert (jobs_root / job_id / "export-x1y2").is_dir() == has, name
             assert (jobs_root / job_id / "worker-1.log").exists()  # logs stay
         assert (jobs_root / "ondevice-tmp").is_dir()
         assert checkpoints.sweep(jobs_root, store) == []
