@@ -28,7 +28,7 @@ from google.protobuf.descriptor_pb2 import (
     FileDescriptorSet,
 )
 
-from mobiletrain.core import types
+from mobiletrain.core import release, types
 from mobiletrain.core.errors import ErrorCode
 from mobiletrain.core.federated import TaskStatus
 from mobiletrain.federated.config import StragglerPolicy, StrategyName
@@ -222,6 +222,9 @@ DOMAIN_ENUMS: list[tuple[str, type[enum.Enum]]] = [
     ("JobState", types.JobState),
     ("Architecture", types.Architecture),
     ("EventKind", types.EventKind),
+    ("JobPhase", types.JobPhase),
+    ("ReleaseMode", release.ReleaseMode),
+    ("VersionStatus", release.VersionStatus),
     ("SessionState", SessionState),
     ("FederatedStrategy", StrategyName),
     ("StragglerPolicy", StragglerPolicy),

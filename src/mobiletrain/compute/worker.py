@@ -7,27 +7,24 @@ only kind of process that imports TensorFlow (through ``compute.keras``).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mobiletrain.compute import checkpoints
 from mobiletrain.compute.protocol import TrainingRequest
+from mobiletrain.compute.release_step import publish_version, split_eval_set
+from mobiletrain.compute.sample_bytes import load_training_bytes
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import BlobStore, MetadataStore
 from mobiletrain.core.types import (
-    Artifact,
     EventKind,
     Job,
+    JobPhase,
     JobState,
-    ModelFormat,
-    ModelVersion,
     Project,
     Sample,
 )
@@ -46,9 +43,13 @@ class StoreReporter:
         self.check_interval = check_interval
         self._last_check = 0.0
         self._stop = False
+        # LOG events with level "warning": the version carries them (honest outcomes).
+        self.warnings: list[str] = []
 
     def emit(self, kind: EventKind, data: dict[str, Any]) -> None:
         """Append one event."""
+        if kind is EventKind.LOG and data.get("level") == "warning":
+            self.warnings.append(str(data.get("message", "")))
         self.store.append_event(self.job_id, kind, data)
 
     def should_stop(self) -> bool:
@@ -114,14 +115,29 @@ def _training_request(
     base_models_dir: Path | None,
     reporter: StoreReporter | None = None,
 ) -> tuple[TrainingRequest, list[Sample]]:
-    samples = store.all_samples(project.id)
+    everything = store.all_samples(project.id)
+    # The project's fixed evaluation set never trains: only the other samples go on.
+    samples = split_eval_set(store, project, everything)
     if reporter is not None:
-        reporter.emit(EventKind.LOG, {"message": f"loading {len(samples)} samples"})
+        reporter.emit(
+            EventKind.PHASE, {"phase": JobPhase.PREPARING_DATA.value, "eta_seconds": None}
+        )
+        reporter.emit(
+            EventKind.LOG,
+            {
+                "message": f"loading {len(samples)} samples "
+                f"({len(everything) - len(samples)} more form the fixed evaluation set)"
+            },
+        )
+    # Damaged samples are skipped with a warning event naming them (see compute.sample_bytes).
+    samples, images = load_training_bytes(
+        blobs, project, samples, reporter.emit if reporter is not None else None
+    )
     present = {s.label for s in samples}
     label_names = [lab for lab in project.labels if lab in present]
     index = {lab: i for i, lab in enumerate(label_names)}
     request = TrainingRequest(
-        images=blobs.get_many([s.sha256 for s in samples]),
+        images=images,
         labels=[index[s.label] for s in samples],
         sample_ids=[s.id for s in samples],
         label_names=label_names,
@@ -129,8 +145,20 @@ def _training_request(
         hyperparameters=job.hyperparameters,
         work_dir=work_dir,
         base_model_path=_base_model_path(job, base_models_dir),
+        expected_post_seconds=_expected_post_seconds(store, project),
     )
-    return request, samples
+    return request, everything
+
+
+def _expected_post_seconds(store: MetadataStore, project: Project) -> float | None:
+    """Export plus evaluation seconds of the project's newest version (for the job ETA)."""
+    versions = store.list_model_versions(project.id)
+    if not versions:
+        return None
+    metrics = versions[0].metrics
+    measured = [metrics.get("export_seconds"), metrics.get("evaluation_seconds")]
+    values = [float(v) for v in measured if isinstance(v, int | float)]
+    return sum(values) if values else None
 
 
 class _SilentReporter:
@@ -208,54 +236,25 @@ def _run_job(
         if output.cancelled:
             return _finish(store, job.id, JobState.CANCELLED)
 
-        artifacts: dict[ModelFormat, Artifact] = {}
-        files: dict[str, Any] = {}
-        for fmt, data in output.artifacts.items():
-            sha = blobs.put(data)
-            artifacts[fmt] = Artifact(format=fmt, sha256=sha, size=len(data))
-            files[fmt.value] = {
-                "file": f"model-{fmt.value}{fmt.file_extension}",
-                "sha256": sha,
-                "size": len(data),
-            }
-        blobs.sync()  # durable before the version row points at them
-        snapshot = hashlib.sha256(
-            json.dumps(sorted((s.sha256, s.label) for s in samples)).encode()
-        ).hexdigest()
-        manifest = {
-            **output.manifest,
-            "files": files,
-            "dataset": {
-                "num_samples": len(samples),
-                "class_counts": {
-                    lab: sum(1 for s in samples if s.label == lab) for lab in label_names
-                },
-                "snapshot_sha256": snapshot,
-                "split": {
-                    "seed": output.split.get("seed"),
-                    "validation_fraction": output.split.get("validation_fraction"),
-                    "num_train": len(output.split.get("train_ids", [])),
-                    "num_validation": len(output.split.get("validation_ids", [])),
-                },
-            },
-            "job_id": job.id,
-            "project": {"id": project.id, "name": project.name},
-        }
-        metrics = {**output.metrics, "split": output.split}
-        model = store.create_model_version(
-            ModelVersion(
-                project_id=project.id,
-                version=0,
-                job_id=job.id,
-                created_at=datetime.now(UTC),
-                metrics=metrics,
-                manifest=manifest,
-                artifacts=artifacts,
-            )
+        # The release gate (compute/release_step.py): evaluate on the fixed evaluation set next
+        # to the current version, decide, embed the model card, store and maybe promote.
+        reporter.emit(EventKind.PHASE, {"phase": JobPhase.EVALUATING.value, "eta_seconds": None})
+        train_ids = set(request.sample_ids)
+        model = publish_version(
+            store,
+            blobs,
+            job,
+            project,
+            samples,
+            [s for s in samples if s.id in train_ids],
+            label_names,
+            output,
+            reporter.warnings,
+            reporter.emit,
         )
         return _finish(store, job.id, JobState.SUCCEEDED, model_version=model.version)
     except MobiletrainError as exc:
-        return _finish(store, job.id, JobState.FAILED, error=exc.message)
+        return _finish(store, job.id, JobState.FAILED, error=exc.message, error_code=exc.code)
     except Exception as exc:  # a bug or a resource problem: fail the job, keep a reason
         log.exception("job %s failed", job_id)
         return _finish(
@@ -269,12 +268,15 @@ def _finish(
     state: JobState,
     error: str = "",
     model_version: int | None = None,
+    error_code: ErrorCode | None = None,
 ) -> JobState:
     # Watchers end their stream at the terminal state event.
     store.finish_job(job_id, state, error, model_version)
     data: dict[str, Any] = {"state": state.value}
     if error:
         data["error"] = error
+    if error_code is not None:
+        data["error_code"] = error_code.number
     if model_version is not None:
         data["model_version"] = model_version
     store.append_event(job_id, EventKind.STATE, data)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from mobiletrain.core.release import ReleasePolicy, ReleaseRecord
 from mobiletrain.core.types import (
     EventKind,
     InputSpec,
@@ -78,6 +79,18 @@ class BlobStore(abc.ABC):
     def get_many(self, sha256s: Sequence[str]) -> list[bytes]:
         """The bytes of several blobs in order (remote stores fetch them concurrently)."""
         return [self.get(s) for s in sha256s]
+
+    def restore(self, data: bytes) -> str:
+        """Store ``data`` again for a sample whose stored copy was found missing or damaged.
+
+        Like :meth:`put`, but it must not settle for an existing copy that does not read back
+        intact; raises :class:`BlobDamaged` when the bytes still cannot be read back. The
+        default puts and verifies; stores whose ``put`` skips a known key override it to write
+        a fresh copy.
+        """
+        key = self.put(data)
+        self.get(key)  # KeyError or BlobDamaged when the store kept a bad copy
+        return key
 
     def sync(self) -> None:  # noqa: B027 - optional hook
         """Make every blob put so far durable (before metadata refers to it)."""
@@ -167,6 +180,19 @@ class MetadataStore(abc.ABC):
     def dataset_size(self, project_id: str) -> tuple[int, int]:
         """(number of samples, their total bytes) of a project (for quotas)."""
 
+    @abc.abstractmethod
+    def scan_samples(self, after: int, limit: int) -> tuple[list[Sample], int]:
+        """Samples of every project after cursor ``after`` (0 = start), in insertion order,
+        and the next cursor (0 = the end); for integrity checks."""
+
+    @abc.abstractmethod
+    def set_samples_damaged(self, sample_ids: Sequence[str], damaged: bool) -> int:
+        """Set or clear the damaged mark of samples; returns how many changed."""
+
+    @abc.abstractmethod
+    def damaged_samples(self, project_id: str | None = None) -> list[Sample]:
+        """Samples marked damaged, of one project or of all, in insertion order."""
+
     # jobs
     @abc.abstractmethod
     def create_job(self, job: Job) -> Job:
@@ -238,6 +264,33 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def list_model_versions(self, project_id: str) -> list[ModelVersion]:
         """All versions, newest first."""
+
+    @abc.abstractmethod
+    def next_model_version(self, project_id: str) -> int:
+        """The number the next version of a project would get (max + 1)."""
+
+    # release gate (core.release)
+    @abc.abstractmethod
+    def assign_eval_set(self, project_id: str, assignments: dict[str, bool]) -> None:
+        """Record evaluation-set membership of unassigned samples; assigned ones never move."""
+
+    @abc.abstractmethod
+    def set_release_policy(self, project_id: str, policy: ReleasePolicy | None) -> None:
+        """Store a project's release policy (None: the defaults)."""
+
+    @abc.abstractmethod
+    def change_current_version(
+        self, record: ReleaseRecord, pinned: bool, expected_current: int | None = -1
+    ) -> ReleaseRecord | None:
+        """Make ``record.version`` current and append ``record`` to the history, atomically.
+
+        With ``expected_current`` (not -1) nothing changes, and None is returned, when the
+        current version is no longer that one.
+        """
+
+    @abc.abstractmethod
+    def list_releases(self, project_id: str, limit: int = 100) -> list[ReleaseRecord]:
+        """The project's release history, newest first."""
 
     # resumable uploads
     @abc.abstractmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
 import threading
 import time
 import uuid
@@ -20,7 +21,9 @@ from datetime import UTC, datetime
 from mobiletrain.core.auth import Action, Role, can_see, current, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.events import EventHub
-from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore, Predictor
+from mobiletrain.core.ports import BlobDamaged, BlobStore, JobExecutor, MetadataStore, Predictor
+from mobiletrain.core.release import ReleaseAction, ReleasePolicy, ReleaseRecord, VersionStatus
+from mobiletrain.core.storage import SpaceGuard, storage_full_error
 from mobiletrain.core.types import (
     Artifact,
     EventKind,
@@ -50,6 +53,11 @@ from mobiletrain.core.validation import (
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _newest_released(versions: Sequence[ModelVersion]) -> int | None:
+    """The newest version that is not a candidate (``versions`` newest first)."""
+    return next((v.version for v in versions if v.status != "candidate"), None)
 
 
 def parse_page_token(token: str) -> int:
@@ -101,6 +109,11 @@ class ProjectService:
         clean = [check_label(lab, self.limits) for lab in labels]
         if len(set(clean)) != len(clean):
             raise MobiletrainError(ErrorCode.INVALID_LABEL, "labels must be unique")
+        if len(clean) > self.limits.max_labels_per_project:
+            raise MobiletrainError(
+                ErrorCode.INVALID_LABEL,
+                f"{len(clean)} labels; a project may have {self.limits.max_labels_per_project}",
+            )
         project = Project(
             id=str(uuid.uuid4()),
             name=name,
@@ -109,11 +122,6 @@ class ProjectService:
             labels_fixed=bool(clean),
             input_spec=spec,
             created_at=_now(),
-        if len(clean) > self.limits.max_labels_per_project:
-            raise MobiletrainError(
-                ErrorCode.INVALID_LABEL,
-                f"{len(clean)} labels; a project may have {self.limits.max_labels_per_project}",
-            )
         )
         return self.store.create_project(project)
 
@@ -136,6 +144,16 @@ class ProjectService:
         items = self.store.list_projects(size + 1, offset)
         more = len(items) > size
         return Page(items=items[:size], next_page_token=str(offset + size) if more else "")
+
+
+def damaged_sample_error(sample: Sample, what: str = "missing or damaged") -> MobiletrainError:
+    """SAMPLE_DAMAGED naming the sample the way people find it again (label and client id)."""
+    return MobiletrainError(
+        ErrorCode.SAMPLE_DAMAGED,
+        f"the stored bytes of sample {sample.id} (label {sample.label!r}, client id "
+        f"{sample.client_id!r}) are {what}; upload the same image again to restore it",
+        sample_id=sample.id,
+    )
 
 
 @dataclass
@@ -165,11 +183,17 @@ class DatasetService:
         projects: ProjectService,
         limits: Limits,
         verify_threads: int = 2,
+        space: SpaceGuard | None = None,
+        device_sample_access: str = "own",
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.projects = projects
         self.limits = limits
+        # What a device token reads of the dataset: "own" (what it uploaded) or "none".
+        self.device_sample_access = device_sample_access
+        # Uploads are refused (STORAGE_FULL) while free space is below its reserve.
+        self.space = space
         # Image decoding runs in C with the GIL released, so a small pool verifies the next
         # samples of a stream while this thread receives and commits.
         self._pool = (
@@ -186,9 +210,32 @@ class DatasetService:
 
         Samples are written in batches: blobs first and made durable, then one metadata
         transaction, so a row never points at a missing blob and a retry is idempotent.
+
+        A full disk (or free space below the reserve) fails the whole call with STORAGE_FULL;
+        the batches committed before stay stored, and a retry reports them as duplicates.
         """
         require(Action.UPLOAD)
         project = self.projects.get(project_ref)
+        self.check_space()
+        try:
+            return self._upload(project, samples, batch_size)
+        except Exception as exc:
+            full = storage_full_error(exc)
+            if full is None or full is exc:
+                raise
+            raise full from exc
+
+    def check_space(self) -> None:
+        """STORAGE_FULL while free space is below the reserve (cheap: cached statvfs)."""
+        if self.space is not None:
+            self.space.check()
+
+    def _upload(
+        self, project: Project, samples: Iterable[IncomingSample], batch_size: int
+    ) -> UploadSummary:
+        # Bytes of samples marked damaged (fsck --repair): a re-upload writes them again.
+        # Almost always empty, so the normal path pays one small query per call.
+        damaged = {s.sha256 for s in self.store.damaged_samples(project.id)}
         summary = UploadSummary()
         batch: list[_Pending] = []
         # Samples being verified, in arrival order; bounded so memory stays flat.
@@ -201,6 +248,8 @@ class DatasetService:
                 try:
                     sample = future.result()
                 except MobiletrainError as exc:
+                    if exc.code is ErrorCode.STORAGE_FULL:
+                        raise  # not this sample's fault: the whole call fails
                     summary.results[index].error_code = exc.code
                     summary.results[index].reason = exc.message
                     continue
@@ -214,7 +263,9 @@ class DatasetService:
                 summary.results.append(
                     SampleResult(client_id=incoming.client_id, status=SampleStatus.REJECTED)
                 )
-                in_flight.append((len(summary.results) - 1, self._submit(project, incoming)))
+                in_flight.append(
+                    (len(summary.results) - 1, self._submit(project, incoming, damaged))
+                )
                 settle(self._window)
             settle(0)
         finally:
@@ -224,17 +275,19 @@ class DatasetService:
             self._commit(project, batch, summary)
         return summary
 
-    def _submit(self, project: Project, incoming: IncomingSample) -> Future[Sample]:
+    def _submit(
+        self, project: Project, incoming: IncomingSample, damaged: set[str]
+    ) -> Future[Sample]:
         if self._pool is not None:
-            return self._pool.submit(self._prepare, project, incoming)
+            return self._pool.submit(self._prepare, project, incoming, damaged)
         future: Future[Sample] = Future()
         try:
-            future.set_result(self._prepare(project, incoming))
+            future.set_result(self._prepare(project, incoming, damaged))
         except MobiletrainError as exc:
             future.set_exception(exc)
         return future
 
-    def _prepare(self, project: Project, incoming: IncomingSample) -> Sample:
+    def _prepare(self, project: Project, incoming: IncomingSample, damaged: set[str]) -> Sample:
         if incoming.error is not None:
             raise incoming.error
         check_client_id(incoming.client_id, self.limits)
@@ -246,7 +299,17 @@ class DatasetService:
                 f"{', '.join(project.labels)}",
             )
         info = verify_image(incoming.data, self.limits)
-        sha = self.blobs.put(incoming.data)
+        self.check_space()
+        if damaged and hashlib.sha256(incoming.data).hexdigest() in damaged:
+            try:
+                sha = self.blobs.restore(incoming.data)
+            except (KeyError, BlobDamaged):
+                raise MobiletrainError(
+                    ErrorCode.SAMPLE_DAMAGED,
+                    "the stored copy of these bytes is damaged and could not be replaced",
+                ) from None
+        else:
+            sha = self.blobs.put(incoming.data)
         return Sample(
             id=str(uuid.uuid4()),
             project_id=project.id,
@@ -287,69 +350,6 @@ class DatasetService:
             )
         return kept
 
-    def _commit(self, project: Project, batch: list[_Pending], summary: UploadSummary) -> None:
-        batch = self._within_quota(project, batch, summary)
-        if not batch:
-            return
-        self.blobs.sync()
-        if not project.labels_fixed:
-            new_labels = [p.sample.label for p in batch if p.sample.label not in project.labels]
-            if new_labels:
-                project.labels = self.store.add_labels(project.id, new_labels)
-        twins = self.store.add_samples([p.sample for p in batch])
-        for pending, twin in zip(batch, twins, strict=True):
-            result = summary.results[pending.index]
-            if twin is None:
-                result.status = SampleStatus.ACCEPTED
-                result.sample_id = pending.sample.id
-            else:
-                result.status = SampleStatus.DUPLICATE
-                result.sample_id = twin.id
-                if twin.label != pending.sample.label:
-                    result.reason = f"client id already used for label {twin.label!r}"
-
-    def list(
-        self, project_ref: str, label: str | None = None, page_size: int = 0, page_token: str = ""
-    ) -> Page:
-        """Samples in upload order, optionally of one label."""
-        project = self.projects.get(project_ref)
-        size = check_page_size(page_size, self.limits)
-        items, cursor = self.store.list_samples(
-            project.id, label or None, size, parse_page_token(page_token)
-        )
-        return Page(items=items, next_page_token=str(cursor) if cursor else "")
-
-    def get(self, project_ref: str, sample_id: str) -> Sample:
-        """One sample's metadata."""
-        project = self.projects.get(project_ref)
-        sample = self.store.get_sample(project.id, sample_id)
-        if sample is None:
-            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
-        return sample
-
-    def get_data(self, project_ref: str, sample_id: str) -> tuple[Sample, bytes]:
-        """One sample with its bytes."""
-        sample = self.get(project_ref, sample_id)
-        return sample, self.blobs.get(sample.sha256)
-
-    def delete(self, project_ref: str, sample_id: str) -> None:
-        """Delete a sample (its bytes stay while other samples share them)."""
-        require(Action.DELETE_SAMPLE)
-        project = self.projects.get(project_ref)
-        if not self.store.delete_sample(project.id, sample_id):
-            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
-
-    def relabel(self, project_ref: str, sample_id: str, label: str) -> Sample:
-        """Give a sample another label (a fixed label set must contain it; an open one learns
-        it). ALREADY_EXISTS when the project has the same image with that label already."""
-        require(Action.RELABEL)
-        project = self.projects.get(project_ref)
-        clean = check_label(label, self.limits)
-        if project.labels_fixed and clean not in project.labels:
-            raise MobiletrainError(
-                ErrorCode.UNKNOWN_LABEL,
-                f"label {clean!r} is not one of the project's labels: {', '.join(project.labels)}",
-            )
     def _within_label_cap(
         self, project: Project, batch: list[_Pending], summary: UploadSummary
     ) -> list[_Pending]:
@@ -370,10 +370,126 @@ class DatasetService:
             result.reason = f"the project has {cap} labels, the most it may have; {label!r} is new"
         return kept
 
-        if self.store.get_sample(project.id, sample_id) is None:
+    def _commit(self, project: Project, batch: list[_Pending], summary: UploadSummary) -> None:
         batch = self._within_label_cap(project, batch, summary)
+        batch = self._within_quota(project, batch, summary)
+        if not batch:
+            return
+        self.blobs.sync()
+        if not project.labels_fixed:
+            new_labels = [p.sample.label for p in batch if p.sample.label not in project.labels]
+            if new_labels:
+                project.labels = self.store.add_labels(project.id, new_labels)
+        uploader = current().token_id  # this runs in the caller's thread (its context)
+        for pending in batch:
+            pending.sample.uploaded_by = uploader
+        twins = self.store.add_samples([p.sample for p in batch])
+        for pending, twin in zip(batch, twins, strict=True):
+            result = summary.results[pending.index]
+            if twin is None:
+                result.status = SampleStatus.ACCEPTED
+                result.sample_id = pending.sample.id
+            elif twin.damaged and twin.sha256 == pending.sample.sha256:
+                self._restore(twin, result)
+            else:
+                result.status = SampleStatus.DUPLICATE
+                result.sample_id = twin.id
+                if twin.label != pending.sample.label:
+                    result.reason = f"client id already used for label {twin.label!r}"
+
+    def _restore(self, twin: Sample, result: SampleResult) -> None:
+        """The same bytes as a sample marked damaged arrived again: clear its mark once the
+        blob store gives the bytes back intact (they were just written by ``_prepare``)."""
+        result.sample_id = twin.id
+        try:
+            self.blobs.get(twin.sha256)
+        except (KeyError, OSError):
+            result.error_code = ErrorCode.SAMPLE_DAMAGED
+            result.reason = "the stored copy of these bytes is still damaged; try again later"
+            return
+        self.store.set_samples_damaged([twin.id], False)
+        result.status = SampleStatus.ACCEPTED
+        result.reason = "restored: the sample's stored bytes had been damaged"
+
+    def read_bytes(self, sample: Sample) -> bytes:
+        """A sample's bytes; SAMPLE_DAMAGED when the blob store lost or damaged them."""
+        try:
+            return self.blobs.get(sample.sha256)
+        except KeyError:
+            raise damaged_sample_error(sample, "missing") from None
+        except OSError as exc:
+            # Read errors (EIO, a bad checksum) mean the copy on disk is not usable.
+            raise damaged_sample_error(sample, "damaged") from exc
+
+    def list(
+        self, project_ref: str, label: str | None = None, page_size: int = 0, page_token: str = ""
+    ) -> Page:
+        """Samples in upload order, optionally of one label (a device token: its own)."""
+        uploader = self._reader_scope()
+        project = self.projects.get(project_ref)
+        size = check_page_size(page_size, self.limits)
+        items, cursor = self.store.list_samples(
+            project.id, label or None, size, parse_page_token(page_token), uploaded_by=uploader
+        )
+        return Page(items=items, next_page_token=str(cursor) if cursor else "")
+
+    def get(self, project_ref: str, sample_id: str) -> Sample:
+        """One sample's metadata (a device token: only one it uploaded; others are "not
+        found", giving no hint that they exist)."""
+        uploader = self._reader_scope()
+        project = self.projects.get(project_ref)
+        sample = self.store.get_sample(project.id, sample_id)
+        if sample is None or (uploader is not None and sample.uploaded_by != uploader):
+            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
+        return sample
+
+    def _reader_scope(self) -> str | None:
+        """Whose samples the caller may read: None for all (admins), else its token id;
+        PERMISSION_DENIED for a device token when device_sample_access is "none"."""
+        principal = require(Action.READ_SAMPLES)
+        if principal.role is Role.ADMIN:
+            return None
+        if self.device_sample_access != "own":
+            raise MobiletrainError(
+                ErrorCode.PERMISSION_DENIED, "device tokens may not read this server's datasets"
+            )
+        return principal.token_id
+
+    def get_data(self, project_ref: str, sample_id: str) -> tuple[Sample, bytes]:
+        """One sample with its bytes."""
+        sample = self.get(project_ref, sample_id)
+        return sample, self.read_bytes(sample)
+
+    def delete(self, project_ref: str, sample_id: str) -> Sample:
+        """Delete a sample and return what it was (its bytes stay while other samples share
+        them)."""
+        require(Action.DELETE_SAMPLE)  # before any lookup: a device learns nothing here
+        project = self.projects.get(project_ref)
+        sample = self.store.get_sample(project.id, sample_id)
+        if sample is None or not self.store.delete_sample(project.id, sample_id):
+            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
+        return sample
+
+    def relabel(self, project_ref: str, sample_id: str, label: str) -> Sample:
+        """Give a sample another label (a fixed label set must contain it; an open one learns
+        it). ALREADY_EXISTS when the project has the same image with that label already."""
+        require(Action.RELABEL)
+        project = self.projects.get(project_ref)
+        clean = check_label(label, self.limits)
+        if project.labels_fixed and clean not in project.labels:
+            raise MobiletrainError(
+                ErrorCode.UNKNOWN_LABEL,
+                f"label {clean!r} is not one of the project's labels: {', '.join(project.labels)}",
+            )
+        if self.store.get_sample(project.id, sample_id) is None:
             raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
         if not project.labels_fixed and clean not in project.labels:
+            if len(project.labels) >= self.limits.max_labels_per_project:
+                raise MobiletrainError(
+                    ErrorCode.INVALID_LABEL,
+                    f"the project has {len(project.labels)} labels, the most it may have; "
+                    f"{clean!r} is new",
+                )
             project.labels = self.store.add_labels(project.id, [clean])
         sample = self.store.relabel_sample(project.id, sample_id, clean)
         if sample is None:  # deleted in the meantime
@@ -381,8 +497,9 @@ class DatasetService:
         return sample
 
     def class_counts(self, project_ref: str) -> dict[str, int]:
-        """Samples per label, including labels with none yet."""
-        project = self.projects.get(project_ref)
+        """Samples per label, including labels with none yet (administrators)."""
+        project = self.projects.get(project_ref)  # another project's: "not found" first
+        require(Action.MONITOR)
         counts = self.store.class_counts(project.id)
         return {label: counts.get(label, 0) for label in [*project.labels, *counts]}
 
@@ -481,12 +598,6 @@ class TrainingService:
 
     def watch_async(
         self,
-            if len(project.labels) >= self.limits.max_labels_per_project:
-                raise MobiletrainError(
-                    ErrorCode.INVALID_LABEL,
-                    f"the project has {len(project.labels)} labels, the most it may have; "
-                    f"{clean!r} is new",
-                )
         job_id: str,
         after_seq: int,
         finished: Callable[[], bool],
@@ -535,18 +646,79 @@ class ModelService:
         self.predictor = predictor
 
     def current_version_number(self, project: Project) -> int | None:
-        """The promoted version, else the newest one, else None."""
+        """The promoted version, else the newest released one (never a candidate), else None.
+
+        The release gate and people promote explicitly; the fallback serves versions stored
+        before the gate existed and projects whose pin was removed (``promote(0)``).
+        """
         if project.promoted_version is not None:
             return project.promoted_version
-        versions = self.store.list_model_versions(project.id)
-        return versions[0].version if versions else None
+        return _newest_released(self.store.list_model_versions(project.id))
 
     def list(self, project_ref: str) -> tuple[builtins.list[ModelVersion], int | None]:
         """All versions newest first, and the current version number."""
         project = self.projects.get(project_ref)
         versions = self.store.list_model_versions(project.id)
-        current = project.promoted_version or (versions[0].version if versions else None)
+        current = project.promoted_version or _newest_released(versions)
         return versions, current
+
+    @staticmethod
+    def status_of(model: ModelVersion, current: int | None) -> VersionStatus:
+        """current, candidate (never released) or retired (current once, replaced since)."""
+        if model.version == current:
+            return VersionStatus.CURRENT
+        if model.status == "candidate":
+            return VersionStatus.CANDIDATE
+        return VersionStatus.RETIRED
+
+    def history(self, project_ref: str, limit: int = 100) -> builtins.list[ReleaseRecord]:
+        """Which version was current when, and why; newest first."""
+        project = self.projects.get(project_ref)
+        if not 1 <= limit <= 1000:
+            raise MobiletrainError(ErrorCode.INVALID_PAGE, f"limit must be in 1..1000, got {limit}")
+        return self.store.list_releases(project.id, limit)
+
+    def policy(self, project_ref: str) -> tuple[ReleasePolicy, bool]:
+        """The project's release policy (defaults when never set) and whether it is pinned."""
+        project = self.projects.get(project_ref)
+        return project.release_policy or ReleasePolicy(), project.release_pinned
+
+    def set_policy(self, project_ref: str, policy: ReleasePolicy) -> ReleasePolicy:
+        """Replace the project's release policy (INVALID_RELEASE_POLICY for a bad value)."""
+        require(Action.PROMOTE)
+        project = self.projects.get(project_ref)
+        policy.validate()
+        self.store.set_release_policy(project.id, policy)
+        return policy
+
+    def rollback(self, project_ref: str, reason: str = "") -> ModelVersion:
+        """Make the version that was current before the current one current again.
+
+        NO_PREVIOUS_VERSION when there is none (the first release, or no history).
+        """
+        require(Action.PROMOTE)
+        project = self.projects.get(project_ref)
+        current = self.current_version_number(project)
+        target: int | None = None
+        for record in self.store.list_releases(project.id, 1000):
+            if record.version == current and record.previous_version is not None:
+                target = record.previous_version
+                break
+        if target is None:  # versions released before the history existed
+            older = [
+                v
+                for v in self.store.list_model_versions(project.id)
+                if v.status != "candidate" and current is not None and v.version < current
+            ]
+            target = older[0].version if older else None
+        if target is None or target == current:
+            raise MobiletrainError(
+                ErrorCode.NO_PREVIOUS_VERSION,
+                f"version {current} has no earlier current version to roll back to",
+            )
+        return self._make_current(
+            project, target, ReleaseAction.ROLLBACK, reason or "rolled back", pin=False
+        )
 
     def get(self, project_ref: str, version: int = 0) -> ModelVersion:
         """A version; 0 means the current one."""
@@ -601,16 +773,56 @@ class ModelService:
         )
         return bool(not_modified), model, artifact
 
-    def promote(self, project_ref: str, version: int) -> ModelVersion:
-        """Make ``version`` the one apps get (0 = follow the latest again)."""
+    def promote(
+        self, project_ref: str, version: int, pin: bool = False, reason: str = ""
+    ) -> ModelVersion:
+        """Make ``version`` the one apps get, whatever the gate said (a candidate too).
+
+        ``pin``: the release gate then keeps every new version a candidate until someone
+        promotes again. ``0`` removes the pin and the promotion: the newest released version
+        is current. Every change is recorded in :meth:`history`.
+        """
         require(Action.PROMOTE)
         project = self.projects.get(project_ref)
         if version == 0:
+            newest = _newest_released(self.store.list_model_versions(project.id))
+            if newest is None:
+                raise MobiletrainError(ErrorCode.NO_MODEL, "the project has no released model")
+            model = self._make_current(
+                project,
+                newest,
+                ReleaseAction.MANUAL_PROMOTE,
+                reason or "promotion removed: the newest released version is current",
+                pin=False,
+            )
+            # No promoted version: the newest released one stays current as new ones arrive.
             self.store.set_promoted_version(project.id, None)
-            return self.get(project.id, 0)
+            return model
+        return self._make_current(
+            project, version, ReleaseAction.MANUAL_PROMOTE, reason or "promoted by hand", pin
+        )
+
+    def _make_current(
+        self, project: Project, version: int, action: ReleaseAction, reason: str, pin: bool
+    ) -> ModelVersion:
+        if len(reason) > 1000:
+            raise MobiletrainError(ErrorCode.FIELD_TOO_LONG, "reason is longer than 1000 chars")
         model = self.get(project.id, version)
-        self.store.set_promoted_version(project.id, version)
-        return model
+        principal = current()
+        actor = f"token {principal.token_id}" if principal.token_id else "server"
+        self.store.change_current_version(
+            ReleaseRecord(
+                project_id=project.id,
+                version=model.version,
+                previous_version=None,
+                action=action,
+                reason=reason,
+                actor=actor,
+                created_at=_now(),
+            ),
+            pinned=pin,
+        )
+        return self.get(project.id, version)
 
     def predict(
         self, project_ref: str, image: bytes, version: int = 0, top_k: int = 3

@@ -8,10 +8,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+
+if TYPE_CHECKING:
+    from mobiletrain.core.release import Evaluation, ReleaseDecision, ReleasePolicy
 
 
 class TaskType(enum.StrEnum):
@@ -167,6 +170,10 @@ class Project:
     input_spec: InputSpec
     created_at: datetime
     promoted_version: int | None = None
+    # The release gate's rules (None: the defaults) and whether people pinned the current
+    # version (then the gate keeps every new version a candidate).
+    release_policy: ReleasePolicy | None = None
+    release_pinned: bool = False
 
 
 class SampleStatus(enum.StrEnum):
@@ -192,6 +199,11 @@ class Sample:
     height: int
     created_at: datetime
     uploaded_by: str | None = None  # id of the token that uploaded it (None: unknown)
+    # In the project's fixed evaluation set (never trains); None: not assigned yet.
+    in_eval_set: bool | None = None
+    # Its stored bytes were found missing or damaged (``mobiletrain fsck --repair``): excluded
+    # from training until the same bytes are uploaded again.
+    damaged: bool = False
 
 
 @dataclass
@@ -261,6 +273,9 @@ class Hyperparameters:
     formats: list[ModelFormat] = field(default_factory=lambda: list(CLASSIFIER_FORMATS))
     # Data-parallel training processes (executors that support it: Ray); batch_size is global.
     workers: int = 1
+    # Train a MobileNet from random initialisation when its pretrained weights cannot be
+    # loaded (the version then carries a warning); otherwise such a job fails.
+    allow_random_init: bool = False
 
     def validate(self) -> None:
         """Raise INVALID_HYPERPARAMETERS with the offending value quoted."""
@@ -355,7 +370,18 @@ class EventKind(enum.StrEnum):
     PROGRESS = "progress"  # data: {epoch, epochs, batch, batches, samples_per_second, eta_seconds}
     EPOCH = "epoch"  # data: {epoch, epochs, loss, accuracy, val_loss, val_accuracy, ...}
     EVALUATION = "evaluation"  # data: final metrics
-    LOG = "log"  # data: {message}
+    LOG = "log"  # data: {message, level?: "warning"}
+    RELEASE = "release"  # data: ReleaseDecision.to_dict() plus {version, status, warnings}
+    PHASE = "phase"  # data: {phase, eta_seconds}
+
+
+class JobPhase(enum.StrEnum):
+    """What a running job is doing now (PHASE events switch when it changes)."""
+
+    PREPARING_DATA = "preparing data"
+    TRAINING = "training"
+    EXPORTING = "exporting"
+    EVALUATING = "evaluating"
 
 
 @dataclass
@@ -389,6 +415,11 @@ class ModelVersion:
     metrics: dict[str, Any]
     manifest: dict[str, Any]
     artifacts: dict[ModelFormat, Artifact]
+    # "candidate" until it is first made current, then "released" (see core.release).
+    status: str = "released"
+    decision: ReleaseDecision | None = None
+    evaluation: Evaluation | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass

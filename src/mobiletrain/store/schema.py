@@ -20,6 +20,9 @@ projects = sa.Table(
     # Kept by every sample insert and delete, so quota checks read one row.
     sa.Column("sample_count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("sample_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    # The release gate's rules (NULL: defaults) and whether people pinned the current version.
+    sa.Column("release_policy", sa.JSON, nullable=True),
+    sa.Column("release_pinned", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 samples = sa.Table(
@@ -39,6 +42,10 @@ samples = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     # Id of the token that uploaded the sample (NULL: before migration 0008, or in-process).
     sa.Column("uploaded_by", sa.String(36), nullable=True),
+    # In the project's fixed evaluation set (never trains); NULL until assigned (core.release).
+    sa.Column("in_eval_set", sa.Boolean, nullable=True),
+    # Bytes found missing or damaged (fsck --repair); cleared by uploading them again.
+    sa.Column("damaged", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("project_id", "client_id", name="uq_samples_client_id"),
     sa.UniqueConstraint("project_id", "sha256", "label", name="uq_samples_content"),
     sa.Index("ix_samples_project_label", "project_id", "label"),
@@ -121,6 +128,28 @@ model_versions = sa.Table(
     sa.Column("metrics", sa.JSON, nullable=False),
     sa.Column("manifest", sa.JSON, nullable=False),
     sa.Column("artifacts", sa.JSON, nullable=False),
+    # "candidate" until first made current, then "released"; the gate's decision, the
+    # evaluation-set scores and the warnings (core.release).
+    sa.Column("status", sa.String(16), nullable=False, server_default="released"),
+    sa.Column("decision", sa.JSON, nullable=True),
+    sa.Column("evaluation", sa.JSON, nullable=True),
+    sa.Column("warnings", sa.JSON, nullable=True),
+)
+
+# Every change of a project's current version: which version was current when, and why.
+model_releases = sa.Table(
+    "model_releases",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.String(36), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("previous_version", sa.Integer, nullable=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("job_id", sa.String(36), nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_model_releases_project", "project_id", "id"),
 )
 
 # -- federated learning (store/federated.py) ---------------------------------------------------

@@ -16,6 +16,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import MetadataStore
+from mobiletrain.core.release import (
+    Evaluation,
+    ReleaseAction,
+    ReleaseDecision,
+    ReleasePolicy,
+    ReleaseRecord,
+)
 from mobiletrain.core.types import (
     Artifact,
     EventKind,
@@ -94,6 +101,8 @@ def _row_project(r: Any) -> Project:
         input_spec=InputSpec.from_dict(r.input_spec),
         created_at=_utc(r.created_at),  # type: ignore[arg-type]
         promoted_version=r.promoted_version,
+        release_policy=ReleasePolicy.from_dict(r.release_policy) if r.release_policy else None,
+        release_pinned=bool(r.release_pinned),
     )
 
 
@@ -110,6 +119,8 @@ def _row_sample(r: Any) -> Sample:
         height=r.height,
         created_at=_utc(r.created_at),  # type: ignore[arg-type]
         uploaded_by=r.uploaded_by,
+        in_eval_set=None if r.in_eval_set is None else bool(r.in_eval_set),
+        damaged=bool(r.damaged),
     )
 
 
@@ -142,6 +153,24 @@ def _row_model(r: Any) -> ModelVersion:
         metrics=r.metrics,
         manifest=r.manifest,
         artifacts=artifacts,
+        status=r.status,
+        decision=ReleaseDecision.from_dict(r.decision) if r.decision else None,
+        evaluation=Evaluation.from_dict(r.evaluation) if r.evaluation else None,
+        warnings=list(r.warnings or []),
+    )
+
+
+def _row_release(r: Any) -> ReleaseRecord:
+    return ReleaseRecord(
+        id=r.id,
+        project_id=r.project_id,
+        version=r.version,
+        previous_version=r.previous_version,
+        action=ReleaseAction(r.action),
+        reason=r.reason,
+        actor=r.actor,
+        job_id=r.job_id,
+        created_at=_utc(r.created_at),  # type: ignore[arg-type]
     )
 
 
@@ -475,6 +504,47 @@ class SqlMetadataStore(MetadataStore):
         keys.discard("")
         return keys
 
+    def scan_samples(self, after: int, limit: int) -> tuple[list[Sample], int]:
+        """Samples of every project after cursor ``after``; next cursor (0 = the end)."""
+        q = (
+            sa.select(t.samples)
+            .where(t.samples.c.seq > after)
+            .order_by(t.samples.c.seq)
+            .limit(limit)
+        )
+        rows = self._read(lambda c: c.execute(q).all())
+        next_cursor = int(rows[-1].seq) if len(rows) == limit else 0
+        return [_row_sample(r) for r in rows], next_cursor
+
+    def set_samples_damaged(self, sample_ids: Sequence[str], damaged: bool) -> int:
+        """Mark (or clear) samples whose bytes are missing or damaged; returns how many changed."""
+        if not sample_ids:
+            return 0
+        ids = list(sample_ids)
+
+        def tx(c: Connection) -> int:
+            changed = 0
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                changed += c.execute(
+                    t.samples.update()
+                    .where(
+                        t.samples.c.id.in_(ids[start : start + 500]),
+                        t.samples.c.damaged != damaged,
+                    )
+                    .values(damaged=damaged)
+                ).rowcount
+            return changed
+
+        return self._tx(tx)
+
+    def damaged_samples(self, project_id: str | None = None) -> list[Sample]:
+        """Samples marked damaged (of one project, or all), in upload order."""
+        q = sa.select(t.samples).where(t.samples.c.damaged.is_(True))
+        if project_id is not None:
+            q = q.where(t.samples.c.project_id == project_id)
+        rows = self._read(lambda c: c.execute(q.order_by(t.samples.c.seq)).all())
+        return [_row_sample(r) for r in rows]
+
     # -- jobs -------------------------------------------------------------------------------
     def create_job(self, job: Job) -> Job:
         """Insert a job row."""
@@ -661,8 +731,16 @@ class SqlMetadataStore(MetadataStore):
         return int(self._read(lambda c: c.execute(q).scalar()) or 0)
 
     # -- models -----------------------------------------------------------------------------
+    def next_model_version(self, project_id: str) -> int:
+        """The number the next version of a project would get (max + 1)."""
+        q = sa.select(sa.func.max(t.model_versions.c.version)).where(
+            t.model_versions.c.project_id == project_id
+        )
+        return int(self._read(lambda c: c.execute(q).scalar()) or 0) + 1
+
     def create_model_version(self, model: ModelVersion) -> ModelVersion:
-        """Insert with version = max + 1 for the project (retried on a concurrent insert)."""
+        """Insert with version = max + 1 for the project (retried on a concurrent insert), or
+        with ``model.version`` when it is set (ALREADY_EXISTS when that number is taken)."""
 
         def tx(c: Connection) -> int:
             last = c.execute(
@@ -670,7 +748,7 @@ class SqlMetadataStore(MetadataStore):
                     t.model_versions.c.project_id == model.project_id
                 )
             ).scalar()
-            version = int(last or 0) + 1
+            version = model.version or int(last or 0) + 1
             c.execute(
                 t.model_versions.insert().values(
                     project_id=model.project_id,
@@ -683,6 +761,10 @@ class SqlMetadataStore(MetadataStore):
                         f.value: {"sha256": a.sha256, "size": a.size}
                         for f, a in model.artifacts.items()
                     },
+                    status=model.status,
+                    decision=model.decision.to_dict() if model.decision else None,
+                    evaluation=model.evaluation.to_dict() if model.evaluation else None,
+                    warnings=list(model.warnings),
                 )
             )
             return version
@@ -692,6 +774,10 @@ class SqlMetadataStore(MetadataStore):
                 version = self._tx(tx)
                 break
             except IntegrityError:
+                if model.version:
+                    raise MobiletrainError(
+                        ErrorCode.ALREADY_EXISTS, f"model version {model.version} exists"
+                    ) from None
                 if attempt == 9:
                     raise
         stored = self.get_model_version(model.project_id, version)
@@ -714,6 +800,101 @@ class SqlMetadataStore(MetadataStore):
             .order_by(t.model_versions.c.version.desc())
         )
         return [_row_model(r) for r in self._read(lambda c: c.execute(q).all())]
+
+    # -- release gate -----------------------------------------------------------------------
+    def assign_eval_set(self, project_id: str, assignments: dict[str, bool]) -> None:
+        """Record evaluation-set membership of still unassigned samples (assigned ones never
+        move, even if two workers race)."""
+        if not assignments:
+            return
+
+        def tx(c: Connection) -> None:
+            for flag in (True, False):
+                ids = [sid for sid, v in assignments.items() if v is flag]
+                for start in range(0, len(ids), 500):
+                    c.execute(
+                        t.samples.update()
+                        .where(
+                            t.samples.c.project_id == project_id,
+                            t.samples.c.id.in_(ids[start : start + 500]),
+                            t.samples.c.in_eval_set.is_(None),
+                        )
+                        .values(in_eval_set=flag)
+                    )
+
+        self._tx(tx)
+
+    def set_release_policy(self, project_id: str, policy: ReleasePolicy | None) -> None:
+        """Store a project's release policy (None: the defaults)."""
+        self._tx(
+            lambda c: c.execute(
+                t.projects.update()
+                .where(t.projects.c.id == project_id)
+                .values(release_policy=policy.to_dict() if policy else None)
+            )
+        )
+
+    def change_current_version(
+        self, record: ReleaseRecord, pinned: bool, expected_current: int | None = -1
+    ) -> ReleaseRecord | None:
+        """Make ``record.version`` current, mark it released and append ``record``, at once.
+
+        With ``expected_current`` (not -1), nothing changes and None is returned when the
+        current version is no longer that one (another job or a person got there first).
+        """
+
+        def tx(c: Connection) -> ReleaseRecord | None:
+            row = c.execute(
+                sa.select(t.projects.c.promoted_version)
+                .where(t.projects.c.id == record.project_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                return None
+            if expected_current != -1 and row.promoted_version != expected_current:
+                return None
+            c.execute(
+                t.projects.update()
+                .where(t.projects.c.id == record.project_id)
+                .values(promoted_version=record.version, release_pinned=pinned)
+            )
+            if record.version is not None:
+                c.execute(
+                    t.model_versions.update()
+                    .where(
+                        t.model_versions.c.project_id == record.project_id,
+                        t.model_versions.c.version == record.version,
+                    )
+                    .values(status="released")
+                )
+            result = c.execute(
+                t.model_releases.insert().values(
+                    project_id=record.project_id,
+                    version=record.version,
+                    previous_version=row.promoted_version,
+                    action=record.action.value,
+                    reason=record.reason,
+                    actor=record.actor,
+                    job_id=record.job_id,
+                    created_at=record.created_at,
+                )
+            )
+            key = result.inserted_primary_key
+            record.id = int(key[0]) if key is not None else 0
+            record.previous_version = row.promoted_version
+            return record
+
+        return self._tx(tx)
+
+    def list_releases(self, project_id: str, limit: int = 100) -> list[ReleaseRecord]:
+        """The project's release history, newest first."""
+        q = (
+            sa.select(t.model_releases)
+            .where(t.model_releases.c.project_id == project_id)
+            .order_by(t.model_releases.c.id.desc())
+            .limit(limit)
+        )
+        return [_row_release(r) for r in self._read(lambda c: c.execute(q).all())]
 
     # -- resumable uploads ------------------------------------------------------------------
     def create_upload(self, session: UploadSession) -> UploadSession:

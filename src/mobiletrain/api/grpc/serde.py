@@ -34,6 +34,13 @@ from mobiletrain._proto.mobiletrain.v1 import (
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError, error_by_number
 from mobiletrain.core.federated import TaskReply, TaskStatus, UpdateReply
+from mobiletrain.core.release import (
+    ReleaseDecision,
+    ReleaseMode,
+    ReleasePolicy,
+    ReleaseRecord,
+    VersionStatus,
+)
 from mobiletrain.core.services import IncomingSample, Prediction
 from mobiletrain.core.types import (
     Architecture,
@@ -44,6 +51,7 @@ from mobiletrain.core.types import (
     InputSpec,
     Job,
     JobEvent,
+    JobPhase,
     JobState,
     ModelFormat,
     ModelVersion,
@@ -110,6 +118,23 @@ _EVENT_KINDS: dict[EventKind, training_pb2.EventKind] = {
     EventKind.EPOCH: training_pb2.EVENT_KIND_EPOCH,
     EventKind.EVALUATION: training_pb2.EVENT_KIND_EVALUATION,
     EventKind.LOG: training_pb2.EVENT_KIND_LOG,
+    EventKind.RELEASE: training_pb2.EVENT_KIND_RELEASE,
+    EventKind.PHASE: training_pb2.EVENT_KIND_PHASE,
+}
+_JOB_PHASES: dict[JobPhase, training_pb2.JobPhase] = {
+    JobPhase.PREPARING_DATA: training_pb2.JOB_PHASE_PREPARING_DATA,
+    JobPhase.TRAINING: training_pb2.JOB_PHASE_TRAINING,
+    JobPhase.EXPORTING: training_pb2.JOB_PHASE_EXPORTING,
+    JobPhase.EVALUATING: training_pb2.JOB_PHASE_EVALUATING,
+}
+_RELEASE_MODES: dict[ReleaseMode, models_pb2.ReleaseMode] = {
+    ReleaseMode.AUTO: models_pb2.RELEASE_MODE_AUTO,
+    ReleaseMode.MANUAL: models_pb2.RELEASE_MODE_MANUAL,
+}
+_VERSION_STATUSES: dict[VersionStatus, models_pb2.VersionStatus] = {
+    VersionStatus.CURRENT: models_pb2.VERSION_STATUS_CURRENT,
+    VersionStatus.CANDIDATE: models_pb2.VERSION_STATUS_CANDIDATE,
+    VersionStatus.RETIRED: models_pb2.VERSION_STATUS_RETIRED,
 }
 _SAMPLE_STATUSES: dict[SampleStatus, datasets_pb2.SampleStatus] = {
     SampleStatus.ACCEPTED: datasets_pb2.SAMPLE_STATUS_ACCEPTED,
@@ -124,6 +149,8 @@ _EVENT_PAYLOADS: dict[EventKind, str] = {
     EventKind.EPOCH: "epoch_end",
     EventKind.EVALUATION: "evaluation",
     EventKind.LOG: "log",
+    EventKind.RELEASE: "release",
+    EventKind.PHASE: "phase",
 }
 
 
@@ -655,7 +682,9 @@ def job_event_to_proto(event: JobEvent) -> training_pb2.JobEvent:
     if event.kind is EventKind.STATE:
         msg.state_changed.CopyFrom(
             training_pb2.StateChanged(
-                state=job_state_to_proto(JobState(data["state"])), error=_str(data, "error")
+                state=job_state_to_proto(JobState(data["state"])),
+                error=_str(data, "error"),
+                error_code=_int(data, "error_code"),
             )
         )
     elif event.kind is EventKind.PROGRESS:
@@ -667,6 +696,8 @@ def job_event_to_proto(event: JobEvent) -> training_pb2.JobEvent:
                 batches=_int(data, "batches"),
                 samples_per_second=_float(data, "samples_per_second"),
                 eta_seconds=_float(data, "eta_seconds"),
+                job_eta_seconds=_float(data, "job_eta_seconds"),
+                phase=_phase_to_proto(data),
             )
         )
     elif event.kind is EventKind.EPOCH:
@@ -683,8 +714,51 @@ def job_event_to_proto(event: JobEvent) -> training_pb2.JobEvent:
         )
     elif event.kind is EventKind.EVALUATION:
         msg.evaluation.CopyFrom(_evaluation_to_proto(data))
+    elif event.kind is EventKind.RELEASE:
+        msg.release.CopyFrom(_release_outcome_to_proto(data))
+    elif event.kind is EventKind.PHASE:
+        msg.phase.CopyFrom(
+            training_pb2.PhaseChanged(
+                phase=_phase_to_proto(data), eta_seconds=_float(data, "eta_seconds")
+            )
+        )
     else:
-        msg.log.CopyFrom(training_pb2.Log(message=_str(data, "message")))
+        msg.log.CopyFrom(
+            training_pb2.Log(message=_str(data, "message"), level=_str(data, "level"))
+        )
+    return msg
+
+
+def _phase_to_proto(data: Mapping[str, Any]) -> training_pb2.JobPhase:
+    try:
+        return _JOB_PHASES[JobPhase(_str(data, "phase"))]
+    except ValueError:
+        return training_pb2.JOB_PHASE_UNSPECIFIED
+
+
+def job_phase_from_proto(number: int) -> str:
+    """``JobPhase`` number → its wire string ("" for UNSPECIFIED or unknown)."""
+    for phase, value in _JOB_PHASES.items():
+        if value == number:
+            return phase.value
+    return ""
+
+
+def _release_outcome_to_proto(data: Mapping[str, Any]) -> training_pb2.ReleaseOutcome:
+    try:
+        status = _VERSION_STATUSES[VersionStatus(_str(data, "status"))]
+    except ValueError:
+        status = models_pb2.VERSION_STATUS_UNSPECIFIED
+    msg = training_pb2.ReleaseOutcome(
+        version=_int(data, "version"),
+        status=status,
+        warnings=[str(w) for w in data.get("warnings") or []],
+        eval_accuracy=_format_accuracies(data.get("formats") or {}),
+        current_eval_accuracy=_format_accuracies(data.get("current_formats") or {}),
+        eval_set_size=_int(data.get("eval_set") or {}, "num_samples"),
+    )
+    if "promoted" in data:
+        msg.decision.CopyFrom(release_decision_to_proto(ReleaseDecision.from_dict(data)))
     return msg
 
 
@@ -696,10 +770,27 @@ def job_event_from_proto(msg: training_pb2.JobEvent) -> JobEvent:
         data = {"state": job_state_from_proto(msg.state_changed.state).value}
         if msg.state_changed.error:
             data["error"] = msg.state_changed.error
+        if msg.state_changed.error_code:
+            data["error_code"] = msg.state_changed.error_code
     elif kind is EventKind.EVALUATION:
         data = json.loads(msg.evaluation.metrics_json or "{}")
     elif kind is EventKind.LOG:
         data = {"message": msg.log.message}
+        if msg.log.level:
+            data["level"] = msg.log.level
+    elif kind is EventKind.PHASE:
+        data = {
+            "phase": job_phase_from_proto(msg.phase.phase),
+            "eta_seconds": msg.phase.eta_seconds or None,
+        }
+    elif kind is EventKind.RELEASE:
+        release = msg.release
+        data = {
+            **release_decision_from_proto(release.decision).to_dict(),
+            "version": release.version,
+            "status": version_status_from_proto(release.status).value,
+            "warnings": list(release.warnings),
+        }
     else:
         payload = getattr(msg, _EVENT_PAYLOADS[kind])
         data = {f.name: getattr(payload, f.name) for f in payload.DESCRIPTOR.fields}
@@ -753,7 +844,11 @@ def _artifacts_to_proto(model: ModelVersion) -> list[common_pb2.Artifact]:
 
 def model_version_to_proto(model: ModelVersion, current: bool) -> models_pb2.ModelVersion:
     """Domain model version → ``ModelVersion``; ``current`` says whether apps get it now."""
-    return models_pb2.ModelVersion(
+    if current:
+        status = VersionStatus.CURRENT
+    else:
+        status = VersionStatus.CANDIDATE if model.status == "candidate" else VersionStatus.RETIRED
+    msg = models_pb2.ModelVersion(
         project_id=model.project_id,
         version=model.version,
         job_id=model.job_id,
@@ -761,6 +856,99 @@ def model_version_to_proto(model: ModelVersion, current: bool) -> models_pb2.Mod
         current=current,
         metrics=metrics_summary_to_proto(model.metrics),
         artifacts=_artifacts_to_proto(model),
+        status=_VERSION_STATUSES[status],
+        warnings=list(model.warnings),
+    )
+    if model.decision is not None:
+        msg.decision.CopyFrom(release_decision_to_proto(model.decision))
+    if model.evaluation is not None:
+        msg.eval_accuracy.extend(
+            _format_accuracies({k: v.accuracy for k, v in model.evaluation.formats.items()})
+        )
+        msg.eval_set_size = model.evaluation.eval_set.num_samples
+    return msg
+
+
+def version_status_from_proto(number: int) -> VersionStatus:
+    """``VersionStatus`` number → domain (UNSPECIFIED reads as candidate)."""
+    for status, value in _VERSION_STATUSES.items():
+        if value == number:
+            return status
+    return VersionStatus.CANDIDATE
+
+
+def release_policy_to_proto(policy: ReleasePolicy) -> models_pb2.ReleasePolicy:
+    """Domain release policy → ``ReleasePolicy`` (unset floors stay unset)."""
+    msg = models_pb2.ReleasePolicy(mode=_RELEASE_MODES[policy.mode], margin=policy.margin)
+    for name in ("min_accuracy", "min_per_class_recall", "max_int8_drop"):
+        value = getattr(policy, name)
+        if value is not None:
+            setattr(msg, name, value)
+    return msg
+
+
+def release_policy_from_proto(msg: models_pb2.ReleasePolicy | None) -> ReleasePolicy:
+    """``ReleasePolicy`` → domain, validated (INVALID_RELEASE_POLICY); unset = defaults."""
+    if msg is None:
+        return ReleasePolicy()
+    mode = _enum_from_proto(
+        _RELEASE_MODES,
+        msg.mode,
+        "release mode",
+        ErrorCode.INVALID_RELEASE_POLICY,
+        ReleaseMode.AUTO,
+    )
+    data: dict[str, Any] = {"mode": mode.value}
+    for name in ("margin", "min_accuracy", "min_per_class_recall", "max_int8_drop"):
+        if msg.HasField(name):
+            data[name] = getattr(msg, name)
+    return ReleasePolicy.from_dict(data)
+
+
+def release_decision_to_proto(decision: ReleaseDecision) -> models_pb2.ReleaseDecision:
+    """Domain release decision → ``ReleaseDecision``."""
+    msg = models_pb2.ReleaseDecision(
+        promoted=decision.promoted,
+        reason=decision.reason,
+        policy=release_policy_to_proto(decision.policy),
+        accuracy=decision.accuracy or 0.0,
+        current_version=decision.current_version or 0,
+        checks=list(decision.checks),
+    )
+    if decision.compared_format in {f.value for f in ModelFormat}:  # "" = nothing compared
+        msg.compared_format = model_format_to_proto(ModelFormat(decision.compared_format))
+    if decision.current_accuracy is not None:
+        msg.current_accuracy = decision.current_accuracy
+    return msg
+
+
+def release_decision_from_proto(msg: models_pb2.ReleaseDecision) -> ReleaseDecision:
+    """``ReleaseDecision`` → domain."""
+    fmt = ""
+    if msg.compared_format:
+        fmt = model_format_from_proto(msg.compared_format).value
+    return ReleaseDecision(
+        promoted=msg.promoted,
+        reason=msg.reason,
+        policy=release_policy_from_proto(msg.policy),
+        compared_format=fmt,
+        accuracy=msg.accuracy,
+        current_version=msg.current_version or None,
+        current_accuracy=msg.current_accuracy if msg.HasField("current_accuracy") else None,
+        checks=list(msg.checks),
+    )
+
+
+def release_record_to_proto(record: ReleaseRecord) -> models_pb2.ReleaseRecord:
+    """Domain release record → ``ReleaseRecord``."""
+    return models_pb2.ReleaseRecord(
+        version=record.version or 0,
+        previous_version=record.previous_version or 0,
+        action=record.action.value,
+        reason=record.reason,
+        actor=record.actor,
+        job_id=record.job_id,
+        created_at=timestamp_to_proto(record.created_at),
     )
 
 

@@ -157,8 +157,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.DeleteSampleRequest, context: grpc.ServicerContext
     ) -> datasets_pb2.DeleteSampleResponse:
         """Delete one sample and return what it was."""
-        sample = self._c.datasets.get(request.project, request.sample_id)
-        self._c.datasets.delete(request.project, request.sample_id)
+        sample = self._c.datasets.delete(request.project, request.sample_id)
         return datasets_pb2.DeleteSampleResponse(sample=serde.sample_to_proto(sample))
 
     def GetClassCounts(
@@ -247,6 +246,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         return models_pb2.ListModelVersionsResponse(
             versions=[serde.model_version_to_proto(v, v.version == current) for v in page],
             next_page_token=str(start + size) if more else "",
+            current_version=current or 0,
         )
 
     def GetManifest(
@@ -285,13 +285,53 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     def PromoteVersion(
         self, request: models_pb2.PromoteVersionRequest, context: grpc.ServicerContext
     ) -> models_pb2.ModelVersion:
-        """Make a version the current one."""
-        if request.version < 1:
+        """Make a version the current one (0: remove the promotion)."""
+        if request.version < 0:
             raise MobiletrainError(
-                ErrorCode.INVALID_ARGUMENT, f"version must be at least 1, got {request.version}"
+                ErrorCode.INVALID_ARGUMENT, f"version must be at least 0, got {request.version}"
             )
-        model = self._c.models.promote(request.project, request.version)
+        model = self._c.models.promote(
+            request.project, request.version, pin=request.pin, reason=request.reason
+        )
         return serde.model_version_to_proto(model, current=True)
+
+    def RollbackVersion(
+        self, request: models_pb2.RollbackVersionRequest, context: grpc.ServicerContext
+    ) -> models_pb2.ModelVersion:
+        """Make the previous current version current again."""
+        model = self._c.models.rollback(request.project, reason=request.reason)
+        return serde.model_version_to_proto(model, current=True)
+
+    def ListReleases(
+        self, request: models_pb2.ListReleasesRequest, context: grpc.ServicerContext
+    ) -> models_pb2.ListReleasesResponse:
+        """The release history, newest first."""
+        records = self._c.models.history(request.project, request.limit or 100)
+        return models_pb2.ListReleasesResponse(
+            releases=[serde.release_record_to_proto(r) for r in records]
+        )
+
+    def GetReleasePolicy(
+        self, request: models_pb2.GetReleasePolicyRequest, context: grpc.ServicerContext
+    ) -> models_pb2.ReleasePolicyState:
+        """The project's release policy and pin."""
+        policy, pinned = self._c.models.policy(request.project)
+        return models_pb2.ReleasePolicyState(
+            policy=serde.release_policy_to_proto(policy), pinned=pinned
+        )
+
+    def SetReleasePolicy(
+        self, request: models_pb2.SetReleasePolicyRequest, context: grpc.ServicerContext
+    ) -> models_pb2.ReleasePolicyState:
+        """Replace the project's release policy."""
+        policy = serde.release_policy_from_proto(
+            request.policy if request.HasField("policy") else None
+        )
+        self._c.models.set_policy(request.project, policy)
+        stored, pinned = self._c.models.policy(request.project)
+        return models_pb2.ReleasePolicyState(
+            policy=serde.release_policy_to_proto(stored), pinned=pinned
+        )
 
     def Predict(
         self, request: models_pb2.PredictRequest, context: grpc.ServicerContext

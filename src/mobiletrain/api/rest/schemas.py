@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.release import ReleasePolicy, ReleaseRecord, VersionStatus
 from mobiletrain.core.services import Prediction
 from mobiletrain.core.types import (
     Architecture,
@@ -56,7 +57,14 @@ class ErrorPublic(BaseModel):
 class HealthPublic(BaseModel):
     """Liveness answer."""
 
-    status: Literal["ok"] = Field(description="Always `ok` while the server answers.")
+    status: Literal["ok", "degraded"] = Field(
+        description="`ok`, or `degraded` while the server answers but needs attention "
+        "(storage below its free-space reserve: uploads are refused with code 74; samples "
+        "whose bytes were found missing at start-up)."
+    )
+    reasons: list[str] | None = Field(
+        default=None, description="Why it is degraded, one line each (absent when `ok`)."
+    )
 
 
 # --- projects ------------------------------------------------------------------------------
@@ -309,6 +317,14 @@ class HyperparametersModel(BaseModel):
             "Used by servers that train on Ray; the local executor trains with one (default 1)."
         ),
     )
+    allow_random_init: bool | None = Field(
+        default=None,
+        description=(
+            "When a MobileNet's pretrained weights cannot be loaded, train it from random "
+            "initialisation anyway (the version carries a warning) instead of failing with "
+            "BASE_WEIGHTS_UNAVAILABLE, code 55 (default false)."
+        ),
+    )
 
 
 class JobPublic(BaseModel):
@@ -405,6 +421,106 @@ class ModelVersionPublic(BaseModel):
     current: bool = Field(description="True if apps get this version by default.")
     metrics: MetricsSummaryPublic = Field(description="Validation metrics summary.")
     artifacts: list[ArtifactPublic] = Field(description="The exported files, one per format.")
+    status: str = Field(
+        description="current, candidate (never released: see `decision.reason`) or retired.",
+        json_schema_extra={"enum": [s.value for s in VersionStatus]},
+    )
+    decision: ReleaseDecisionPublic | None = Field(
+        default=None, description="The release gate's decision; null before the gate existed."
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Warnings that travel with the version (random init, chance accuracy, ...).",
+    )
+    eval_accuracy: dict[str, float] = Field(
+        default_factory=dict,
+        description="Accuracy of each .tflite file on the project's fixed evaluation set.",
+    )
+    eval_set_size: int = Field(default=0, description="Samples in that evaluation set.")
+
+
+class ReleasePolicyModel(BaseModel):
+    """A project's release gate rules; a missing or null field takes its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["auto", "manual"] = Field(
+        default="auto", description="auto: the gate promotes passing versions; manual: never."
+    )
+    margin: float = Field(
+        default=0.02,
+        description="A new version may be at most this much less accurate than the current one.",
+    )
+    min_accuracy: float | None = Field(default=None, description="Accuracy floor, 0..1.")
+    min_per_class_recall: float | None = Field(
+        default=None, description="Floor on every label's recall, 0..1."
+    )
+    max_int8_drop: float | None = Field(
+        default=None, description="Ceiling on float32 minus int8 accuracy, 0..1."
+    )
+
+
+class ReleasePolicyPublic(BaseModel):
+    """A project's release policy and pin."""
+
+    policy: ReleasePolicyModel = Field(description="The rules in force.")
+    pinned: bool = Field(
+        description="True while a person pinned the current version: new versions stay candidates."
+    )
+
+
+class ReleaseDecisionPublic(BaseModel):
+    """What the release gate decided for a version, and why."""
+
+    promoted: bool = Field(description="True if the gate made the version current.")
+    action: str = Field(description="`promoted` or `kept-candidate`.")
+    reason: str = Field(description="Why, in words.")
+    policy: ReleasePolicyModel = Field(description="The policy applied.")
+    compared_format: str = Field(description="The format whose accuracy was compared.")
+    accuracy: float | None = Field(description="The version's accuracy on the evaluation set.")
+    current_version: int | None = Field(description="The version current at the time.")
+    current_accuracy: float | None = Field(description="Its accuracy on the same samples.")
+    checks: list[str] = Field(description="Every rule applied, passed or not.")
+
+
+class ReleaseRecordPublic(BaseModel):
+    """One change of a project's current version."""
+
+    id: int = Field(description="Record number (increasing).")
+    version: int | None = Field(description="The version that became current.")
+    previous_version: int | None = Field(description="The version current before.")
+    action: str = Field(description="`promoted` (the gate), `manual-promote` or `rollback`.")
+    reason: str = Field(description="Why.")
+    actor: str = Field(description="`release gate`, or the token that did it.")
+    job_id: str = Field(description="The training job, for the gate's promotions.")
+    created_at: datetime = Field(description="When (UTC).")
+
+
+class ReleaseHistoryPublic(BaseModel):
+    """Which version was current when, and why."""
+
+    releases: list[ReleaseRecordPublic] = Field(description="Newest first.")
+
+
+class PromoteRequest(BaseModel):
+    """Options of a promotion (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pin: bool = Field(
+        default=False,
+        description="Pin the version: the gate keeps new versions candidates until the next "
+        "promotion.",
+    )
+    reason: str = Field(default="", description="Why (kept in the release history).")
+
+
+class RollbackRequest(BaseModel):
+    """Options of a rollback (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", description="Why (kept in the release history).")
 
 
 class ModelListPublic(BaseModel):
@@ -628,6 +744,11 @@ def metrics_summary(metrics: dict[str, Any]) -> MetricsSummaryPublic:
 
 def model_version_to_public(model: ModelVersion, current_version: int | None) -> ModelVersionPublic:
     """Domain model version → response shape; ``current_version`` sets the `current` flag."""
+    if model.version == current_version:
+        status = VersionStatus.CURRENT
+    else:
+        status = VersionStatus.CANDIDATE if model.status == "candidate" else VersionStatus.RETIRED
+    evaluation = model.evaluation
     return ModelVersionPublic(
         project_id=model.project_id,
         version=model.version,
@@ -639,7 +760,33 @@ def model_version_to_public(model: ModelVersion, current_version: int | None) ->
             ArtifactPublic(format=a.format.value, size=a.size, sha256=a.sha256)
             for a in model.artifacts.values()
         ],
+        status=status.value,
+        decision=(
+            ReleaseDecisionPublic(**model.decision.to_dict())
+            if model.decision is not None
+            else None
+        ),
+        warnings=list(model.warnings),
+        eval_accuracy=(
+            {k: v.accuracy for k, v in evaluation.formats.items()} if evaluation else {}
+        ),
+        eval_set_size=evaluation.eval_set.num_samples if evaluation else 0,
     )
+
+
+def release_policy_to_public(policy: ReleasePolicy, pinned: bool) -> ReleasePolicyPublic:
+    """Domain release policy → response shape."""
+    return ReleasePolicyPublic(policy=ReleasePolicyModel(**policy.to_dict()), pinned=pinned)
+
+
+def release_policy_from_model(model: ReleasePolicyModel) -> ReleasePolicy:
+    """Request shape → domain policy, validated (INVALID_RELEASE_POLICY)."""
+    return ReleasePolicy.from_dict(model.model_dump())
+
+
+def release_record_to_public(record: ReleaseRecord) -> ReleaseRecordPublic:
+    """Domain release record → response shape."""
+    return ReleaseRecordPublic(**{**record.to_dict(), "created_at": record.created_at})
 
 
 def download_url(project_id: str, version: int, fmt: str) -> str:

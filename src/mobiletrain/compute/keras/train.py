@@ -42,11 +42,20 @@ from mobiletrain.compute.protocol import (
 )
 from mobiletrain.compute.split import stratified_split
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.types import EventKind, Hyperparameters, InputSpec, ModelFormat, TaskType
+from mobiletrain.core.types import (
+    EventKind,
+    Hyperparameters,
+    InputSpec,
+    JobPhase,
+    ModelFormat,
+    TaskType,
+)
 
 # At most this many PROGRESS events (and should_stop() polls) per second, plus each epoch's
 # last batch.
 PROGRESS_INTERVAL_S = 0.5
+# Export plus evaluation time assumed per format when no earlier version measured it.
+_POST_SECONDS_PER_FORMAT = 4.0
 # The cosine learning-rate schedule ends at this fraction of hp.learning_rate.
 _LR_FLOOR = 0.05
 
@@ -62,9 +71,18 @@ class ProgressCallback(keras.callbacks.Callback):
     beyond what Keras already does. Epoch numbers in events are 1-based.
     """
 
-    def __init__(self, reporter: Reporter, epochs: int, batch_size: int, num_samples: int):
+    def __init__(
+        self,
+        reporter: Reporter,
+        epochs: int,
+        batch_size: int,
+        num_samples: int,
+        post_seconds: float = 0.0,
+    ):
         super().__init__()
         self.reporter = reporter
+        # Expected seconds of export and evaluation after training (job-level ETA).
+        self.post_seconds = post_seconds
         self.epochs = epochs
         self.batch_size = batch_size
         self.num_samples = num_samples
@@ -100,6 +118,9 @@ class ProgressCallback(keras.callbacks.Callback):
                 "batches": self.batches,
                 "samples_per_second": round(samples / elapsed, 2),
                 "eta_seconds": round(remaining * elapsed / done, 1),
+                # The whole job: the epochs left plus the expected export and evaluation.
+                "job_eta_seconds": round(remaining * elapsed / done + self.post_seconds, 1),
+                "phase": JobPhase.TRAINING.value,
             },
         )
 
@@ -328,10 +349,13 @@ def train_and_export(
     checkpoint = EpochCheckpoint(request.work_dir / CHECKPOINT_DIR, reporter)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         initial_epoch = checkpoint.restore(model)
+    post_seconds = request.expected_post_seconds
+    if post_seconds is None:  # no earlier version to learn from: a rough per-format guess
+        post_seconds = _POST_SECONDS_PER_FORMAT * len(set(hp.formats))
     # Checkpoint first, then the EPOCH event: an announced epoch is never trained again.
     callbacks: list[keras.callbacks.Callback] = [
         checkpoint,
-        ProgressCallback(reporter, hp.epochs, hp.batch_size, len(x_train)),
+        ProgressCallback(reporter, hp.epochs, hp.batch_size, len(x_train), post_seconds),
     ]
     if hp.early_stopping_patience > 0:
         callbacks.append(
@@ -343,6 +367,7 @@ def train_and_export(
         EventKind.LOG,
         {"message": f"training on {len(x_train)} images, validating on {len(x_val)}"},
     )
+    reporter.emit(EventKind.PHASE, {"phase": JobPhase.TRAINING.value, "eta_seconds": None})
     fit_start = time.monotonic()
     try:
         if not checkpoint.finished:  # an attempt killed during export has nothing to train
@@ -382,6 +407,9 @@ def train_and_export(
     artifacts: dict[ModelFormat, bytes] = {}
     tflite_metrics: dict[str, dict[str, Any]] = {}
     formats: dict[str, dict[str, Any]] = {}
+    reporter.emit(
+        EventKind.PHASE, {"phase": JobPhase.EXPORTING.value, "eta_seconds": round(post_seconds, 1)}
+    )
     export_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="export-", dir=_scratch(request.work_dir)) as tmp:
         saved_model_dir = write_saved_model(model, Path(tmp) / "saved_model")

@@ -26,43 +26,65 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mobiletrain._proto.mobiletrain.v1 import common_pb2 as mobiletrain_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmobiletrain/v1/models.proto\x12\x0emobiletrain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmobiletrain/v1/common.proto\"[\n\x0eMetricsSummary\x12\x10\n\x08\x61\x63\x63uracy\x18\x01 \x01(\x01\x12\x37\n\x0ftflite_accuracy\x18\x02 \x03(\x0b\x32\x1e.mobiletrain.v1.FormatAccuracy\"\xe2\x01\n\x0cModelVersion\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63urrent\x18\x05 \x01(\x08\x12/\n\x07metrics\x18\x06 \x01(\x0b\x32\x1e.mobiletrain.v1.MetricsSummary\x12+\n\tartifacts\x18\x07 \x03(\x0b\x32\x18.mobiletrain.v1.Artifact\"R\n\x18ListModelVersionsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"d\n\x19ListModelVersionsResponse\x12.\n\x08versions\x18\x01 \x03(\x0b\x32\x1c.mobiletrain.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12GetManifestRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"\xb2\x01\n\x08Manifest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12-\n\ninput_spec\x18\x04 \x01(\x0b\x32\x19.mobiletrain.v1.InputSpec\x12+\n\tartifacts\x18\x05 \x03(\x0b\x32\x18.mobiletrain.v1.Artifact\x12\x15\n\rmanifest_json\x18\x06 \x01(\t\"u\n\x14\x44ownloadModelRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12+\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1b.mobiletrain.v1.ModelFormat\x12\x0e\n\x06offset\x18\x04 \x01(\x03\"\x95\x01\n\rModelFileInfo\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12+\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1b.mobiletrain.v1.ModelFormat\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x11\n\tfile_name\x18\x05 \x01(\t\x12\x15\n\rmanifest_json\x18\x06 \x01(\t\"W\n\nModelChunk\x12+\n\x04info\x18\x01 \x01(\x0b\x32\x1d.mobiletrain.v1.ModelFileInfo\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x86\x01\n\x15\x43heckForUpdateRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12+\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1b.mobiletrain.v1.ModelFormat\x12\x16\n\x0e\x63urrent_sha256\x18\x03 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x04 \x01(\x05\"\x88\x01\n\x16\x43heckForUpdateResponse\x12\x14\n\x0cnot_modified\x18\x01 \x01(\x08\x12,\n\x06latest\x18\x02 \x01(\x0b\x32\x1c.mobiletrain.v1.ModelVersion\x12*\n\x08\x61rtifact\x18\x03 \x01(\x0b\x32\x18.mobiletrain.v1.Artifact\"9\n\x15PromoteVersionRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"P\n\x0ePredictRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\r\n\x05image\x18\x03 \x01(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\x05\"9\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x01\"g\n\x0fPredictResponse\x12/\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x1a.mobiletrain.v1.Prediction\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x32\x9e\x04\n\x0cModelService\x12h\n\x11ListModelVersions\x12(.mobiletrain.v1.ListModelVersionsRequest\x1a).mobiletrain.v1.ListModelVersionsResponse\x12K\n\x0bGetManifest\x12\".mobiletrain.v1.GetManifestRequest\x1a\x18.mobiletrain.v1.Manifest\x12S\n\rDownloadModel\x12$.mobiletrain.v1.DownloadModelRequest\x1a\x1a.mobiletrain.v1.ModelChunk0\x01\x12_\n\x0e\x43heckForUpdate\x12%.mobiletrain.v1.CheckForUpdateRequest\x1a&.mobiletrain.v1.CheckForUpdateResponse\x12U\n\x0ePromoteVersion\x12%.mobiletrain.v1.PromoteVersionRequest\x1a\x1c.mobiletrain.v1.ModelVersion\x12J\n\x07Predict\x12\x1e.mobiletrain.v1.PredictRequest\x1a\x1f.mobiletrain.v1.PredictResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmobiletrain/v1/models.proto\x12\x0emobiletrain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmobiletrain/v1/common.proto\"[\n\x0eMetricsSummary\x12\x10\n\x08\x61\x63\x63uracy\x18\x01 \x01(\x01\x12\x37\n\x0ftflite_accuracy\x18\x02 \x03(\x0b\x32\x1e.mobiletrain.v1.FormatAccuracy\"\xf0\x01\n\rReleasePolicy\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.mobiletrain.v1.ReleaseMode\x12\x13\n\x06margin\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cmin_accuracy\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12!\n\x14min_per_class_recall\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x1a\n\rmax_int8_drop\x18\x05 \x01(\x01H\x03\x88\x01\x01\x42\t\n\x07_marginB\x0f\n\r_min_accuracyB\x17\n\x15_min_per_class_recallB\x10\n\x0e_max_int8_drop\"S\n\x12ReleasePolicyState\x12-\n\x06policy\x18\x01 \x01(\x0b\x32\x1d.mobiletrain.v1.ReleasePolicy\x12\x0e\n\x06pinned\x18\x02 \x01(\x08\"\x87\x02\n\x0fReleaseDecision\x12\x10\n\x08promoted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12-\n\x06policy\x18\x03 \x01(\x0b\x32\x1d.mobiletrain.v1.ReleasePolicy\x12\x34\n\x0f\x63ompared_format\x18\x04 \x01(\x0e\x32\x1b.mobiletrain.v1.ModelFormat\x12\x10\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01\x12\x17\n\x0f\x63urrent_version\x18\x06 \x01(\x05\x12\x1d\n\x10\x63urrent_accuracy\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x63hecks\x18\x08 \x03(\tB\x13\n\x11_current_accuracy\"\xa4\x03\n\x0cModelVersion\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63urrent\x18\x05 \x01(\x08\x12/\n\x07metrics\x18\x06 \x01(\x0b\x32\x1e.mobiletrain.v1.MetricsSummary\x12+\n\tartifacts\x18\x07 \x03(\x0b\x32\x18.mobiletrain.v1.Artifact\x12-\n\x06status\x18\x08 \x01(\x0e\x32\x1d.mobiletrain.v1.VersionStatus\x12\x31\n\x08\x64\x65\x63ision\x18\t \x01(\x0b\x32\x1f.mobiletrain.v1.ReleaseDecision\x12\x10\n\x08warnings\x18\n \x03(\t\x12\x35\n\reval_accuracy\x18\x0b \x03(\x0b\x32\x1e.mobiletrain.v1.FormatAccuracy\x12\x15\n\reval_set_size\x18\x0c \x01(\x05\"9\n\x16RollbackVersionRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x13ListReleasesRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\xa9\x01\n\rReleaseRecord\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x18\n\x10previous_version\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06job_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x14ListReleasesResponse\x12/\n\x08releases\x18\x01 \x03(\x0b\x32\x1d.mobiletrain.v1.ReleaseRecord\"*\n\x17GetReleasePolicyRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"Y\n\x17SetReleasePolicyRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12-\n\x06policy\x18\x02 \x01(\x0b\x32\x1d.mobiletrain.v1.ReleasePolicy\"R\n\x18ListModelVersionsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"}\n\x19ListModelVersionsResponse\x12.\n\x08versions\x18\x01 \x03(\x0b\x32\x1c.mobiletrain.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x03 \x01(\x05\"6\n\x12GetManifestRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"\xb2\x01\n\x08Manifest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12-\n\ninput_spec\x18\x04 \x01(\x0b\x32\x19.mobiletrain.v1.InputSpec\x12+\n\tartifacts\x18\x05 \x03(\x0b\x32\x18.mobiletrain.v1.Artifact\x12\x15\n\rmanifest_json\x18\x06 \x01(\t\"u\n\x14\x44ownloadModelRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12+\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1b.mobiletrain.v1.ModelFormat\x12\x0e\n\x06offset\x18\x04 \x01(\x03\"\x95\x01\n\rModelFileInfo\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12+\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1b.mobiletrain.v1.ModelFormat\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x11\n\tfile_name\x18\x05 \x01(\t\x12\x15\n\rmanifest_json\x18\x06 \x01(\t\"W\n\nModelChunk\x12+\n\x04info\x18\x01 \x01(\x0b\x32\x1d.mobiletrain.v1.ModelFileInfo\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x86\x01\n\x15\x43heckForUpdateRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12+\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1b.mobiletrain.v1.ModelFormat\x12\x16\n\x0e\x63urrent_sha256\x18\x03 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x04 \x01(\x05\"\x88\x01\n\x16\x43heckForUpdateResponse\x12\x14\n\x0cnot_modified\x18\x01 \x01(\x08\x12,\n\x06latest\x18\x02 \x01(\x0b\x32\x1c.mobiletrain.v1.ModelVersion\x12*\n\x08\x61rtifact\x18\x03 \x01(\x0b\x32\x18.mobiletrain.v1.Artifact\"V\n\x15PromoteVersionRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0b\n\x03pin\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"P\n\x0ePredictRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\r\n\x05image\x18\x03 \x01(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\x05\"9\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x01\"g\n\x0fPredictResponse\x12/\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x1a.mobiletrain.v1.Prediction\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01*[\n\x0bReleaseMode\x12\x1c\n\x18RELEASE_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11RELEASE_MODE_AUTO\x10\x01\x12\x17\n\x13RELEASE_MODE_MANUAL\x10\x02*\x85\x01\n\rVersionStatus\x12\x1e\n\x1aVERSION_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16VERSION_STATUS_CURRENT\x10\x01\x12\x1c\n\x18VERSION_STATUS_CANDIDATE\x10\x02\x12\x1a\n\x16VERSION_STATUS_RETIRED\x10\x03\x32\x94\x07\n\x0cModelService\x12h\n\x11ListModelVersions\x12(.mobiletrain.v1.ListModelVersionsRequest\x1a).mobiletrain.v1.ListModelVersionsResponse\x12K\n\x0bGetManifest\x12\".mobiletrain.v1.GetManifestRequest\x1a\x18.mobiletrain.v1.Manifest\x12S\n\rDownloadModel\x12$.mobiletrain.v1.DownloadModelRequest\x1a\x1a.mobiletrain.v1.ModelChunk0\x01\x12_\n\x0e\x43heckForUpdate\x12%.mobiletrain.v1.CheckForUpdateRequest\x1a&.mobiletrain.v1.CheckForUpdateResponse\x12U\n\x0ePromoteVersion\x12%.mobiletrain.v1.PromoteVersionRequest\x1a\x1c.mobiletrain.v1.ModelVersion\x12W\n\x0fRollbackVersion\x12&.mobiletrain.v1.RollbackVersionRequest\x1a\x1c.mobiletrain.v1.ModelVersion\x12Y\n\x0cListReleases\x12#.mobiletrain.v1.ListReleasesRequest\x1a$.mobiletrain.v1.ListReleasesResponse\x12_\n\x10GetReleasePolicy\x12\'.mobiletrain.v1.GetReleasePolicyRequest\x1a\".mobiletrain.v1.ReleasePolicyState\x12_\n\x10SetReleasePolicy\x12\'.mobiletrain.v1.SetReleasePolicyRequest\x1a\".mobiletrain.v1.ReleasePolicyState\x12J\n\x07Predict\x12\x1e.mobiletrain.v1.PredictRequest\x1a\x1f.mobiletrain.v1.PredictResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mobiletrain._proto.mobiletrain.v1.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RELEASEMODE']._serialized_start=3131
+  _globals['_RELEASEMODE']._serialized_end=3222
+  _globals['_VERSIONSTATUS']._serialized_start=3225
+  _globals['_VERSIONSTATUS']._serialized_end=3358
   _globals['_METRICSSUMMARY']._serialized_start=109
   _globals['_METRICSSUMMARY']._serialized_end=200
-  _globals['_MODELVERSION']._serialized_start=203
-  _globals['_MODELVERSION']._serialized_end=429
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=431
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=513
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=515
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=615
-  _globals['_GETMANIFESTREQUEST']._serialized_start=617
-  _globals['_GETMANIFESTREQUEST']._serialized_end=671
-  _globals['_MANIFEST']._serialized_start=674
-  _globals['_MANIFEST']._serialized_end=852
-  _globals['_DOWNLOADMODELREQUEST']._serialized_start=854
-  _globals['_DOWNLOADMODELREQUEST']._serialized_end=971
-  _globals['_MODELFILEINFO']._serialized_start=974
-  _globals['_MODELFILEINFO']._serialized_end=1123
-  _globals['_MODELCHUNK']._serialized_start=1125
-  _globals['_MODELCHUNK']._serialized_end=1212
-  _globals['_CHECKFORUPDATEREQUEST']._serialized_start=1215
-  _globals['_CHECKFORUPDATEREQUEST']._serialized_end=1349
-  _globals['_CHECKFORUPDATERESPONSE']._serialized_start=1352
-  _globals['_CHECKFORUPDATERESPONSE']._serialized_end=1488
-  _globals['_PROMOTEVERSIONREQUEST']._serialized_start=1490
-  _globals['_PROMOTEVERSIONREQUEST']._serialized_end=1547
-  _globals['_PREDICTREQUEST']._serialized_start=1549
-  _globals['_PREDICTREQUEST']._serialized_end=1629
-  _globals['_PREDICTION']._serialized_start=1631
-  _globals['_PREDICTION']._serialized_end=1688
-  _globals['_PREDICTRESPONSE']._serialized_start=1690
-  _globals['_PREDICTRESPONSE']._serialized_end=1793
-  _globals['_MODELSERVICE']._serialized_start=1796
-  _globals['_MODELSERVICE']._serialized_end=2338
+  _globals['_RELEASEPOLICY']._serialized_start=203
+  _globals['_RELEASEPOLICY']._serialized_end=443
+  _globals['_RELEASEPOLICYSTATE']._serialized_start=445
+  _globals['_RELEASEPOLICYSTATE']._serialized_end=528
+  _globals['_RELEASEDECISION']._serialized_start=531
+  _globals['_RELEASEDECISION']._serialized_end=794
+  _globals['_MODELVERSION']._serialized_start=797
+  _globals['_MODELVERSION']._serialized_end=1217
+  _globals['_ROLLBACKVERSIONREQUEST']._serialized_start=1219
+  _globals['_ROLLBACKVERSIONREQUEST']._serialized_end=1276
+  _globals['_LISTRELEASESREQUEST']._serialized_start=1278
+  _globals['_LISTRELEASESREQUEST']._serialized_end=1331
+  _globals['_RELEASERECORD']._serialized_start=1334
+  _globals['_RELEASERECORD']._serialized_end=1503
+  _globals['_LISTRELEASESRESPONSE']._serialized_start=1505
+  _globals['_LISTRELEASESRESPONSE']._serialized_end=1576
+  _globals['_GETRELEASEPOLICYREQUEST']._serialized_start=1578
+  _globals['_GETRELEASEPOLICYREQUEST']._serialized_end=1620
+  _globals['_SETRELEASEPOLICYREQUEST']._serialized_start=1622
+  _globals['_SETRELEASEPOLICYREQUEST']._serialized_end=1711
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=1713
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=1795
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=1797
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=1922
+  _globals['_GETMANIFESTREQUEST']._serialized_start=1924
+  _globals['_GETMANIFESTREQUEST']._serialized_end=1978
+  _globals['_MANIFEST']._serialized_start=1981
+  _globals['_MANIFEST']._serialized_end=2159
+  _globals['_DOWNLOADMODELREQUEST']._serialized_start=2161
+  _globals['_DOWNLOADMODELREQUEST']._serialized_end=2278
+  _globals['_MODELFILEINFO']._serialized_start=2281
+  _globals['_MODELFILEINFO']._serialized_end=2430
+  _globals['_MODELCHUNK']._serialized_start=2432
+  _globals['_MODELCHUNK']._serialized_end=2519
+  _globals['_CHECKFORUPDATEREQUEST']._serialized_start=2522
+  _globals['_CHECKFORUPDATEREQUEST']._serialized_end=2656
+  _globals['_CHECKFORUPDATERESPONSE']._serialized_start=2659
+  _globals['_CHECKFORUPDATERESPONSE']._serialized_end=2795
+  _globals['_PROMOTEVERSIONREQUEST']._serialized_start=2797
+  _globals['_PROMOTEVERSIONREQUEST']._serialized_end=2883
+  _globals['_PREDICTREQUEST']._serialized_start=2885
+  _globals['_PREDICTREQUEST']._serialized_end=2965
+  _globals['_PREDICTION']._serialized_start=2967
+  _globals['_PREDICTION']._serialized_end=3024
+  _globals['_PREDICTRESPONSE']._serialized_start=3026
+  _globals['_PREDICTRESPONSE']._serialized_end=3129
+  _globals['_MODELSERVICE']._serialized_start=3361
+  _globals['_MODELSERVICE']._serialized_end=4277
 # @@protoc_insertion_point(module_scope)

@@ -29,8 +29,12 @@ class ModelServiceStub:
     """Serves trained models to apps.
 
     Every successful training job creates a new model version (1, 2, ...). One
-    version per project is current (see PromoteVersion); requests that take a
-    `version` use the current one when it is 0.
+    version per project is current: the one apps get. A new version becomes
+    current only through the release gate (evaluated on the project's fixed
+    evaluation set next to the current version, promoted by the release policy)
+    or by a person (PromoteVersion, RollbackVersion); otherwise it stays a
+    candidate with the reason. Requests that take a `version` use the current
+    one when it is 0.
     """
 
     def __init__(self, channel):
@@ -64,6 +68,26 @@ class ModelServiceStub:
                 request_serializer=mobiletrain_dot_v1_dot_models__pb2.PromoteVersionRequest.SerializeToString,
                 response_deserializer=mobiletrain_dot_v1_dot_models__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.RollbackVersion = channel.unary_unary(
+                '/mobiletrain.v1.ModelService/RollbackVersion',
+                request_serializer=mobiletrain_dot_v1_dot_models__pb2.RollbackVersionRequest.SerializeToString,
+                response_deserializer=mobiletrain_dot_v1_dot_models__pb2.ModelVersion.FromString,
+                _registered_method=True)
+        self.ListReleases = channel.unary_unary(
+                '/mobiletrain.v1.ModelService/ListReleases',
+                request_serializer=mobiletrain_dot_v1_dot_models__pb2.ListReleasesRequest.SerializeToString,
+                response_deserializer=mobiletrain_dot_v1_dot_models__pb2.ListReleasesResponse.FromString,
+                _registered_method=True)
+        self.GetReleasePolicy = channel.unary_unary(
+                '/mobiletrain.v1.ModelService/GetReleasePolicy',
+                request_serializer=mobiletrain_dot_v1_dot_models__pb2.GetReleasePolicyRequest.SerializeToString,
+                response_deserializer=mobiletrain_dot_v1_dot_models__pb2.ReleasePolicyState.FromString,
+                _registered_method=True)
+        self.SetReleasePolicy = channel.unary_unary(
+                '/mobiletrain.v1.ModelService/SetReleasePolicy',
+                request_serializer=mobiletrain_dot_v1_dot_models__pb2.SetReleasePolicyRequest.SerializeToString,
+                response_deserializer=mobiletrain_dot_v1_dot_models__pb2.ReleasePolicyState.FromString,
+                _registered_method=True)
         self.Predict = channel.unary_unary(
                 '/mobiletrain.v1.ModelService/Predict',
                 request_serializer=mobiletrain_dot_v1_dot_models__pb2.PredictRequest.SerializeToString,
@@ -75,8 +99,12 @@ class ModelServiceServicer:
     """Serves trained models to apps.
 
     Every successful training job creates a new model version (1, 2, ...). One
-    version per project is current (see PromoteVersion); requests that take a
-    `version` use the current one when it is 0.
+    version per project is current: the one apps get. A new version becomes
+    current only through the release gate (evaluated on the project's fixed
+    evaluation set next to the current version, promoted by the release policy)
+    or by a person (PromoteVersion, RollbackVersion); otherwise it stays a
+    candidate with the reason. Requests that take a `version` use the current
+    one when it is 0.
     """
 
     def ListModelVersions(self, request, context):
@@ -121,8 +149,38 @@ class ModelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PromoteVersion(self, request, context):
-        """Makes a version the current one and returns it. Fails with
-        MODEL_NOT_FOUND.
+        """Makes a version the current one (a candidate too) and returns it; the
+        change is recorded in the release history. Version 0 removes a promotion:
+        the newest released version is current again. Fails with MODEL_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackVersion(self, request, context):
+        """Makes the version that was current before the current one current again
+        and returns it. Fails with NO_PREVIOUS_VERSION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReleases(self, request, context):
+        """Which version was current when, and why (newest first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReleasePolicy(self, request, context):
+        """The project's release policy (defaults when never set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetReleasePolicy(self, request, context):
+        """Replaces the project's release policy. Fails with INVALID_RELEASE_POLICY.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +223,26 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     request_deserializer=mobiletrain_dot_v1_dot_models__pb2.PromoteVersionRequest.FromString,
                     response_serializer=mobiletrain_dot_v1_dot_models__pb2.ModelVersion.SerializeToString,
             ),
+            'RollbackVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackVersion,
+                    request_deserializer=mobiletrain_dot_v1_dot_models__pb2.RollbackVersionRequest.FromString,
+                    response_serializer=mobiletrain_dot_v1_dot_models__pb2.ModelVersion.SerializeToString,
+            ),
+            'ListReleases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReleases,
+                    request_deserializer=mobiletrain_dot_v1_dot_models__pb2.ListReleasesRequest.FromString,
+                    response_serializer=mobiletrain_dot_v1_dot_models__pb2.ListReleasesResponse.SerializeToString,
+            ),
+            'GetReleasePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReleasePolicy,
+                    request_deserializer=mobiletrain_dot_v1_dot_models__pb2.GetReleasePolicyRequest.FromString,
+                    response_serializer=mobiletrain_dot_v1_dot_models__pb2.ReleasePolicyState.SerializeToString,
+            ),
+            'SetReleasePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReleasePolicy,
+                    request_deserializer=mobiletrain_dot_v1_dot_models__pb2.SetReleasePolicyRequest.FromString,
+                    response_serializer=mobiletrain_dot_v1_dot_models__pb2.ReleasePolicyState.SerializeToString,
+            ),
             'Predict': grpc.unary_unary_rpc_method_handler(
                     servicer.Predict,
                     request_deserializer=mobiletrain_dot_v1_dot_models__pb2.PredictRequest.FromString,
@@ -182,8 +260,12 @@ class ModelService:
     """Serves trained models to apps.
 
     Every successful training job creates a new model version (1, 2, ...). One
-    version per project is current (see PromoteVersion); requests that take a
-    `version` use the current one when it is 0.
+    version per project is current: the one apps get. A new version becomes
+    current only through the release gate (evaluated on the project's fixed
+    evaluation set next to the current version, promoted by the release policy)
+    or by a person (PromoteVersion, RollbackVersion); otherwise it stays a
+    candidate with the reason. Requests that take a `version` use the current
+    one when it is 0.
     """
 
     @staticmethod
@@ -311,6 +393,114 @@ class ModelService:
             '/mobiletrain.v1.ModelService/PromoteVersion',
             mobiletrain_dot_v1_dot_models__pb2.PromoteVersionRequest.SerializeToString,
             mobiletrain_dot_v1_dot_models__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobiletrain.v1.ModelService/RollbackVersion',
+            mobiletrain_dot_v1_dot_models__pb2.RollbackVersionRequest.SerializeToString,
+            mobiletrain_dot_v1_dot_models__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReleases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobiletrain.v1.ModelService/ListReleases',
+            mobiletrain_dot_v1_dot_models__pb2.ListReleasesRequest.SerializeToString,
+            mobiletrain_dot_v1_dot_models__pb2.ListReleasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReleasePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobiletrain.v1.ModelService/GetReleasePolicy',
+            mobiletrain_dot_v1_dot_models__pb2.GetReleasePolicyRequest.SerializeToString,
+            mobiletrain_dot_v1_dot_models__pb2.ReleasePolicyState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetReleasePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobiletrain.v1.ModelService/SetReleasePolicy',
+            mobiletrain_dot_v1_dot_models__pb2.SetReleasePolicyRequest.SerializeToString,
+            mobiletrain_dot_v1_dot_models__pb2.ReleasePolicyState.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,53 +24,60 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mobiletrain._proto.mobiletrain.v1 import common_pb2 as mobiletrain_dot_v1_dot_common__pb2
+from mobiletrain._proto.mobiletrain.v1 import models_pb2 as mobiletrain_dot_v1_dot_models__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmobiletrain/v1/training.proto\x12\x0emobiletrain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmobiletrain/v1/common.proto\"\xd5\x05\n\x0fHyperparameters\x12\x13\n\x06\x65pochs\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nbatch_size\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1d\n\x10validation_split\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12\x32\n\x0c\x61rchitecture\x18\x06 \x01(\x0e\x32\x1c.mobiletrain.v1.Architecture\x12\x17\n\nbase_model\x18\x07 \x01(\tH\x05\x88\x01\x01\x12\x19\n\x0c\x61ugment_flip\x18\x08 \x01(\x08H\x06\x88\x01\x01\x12\x1d\n\x10\x61ugment_rotation\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x19\n\x0c\x61ugment_zoom\x18\n \x01(\x01H\x08\x88\x01\x01\x12\x1d\n\x10\x61ugment_contrast\x18\x0b \x01(\x01H\t\x88\x01\x01\x12$\n\x17\x65\x61rly_stopping_patience\x18\x0c \x01(\x05H\n\x88\x01\x01\x12\x1a\n\rclass_weights\x18\r \x01(\x08H\x0b\x88\x01\x01\x12\x14\n\x07\x64ropout\x18\x0e \x01(\x01H\x0c\x88\x01\x01\x12,\n\x07\x66ormats\x18\x0f \x03(\x0e\x32\x1b.mobiletrain.v1.ModelFormat\x12\x14\n\x07workers\x18\x10 \x01(\x05H\r\x88\x01\x01\x42\t\n\x07_epochsB\r\n\x0b_batch_sizeB\x10\n\x0e_learning_rateB\x13\n\x11_validation_splitB\x07\n\x05_seedB\r\n\x0b_base_modelB\x0f\n\r_augment_flipB\x13\n\x11_augment_rotationB\x0f\n\r_augment_zoomB\x13\n\x11_augment_contrastB\x1a\n\x18_early_stopping_patienceB\x10\n\x0e_class_weightsB\n\n\x08_dropoutB\n\n\x08_workers\"\xeb\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.mobiletrain.v1.JobState\x12\x38\n\x0fhyperparameters\x18\x04 \x01(\x0b\x32\x1f.mobiletrain.v1.Hyperparameters\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\n \x01(\x08\x12\x15\n\rmodel_version\x18\x0b \x01(\x05\"\\\n\x0fStartJobRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x38\n\x0fhyperparameters\x18\x02 \x01(\x0b\x32\x1f.mobiletrain.v1.Hyperparameters\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"I\n\x0fListJobsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.mobiletrain.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"F\n\x0cStateChanged\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.mobiletrain.v1.JobState\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"z\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x05\x12\x1a\n\x12samples_per_second\x18\x05 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x06 \x01(\x01\"\x82\x01\n\x08\x45pochEnd\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x04 \x01(\x01\x12\x10\n\x08val_loss\x18\x05 \x01(\x01\x12\x14\n\x0cval_accuracy\x18\x06 \x01(\x01\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\"]\n\x0c\x43lassMetrics\x12\r\n\x05label\x18\x01 \x01(\t\x12\x11\n\tprecision\x18\x02 \x01(\x01\x12\x0e\n\x06recall\x18\x03 \x01(\x01\x12\n\n\x02\x66\x31\x18\x04 \x01(\x01\x12\x0f\n\x07support\x18\x05 \x01(\x05\"\x1e\n\x0c\x43onfusionRow\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x05\"\xe6\x01\n\nEvaluation\x12\x10\n\x08\x61\x63\x63uracy\x18\x01 \x01(\x01\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12/\n\tper_class\x18\x03 \x03(\x0b\x32\x1c.mobiletrain.v1.ClassMetrics\x12\x36\n\x10\x63onfusion_matrix\x18\x04 \x03(\x0b\x32\x1c.mobiletrain.v1.ConfusionRow\x12\x37\n\x0ftflite_accuracy\x18\x05 \x03(\x0b\x32\x1e.mobiletrain.v1.FormatAccuracy\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\"\x16\n\x03Log\x12\x0f\n\x07message\x18\x01 \x01(\t\"\xf5\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.mobiletrain.v1.EventKind\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\rstate_changed\x18\x05 \x01(\x0b\x32\x1c.mobiletrain.v1.StateChangedH\x00\x12,\n\x08progress\x18\x06 \x01(\x0b\x32\x18.mobiletrain.v1.ProgressH\x00\x12-\n\tepoch_end\x18\x07 \x01(\x0b\x32\x18.mobiletrain.v1.EpochEndH\x00\x12\x30\n\nevaluation\x18\x08 \x01(\x0b\x32\x1a.mobiletrain.v1.EvaluationH\x00\x12\"\n\x03log\x18\t \x01(\x0b\x32\x13.mobiletrain.v1.LogH\x00\x42\t\n\x07payload*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x8c\x01\n\x0c\x41rchitecture\x12\x1c\n\x18\x41RCHITECTURE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41RCHITECTURE_SMALL_CNN\x10\x01\x12#\n\x1f\x41RCHITECTURE_MOBILENET_V3_SMALL\x10\x02\x12\x1d\n\x19\x41RCHITECTURE_MOBILENET_V2\x10\x03*\x9b\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VENT_KIND_STATE\x10\x01\x12\x17\n\x13\x45VENT_KIND_PROGRESS\x10\x02\x12\x14\n\x10\x45VENT_KIND_EPOCH\x10\x03\x12\x19\n\x15\x45VENT_KIND_EVALUATION\x10\x04\x12\x12\n\x0e\x45VENT_KIND_LOG\x10\x05\x32\xed\x02\n\x0fTrainingService\x12@\n\x08StartJob\x12\x1f.mobiletrain.v1.StartJobRequest\x1a\x13.mobiletrain.v1.Job\x12<\n\x06GetJob\x12\x1d.mobiletrain.v1.GetJobRequest\x1a\x13.mobiletrain.v1.Job\x12M\n\x08ListJobs\x12\x1f.mobiletrain.v1.ListJobsRequest\x1a .mobiletrain.v1.ListJobsResponse\x12\x42\n\tCancelJob\x12 .mobiletrain.v1.CancelJobRequest\x1a\x13.mobiletrain.v1.Job\x12G\n\x08WatchJob\x12\x1f.mobiletrain.v1.WatchJobRequest\x1a\x18.mobiletrain.v1.JobEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmobiletrain/v1/training.proto\x12\x0emobiletrain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmobiletrain/v1/common.proto\x1a\x1bmobiletrain/v1/models.proto\"\x8b\x06\n\x0fHyperparameters\x12\x13\n\x06\x65pochs\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nbatch_size\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1d\n\x10validation_split\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12\x32\n\x0c\x61rchitecture\x18\x06 \x01(\x0e\x32\x1c.mobiletrain.v1.Architecture\x12\x17\n\nbase_model\x18\x07 \x01(\tH\x05\x88\x01\x01\x12\x19\n\x0c\x61ugment_flip\x18\x08 \x01(\x08H\x06\x88\x01\x01\x12\x1d\n\x10\x61ugment_rotation\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x19\n\x0c\x61ugment_zoom\x18\n \x01(\x01H\x08\x88\x01\x01\x12\x1d\n\x10\x61ugment_contrast\x18\x0b \x01(\x01H\t\x88\x01\x01\x12$\n\x17\x65\x61rly_stopping_patience\x18\x0c \x01(\x05H\n\x88\x01\x01\x12\x1a\n\rclass_weights\x18\r \x01(\x08H\x0b\x88\x01\x01\x12\x14\n\x07\x64ropout\x18\x0e \x01(\x01H\x0c\x88\x01\x01\x12,\n\x07\x66ormats\x18\x0f \x03(\x0e\x32\x1b.mobiletrain.v1.ModelFormat\x12\x14\n\x07workers\x18\x10 \x01(\x05H\r\x88\x01\x01\x12\x1e\n\x11\x61llow_random_init\x18\x11 \x01(\x08H\x0e\x88\x01\x01\x42\t\n\x07_epochsB\r\n\x0b_batch_sizeB\x10\n\x0e_learning_rateB\x13\n\x11_validation_splitB\x07\n\x05_seedB\r\n\x0b_base_modelB\x0f\n\r_augment_flipB\x13\n\x11_augment_rotationB\x0f\n\r_augment_zoomB\x13\n\x11_augment_contrastB\x1a\n\x18_early_stopping_patienceB\x10\n\x0e_class_weightsB\n\n\x08_dropoutB\n\n\x08_workersB\x14\n\x12_allow_random_init\"\xeb\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.mobiletrain.v1.JobState\x12\x38\n\x0fhyperparameters\x18\x04 \x01(\x0b\x32\x1f.mobiletrain.v1.Hyperparameters\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\n \x01(\x08\x12\x15\n\rmodel_version\x18\x0b \x01(\x05\"\\\n\x0fStartJobRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x38\n\x0fhyperparameters\x18\x02 \x01(\x0b\x32\x1f.mobiletrain.v1.Hyperparameters\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"I\n\x0fListJobsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.mobiletrain.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"Z\n\x0cStateChanged\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.mobiletrain.v1.JobState\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x12\n\nerror_code\x18\x03 \x01(\x05\"\xbc\x01\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x05\x12\x1a\n\x12samples_per_second\x18\x05 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x06 \x01(\x01\x12\x17\n\x0fjob_eta_seconds\x18\x07 \x01(\x01\x12\'\n\x05phase\x18\x08 \x01(\x0e\x32\x18.mobiletrain.v1.JobPhase\"L\n\x0cPhaseChanged\x12\'\n\x05phase\x18\x01 \x01(\x0e\x32\x18.mobiletrain.v1.JobPhase\x12\x13\n\x0b\x65ta_seconds\x18\x02 \x01(\x01\"\xa2\x02\n\x0eReleaseOutcome\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.mobiletrain.v1.VersionStatus\x12\x31\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x1f.mobiletrain.v1.ReleaseDecision\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x35\n\reval_accuracy\x18\x05 \x03(\x0b\x32\x1e.mobiletrain.v1.FormatAccuracy\x12=\n\x15\x63urrent_eval_accuracy\x18\x06 \x03(\x0b\x32\x1e.mobiletrain.v1.FormatAccuracy\x12\x15\n\reval_set_size\x18\x07 \x01(\x05\"\x82\x01\n\x08\x45pochEnd\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x04 \x01(\x01\x12\x10\n\x08val_loss\x18\x05 \x01(\x01\x12\x14\n\x0cval_accuracy\x18\x06 \x01(\x01\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\"]\n\x0c\x43lassMetrics\x12\r\n\x05label\x18\x01 \x01(\t\x12\x11\n\tprecision\x18\x02 \x01(\x01\x12\x0e\n\x06recall\x18\x03 \x01(\x01\x12\n\n\x02\x66\x31\x18\x04 \x01(\x01\x12\x0f\n\x07support\x18\x05 \x01(\x05\"\x1e\n\x0c\x43onfusionRow\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x05\"\xe6\x01\n\nEvaluation\x12\x10\n\x08\x61\x63\x63uracy\x18\x01 \x01(\x01\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12/\n\tper_class\x18\x03 \x03(\x0b\x32\x1c.mobiletrain.v1.ClassMetrics\x12\x36\n\x10\x63onfusion_matrix\x18\x04 \x03(\x0b\x32\x1c.mobiletrain.v1.ConfusionRow\x12\x37\n\x0ftflite_accuracy\x18\x05 \x03(\x0b\x32\x1e.mobiletrain.v1.FormatAccuracy\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\"%\n\x03Log\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\"\xd7\x03\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.mobiletrain.v1.EventKind\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\rstate_changed\x18\x05 \x01(\x0b\x32\x1c.mobiletrain.v1.StateChangedH\x00\x12,\n\x08progress\x18\x06 \x01(\x0b\x32\x18.mobiletrain.v1.ProgressH\x00\x12-\n\tepoch_end\x18\x07 \x01(\x0b\x32\x18.mobiletrain.v1.EpochEndH\x00\x12\x30\n\nevaluation\x18\x08 \x01(\x0b\x32\x1a.mobiletrain.v1.EvaluationH\x00\x12\"\n\x03log\x18\t \x01(\x0b\x32\x13.mobiletrain.v1.LogH\x00\x12\x31\n\x07release\x18\n \x01(\x0b\x32\x1e.mobiletrain.v1.ReleaseOutcomeH\x00\x12-\n\x05phase\x18\x0b \x01(\x0b\x32\x1c.mobiletrain.v1.PhaseChangedH\x00\x42\t\n\x07payload*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x8c\x01\n\x0c\x41rchitecture\x12\x1c\n\x18\x41RCHITECTURE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41RCHITECTURE_SMALL_CNN\x10\x01\x12#\n\x1f\x41RCHITECTURE_MOBILENET_V3_SMALL\x10\x02\x12\x1d\n\x19\x41RCHITECTURE_MOBILENET_V2\x10\x03*\xc9\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VENT_KIND_STATE\x10\x01\x12\x17\n\x13\x45VENT_KIND_PROGRESS\x10\x02\x12\x14\n\x10\x45VENT_KIND_EPOCH\x10\x03\x12\x19\n\x15\x45VENT_KIND_EVALUATION\x10\x04\x12\x12\n\x0e\x45VENT_KIND_LOG\x10\x05\x12\x16\n\x12\x45VENT_KIND_RELEASE\x10\x06\x12\x14\n\x10\x45VENT_KIND_PHASE\x10\x07*\x8e\x01\n\x08JobPhase\x12\x19\n\x15JOB_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n\x18JOB_PHASE_PREPARING_DATA\x10\x01\x12\x16\n\x12JOB_PHASE_TRAINING\x10\x02\x12\x17\n\x13JOB_PHASE_EXPORTING\x10\x03\x12\x18\n\x14JOB_PHASE_EVALUATING\x10\x04\x32\xed\x02\n\x0fTrainingService\x12@\n\x08StartJob\x12\x1f.mobiletrain.v1.StartJobRequest\x1a\x13.mobiletrain.v1.Job\x12<\n\x06GetJob\x12\x1d.mobiletrain.v1.GetJobRequest\x1a\x13.mobiletrain.v1.Job\x12M\n\x08ListJobs\x12\x1f.mobiletrain.v1.ListJobsRequest\x1a .mobiletrain.v1.ListJobsResponse\x12\x42\n\tCancelJob\x12 .mobiletrain.v1.CancelJobRequest\x1a\x13.mobiletrain.v1.Job\x12G\n\x08WatchJob\x12\x1f.mobiletrain.v1.WatchJobRequest\x1a\x18.mobiletrain.v1.JobEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mobiletrain._proto.mobiletrain.v1.training_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=2667
-  _globals['_JOBSTATE']._serialized_end=2821
-  _globals['_ARCHITECTURE']._serialized_start=2824
-  _globals['_ARCHITECTURE']._serialized_end=2964
-  _globals['_EVENTKIND']._serialized_start=2967
-  _globals['_EVENTKIND']._serialized_end=3122
-  _globals['_HYPERPARAMETERS']._serialized_start=112
-  _globals['_HYPERPARAMETERS']._serialized_end=837
-  _globals['_JOB']._serialized_start=840
-  _globals['_JOB']._serialized_end=1203
-  _globals['_STARTJOBREQUEST']._serialized_start=1205
-  _globals['_STARTJOBREQUEST']._serialized_end=1297
-  _globals['_GETJOBREQUEST']._serialized_start=1299
-  _globals['_GETJOBREQUEST']._serialized_end=1330
-  _globals['_LISTJOBSREQUEST']._serialized_start=1332
-  _globals['_LISTJOBSREQUEST']._serialized_end=1405
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1407
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1485
-  _globals['_CANCELJOBREQUEST']._serialized_start=1487
-  _globals['_CANCELJOBREQUEST']._serialized_end=1521
-  _globals['_WATCHJOBREQUEST']._serialized_start=1523
-  _globals['_WATCHJOBREQUEST']._serialized_end=1575
-  _globals['_STATECHANGED']._serialized_start=1577
-  _globals['_STATECHANGED']._serialized_end=1647
-  _globals['_PROGRESS']._serialized_start=1649
-  _globals['_PROGRESS']._serialized_end=1771
-  _globals['_EPOCHEND']._serialized_start=1774
-  _globals['_EPOCHEND']._serialized_end=1904
-  _globals['_CLASSMETRICS']._serialized_start=1906
-  _globals['_CLASSMETRICS']._serialized_end=1999
-  _globals['_CONFUSIONROW']._serialized_start=2001
-  _globals['_CONFUSIONROW']._serialized_end=2031
-  _globals['_EVALUATION']._serialized_start=2034
-  _globals['_EVALUATION']._serialized_end=2264
-  _globals['_LOG']._serialized_start=2266
-  _globals['_LOG']._serialized_end=2288
-  _globals['_JOBEVENT']._serialized_start=2291
-  _globals['_JOBEVENT']._serialized_end=2664
-  _globals['_TRAININGSERVICE']._serialized_start=3125
-  _globals['_TRAININGSERVICE']._serialized_end=3490
+  _globals['_JOBSTATE']._serialized_start=3321
+  _globals['_JOBSTATE']._serialized_end=3475
+  _globals['_ARCHITECTURE']._serialized_start=3478
+  _globals['_ARCHITECTURE']._serialized_end=3618
+  _globals['_EVENTKIND']._serialized_start=3621
+  _globals['_EVENTKIND']._serialized_end=3822
+  _globals['_JOBPHASE']._serialized_start=3825
+  _globals['_JOBPHASE']._serialized_end=3967
+  _globals['_HYPERPARAMETERS']._serialized_start=141
+  _globals['_HYPERPARAMETERS']._serialized_end=920
+  _globals['_JOB']._serialized_start=923
+  _globals['_JOB']._serialized_end=1286
+  _globals['_STARTJOBREQUEST']._serialized_start=1288
+  _globals['_STARTJOBREQUEST']._serialized_end=1380
+  _globals['_GETJOBREQUEST']._serialized_start=1382
+  _globals['_GETJOBREQUEST']._serialized_end=1413
+  _globals['_LISTJOBSREQUEST']._serialized_start=1415
+  _globals['_LISTJOBSREQUEST']._serialized_end=1488
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1490
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1568
+  _globals['_CANCELJOBREQUEST']._serialized_start=1570
+  _globals['_CANCELJOBREQUEST']._serialized_end=1604
+  _globals['_WATCHJOBREQUEST']._serialized_start=1606
+  _globals['_WATCHJOBREQUEST']._serialized_end=1658
+  _globals['_STATECHANGED']._serialized_start=1660
+  _globals['_STATECHANGED']._serialized_end=1750
+  _globals['_PROGRESS']._serialized_start=1753
+  _globals['_PROGRESS']._serialized_end=1941
+  _globals['_PHASECHANGED']._serialized_start=1943
+  _globals['_PHASECHANGED']._serialized_end=2019
+  _globals['_RELEASEOUTCOME']._serialized_start=2022
+  _globals['_RELEASEOUTCOME']._serialized_end=2312
+  _globals['_EPOCHEND']._serialized_start=2315
+  _globals['_EPOCHEND']._serialized_end=2445
+  _globals['_CLASSMETRICS']._serialized_start=2447
+  _globals['_CLASSMETRICS']._serialized_end=2540
+  _globals['_CONFUSIONROW']._serialized_start=2542
+  _globals['_CONFUSIONROW']._serialized_end=2572
+  _globals['_EVALUATION']._serialized_start=2575
+  _globals['_EVALUATION']._serialized_end=2805
+  _globals['_LOG']._serialized_start=2807
+  _globals['_LOG']._serialized_end=2844
+  _globals['_JOBEVENT']._serialized_start=2847
+  _globals['_JOBEVENT']._serialized_end=3318
+  _globals['_TRAININGSERVICE']._serialized_start=3970
+  _globals['_TRAININGSERVICE']._serialized_end=4335
 # @@protoc_insertion_point(module_scope)

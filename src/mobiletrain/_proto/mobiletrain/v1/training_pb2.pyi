@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from mobiletrain._proto.mobiletrain.v1 import common_pb2 as _common_pb2
+from mobiletrain._proto.mobiletrain.v1 import models_pb2 as _models_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -35,6 +36,16 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_EPOCH: _ClassVar[EventKind]
     EVENT_KIND_EVALUATION: _ClassVar[EventKind]
     EVENT_KIND_LOG: _ClassVar[EventKind]
+    EVENT_KIND_RELEASE: _ClassVar[EventKind]
+    EVENT_KIND_PHASE: _ClassVar[EventKind]
+
+class JobPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_PHASE_UNSPECIFIED: _ClassVar[JobPhase]
+    JOB_PHASE_PREPARING_DATA: _ClassVar[JobPhase]
+    JOB_PHASE_TRAINING: _ClassVar[JobPhase]
+    JOB_PHASE_EXPORTING: _ClassVar[JobPhase]
+    JOB_PHASE_EVALUATING: _ClassVar[JobPhase]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -51,9 +62,16 @@ EVENT_KIND_PROGRESS: EventKind
 EVENT_KIND_EPOCH: EventKind
 EVENT_KIND_EVALUATION: EventKind
 EVENT_KIND_LOG: EventKind
+EVENT_KIND_RELEASE: EventKind
+EVENT_KIND_PHASE: EventKind
+JOB_PHASE_UNSPECIFIED: JobPhase
+JOB_PHASE_PREPARING_DATA: JobPhase
+JOB_PHASE_TRAINING: JobPhase
+JOB_PHASE_EXPORTING: JobPhase
+JOB_PHASE_EVALUATING: JobPhase
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("epochs", "batch_size", "learning_rate", "validation_split", "seed", "architecture", "base_model", "augment_flip", "augment_rotation", "augment_zoom", "augment_contrast", "early_stopping_patience", "class_weights", "dropout", "formats", "workers")
+    __slots__ = ("epochs", "batch_size", "learning_rate", "validation_split", "seed", "architecture", "base_model", "augment_flip", "augment_rotation", "augment_zoom", "augment_contrast", "early_stopping_patience", "class_weights", "dropout", "formats", "workers", "allow_random_init")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +88,7 @@ class Hyperparameters(_message.Message):
     DROPOUT_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_RANDOM_INIT_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     batch_size: int
     learning_rate: float
@@ -86,7 +105,8 @@ class Hyperparameters(_message.Message):
     dropout: float
     formats: _containers.RepeatedScalarFieldContainer[_common_pb2.ModelFormat]
     workers: int
-    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., validation_split: _Optional[float] = ..., seed: _Optional[int] = ..., architecture: _Optional[_Union[Architecture, str]] = ..., base_model: _Optional[str] = ..., augment_flip: _Optional[bool] = ..., augment_rotation: _Optional[float] = ..., augment_zoom: _Optional[float] = ..., augment_contrast: _Optional[float] = ..., early_stopping_patience: _Optional[int] = ..., class_weights: _Optional[bool] = ..., dropout: _Optional[float] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.ModelFormat, str]]] = ..., workers: _Optional[int] = ...) -> None: ...
+    allow_random_init: bool
+    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., validation_split: _Optional[float] = ..., seed: _Optional[int] = ..., architecture: _Optional[_Union[Architecture, str]] = ..., base_model: _Optional[str] = ..., augment_flip: _Optional[bool] = ..., augment_rotation: _Optional[float] = ..., augment_zoom: _Optional[float] = ..., augment_contrast: _Optional[float] = ..., early_stopping_patience: _Optional[int] = ..., class_weights: _Optional[bool] = ..., dropout: _Optional[float] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.ModelFormat, str]]] = ..., workers: _Optional[int] = ..., allow_random_init: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "project_id", "state", "hyperparameters", "created_at", "started_at", "finished_at", "attempts", "error", "cancel_requested", "model_version")
@@ -161,28 +181,60 @@ class WatchJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
 class StateChanged(_message.Message):
-    __slots__ = ("state", "error")
+    __slots__ = ("state", "error", "error_code")
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     state: JobState
     error: str
-    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ...) -> None: ...
+    error_code: int
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., error_code: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("epoch", "epochs", "batch", "batches", "samples_per_second", "eta_seconds")
+    __slots__ = ("epoch", "epochs", "batch", "batches", "samples_per_second", "eta_seconds", "job_eta_seconds", "phase")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    JOB_ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     epochs: int
     batch: int
     batches: int
     samples_per_second: float
     eta_seconds: float
-    def __init__(self, epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., batch: _Optional[int] = ..., batches: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
+    job_eta_seconds: float
+    phase: JobPhase
+    def __init__(self, epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., batch: _Optional[int] = ..., batches: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., job_eta_seconds: _Optional[float] = ..., phase: _Optional[_Union[JobPhase, str]] = ...) -> None: ...
+
+class PhaseChanged(_message.Message):
+    __slots__ = ("phase", "eta_seconds")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    phase: JobPhase
+    eta_seconds: float
+    def __init__(self, phase: _Optional[_Union[JobPhase, str]] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
+
+class ReleaseOutcome(_message.Message):
+    __slots__ = ("version", "status", "decision", "warnings", "eval_accuracy", "current_eval_accuracy", "eval_set_size")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_EVAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    EVAL_SET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    status: _models_pb2.VersionStatus
+    decision: _models_pb2.ReleaseDecision
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    eval_accuracy: _containers.RepeatedCompositeFieldContainer[_common_pb2.FormatAccuracy]
+    current_eval_accuracy: _containers.RepeatedCompositeFieldContainer[_common_pb2.FormatAccuracy]
+    eval_set_size: int
+    def __init__(self, version: _Optional[int] = ..., status: _Optional[_Union[_models_pb2.VersionStatus, str]] = ..., decision: _Optional[_Union[_models_pb2.ReleaseDecision, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., eval_accuracy: _Optional[_Iterable[_Union[_common_pb2.FormatAccuracy, _Mapping]]] = ..., current_eval_accuracy: _Optional[_Iterable[_Union[_common_pb2.FormatAccuracy, _Mapping]]] = ..., eval_set_size: _Optional[int] = ...) -> None: ...
 
 class EpochEnd(_message.Message):
     __slots__ = ("epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
@@ -239,13 +291,15 @@ class Evaluation(_message.Message):
     def __init__(self, accuracy: _Optional[float] = ..., labels: _Optional[_Iterable[str]] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Iterable[_Union[ConfusionRow, _Mapping]]] = ..., tflite_accuracy: _Optional[_Iterable[_Union[_common_pb2.FormatAccuracy, _Mapping]]] = ..., metrics_json: _Optional[str] = ...) -> None: ...
 
 class Log(_message.Message):
-    __slots__ = ("message",)
+    __slots__ = ("message", "level")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
     message: str
-    def __init__(self, message: _Optional[str] = ...) -> None: ...
+    level: str
+    def __init__(self, message: _Optional[str] = ..., level: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "seq", "kind", "created_at", "state_changed", "progress", "epoch_end", "evaluation", "log")
+    __slots__ = ("job_id", "seq", "kind", "created_at", "state_changed", "progress", "epoch_end", "evaluation", "log", "release", "phase")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -255,6 +309,8 @@ class JobEvent(_message.Message):
     EPOCH_END_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     seq: int
     kind: EventKind
@@ -264,4 +320,6 @@ class JobEvent(_message.Message):
     epoch_end: EpochEnd
     evaluation: Evaluation
     log: Log
-    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., epoch_end: _Optional[_Union[EpochEnd, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., log: _Optional[_Union[Log, _Mapping]] = ...) -> None: ...
+    release: ReleaseOutcome
+    phase: PhaseChanged
+    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., epoch_end: _Optional[_Union[EpochEnd, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., log: _Optional[_Union[Log, _Mapping]] = ..., release: _Optional[_Union[ReleaseOutcome, _Mapping]] = ..., phase: _Optional[_Union[PhaseChanged, _Mapping]] = ...) -> None: ...

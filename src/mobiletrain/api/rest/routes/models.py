@@ -21,10 +21,18 @@ from mobiletrain.api.rest.schemas import (
     ModelListPublic,
     ModelVersionPublic,
     PredictionPublic,
+    PromoteRequest,
+    ReleaseHistoryPublic,
+    ReleasePolicyModel,
+    ReleasePolicyPublic,
+    RollbackRequest,
     UpdateCheckPublic,
     download_url,
     model_version_to_public,
     prediction_to_public,
+    release_policy_from_model,
+    release_policy_to_public,
+    release_record_to_public,
 )
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.services import ModelService
@@ -238,16 +246,71 @@ def download_model(
     "/projects/{project}/models/{version}:promote", summary="Make a version the current one"
 )
 def promote_model(
-    project: ProjectRef, version: VersionRef, models: ModelsDep
+    project: ProjectRef,
+    version: VersionRef,
+    models: ModelsDep,
+    body: PromoteRequest | None = None,
 ) -> ModelVersionPublic:
-    """Pin `version` as the one apps get (`current`). Version `0` removes the pin, so the
-    newest version is current again; the reply is then that version."""
+    """Make `version` the one apps get (`current`), a candidate too, whatever the release gate
+    said; recorded in the release history. `pin` keeps new versions candidates until the next
+    promotion. Version `0` removes the promotion, so the newest released version is current
+    again; the reply is then that version."""
     text = version.strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise MobiletrainError(
             ErrorCode.INVALID_ARGUMENT, f"version must be a number, got {version!r}"
         )
-    return _public(models, project, models.promote(project, int(text)))
+    options = body or PromoteRequest()
+    model = models.promote(project, int(text), pin=options.pin, reason=options.reason)
+    return _public(models, project, model)
+
+
+@router.post(
+    "/projects/{project}/models:rollback",
+    summary="Make the previous current version current again",
+    responses=error_docs(409),
+)
+def rollback_model(
+    project: ProjectRef, models: ModelsDep, body: RollbackRequest | None = None
+) -> ModelVersionPublic:
+    """Undo the last change of the current version: the version that was current before it is
+    current again (recorded in the release history). NO_PREVIOUS_VERSION (409, code 57) when
+    there is none."""
+    options = body or RollbackRequest()
+    return _public(models, project, models.rollback(project, reason=options.reason))
+
+
+@router.get("/projects/{project}/releases", summary="Release history")
+def list_releases(
+    project: ProjectRef,
+    models: ModelsDep,
+    limit: Annotated[int, Query(description="Most records, 1..1000.")] = 100,
+) -> ReleaseHistoryPublic:
+    """Which version was current when, and why: every promotion by the release gate, every
+    promotion and rollback by a person, newest first."""
+    return ReleaseHistoryPublic(
+        releases=[release_record_to_public(r) for r in models.history(project, limit)]
+    )
+
+
+@router.get("/projects/{project}/release-policy", summary="Get the release policy")
+def get_release_policy(project: ProjectRef, models: ModelsDep) -> ReleasePolicyPublic:
+    """The project's release gate rules (the defaults when never set) and whether the current
+    version is pinned."""
+    policy, pinned = models.policy(project)
+    return release_policy_to_public(policy, pinned)
+
+
+@router.put("/projects/{project}/release-policy", summary="Set the release policy")
+def set_release_policy(
+    project: ProjectRef, models: ModelsDep, body: ReleasePolicyModel
+) -> ReleasePolicyPublic:
+    """Replace the release gate rules. `mode: manual` never promotes; `margin` is how much
+    less accurate than the current version a new one may be; the floors are optional.
+    INVALID_RELEASE_POLICY (400, code 56) for a value outside 0..1."""
+    models.set_policy(project, release_policy_from_model(body))
+    policy, pinned = models.policy(project)
+    return release_policy_to_public(policy, pinned)
 
 
 def _top_k(top_k: int) -> int:
