@@ -178,6 +178,53 @@ class MetadataStoreContract:
         # The old label is free again for the same bytes.
         assert store.add_samples([make_sample(p, "c3", "a", "1" * 64)]) == [None]
 
+    def test_damaged_mark_is_set_cleared_and_survives_reads(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project("lost"))
+        q = store.create_project(make_project("other"))
+        a, b, c = (make_sample(p, f"c{i}", label="x" if i else "y") for i in range(3))
+        d = make_sample(q, "d")
+        store.add_samples([a, b, c])
+        store.add_samples([d])
+        assert not store.get_sample(p.id, a.id).damaged  # type: ignore[union-attr]
+        assert store.damaged_samples() == []
+
+        assert store.set_samples_damaged([a.id, c.id, d.id], True) == 3
+        assert store.set_samples_damaged([a.id], True) == 0  # already marked: no change
+        assert [s.id for s in store.damaged_samples(p.id)] == [a.id, c.id]
+        assert [s.id for s in store.damaged_samples()] == [a.id, c.id, d.id]
+        # Every read path carries the mark.
+        assert store.get_sample(p.id, a.id).damaged  # type: ignore[union-attr]
+        assert store.get_sample_by_client_id(p.id, "c2").damaged  # type: ignore[union-attr]
+        assert [s.damaged for s in store.all_samples(p.id)] == [True, False, True]
+        listed, _ = store.list_samples(p.id, None, 10, 0)
+        assert [s.damaged for s in listed] == [True, False, True]
+
+        # A re-upload of the same bytes finds the marked twin (the service then clears it).
+        twin = store.add_samples([make_sample(p, "again", label=a.label, sha=a.sha256)])[0]
+        assert twin is not None and twin.id == a.id and twin.damaged
+
+        assert store.set_samples_damaged([a.id, b.id], False) == 1
+        assert [s.id for s in store.damaged_samples()] == [c.id, d.id]
+        assert store.set_samples_damaged([], True) == 0
+
+    def test_scan_samples_pages_through_every_project(self, store: MetadataStore) -> None:
+        projects = [store.create_project(make_project(f"scan{i}")) for i in range(3)]
+        ids = []
+        for i in range(7):
+            sample = make_sample(projects[i % 3], f"s{i}")
+            store.add_samples([sample])
+            ids.append(sample.id)
+        seen: list[str] = []
+        cursor, pages = 0, 0
+        while True:
+            page, cursor = store.scan_samples(cursor, 3)
+            seen += [s.id for s in page]
+            pages += 1
+            if cursor == 0:
+                break
+        assert seen == ids and pages == 3
+        assert store.scan_samples(0, 100) == (store.scan_samples(0, 100)[0], 0)
+
     def test_job_claim_is_exclusive(self, store: MetadataStore) -> None:
         p = store.create_project(make_project())
         job = store.create_job(make_job(p))

@@ -6,7 +6,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.progress import (
 from rich.table import Table
 
 from mobiletrain.client.sdk import DEFAULT_SERVER, FORMATS, Client, ClientError
+
+if TYPE_CHECKING:
+    from mobiletrain.core.integrity import IntegrityReport
 
 app = typer.Typer(help="mobiletrain: train models for mobile apps and deliver TFLite files.")
 projects_app = typer.Typer(help="Create and list projects.")
@@ -456,6 +459,72 @@ def predict(
     for p in resp.predictions:
         console.print(f"{p.label:>20}  {p.score:.4f}")
     console.print(f"(version {resp.version}, {resp.latency_ms:.1f} ms)")
+
+
+@app.command()
+def fsck(
+    data_dir: Annotated[Path, typer.Option(help="Data folder (SQLite + blobs)")] = Path(
+        "mobiletrain-data"
+    ),
+    database_url: Annotated[
+        str, typer.Option(envvar="MOBILETRAIN_DATABASE_URL", help="As for serve")
+    ] = "",
+    blob_url: Annotated[str, typer.Option(envvar="MOBILETRAIN_BLOB_URL", help="As for serve")] = "",
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Mark the samples found damaged (training skips them; re-uploading the same "
+            "bytes restores them) and clear the mark of those that read fine again",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Verify every sample's bytes in the blob store against the database (reads them all).
+
+    Lists the samples whose bytes are missing or damaged by project, label and client id.
+    Exit code 0: all intact; 1: damaged samples found (marked, with --repair). Safe while the
+    server runs.
+    """
+    from mobiletrain.config import Settings
+    from mobiletrain.core.integrity import check_integrity
+    from mobiletrain.store.blobs import open_blob_store
+    from mobiletrain.store.sql import SqlMetadataStore
+
+    settings = Settings(data_dir=data_dir, database_url=database_url, blob_url=blob_url)
+    if not database_url and not (data_dir / "mobiletrain.db").exists():
+        console.print(f"[red]no database in {data_dir}[/red] (give --data-dir or --database-url)")
+        raise typer.Exit(code=2)
+    store = SqlMetadataStore(settings.resolved_database_url())
+    blobs = open_blob_store(settings.resolved_blob_url())
+    try:
+        report = check_integrity(store, blobs, full=True, repair=repair)
+    finally:
+        blobs.close()
+        store.close()
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_fsck(report, repair)
+    if report.damaged:
+        raise typer.Exit(code=1)
+
+
+def _print_fsck(report: IntegrityReport, repair: bool) -> None:
+    console.print(report.summary())
+    if report.damaged:
+        table = Table("project", "label", "client id", "sample id", "problem", "marked")
+        for d in report.damaged:
+            marked = "yes" if d.sample.damaged or repair else "no"
+            sample = d.sample
+            table.add_row(d.project, sample.label, sample.client_id, sample.id, d.problem, marked)
+        console.print(table)
+        for (project, label), count in sorted(report.by_project_label().items()):
+            console.print(f"  {project} / {label}: {count}")
+    if repair:
+        console.print(f"marked {report.marked} samples damaged, cleared {report.cleared}")
+    elif report.unmarked:
+        console.print("run again with --repair to exclude them from training")
 
 
 @app.command()

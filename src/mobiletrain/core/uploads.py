@@ -103,6 +103,7 @@ class ResumableUploads:
                 expires_at=now + SESSION_TTL,
             )
         )
+        self.datasets.check_space()  # a new upload needs room; resuming one is let through
         return UploadStatus(client_id, session.offset, session.size, session, None)
 
     def status(self, project_ref: str, client_id: str) -> UploadStatus:
@@ -134,6 +135,8 @@ class ResumableUploads:
         return session
 
     def append(
+        if sample is not None and sample.damaged:
+            sample = None  # its bytes are lost: let the client send them again to restore it
         self, upload_id: str, offset: int, data: bytes, checksum: bytes | None = None
     ) -> UploadSession:
         """Add a chunk at exactly ``offset``; returns the session with its new offset."""
@@ -192,3 +195,4 @@ class ResumableUploads:
         """Drop a session (its chunks are garbage)."""
         session = self.get(upload_id)
         self.store.delete_upload(session.id)
+        self.datasets.check_space()

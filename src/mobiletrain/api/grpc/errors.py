@@ -10,6 +10,8 @@ of the mobiletrain services (unary and streaming alike) and turns
 
 * a ``MobiletrainError`` into its gRPC status (``ErrorCode.grpc_status``), its safe message and
   the trailing metadata ``mobiletrain-error-code`` = the code's decimal number;
+* a full disk (``ENOSPC``, SQLite's "database or disk is full", see ``core.storage``) into
+  ``RESOURCE_EXHAUSTED`` with code ``74`` (STORAGE_FULL) and one log line;
 * any other exception into ``INTERNAL`` with code ``1`` and a generic message; the details go to
   the server log only.
 
@@ -37,9 +39,9 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
-import math
 from contextlib import ExitStack
 from typing import Any, NoReturn
 
@@ -56,6 +58,7 @@ from mobiletrain.api.grpc.deadlines import CallDeadline, bind, current_deadline,
 from mobiletrain.core.auth import SYSTEM, Principal, acting_as
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
+from mobiletrain.core.storage import storage_full_error
 
 log = logging.getLogger("mobiletrain.api.grpc")
 
@@ -66,9 +69,6 @@ SERVICE_PREFIX = "/mobiletrain."
 """Full method names this interceptor wraps (health and reflection keep their own handling)."""
 
 
-def status_code_of(code: ErrorCode) -> grpc.StatusCode:
-    """The ``grpc.StatusCode`` member named by an error code."""
-    return grpc.StatusCode[code.grpc_status]
 RETRY_AFTER_METADATA_KEY = "retry-after"
 """Trailing metadata key: whole seconds to wait before retrying (rate and stream limits)."""
 
@@ -83,6 +83,9 @@ def retry_after_seconds(error: MobiletrainError) -> int | None:
     return None
 
 
+def status_code_of(code: ErrorCode) -> grpc.StatusCode:
+    """The ``grpc.StatusCode`` member named by an error code."""
+    return grpc.StatusCode[code.grpc_status]
 
 
 async def abort_with_error(context: grpc.aio.ServicerContext, error: MobiletrainError) -> NoReturn:
@@ -116,6 +119,11 @@ async def _fail(
     ):
         # The client cancelled or the connection dropped: gRPC knows and discards this.
         raise exc
+    full = storage_full_error(exc)
+    if full is not None:
+        # Expected, not a bug: one line, no stack trace (see core.storage).
+        log.warning("%s refused: %s", method, full.message)
+        await abort_with_error(context, full)
     if isinstance(exc, MobiletrainError):
         if exc.code is ErrorCode.INTERNAL:
             log.error("%s failed: %s", method, exc)

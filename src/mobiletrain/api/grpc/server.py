@@ -133,6 +133,39 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
+STORAGE_HEALTH_SERVICE = "mobiletrain.storage"
+"""Health service name that is NOT_SERVING while the server is degraded (storage below its
+reserve, samples with lost bytes); the whole server ("") stays SERVING."""
+
+DEGRADED_METADATA_KEY = "mobiletrain-degraded"
+"""Trailing metadata of a health Check while degraded: the reasons, one value each."""
+
+
+class _HealthServicer(health.aio.HealthServicer):  # type: ignore[misc,name-defined]
+    """The standard health service, plus the server's degraded reasons (see
+    :data:`STORAGE_HEALTH_SERVICE`, :data:`DEGRADED_METADATA_KEY`)."""
+
+    def __init__(self, container: Container) -> None:
+        super().__init__()
+        self._container = container
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        """Answer from the live reasons (statvfs is cached, so this is cheap)."""
+        reasons = self._container.health()
+        if reasons:
+            context.set_trailing_metadata(tuple((DEGRADED_METADATA_KEY, r) for r in reasons))
+        if request.service == STORAGE_HEALTH_SERVICE:
+            status = (
+                health_pb2.HealthCheckResponse.NOT_SERVING
+                if reasons
+                else (health_pb2.HealthCheckResponse.SERVING)
+            )
+            await self.set(STORAGE_HEALTH_SERVICE, status)  # Watch sees it too
+        return await super().Check(request, context)
+
+
 def build_grpc_server(container: Container, address: str) -> tuple[GrpcServer, int]:
     """Create (but do not start) the gRPC server bound to ``address`` ("host:port").
 
@@ -180,9 +213,9 @@ async def _build(
     tokens_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(container), server)
     federated_pb2_grpc.add_FederatedServiceServicer_to_server(FederatedServicer(container), server)
 
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_servicer = _HealthServicer(container)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *SERVICE_NAMES, STORAGE_HEALTH_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     reflection.enable_server_reflection(

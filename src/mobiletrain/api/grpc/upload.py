@@ -183,7 +183,11 @@ def incoming_samples(
         if status.sample is not None:
             # Stored already: report it (as a duplicate) and drop any chunks that follow.
             skipping = header.client_id
-            data = uploads.blobs.get(status.sample.sha256)
+            try:
+                data = uploads.datasets.read_bytes(status.sample)
+            except MobiletrainError as damaged:
+                yield serde.sample_header_from_proto(header, b"", damaged)
+                continue
             yield serde.sample_header_from_proto(header, data, None)
             continue
         open_sample = _ChunkedSample(uploads, header, status)

@@ -69,7 +69,7 @@ def _parallel(name: str, values: Sequence[str] | None, count: int) -> list[str |
 
 @router.post(
     "/projects/{project}/samples",
-    responses=error_docs(413),
+    responses=error_docs(413, 507),
     summary="Upload labelled images (multipart)",
 )
 def upload_samples(
@@ -155,7 +155,7 @@ def decode_base64(text: str) -> bytes:
 
 @router.post(
     "/projects/{project}/samples:base64",
-    responses=error_docs(413),
+    responses=error_docs(413, 507),
     summary="Upload labelled images (JSON, base64)",
 )
 def upload_samples_base64(

@@ -75,7 +75,7 @@ def _offset_headers(offset: int, size: int) -> dict[str, str]:
 @router.post(
     "/projects/{project}/uploads",
     status_code=status.HTTP_201_CREATED,
-    responses=error_docs(409, 413),
+    responses=error_docs(409, 413, 507),
     summary="Open (or resume) a resumable upload",
 )
 def open_upload(project: ProjectRef, body: UploadCreate, container: ContainerDep) -> UploadPublic:
@@ -127,7 +127,7 @@ def _checksum(value: str | None) -> bytes | None:
 
 @router.patch(
     "/uploads/{upload_id}",
-    responses=error_docs(409, 413),
+    responses=error_docs(409, 413, 507),
     summary="Send the next chunk of a resumable upload",
     openapi_extra={
         "requestBody": {

@@ -1,0 +1,99 @@
+"""The bytes a training job reads, without dying of one lost sample.
+
+A job meets damaged samples in two ways: marked by ``mobiletrain fsck --repair`` (the
+``damaged`` flag), or found now because their bytes are missing or fail their SHA-256. Either
+way the job **skips them and goes on** with a LOG event of level ``warning`` that names them
+(project, label, client id), so the version's warnings say what it was trained without; it only
+fails, with NOT_ENOUGH_DATA naming the count, when too few samples are left to train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.ports import BlobStore
+from mobiletrain.core.types import EventKind, Project, Sample
+
+Emit = Callable[[EventKind, dict[str, Any]], None]
+
+NAMED_IN_MESSAGE = 20
+"""How many skipped samples the warning's message names (the event's data lists up to 1000)."""
+
+
+def _describe(sample: Sample) -> str:
+    return f"{sample.label}/{sample.client_id}"
+
+
+Skipped = list[tuple[Sample, str]]
+"""Samples left out, each with why: "marked damaged", "missing" or "damaged"."""
+
+
+def read_sample_bytes(
+    blobs: BlobStore, samples: Sequence[Sample]
+) -> tuple[list[Sample], list[bytes], Skipped]:
+    """The samples whose bytes read back intact, their bytes (in order), and the others."""
+    usable = [s for s in samples if not s.damaged]
+    skipped: Skipped = [(s, "marked damaged") for s in samples if s.damaged]
+    try:
+        return usable, blobs.get_many([s.sha256 for s in usable]), skipped  # concurrent on S3
+    except (KeyError, OSError):
+        pass  # some bytes are lost: read one by one to find out which
+    kept: list[Sample] = []
+    images: list[bytes] = []
+    for sample in usable:
+        try:
+            images.append(blobs.get(sample.sha256))
+        except KeyError:
+            skipped.append((sample, "missing"))
+            continue
+        except OSError:
+            skipped.append((sample, "damaged"))
+            continue
+        kept.append(sample)
+    return kept, images, skipped
+
+
+def skipped_event(project: Project, skipped: Skipped, what: str = "training") -> dict[str, Any]:
+    """The data of the LOG event (level ``warning``) that names skipped samples."""
+    names = ", ".join(_describe(s) for s, _ in skipped[:NAMED_IN_MESSAGE])
+    more = len(skipped) - NAMED_IN_MESSAGE
+    return {
+        "level": "warning",
+        "message": (
+            f"{what} skipped {len(skipped)} samples of project {project.name!r} whose stored "
+            f"bytes are missing or damaged (label/client id): {names}"
+            + (f" and {more} more" if more > 0 else "")
+            + "; upload them again to restore them, `mobiletrain fsck` lists them"
+        ),
+        "skipped_samples": [
+            {
+                "project": project.name,
+                "label": s.label,
+                "client_id": s.client_id,
+                "sample_id": s.id,
+                "problem": problem,
+            }
+            for s, problem in skipped[:1000]
+        ],
+    }
+
+
+def load_training_bytes(
+    blobs: BlobStore, project: Project, samples: Sequence[Sample], emit: Emit | None = None
+) -> tuple[list[Sample], list[bytes]]:
+    """The samples that can train and their bytes, in order; see the module docstring."""
+    usable, images, skipped = read_sample_bytes(blobs, samples)
+    if skipped and emit is not None:
+        emit(EventKind.LOG, skipped_event(project, skipped))
+    counts: dict[str, int] = {}
+    for sample in usable:
+        counts[sample.label] = counts.get(sample.label, 0) + 1
+    if skipped and (len(counts) < 2 or min(counts.values()) < 2):
+        raise MobiletrainError(
+            ErrorCode.NOT_ENOUGH_DATA,
+            f"{len(skipped)} samples were skipped because their stored bytes are missing or "
+            f"damaged; the {len(usable)} left are too few to train ({counts or 'none'})",
+        )
+    return usable, images
