@@ -114,18 +114,29 @@ class Settings(BaseSettings):
     )
 
     # Deleted samples' bytes leave the packs within about interval + grace (docs/reliability.md,
-    # "Durability"); the grace covers an upload whose row commits just after the first look.
+    # "Durability"). The grace must outlast the time from a blob's put to its row's commit: an
+    # upload stream commits a batch when it is full or when the stream ends, so by default it
+    # is the longest a stream may stay open plus a margin.
     compaction_interval_seconds: float = Field(
         default=900.0, ge=0, description="How often packs are compacted, s (0 = never)"
     )
-    compaction_grace_seconds: float = Field(
-        default=300.0, ge=0, description="Wait between marking a pack and rewriting it, s"
+    compaction_grace_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Wait between marking a pack and rewriting it, s (default: "
+        "stream_max_seconds + grpc_deadline_grace_seconds + 60)",
     )
     file_mode: str = Field(
         default="600",
         pattern=r"^0?[0-7]{3}$",
         description="Mode of data files in octal (folders get x where r is set): 600 = owner only",
     )
+
+    def resolved_compaction_grace(self) -> float:
+        """The compaction grace: as configured, or longer than any upload stream lasts."""
+        if self.compaction_grace_seconds is not None:
+            return self.compaction_grace_seconds
+        return self.stream_max_seconds + self.grpc_deadline_grace_seconds + 60.0
 
     def data_modes(self) -> tuple[int, int]:
         """(file mode, folder mode) of what the server creates in its data folder."""

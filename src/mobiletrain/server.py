@@ -167,7 +167,7 @@ def build_container(settings: Settings) -> Container:
             blobs,
             store.referenced_blobs,
             interval_s=settings.compaction_interval_seconds,
-            grace_s=settings.compaction_grace_seconds,
+            grace_s=settings.resolved_compaction_grace(),
         ),
     )
 

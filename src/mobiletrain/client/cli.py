@@ -537,12 +537,12 @@ def compact(
     ] = "",
     blob_url: Annotated[str, typer.Option(envvar="MOBILETRAIN_BLOB_URL", help="As for serve")] = "",
     grace: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="Seconds between marking packs and rewriting them; keep it above the longest "
-            "upload request while a server runs (0 only when none does)"
+            help="Seconds between marking packs and rewriting them (default: as the server, "
+            "longer than any upload stream lasts); 0 only when no server runs"
         ),
-    ] = 300.0,
+    ] = None,
 ) -> None:
     """Remove the bytes of deleted samples (and of every blob nothing refers to) now.
 
@@ -562,7 +562,8 @@ def compact(
     store = SqlMetadataStore(settings.resolved_database_url())
     blobs = open_blob_store(settings.resolved_blob_url(), file_mode=file_mode, dir_mode=dir_mode)
     try:
-        report = compact_store(blobs, store.referenced_blobs, grace_s=grace)
+        grace_s = settings.resolved_compaction_grace() if grace is None else grace
+        report = compact_store(blobs, store.referenced_blobs, grace_s=grace_s)
     finally:
         blobs.close()
         store.close()
