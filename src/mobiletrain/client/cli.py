@@ -278,7 +278,8 @@ def _describe(ev: Any) -> str:
         from mobiletrain._proto.mobiletrain.v1 import training_pb2
 
         state = training_pb2.JobState.Name(p.state).removeprefix("JOB_STATE_").lower()
-        return f"state: {state}" + (f" ({p.error})" if p.error else "")
+        code = f"error {p.error_code}: " if p.error_code else ""
+        return f"state: {state}" + (f" ({code}{p.error})" if p.error else "")
     if kind == "epoch_end":
         return (
             f"epoch {p.epoch}/{p.epochs}: loss {p.loss:.4f} acc {p.accuracy:.4f} "
@@ -290,8 +291,47 @@ def _describe(ev: Any) -> str:
         )
         return f"evaluation: keras accuracy {p.accuracy:.4f}; TFLite in LiteRT: {accs}"
     if kind == "log":
+        if p.level == "warning":
+            return f"[yellow]warning:[/yellow] {p.message}"
         return str(p.message)
+    if kind == "phase":
+        return f"phase: {_phase_name(p.phase)}"
+    if kind == "release":
+        return _describe_release(p)
     return kind or "event"
+
+
+def _phase_name(number: int) -> str:
+    from mobiletrain._proto.mobiletrain.v1 import training_pb2
+
+    name = training_pb2.JobPhase.Name(number).removeprefix("JOB_PHASE_").lower()
+    return name.replace("_", " ")
+
+
+def _status_name(number: int) -> str:
+    from mobiletrain._proto.mobiletrain.v1 import models_pb2
+
+    return models_pb2.VersionStatus.Name(number).removeprefix("VERSION_STATUS_").lower()
+
+
+def _describe_release(p: Any) -> str:
+    """The release gate's decision, as ``train --watch`` and ``jobs watch`` print it."""
+    evals = ", ".join(
+        f"{FORMAT_NAMES.get(a.format, a.format)} {a.accuracy:.4f}" for a in p.eval_accuracy
+    )
+    lines = [
+        f"release gate: version {p.version} is [bold]{_status_name(p.status)}[/bold] "
+        f"({p.decision.reason})",
+        f"  evaluation set ({p.eval_set_size} samples): {evals or 'no .tflite file'}",
+    ]
+    if p.current_eval_accuracy:
+        cur = ", ".join(
+            f"{FORMAT_NAMES.get(a.format, a.format)} {a.accuracy:.4f}"
+            for a in p.current_eval_accuracy
+        )
+        lines.append(f"  current version {p.decision.current_version} on the same set: {cur}")
+    lines += [f"  [yellow]warning:[/yellow] {w}" for w in p.warnings]
+    return "\n".join(lines)
 
 
 FORMAT_NAMES = {v: k for k, v in FORMATS.items()}
@@ -312,13 +352,18 @@ def watch_with_progress(c: Client, job_id: str) -> Any:
             kind = ev.WhichOneof("payload")
             if kind == "progress":
                 p = ev.progress
+                # The bar spans the whole job's batches, so the time left is the job's.
                 bar.update(
                     task,
-                    description=f"epoch {p.epoch}/{p.epochs}",
-                    total=p.batches,
-                    completed=p.batch,
-                    rate=f"{p.samples_per_second:.0f} samples/s",
+                    description=f"training: epoch {p.epoch}/{p.epochs}",
+                    total=p.batches * p.epochs,
+                    completed=(p.epoch - 1) * p.batches + p.batch,
+                    rate=f"{p.samples_per_second:.0f} samples/s, job ends in "
+                    f"~{p.job_eta_seconds:.0f}s",
                 )
+            elif kind == "phase":
+                bar.update(task, description=_phase_name(ev.phase.phase))
+                bar.console.print(_describe(ev))
             else:
                 bar.console.print(_describe(ev))
     return c.get_job(job_id)
@@ -336,6 +381,13 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
     early_stopping: Annotated[int | None, typer.Option(help="Early stopping patience")] = None,
     augment_flip: Annotated[bool | None, typer.Option(help="Random horizontal flips")] = None,
+    allow_random_init: Annotated[
+        bool | None,
+        typer.Option(
+            help="Train a MobileNet from random initialisation when its pretrained weights "
+            "cannot be loaded (otherwise the job fails with error 55)"
+        ),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Show live progress")] = False,
 ) -> None:
     """Start a training job (and watch it with --watch)."""
@@ -350,6 +402,7 @@ def train(
                 seed=seed,
                 early_stopping_patience=early_stopping,
                 augment_flip=augment_flip,
+                allow_random_init=allow_random_init,
             )
             console.print(f"job [bold]{job.id}[/bold] queued")
             if watch:
@@ -357,7 +410,7 @@ def train(
                 if final.error:
                     console.print(f"[red]{final.error}[/red]")
                 if final.model_version:
-                    console.print(f"model version [bold]{final.model_version}[/bold] published")
+                    _print_outcome(c, project, final.model_version)
                 else:
                     raise typer.Exit(code=1)
         except ClientError as err:
@@ -385,26 +438,207 @@ def jobs_cancel(job_id: str) -> None:
     console.print("cancel requested")
 
 
+def _print_outcome(c: Client, project: str, version: int) -> None:
+    """What a finished job produced: current or candidate (and why), and its warnings."""
+    v = next((x for x in c.list_versions(project) if x.version == version), None)
+    if v is None:
+        console.print(f"model version [bold]{version}[/bold] published")
+        return
+    status = _status_name(v.status)
+    colour = "green" if status == "current" else "yellow"
+    console.print(f"model version [bold]{version}[/bold] is [{colour}]{status}[/{colour}]")
+    if v.HasField("decision"):
+        console.print(f"  release gate: {v.decision.reason}")
+    for w in v.warnings:
+        console.print(f"  [yellow]warning:[/yellow] {w}")
+
+
 @models_app.command("list")
 def models_list(project: ProjectOpt) -> None:
-    """List model versions with metrics and sizes."""
+    """List model versions: which is current, the candidates and why the gate held them."""
     with _client() as c:
         try:
-            versions = c.list_versions(project)
+            page = c.list_versions_page(project)
         except ClientError as err:
             raise _fail(err) from None
-    table = Table("version", "current", "accuracy", "TFLite accuracy", "files")
-    for v in versions:
-        accs = ", ".join(
-            f"{FORMAT_NAMES.get(a.format)} {a.accuracy:.3f}" for a in v.metrics.tflite_accuracy
-        )
-        files = ", ".join(
-            f"{FORMAT_NAMES.get(a.format)} {a.size / 1024:.0f} KiB" for a in v.artifacts
-        )
+    current = page.current_version
+    console.print(f"current version: [bold]{current or 'none'}[/bold]")
+    table = Table("version", "status", "eval-set accuracy", "validation", "release / warnings")
+    for v in page.versions:
+        evals = ", ".join(f"{FORMAT_NAMES.get(a.format)} {a.accuracy:.3f}" for a in v.eval_accuracy)
+        notes = [v.decision.reason] if v.HasField("decision") else []
+        notes += [f"[yellow]warning:[/yellow] {w}" for w in v.warnings]
+        status = _status_name(v.status)
         table.add_row(
-            str(v.version), "*" if v.current else "", f"{v.metrics.accuracy:.4f}", accs, files
+            str(v.version),
+            f"[bold]{status}[/bold]" if status == "current" else status,
+            f"{evals} (n={v.eval_set_size})" if evals else "-",
+            f"{v.metrics.accuracy:.4f}",
+            "\n".join(notes),
         )
     console.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    project: ProjectOpt,
+    version: Annotated[int, typer.Option(help="Version (0 = current)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON")] = False,
+) -> None:
+    """Print a version's model card (the manifest embedded in each .tflite file)."""
+    with _client() as c:
+        try:
+            card = c.manifest(project, version)
+        except ClientError as err:
+            raise _fail(err) from None
+    if as_json:
+        console.print_json(json.dumps(card))
+        return
+    project_info = card.get("project") or {}
+    console.print(
+        f"[bold]{project_info.get('name', '?')}[/bold] version {card.get('version')} "
+        f"(job {card.get('job_id', '?')}, {card.get('created_at', '?')})"
+    )
+    spec = card.get("input") or {}
+    console.print(
+        f"input: {spec.get('width')}x{spec.get('height')} {spec.get('color_mode')}, "
+        f"value = pixel * {spec.get('scale')} + {spec.get('offset')}"
+    )
+    console.print(f"labels: {', '.join(card.get('labels') or [])}")
+    release = card.get("release") or {}
+    if release:
+        console.print(f"release gate: {release.get('action')}: {release.get('reason')}")
+    evaluation = card.get("evaluation") or {}
+    eval_set = evaluation.get("eval_set") or {}
+    if eval_set:
+        scores = ", ".join(
+            f"{name} {score['accuracy']:.4f}"
+            for name, score in (evaluation.get("formats") or {}).items()
+        )
+        console.print(
+            f"evaluation set: {eval_set.get('num_samples')} samples "
+            f"{eval_set.get('class_counts')}: {scores}"
+        )
+    metrics = card.get("metrics") or {}
+    per_class = metrics.get("per_class") or []
+    if per_class:
+        table = Table("label", "precision", "recall", "F1", "support")
+        for row in per_class:
+            table.add_row(
+                str(row["label"]),
+                f"{row['precision']:.3f}",
+                f"{row['recall']:.3f}",
+                f"{row['f1']:.3f}",
+                str(row["support"]),
+            )
+        console.print(table)
+    matrix = metrics.get("confusion_matrix") or []
+    if matrix:
+        console.print("confusion matrix (rows = true label):")
+        for label, row in zip(card.get("labels") or [], matrix, strict=False):
+            console.print(f"  {label:>12}  " + " ".join(f"{n:4d}" for n in row))
+    dataset = card.get("dataset") or {}
+    if dataset:
+        console.print(
+            f"trained on {dataset.get('num_samples')} samples: {dataset.get('class_counts')}"
+        )
+    for warning in card.get("warnings") or []:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+@models_app.command("promote")
+def models_promote(
+    project: ProjectOpt,
+    version: Annotated[int, typer.Argument(help="Version to make current (0 = unpin)")],
+    pin: Annotated[
+        bool, typer.Option(help="Hold every new version as a candidate until the next promote")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why (kept in the release history)")] = "",
+) -> None:
+    """Make a version (a candidate too) the one phones get."""
+    with _client() as c:
+        try:
+            v = c.promote(project, version, pin=pin, reason=reason)
+        except ClientError as err:
+            raise _fail(err) from None
+    console.print(f"version [bold]{v.version}[/bold] is current" + (" (pinned)" if pin else ""))
+
+
+@models_app.command("rollback")
+def models_rollback(
+    project: ProjectOpt,
+    reason: Annotated[str, typer.Option(help="Why (kept in the release history)")] = "",
+) -> None:
+    """Make the version that was current before the current one current again."""
+    with _client() as c:
+        try:
+            v = c.rollback(project, reason=reason)
+        except ClientError as err:
+            raise _fail(err) from None
+    console.print(f"rolled back: version [bold]{v.version}[/bold] is current")
+
+
+@models_app.command("history")
+def models_history(project: ProjectOpt) -> None:
+    """Which version was current when, and why."""
+    with _client() as c:
+        try:
+            records = c.releases(project)
+        except ClientError as err:
+            raise _fail(err) from None
+    table = Table("when", "version", "before", "action", "by", "reason")
+    for r in records:
+        table.add_row(
+            r.created_at.ToDatetime().isoformat(timespec="seconds"),
+            str(r.version),
+            str(r.previous_version or "-"),
+            r.action,
+            r.actor,
+            r.reason,
+        )
+    console.print(table)
+
+
+@models_app.command("policy")
+def models_policy(
+    project: ProjectOpt,
+    mode: Annotated[str | None, typer.Option(help="auto or manual")] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Allowed accuracy loss against the current version")
+    ] = None,
+    min_accuracy: Annotated[float | None, typer.Option(help="Accuracy floor")] = None,
+    min_per_class_recall: Annotated[
+        float | None, typer.Option(help="Floor on every label's recall")
+    ] = None,
+    max_int8_drop: Annotated[
+        float | None, typer.Option(help="Ceiling on float32 minus int8 accuracy")
+    ] = None,
+) -> None:
+    """Show the release policy, or replace it when any option is given."""
+    with _client() as c:
+        try:
+            state = c.release_policy(project)
+            options = (mode, margin, min_accuracy, min_per_class_recall, max_int8_drop)
+            if any(v is not None for v in options):
+                state = c.set_release_policy(
+                    project,
+                    mode=mode,
+                    margin=margin,
+                    min_accuracy=min_accuracy,
+                    min_per_class_recall=min_per_class_recall,
+                    max_int8_drop=max_int8_drop,
+                )
+        except ClientError as err:
+            raise _fail(err) from None
+    from mobiletrain._proto.mobiletrain.v1 import models_pb2
+
+    p = state.policy
+    shown = models_pb2.ReleaseMode.Name(p.mode).removeprefix("RELEASE_MODE_").lower()
+    console.print(f"mode: {shown}, margin: {p.margin}")
+    for name in ("min_accuracy", "min_per_class_recall", "max_int8_drop"):
+        console.print(f"{name}: {getattr(p, name) if p.HasField(name) else 'none'}")
+    if state.pinned:
+        console.print("the current version is pinned: new versions stay candidates")
 
 
 @models_app.command("pull")

@@ -568,6 +568,56 @@ class Client:
             ),
         )
 
+    def list_versions_page(self, project: str) -> Any:
+        """The ListModelVersions response (versions newest first and ``current_version``)."""
+        return self._call(
+            self.models.ListModelVersions, models_pb2.ListModelVersionsRequest(project=project)
+        )
+
+    def promote(self, project: str, version: int, pin: bool = False, reason: str = "") -> Any:
+        """Make ``version`` current (a candidate too); ``pin`` holds new versions back."""
+        return self._call(
+            self.models.PromoteVersion,
+            models_pb2.PromoteVersionRequest(
+                project=project, version=version, pin=pin, reason=reason
+            ),
+        )
+
+    def rollback(self, project: str, reason: str = "") -> Any:
+        """Make the previously current version current again."""
+        return self._call(
+            self.models.RollbackVersion,
+            models_pb2.RollbackVersionRequest(project=project, reason=reason),
+        )
+
+    def releases(self, project: str, limit: int = 100) -> list[Any]:
+        """Which version was current when, and why (newest first)."""
+        resp = self._call(
+            self.models.ListReleases, models_pb2.ListReleasesRequest(project=project, limit=limit)
+        )
+        return list(resp.releases)
+
+    def release_policy(self, project: str) -> Any:
+        """The project's release policy and pin (``ReleasePolicyState``)."""
+        return self._call(
+            self.models.GetReleasePolicy, models_pb2.GetReleasePolicyRequest(project=project)
+        )
+
+    def set_release_policy(self, project: str, **fields: Any) -> Any:
+        """Replace the release policy: ``mode`` ("auto"/"manual"), ``margin``,
+        ``min_accuracy``, ``min_per_class_recall``, ``max_int8_drop`` (None = unset)."""
+        modes = {"auto": models_pb2.RELEASE_MODE_AUTO, "manual": models_pb2.RELEASE_MODE_MANUAL}
+        mode = fields.pop("mode", None) or "auto"
+        if mode not in modes:
+            raise ClientError(56, "INVALID_ARGUMENT", f"mode must be auto or manual, got {mode!r}")
+        policy = models_pb2.ReleasePolicy(
+            mode=modes[mode], **{k: v for k, v in fields.items() if v is not None}
+        )
+        return self._call(
+            self.models.SetReleasePolicy,
+            models_pb2.SetReleasePolicyRequest(project=project, policy=policy),
+        )
+
     def predict(self, project: str, image: bytes, top_k: int = 3, version: int = 0) -> Any:
         """Server-side inference on one encoded image."""
         return self._call(

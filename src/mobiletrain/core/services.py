@@ -692,7 +692,9 @@ class ModelService:
         return policy
 
     def rollback(self, project_ref: str, reason: str = "") -> ModelVersion:
-        """Make the version that was current before the current one current again.
+        """Undo the promotion of the current version: the version that was current before it
+        was promoted is current again. Rollbacks themselves are not undone (a second rollback
+        goes further back, it does not flip back).
 
         NO_PREVIOUS_VERSION when there is none (the first release, or no history).
         """
@@ -701,10 +703,11 @@ class ModelService:
         current = self.current_version_number(project)
         target: int | None = None
         for record in self.store.list_releases(project.id, 1000):
-            if record.version == current and record.previous_version is not None:
+            if record.action is not ReleaseAction.ROLLBACK and record.version == current:
                 target = record.previous_version
                 break
-        if target is None:  # versions released before the history existed
+        if target is None and not self.store.list_releases(project.id, 1):
+            # Versions released before the history existed: the newest older released one.
             older = [
                 v
                 for v in self.store.list_model_versions(project.id)
