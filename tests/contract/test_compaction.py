@@ -308,3 +308,33 @@ def test_compact_dispatches_by_store_and_one_run_at_a_time(tmp_path: Path) -> No
     finally:
         os.close(fd)
     assert compact(blobs, set, grace_s=0).records_dropped == 1
+
+
+def test_mobiletrain_compact_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mobiletrain.client.cli import app
+
+    data_dir = tmp_path / "data"
+    meta = SqlMetadataStore(f"sqlite:///{data_dir / 'mobiletrain.db'}")
+    blobs = LocalPackBlobStore(data_dir / "blobs")
+    p = meta.create_project(_project("cli"))
+    data = _blobs(6, seed=5)
+    samples = [_sample(p, blobs.put(d), len(d), f"c{i}") for i, d in enumerate(data)]
+    blobs.close()
+    meta.add_samples(samples)
+    for s in samples[:3]:
+        meta.delete_sample(p.id, s.id)
+    meta.close()
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["compact", "--data-dir", str(data_dir), "--grace", "0"])
+    assert done.exit_code == 0, done.output
+    assert "3 unreferenced records dropped" in done.output
+    for d in data[:3]:
+        assert _files_containing(data_dir / "blobs", d) == []
+    fresh = LocalPackBlobStore(data_dir / "blobs")
+    for s, d in zip(samples[3:], data[3:], strict=True):
+        assert fresh.get(s.sha256) == d
+    missing = runner.invoke(app, ["compact", "--data-dir", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2

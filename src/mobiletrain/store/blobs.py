@@ -302,6 +302,8 @@ class LocalPackBlobStore(BlobStore):
         # Packs of other processes that hold a blob we deduplicated against since the last sync.
         self._foreign: set[str] = set()
         self._stale = False
+        # key -> pack generation at which a search for an intact copy found none
+        self._no_good_copy: dict[str, tuple[int, int]] = {}
         with self._lock:
             self._refresh()
 
@@ -385,7 +387,16 @@ class LocalPackBlobStore(BlobStore):
         raise KeyError(sha256)
 
     def _find_good_copy(self, sha256: str, bad: tuple[str, int, int]) -> bytes | None:
-        """Scan every pack for another record of ``sha256`` whose data is intact."""
+        """Scan every pack for another record of ``sha256`` whose data is intact.
+
+        A key searched in vain is not searched again until the packs change (a training job
+        meeting many damaged samples must not rescan every pack for each).
+        """
+        with self._lock:
+            self._refresh()
+            generation = (len(self._scanned), sum(self._scanned.values()))
+            if self._no_good_copy.get(sha256) == generation:
+                return None
         digest = bytes.fromhex(sha256)
         for path in sorted(self.packs.glob("*" + PACK_SUFFIX)):
             try:
@@ -402,6 +413,8 @@ class LocalPackBlobStore(BlobStore):
                             return data
             except FileNotFoundError:
                 continue
+        with self._lock:
+            self._no_good_copy[sha256] = generation
         return None
 
     def keys(self) -> list[str]:
@@ -572,13 +585,18 @@ class LocalPackBlobStore(BlobStore):
 
     # -- reads -------------------------------------------------------------------------------
     def exists(self, sha256: str) -> bool:
-        """True when the blob is stored (by any process)."""
-        try:
-            fh, _, _ = self._open_record(sha256)
-        except KeyError:
-            return False
-        fh.close()
-        return True
+        """True when the blob is stored (by any process); its bytes are not verified."""
+        for _ in range(3):
+            try:
+                name = self._locate(sha256)[0]
+            except KeyError:
+                return False
+            if os.path.exists(self.packs / name):
+                return True
+            with self._lock:  # compacted away under a stale index entry: look again
+                self._forget_pack(name)
+                self._refresh()
+        return False
 
     def size(self, sha256: str) -> int:
         """Size of a blob in bytes."""
