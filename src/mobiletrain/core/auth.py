@@ -8,6 +8,11 @@ authorisation themselves, so no transport can forget it:
 * :func:`can_see` hides every project but its own from a device token: the services answer
   "not found", giving no hint that another project exists.
 
+:data:`OPERATIONS` is the permission matrix (role × operation) with the gRPC methods and REST
+routes of each operation; the README's table is rendered from it
+(:func:`permission_table_markdown`) and tests/unit/api/test_permissions.py calls every
+operation with an admin token, a device token and no token against a real server.
+
 Code that runs in-process without an adapter (the worker, the demo, unit tests) acts as
 :data:`SYSTEM`, the trusted local administrator.
 """
@@ -18,7 +23,7 @@ import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
@@ -46,6 +51,8 @@ class Action(enum.StrEnum):
     PROMOTE = "promote"
     MANAGE_TOKENS = "manage_tokens"
     FEDERATE = "federate"  # take part in federated rounds (devices)
+    READ_SAMPLES = "read_samples"  # list and fetch samples (devices: their own only)
+    MONITOR = "monitor"  # views of everyone's activity: class counts, rounds with device ids
 
 
 # What a phone app does; everything else is for administrators.
@@ -57,8 +64,232 @@ DEVICE_ACTIONS = frozenset(
         Action.DOWNLOAD,
         Action.PREDICT,
         Action.FEDERATE,
+        Action.READ_SAMPLES,
     }
 )
+# Allowed to a device token on what it created itself only (samples it uploaded, or none
+# by the server's ``device_sample_access`` setting; devices it registered).
+DEVICE_OWN_ACTIONS = frozenset({Action.READ_SAMPLES, Action.FEDERATE})
+
+
+class Access(enum.StrEnum):
+    """A cell of the permission matrix."""
+
+    YES = "yes"
+    OWN = "own only"
+    NO = "no"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One row of the permission matrix: what it is, the action it needs, where it is called."""
+
+    name: str
+    action: Action
+    grpc: tuple[str, ...] = ()  # "Service/Method"
+    rest: tuple[str, ...] = ()  # "METHOD /v1/path"
+    note: str = field(default="", compare=False)
+
+    def access(self, role: Role) -> Access:
+        """What ``role`` may do: yes, on its own things only, or no."""
+        if role is Role.ADMIN:
+            return Access.YES
+        if self.action not in DEVICE_ACTIONS:
+            return Access.NO
+        return Access.OWN if self.action in DEVICE_OWN_ACTIONS else Access.YES
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "create project",
+        Action.CREATE_PROJECT,
+        ("ProjectService/CreateProject",),
+        ("POST /v1/projects",),
+    ),
+    Operation(
+        "read projects",
+        Action.READ,
+        ("ProjectService/GetProject", "ProjectService/ListProjects"),
+        ("GET /v1/projects", "GET /v1/projects/{project}"),
+        "a device token sees its own project only",
+    ),
+    Operation(
+        "upload samples",
+        Action.UPLOAD,
+        ("DatasetService/UploadSamples", "DatasetService/GetUploadOffset"),
+        (
+            "POST /v1/projects/{project}/samples",
+            "POST /v1/projects/{project}/samples:base64",
+            "POST /v1/projects/{project}/uploads",
+            "HEAD /v1/uploads/{upload_id}",
+            "GET /v1/uploads/{upload_id}",
+            "PATCH /v1/uploads/{upload_id}",
+            "DELETE /v1/uploads/{upload_id}",
+        ),
+        "resumable uploads belong to the token that opened them",
+    ),
+    Operation(
+        "read samples",
+        Action.READ_SAMPLES,
+        ("DatasetService/ListSamples", "DatasetService/GetSampleData"),
+        (
+            "GET /v1/projects/{project}/samples",
+            "GET /v1/projects/{project}/samples/{sample_id}",
+            "GET /v1/projects/{project}/samples/{sample_id}/data",
+        ),
+        "a device token: the samples it uploaded (or none: device_sample_access=none)",
+    ),
+    Operation(
+        "dataset statistics",
+        Action.MONITOR,
+        ("DatasetService/GetClassCounts",),
+        ("GET /v1/projects/{project}/class-counts",),
+    ),
+    Operation(
+        "delete or relabel samples",
+        Action.DELETE_SAMPLE,
+        ("DatasetService/DeleteSample",),
+        (
+            "DELETE /v1/projects/{project}/samples/{sample_id}",
+            "PATCH /v1/projects/{project}/samples/{sample_id}",
+        ),
+    ),
+    Operation(
+        "start training",
+        Action.TRAIN,
+        ("TrainingService/StartJob",),
+        ("POST /v1/projects/{project}/jobs",),
+    ),
+    Operation(
+        "cancel training",
+        Action.CANCEL,
+        ("TrainingService/CancelJob",),
+        ("POST /v1/jobs/{job_id}:cancel",),
+    ),
+    Operation(
+        "watch jobs",
+        Action.WATCH,
+        ("TrainingService/GetJob", "TrainingService/ListJobs", "TrainingService/WatchJob"),
+        (
+            "GET /v1/projects/{project}/jobs",
+            "GET /v1/jobs/{job_id}",
+            "GET /v1/jobs/{job_id}/events",
+        ),
+    ),
+    Operation(
+        "download models",
+        Action.DOWNLOAD,
+        (
+            "ModelService/ListModelVersions",
+            "ModelService/GetManifest",
+            "ModelService/DownloadModel",
+            "ModelService/CheckForUpdate",
+        ),
+        (
+            "GET /v1/projects/{project}/models",
+            "GET /v1/projects/{project}/models:check-update",
+            "GET /v1/projects/{project}/models/{version}",
+            "GET /v1/projects/{project}/models/{version}/manifest",
+            "GET /v1/projects/{project}/models/{version}/metrics",
+            "GET /v1/projects/{project}/models/{version}/download",
+        ),
+    ),
+    Operation(
+        "predict",
+        Action.PREDICT,
+        ("ModelService/Predict",),
+        ("POST /v1/projects/{project}/predict", "POST /v1/projects/{project}/predict:base64"),
+    ),
+    Operation(
+        "promote a version",
+        Action.PROMOTE,
+        ("ModelService/PromoteVersion",),
+        ("POST /v1/projects/{project}/models/{version}:promote",),
+    ),
+    Operation(
+        "roll back or set the release policy",
+        Action.PROMOTE,
+        ("ModelService/RollbackVersion", "ModelService/SetReleasePolicy"),
+        (
+            "POST /v1/projects/{project}/models:rollback",
+            "PUT /v1/projects/{project}/release-policy",
+        ),
+    ),
+    Operation(
+        "read the release history and policy",
+        Action.READ,
+        ("ModelService/ListReleases", "ModelService/GetReleasePolicy"),
+        ("GET /v1/projects/{project}/releases", "GET /v1/projects/{project}/release-policy"),
+    ),
+    Operation(
+        "manage tokens",
+        Action.MANAGE_TOKENS,
+        ("TokenService/CreateToken", "TokenService/ListTokens", "TokenService/RevokeToken"),
+        ("POST /v1/tokens", "GET /v1/tokens", "DELETE /v1/tokens/{token_id}"),
+    ),
+    Operation(
+        "run federated sessions",
+        Action.TRAIN,
+        ("FederatedService/StartSession", "FederatedService/StopSession"),
+        (
+            "POST /v1/projects/{project}/federated/sessions",
+            "POST /v1/federated/sessions/{session_id}:stop",
+        ),
+    ),
+    Operation(
+        "read federated sessions",
+        Action.READ,
+        (
+            "FederatedService/GetSession",
+            "FederatedService/ListSessions",
+            "FederatedService/DownloadSessionFile",
+        ),
+        (
+            "GET /v1/projects/{project}/federated/sessions",
+            "GET /v1/federated/sessions/{session_id}",
+            "GET /v1/federated/sessions/{session_id}/files/{format}",
+        ),
+    ),
+    Operation(
+        "federated rounds (every device's answers)",
+        Action.MONITOR,
+        ("FederatedService/ListRounds",),
+        ("GET /v1/federated/sessions/{session_id}/rounds",),
+    ),
+    Operation(
+        "take part in federated rounds",
+        Action.FEDERATE,
+        (
+            "FederatedService/RegisterDevice",
+            "FederatedService/GetTask",
+            "FederatedService/PushUpdate",
+            "FederatedService/Participate",
+        ),
+        (
+            "POST /v1/projects/{project}/federated/devices",
+            "GET /v1/projects/{project}/federated/task",
+            "POST /v1/projects/{project}/federated/updates",
+        ),
+        "a device token: the devices it registered (at most federated_devices_per_token)",
+    ),
+)
+"""The permission matrix; every gRPC method and REST route (but /healthz) is in one row."""
+
+
+def permission_table_markdown() -> str:
+    """The matrix as the Markdown table in the README (the test checks they agree)."""
+    lines = [
+        "| Operation | gRPC | REST | Admin | Device | No token |",
+        "|---|---|---|---|---|---|",
+    ]
+    for op in OPERATIONS:
+        grpc = ", ".join(m.split("/")[1] for m in op.grpc)
+        rest = "<br>".join(f"`{r}`" for r in op.rest)
+        device = op.access(Role.DEVICE).value
+        if op.note and device != Access.NO.value:
+            device += f": {op.note}"
+        lines.append(f"| {op.name} | {grpc} | {rest} | yes | {device} | no |")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)

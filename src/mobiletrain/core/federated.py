@@ -347,7 +347,9 @@ class FederatedService:
         return [self._fresh(s) for s in self.fstore.list_sessions(project.id)]
 
     def rounds(self, session_id: str) -> list[RoundRecord]:
-        """The rounds of a session (the open one with its answers so far)."""
+        """The rounds of a session (the open one with its answers so far); they name every
+        device, so they are for administrators."""
+        require(Action.MONITOR)
         session = self.get_session(session_id)
         records = self.fstore.list_rounds(session.id)
         with self._lock:

@@ -6,17 +6,26 @@ tells the right one), optionally with a checksum per chunk (a mismatch discards 
 Each chunk is stored as a blob and made durable before the session's offset moves, so the
 offset a client is told is always backed by bytes, and the session lives in the metadata store
 (any replica, any restart). The complete sample goes through the normal ingest path.
+
+Every byte a client can park here is bounded: an open upload reserves its declared size
+against the project's byte quota (with the stored samples, QUOTA_EXCEEDED past it), belongs
+to the token that opened it (another device token gets UPLOAD_NOT_FOUND), and expires after
+``ttl`` (default 24 h). Sessions are deleted when finished (accepted or rejected), aborted or
+expired; expired ones are swept at most once a minute by the next call that opens an upload.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mobiletrain.core.auth import Action, can_see, require
+from mobiletrain.core.auth import Action, Role, can_see, current, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import BlobStore, MetadataStore
 from mobiletrain.core.services import DatasetService, IncomingSample, ProjectService
@@ -24,6 +33,10 @@ from mobiletrain.core.types import Sample, SampleResult, UploadSession
 from mobiletrain.core.validation import check_client_id, check_label
 
 SESSION_TTL = timedelta(hours=24)
+"""Default lifetime of an unfinished upload (``upload_ttl_hours``)."""
+SWEEP_INTERVAL_SECONDS = 60.0
+"""Expired sessions are looked for at most this often."""
+log = logging.getLogger("mobiletrain.uploads")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -47,12 +60,16 @@ class ResumableUploads:
         blobs: BlobStore,
         projects: ProjectService,
         datasets: DatasetService,
+        ttl: timedelta = SESSION_TTL,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.projects = projects
         self.datasets = datasets
         self.limits = datasets.limits
+        self.ttl = ttl
+        self._next_sweep = 0.0
+        self._sweep_lock = threading.Lock()
 
     def open(
         self, project_ref: str, client_id: str, label: str, size: int, sha256: str = ""
@@ -86,9 +103,12 @@ class ResumableUploads:
             label,
         ):
             return status
+        self.datasets.check_space()  # a new upload needs room; resuming one is let through
         if existing is not None:  # the client restarted with other content: start over
             self.store.delete_upload(existing.id)
+        self.sweep()
         now = datetime.now(UTC)
+        self._check_quota(project.id, size, now)
         session = self.store.create_upload(
             UploadSession(
                 id=str(uuid.uuid4()),
@@ -100,43 +120,82 @@ class ResumableUploads:
                 offset=0,
                 chunks=[],
                 created_at=now,
-                expires_at=now + SESSION_TTL,
+                expires_at=now + self.ttl,
+                uploaded_by=current().token_id,
             )
         )
-        self.datasets.check_space()  # a new upload needs room; resuming one is let through
         return UploadStatus(client_id, session.offset, session.size, session, None)
 
     def status(self, project_ref: str, client_id: str) -> UploadStatus:
-        """Offset of a sample's upload, or that it is stored already."""
-        require(Action.UPLOAD)
+        """Offset of a sample's upload, or that it is stored already.
+
+        A device token sees only its own: a client id another token uploaded (or is
+        uploading) is ALREADY_EXISTS, with nothing about the other sample."""
+        principal = require(Action.UPLOAD)
         project = self.projects.get(project_ref)
         sample = self.store.get_sample_by_client_id(project.id, client_id)
         session = self.store.find_upload(project.id, client_id)
+        if sample is not None and sample.damaged:
+            sample = None  # its bytes are lost: let the client send them again to restore it
         if session is not None and (sample is not None or session.expires_at <= datetime.now(UTC)):
             # Finished sessions are dropped lazily, expired ones start over.
             self.store.delete_upload(session.id)
             session = None
+        if principal.role is Role.DEVICE and any(
+            item is not None and item.uploaded_by != principal.token_id
+            for item in (sample, session)
+        ):
+            raise MobiletrainError(
+                ErrorCode.ALREADY_EXISTS,
+                f"client id {client_id!r} is used by another uploader; choose another",
+            )
         if sample is not None:
             return UploadStatus(client_id, sample.size, sample.size, None, sample)
         if session is None:
             return UploadStatus(client_id, 0, 0, None, None)
         return UploadStatus(client_id, session.offset, session.size, session, None)
 
+    def _check_quota(self, project_id: str, size: int, now: datetime) -> None:
+        """QUOTA_EXCEEDED unless the stored samples, the other open uploads and this one fit
+        in the project's byte quota (an open upload reserves its declared size)."""
+        _, stored = self.store.dataset_size(project_id)
+        pending = self.store.pending_upload_bytes(project_id, now)
+        if stored + pending + size > self.limits.max_bytes_per_project:
+            raise MobiletrainError(
+                ErrorCode.QUOTA_EXCEEDED,
+                f"the project holds {stored} bytes of samples and {pending} bytes of open "
+                f"uploads; {size} more would pass its quota of "
+                f"{self.limits.max_bytes_per_project} bytes",
+            )
+
+    def sweep(self, force: bool = False) -> int:
+        """Delete expired sessions (at most once per SWEEP_INTERVAL_SECONDS unless ``force``);
+        returns how many were deleted."""
+        mono = time.monotonic()
+        with self._sweep_lock:
+            if not force and mono < self._next_sweep:
+                return 0
+            self._next_sweep = mono + SWEEP_INTERVAL_SECONDS
+        gone = self.store.delete_expired_uploads(datetime.now(UTC))
+        if gone:
+            log.info("deleted %d expired resumable upload(s)", len(gone))
+        return len(gone)
+
     def get(self, upload_id: str) -> UploadSession:
-        """A live session (hidden from other projects' device tokens)."""
-        require(Action.UPLOAD)
+        """A live session of the caller (hidden from other projects' device tokens and from
+        device tokens that did not open it)."""
+        principal = require(Action.UPLOAD)
         session = self.store.get_upload(upload_id)
         if (
             session is None
             or not can_see(session.project_id)
             or session.expires_at <= datetime.now(UTC)
+            or (principal.role is Role.DEVICE and session.uploaded_by != principal.token_id)
         ):
             raise MobiletrainError(ErrorCode.UPLOAD_NOT_FOUND, f"upload {upload_id!r} not found")
         return session
 
     def append(
-        if sample is not None and sample.damaged:
-            sample = None  # its bytes are lost: let the client send them again to restore it
         self, upload_id: str, offset: int, data: bytes, checksum: bytes | None = None
     ) -> UploadSession:
         """Add a chunk at exactly ``offset``; returns the session with its new offset."""
@@ -158,6 +217,7 @@ class ResumableUploads:
                 ErrorCode.INVALID_ARGUMENT,
                 f"the chunk ends at {offset + len(data)}, past the declared size {session.size}",
             )
+        self.datasets.check_space()
         key = self.blobs.put(data)
         self.blobs.sync()  # durable before the offset that promises it moves
         if not self.store.advance_upload(session.id, offset, key, len(data)):
@@ -185,7 +245,8 @@ class ResumableUploads:
         return IncomingSample(session.client_id, session.label, data, error)
 
     def finish(self, upload_id: str) -> SampleResult:
-        """Ingest a complete upload like any other sample, then drop the session."""
+        """Ingest a complete upload like any other sample, then drop the session (accepted
+        or rejected alike: a rejected sample's upload cannot be finished differently)."""
         session = self.get(upload_id)
         summary = self.datasets.upload(session.project_id, [self.assemble(session)])
         self.store.delete_upload(session.id)
@@ -195,4 +256,3 @@ class ResumableUploads:
         """Drop a session (its chunks are garbage)."""
         session = self.get(upload_id)
         self.store.delete_upload(session.id)
-        self.datasets.check_space()
