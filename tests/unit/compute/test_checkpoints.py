@@ -300,3 +300,48 @@ def test_a_failed_checkpoint_write_warns_and_training_goes_on(tmp_path: Path) ->
     assert len(callback.history["loss"]) == 3
     warnings = [m for m in reporter.messages() if "could not write" in m]
     assert len(warnings) == 1  # once, not per epoch
+
+
+@pytest.mark.slow
+def test_train_and_export_resumes_with_the_history_of_every_attempt(
+    digits_png: tuple[list[bytes], list[int]], tmp_path: Path
+) -> None:
+    from mobiletrain.compute.keras.train import train_and_export
+    from mobiletrain.compute.protocol import TrainingRequest
+    from mobiletrain.core.types import ColorMode, ModelFormat
+
+    images, labels = digits_png
+    request = TrainingRequest(
+        images=images[:300],
+        labels=labels[:300],
+        sample_ids=[f"s{i}" for i in range(300)],
+        label_names=[str(d) for d in range(10)],
+        input_spec=InputSpec(16, 16, color_mode=ColorMode.GRAYSCALE),
+        hyperparameters=Hyperparameters(epochs=4, batch_size=32, formats=[ModelFormat.FLOAT32]),
+        work_dir=tmp_path,
+    )
+
+    class StopAfter(_Reporter):
+        def should_stop(self) -> bool:  # the first attempt ends after two epochs
+            return sum(k is EventKind.EPOCH for k, _ in self.events) >= 2
+
+    first = StopAfter()
+    assert train_and_export(request, first).cancelled
+    assert [d["epoch"] for k, d in first.events if k is EventKind.EPOCH] == [1, 2]
+
+    second = _Reporter()
+    out = train_and_export(request, second)
+    assert [d["epoch"] for k, d in second.events if k is EventKind.EPOCH] == [3, 4]
+    assert any("2 epochs done" in m for m in second.messages())
+    assert out.metrics["epochs_run"] == 4
+    assert all(len(out.metrics["history"][k]) == 4 for k in ("loss", "val_accuracy"))
+    first_losses = [d["loss"] for k, d in first.events if k is EventKind.EPOCH]
+    assert out.metrics["history"]["loss"][:2] == first_losses
+
+    # A retry after a crash during export: training is over, straight to the export.
+    third = _Reporter()
+    again = train_and_export(request, third)
+    assert not [d for k, d in third.events if k is EventKind.EPOCH]
+    assert any("4 epochs done" in m for m in third.messages())
+    assert again.metrics["history"] == out.metrics["history"]
+    assert again.metrics["accuracy"] == pytest.approx(out.metrics["accuracy"])
