@@ -442,8 +442,8 @@ def test_upload_streams_lazily_to_the_core(api: Api, monkeypatch: pytest.MonkeyP
     prepared = threading.Event()
     original = datasets._prepare
 
-    def spy(project: Any, incoming: Any) -> Any:
-        result = original(project, incoming)
+    def spy(*args: Any) -> Any:
+        result = original(*args)
         prepared.set()
         return result
 
