@@ -203,7 +203,7 @@ class AppState extends ChangeNotifier {
     final data = _settings.downscaleUploads
         ? await _prepareUpload(ImagePreprocessor(project.inputSpec), bytes)
         : bytes;
-    final mediaType = isJpeg(data) ? 'image/jpeg' : (isPng(data) ? 'image/png' : '');
+    final mediaType = isJpegData(data) ? 'image/jpeg' : (isPngData(data) ? 'image/png' : '');
     final clientId = await queue.add(data, label: label, mediaType: mediaType);
     _recent.insert(0, QueuedPhoto(clientId: clientId, label: label, thumbnail: data));
     // Thumbnails are the uploaded bytes: keep only a few in memory.

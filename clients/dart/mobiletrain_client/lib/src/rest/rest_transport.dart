@@ -109,7 +109,7 @@ class RestTransport implements MobiletrainTransport {
       _http.uri('/v1/jobs/${_seg(jobId)}/events'),
       abortTrigger: abort.future,
     )..headers.addAll({
-        ..._headers(accept: 'text/event-stream'),
+        ..._http.headers(accept: 'text/event-stream'),
         'Cache-Control': 'no-cache',
         'Last-Event-ID': '$afterSeq',
       });
@@ -183,7 +183,7 @@ class RestTransport implements MobiletrainTransport {
       _http.uri('/v1/projects/${_seg(project)}/models/$version/download', {'format': format.wireName}),
       abortTrigger: abort.future,
     )..headers.addAll({
-        ..._headers(accept: 'application/octet-stream'),
+        ..._http.headers(accept: 'application/octet-stream'),
         if (offset > 0) 'Range': 'bytes=$offset-',
       });
     final response = await _http.send(request, timeout: settings.connectTimeout + settings.callTimeout);
