@@ -25,6 +25,7 @@ from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.release import ReleaseMode, ReleasePolicy
 from mobiletrain.core.services import IncomingSample
 from mobiletrain.core.types import (
+    Architecture,
     ColorMode,
     EventKind,
     Hyperparameters,
@@ -34,6 +35,8 @@ from mobiletrain.core.types import (
     ModelFormat,
 )
 from mobiletrain.server import Container, build_container
+
+pytestmark = pytest.mark.slow
 
 FORMATS = [ModelFormat.FLOAT32, ModelFormat.INT8]
 LABELS = ["0", "1", "2", "3"]
@@ -185,3 +188,58 @@ def test_manual_policy_never_promotes(env: Env) -> None:
     with pytest.raises(MobiletrainError) as err:
         models.set_policy(env.project_id, ReleasePolicy(margin=2.0))
     assert err.value.code is ErrorCode.INVALID_RELEASE_POLICY
+
+
+def test_mobilenet_without_reachable_weights_fails_unless_random_init(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keras.src.backend import config as keras_config
+
+    # An empty Keras cache and a proxy nobody listens on: the real download fails.
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "keras-home"))
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    store = env.container.store
+    project = env.container.projects.create(
+        "mobile", input_spec=InputSpec(width=32, height=32, color_mode=ColorMode.GRAYSCALE)
+    )
+    rng = np.random.default_rng(0)
+    env.container.datasets.upload(
+        project.id,
+        [
+            IncomingSample(f"m{i}", "ab"[i % 2], _png(rng.integers(0, 255, (32, 32), np.uint8)))
+            for i in range(24)
+        ],
+    )
+
+    def job(**hp: object) -> tuple[JobState, Job]:
+        job = Job(
+            id=f"mobile-{len(hp)}",
+            project_id=project.id,
+            state=JobState.QUEUED,
+            hyperparameters=Hyperparameters(
+                architecture=Architecture.MOBILENET_V3_SMALL,
+                epochs=1,
+                formats=[ModelFormat.FLOAT32],
+                **hp,  # type: ignore[arg-type]
+            ),
+            created_at=datetime.now(UTC),
+        )
+        store.create_job(job)
+        state = run_job(store, env.container.blobs, job.id, env.work / job.id)
+        done = store.get_job(job.id)
+        assert done is not None
+        return state, done
+
+    state, failed = job()
+    assert state is JobState.FAILED and "allow_random_init" in failed.error
+    (final,) = [d for d in _events(env, failed.id, EventKind.STATE) if d["state"] == "failed"]
+    assert final["error_code"] == ErrorCode.BASE_WEIGHTS_UNAVAILABLE.number == 55
+
+    state, done = job(allow_random_init=True)
+    assert state is JobState.SUCCEEDED, done.error
+    model = env.container.models.get(project.id, done.model_version or 0)
+    assert any("random initialisation" in w for w in model.warnings)
+    assert model.manifest["warnings"] == model.warnings
