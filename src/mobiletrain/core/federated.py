@@ -101,6 +101,8 @@ MAX_INFO_KEY = 64
 """Longest key of a registration ``info`` entry."""
 MAX_INFO_VALUE = 256
 """Longest string value of a registration ``info`` entry."""
+MAX_ERROR_CHARS = 1000
+"""Longest ``error`` an update may carry."""
 DECLARED_SAMPLES_KEY = "num_samples"
 """The ``info`` entry in which a device declares its local dataset size at registration."""
 
@@ -519,10 +521,15 @@ class FederatedService:
         if device_id not in live.devices:
             raise MobiletrainError(ErrorCode.DEVICE_NOT_REGISTERED)
         self._check_owner(live.owners.get(device_id, ""))
+        if len(error) > MAX_ERROR_CHARS:
+            raise MobiletrainError(
+                ErrorCode.FIELD_TOO_LONG,
+                f"error is {len(error)} characters; the limit is {MAX_ERROR_CHARS}",
+            )
         metrics = _clean_metrics(metrics or {})
         with self._slots:
             return self._receive(
-                live, device_id, round_number, data, num_samples, dtype, metrics, error[:500]
+                live, device_id, round_number, data, num_samples, dtype, metrics, error
             )
 
     # -- internals: receiving updates ---------------------------------------------------------
@@ -1409,14 +1416,20 @@ def _declared_samples(info: dict[str, Any]) -> int | None:
 
 
 def _clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """At most 16 numeric metrics with short names (devices report loss, accuracy, ...)."""
+    """At most 16 numeric metrics with names of at most 64 characters (FIELD_TOO_LONG past
+    either); devices report loss, accuracy, ...; other values are dropped."""
+    if len(metrics) > MAX_INFO_ENTRIES or any(len(str(k)) > MAX_INFO_KEY for k in metrics):
+        raise MobiletrainError(
+            ErrorCode.FIELD_TOO_LONG,
+            f"at most {MAX_INFO_ENTRIES} metrics with names of at most {MAX_INFO_KEY} characters",
+        )
     out: dict[str, Any] = {}
-    for key, value in list(metrics.items())[:16]:
+    for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         number = float(value)
         if np.isfinite(number):
-            out[str(key)[:64]] = number
+            out[str(key)] = number
     return out
 
 

@@ -68,6 +68,7 @@ class ResumableUploads:
         self.datasets = datasets
         self.limits = datasets.limits
         self.ttl = ttl
+        self.sweep_interval = SWEEP_INTERVAL_SECONDS
         self._next_sweep = 0.0
         self._sweep_lock = threading.Lock()
 
@@ -169,13 +170,14 @@ class ResumableUploads:
             )
 
     def sweep(self, force: bool = False) -> int:
-        """Delete expired sessions (at most once per SWEEP_INTERVAL_SECONDS unless ``force``);
-        returns how many were deleted."""
+        """Delete expired sessions (at most once per ``sweep_interval`` unless ``force``);
+        returns how many were deleted. Their chunks are then unreferenced: pack compaction
+        reclaims them."""
         mono = time.monotonic()
         with self._sweep_lock:
             if not force and mono < self._next_sweep:
                 return 0
-            self._next_sweep = mono + SWEEP_INTERVAL_SECONDS
+            self._next_sweep = mono + self.sweep_interval
         gone = self.store.delete_expired_uploads(datetime.now(UTC))
         if gone:
             log.info("deleted %d expired resumable upload(s)", len(gone))

@@ -315,3 +315,32 @@ def test_no_capped_weight_passes_its_share() -> None:
         assert all(c <= w * (1 + 1e-12) for c, w in zip(capped, weights, strict=True))
         if max(weights) <= limit * sum(weights):
             assert capped == weights
+
+
+def test_update_error_and_metrics_are_bounded(env: Env) -> None:
+    admin = GrpcFederatedClient(env.grpc, token=env.admin)
+    session = admin.start_session(
+        "digits", rounds=1, min_devices=1, min_available_devices=1, hidden=[3]
+    )
+    phone = RestFederatedClient(env.http, token=env.token("phone"))
+    try:
+        device, _ = phone.register("digits")
+        task = _wait_for_task(phone, device)
+        for kwargs in (
+            {"error": "e" * 1001},
+            {"metrics": {f"m{i}": 1.0 for i in range(17)}},
+            {"metrics": {"m" * 65: 1.0}},
+        ):
+            with pytest.raises(ClientError) as refused:
+                phone.push_update(
+                    "digits", device, session.id, task.round, task.weights, 1, **kwargs
+                )
+            assert refused.value.code == ErrorCode.FIELD_TOO_LONG.number, kwargs
+        # Within the limits the same update counts.
+        result = phone.push_update(
+            "digits", device, session.id, task.round, task.weights, 1, {"loss": 0.5}
+        )
+        assert result.accepted, result
+    finally:
+        phone.close()
+        admin.close()
