@@ -21,11 +21,13 @@ counted as they arrive, before they are parsed or buffered.
 The body caps per route (:func:`body_cap`): a multipart sample upload may carry many images and
 is spooled to disk by the form parser; the base64 JSON routes and federated updates are parsed in
 memory, so they are capped at twice the sample size (plus 64 KiB); a resumable-upload chunk at
-twice the sample size (the route refuses a chunk over the sample size itself); every other route at 1 MiB.
+twice the sample size (the route refuses a chunk over the sample size itself); every other route
+at 1 MiB.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -296,8 +298,9 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a cap on the bytes of the request line and headers.
 
     httptools buffers a header until it is complete, so a 100 MiB header would be held in memory
-    before any callback could refuse it; the bytes are therefore counted as they arrive, and a
-    request whose head passes ``max_bytes`` is answered 431 (code 77) and the connection closed.
+    before any callback could refuse it; the bytes of an incomplete head are therefore counted
+    as they arrive, and a request whose head passes ``max_bytes`` is answered 431 (code 77) and
+    the connection closed.
     """
 
     max_bytes = 64 * 1024
@@ -306,15 +309,67 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
+        self._refused = False
+        self._message_done = False
+        self._raw: asyncio.Transport | None = None
+        self._linger_left: int | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Hand uvicorn a transport whose ``close`` lingers (see :meth:`close_softly`)."""
+        super().connection_made(transport)
+        self._raw = transport
+        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the lingering timer."""
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+        super().connection_lost(exc)
+
+    def close_softly(self) -> None:
+        """Close; but when the client is still sending the refused request, first read and drop
+        up to ``LINGER_BYTES`` for up to ``LINGER_SECONDS``.
+
+        Closing a socket with unread bytes makes the kernel answer with a reset, which can make
+        the client lose the response (a 401 or 413) before reading it; lingering lets a client
+        that stops sending read it, at a bounded cost.
+        """
+        assert self._raw is not None
+        if self._linger_left is not None:
+            return
+        if self._message_done and not self._in_head:
+            self._raw.close()
+            return
+        self._linger_left = LINGER_BYTES
+        self._raw.resume_reading()
+        self._linger_timer = self.loop.call_later(LINGER_SECONDS, self._raw.close)
 
     def data_received(self, data: bytes) -> None:
-        """Count head bytes before they reach the parser."""
-        if self._in_head:
+        """Parse, then count the bytes of a head that is still incomplete.
+
+        The parser holds an incomplete head, so it never holds more than the cap plus one read
+        (at most 256 KiB) before the request is refused.
+        """
+        if self._linger_left is not None:
+            self._linger_left -= len(data)  # dropped unparsed
+            if self._linger_left <= 0 and self._raw is not None:
+                self._raw.close()
+            return
+        if self._refused:
+            return
+        was_in_head = self._in_head
+        super().data_received(data)
+        # Counted only while no request ended in this read (its body's bytes are not head).
+        if was_in_head and self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > self.max_bytes:
                 self._send_431()
-                return
-        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        """A request starts."""
+        self._message_done = False
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         """The head is complete: the rest is body, counted by the middleware."""
@@ -324,6 +379,7 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         """A next request on this connection starts a new head."""
         super().on_message_complete()
+        self._message_done = True
         self._in_head = True
         self._head_bytes = 0
 
@@ -341,9 +397,38 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n"
         )
         self._in_head = False
+        self._refused = True
         if not self.transport.is_closing():
             self.transport.write(head + bytes(body))
             self.transport.close()
+
+
+LINGER_BYTES = 8 * 1024 * 1024
+"""After refusing a request whose body is still coming, read and drop at most this much..."""
+
+LINGER_SECONDS = 2.0
+"""...for at most this long, then close (see ``HeaderLimitedHttpToolsProtocol.close_softly``)."""
+
+
+class _LingeringTransport:
+    """The connection's transport, with ``close`` routed through the protocol's lingering."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HeaderLimitedHttpToolsProtocol):
+        self._transport = transport
+        self._protocol = protocol
+        self._closing = False
+
+    def close(self) -> None:
+        """Close once the refused request's body has been drained (bounded)."""
+        self._closing = True
+        self._protocol.close_softly()
+
+    def is_closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def header_limited_protocol(max_bytes: int) -> type[HeaderLimitedHttpToolsProtocol]:
