@@ -295,12 +295,29 @@ def test_malformed_requests_get_clean_errors(live: Live, method: Method) -> None
     assert_still_serving(live)
 
 
-def test_oversized_message_is_refused_by_the_transport(live: Live) -> None:
-    """Past the server's message cap gRPC itself answers RESOURCE_EXHAUSTED (no handler runs,
-    so there is no error-code trailer); the server goes on serving."""
+def test_oversized_message_gets_code_76_and_past_the_transport_cap_no_trailer(live: Live) -> None:
+    """A message over the server's message cap is refused by the interceptor with
+    RESOURCE_EXHAUSTED and code 76 (BODY_TOO_LARGE) in the trailer, on a unary call and inside a
+    client stream; only past gRPC's own, higher limit (TRANSPORT_MESSAGE_FACTOR × the cap) does
+    gRPC answer by itself, without the trailer (the documented exception). The server goes on
+    serving."""
+    from mobiletrain.api.grpc.server import TRANSPORT_MESSAGE_FACTOR
+
     cap = live.server.container.settings.grpc_max_message_bytes
-    method = next(m for m in METHODS if m.name.endswith("/GetProject"))
+    unary = next(m for m in METHODS if m.name.endswith("/GetProject"))
+    stream = next(m for m in METHODS if m.name.endswith("/UploadSamples"))
     payload = tag(1, LEN) + varint(cap + 16) + b"x" * (cap + 16)
-    status, _ = call(live, method, [payload])
-    assert status is grpc.StatusCode.RESOURCE_EXHAUSTED
+    for method in (unary, stream):
+        status, code = call(live, method, [payload])
+        assert (status, code) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "76"), method.name
+    # Exactly at the cap the message is let through (and then judged on its content).
+    n = cap - 1 - len(varint(cap))
+    at_cap = tag(1, LEN) + varint(n) + b"x" * n
+    assert len(at_cap) == cap
+    status, code = call(live, unary, [at_cap])
+    assert code not in ("76", None), (status, code)
+    huge = cap * TRANSPORT_MESSAGE_FACTOR + 16
+    payload = tag(1, LEN) + varint(huge) + b"x" * huge
+    status, code = call(live, unary, [payload])
+    assert (status, code) == (grpc.StatusCode.RESOURCE_EXHAUSTED, None)
     assert_still_serving(live)

@@ -24,6 +24,12 @@ each ``request_deserializer``: a decoding failure yields an :class:`Undecodable`
 and the wrapped handler raises ``INVALID_ARGUMENT`` (code 2) when it meets one, after
 authentication, so a malformed request gets the same clean status on every method.
 
+The same wrapper enforces the message size cap (``grpc_max_message_bytes``): gRPC's own limit is
+set higher (see ``server.TRANSPORT_MESSAGE_FACTOR``), and a message over the cap becomes a
+:class:`TooLarge` marker, answered ``RESOURCE_EXHAUSTED`` with code ``76`` (BODY_TOO_LARGE) and
+the usual trailer. Only a message over gRPC's own, higher limit (and request metadata over
+``MAX_METADATA_BYTES``) is refused by gRPC before any handler runs, without the trailer.
+
 Every call also gets a server-side deadline (see :mod:`.deadlines`): the wrapped handlers stop
 passing messages in either direction once it has expired and end the call with
 ``DEADLINE_EXCEEDED`` (code 73); a handler that does not notice is cut after a grace.
@@ -73,6 +79,10 @@ RETRY_AFTER_METADATA_KEY = "retry-after"
 """Trailing metadata key: whole seconds to wait before retrying (rate and stream limits)."""
 
 
+MAX_STATUS_MESSAGE_CHARS = 1024
+"""Longest status message sent; longer ones (quoting a client's huge field) are cut."""
+
+
 def retry_after_seconds(error: MobiletrainError) -> int | None:
     """Whole seconds (at least 1) to wait before retrying, for errors that heal by waiting."""
     seconds = error.details.get("retry_after_seconds")
@@ -95,7 +105,12 @@ async def abort_with_error(context: grpc.aio.ServicerContext, error: Mobiletrain
     if retry is not None:
         trailers.append((RETRY_AFTER_METADATA_KEY, str(retry)))
     context.set_trailing_metadata(tuple(trailers))
-    await context.abort(status_code_of(error.code), error.message)
+    message = error.message
+    if len(message) > MAX_STATUS_MESSAGE_CHARS:
+        # A message that quotes a huge field would overflow the client's metadata limit and
+        # arrive as a bare RESOURCE_EXHAUSTED without the trailer.
+        message = message[: MAX_STATUS_MESSAGE_CHARS - 1] + "…"
+    await context.abort(status_code_of(error.code), message)
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
 
@@ -156,12 +171,26 @@ class Undecodable:
         self.error = error
 
 
-def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    """``deserializer`` that returns :class:`Undecodable` instead of raising."""
+class TooLarge:
+    """Stands for a request message longer than the server's message size cap."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _lenient(
+    deserializer: Callable[[bytes], Any] | None, max_bytes: int | None = None
+) -> Callable[[bytes], Any] | None:
+    """``deserializer`` that returns :class:`Undecodable` instead of raising, and
+    :class:`TooLarge` for a message over ``max_bytes``."""
     if deserializer is None:
         return None
 
     def deserialize(data: bytes) -> Any:
+        if max_bytes is not None and len(data) > max_bytes:
+            return TooLarge(len(data))
         try:
             return deserializer(data)
         except Exception as exc:  # protobuf's DecodeError, and anything else a parser raises
@@ -171,7 +200,14 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 
 def _decoded(request: Any) -> Any:
-    """The request itself, or INVALID_ARGUMENT when its bytes could not be decoded."""
+    """The request itself, or INVALID_ARGUMENT when its bytes could not be decoded (
+    BODY_TOO_LARGE when there were too many)."""
+    if isinstance(request, TooLarge):
+        raise MobiletrainError(
+            ErrorCode.BODY_TOO_LARGE,
+            f"a request message of {request.size} bytes is over the server's message size "
+            "limit; send large samples in chunks",
+        )
     if isinstance(request, Undecodable):
         raise MobiletrainError(
             ErrorCode.INVALID_ARGUMENT,
@@ -314,7 +350,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     Without an ``authenticate`` function (auth switched off) calls run as the local admin.
     Streams (either direction) also hold one of the token's stream slots while they run. Unary
     calls may run ``unary_seconds``, streams ``stream_seconds`` (then ``grace_seconds`` more
-    before they are cut). Synchronous servicer methods run on ``executor``.
+    before they are cut). Synchronous servicer methods run on ``executor``. A request message
+    over ``max_message_bytes`` fails with BODY_TOO_LARGE (code 76).
     """
 
     def __init__(
@@ -326,6 +363,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         unary_seconds: float = 60.0,
         stream_seconds: float = 3600.0,
         grace_seconds: float = 5.0,
+        max_message_bytes: int | None = None,
     ) -> None:
         # Wrapped handlers per method name; the servicers' handlers never change.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
@@ -336,6 +374,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         self.unary_seconds = unary_seconds
         self.stream_seconds = stream_seconds
         self.grace_seconds = grace_seconds
+        self.max_message_bytes = max_message_bytes
 
     async def intercept_service(
         self,
@@ -355,7 +394,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
         """A copy of ``handler`` whose behaviour runs as described in the module docstring."""
         kwargs: dict[str, Any] = {
-            "request_deserializer": _lenient(handler.request_deserializer),
+            "request_deserializer": _lenient(handler.request_deserializer, self.max_message_bytes),
             "response_serializer": handler.response_serializer,
         }
         for kind, make, stream_in, stream_out in (

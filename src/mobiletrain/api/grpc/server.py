@@ -76,11 +76,17 @@ MAX_METADATA_BYTES = 16 * 1024
 gRPC before any handler runs (RESOURCE_EXHAUSTED)."""
 
 
+TRANSPORT_MESSAGE_FACTOR = 2
+"""gRPC's own receive limit is this many times ``grpc_max_message_bytes``: a message between the
+two reaches the interceptor, which refuses it with BODY_TOO_LARGE (code 76) and the error-code
+trailer; only one over gRPC's limit is refused by gRPC itself, without the trailer."""
+
+
 def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     """Channel arguments of the server: message and metadata size caps, keepalive, exclusive
     port."""
     return [
-        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes * TRANSPORT_MESSAGE_FACTOR),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_metadata_size", MAX_METADATA_BYTES),
         *KEEPALIVE_OPTIONS,
@@ -202,6 +208,7 @@ async def _build(
                 unary_seconds=settings.grpc_unary_timeout_seconds,
                 stream_seconds=settings.stream_max_seconds,
                 grace_seconds=settings.grpc_deadline_grace_seconds,
+                max_message_bytes=settings.grpc_max_message_bytes,
             ),
         ],
         options=server_options(settings.grpc_max_message_bytes),

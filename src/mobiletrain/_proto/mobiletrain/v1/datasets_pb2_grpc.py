@@ -79,10 +79,12 @@ class DatasetServiceServicer:
         The first message must set `project`. Each message then carries exactly
         one payload:
 
-        * `inline_batch`: the fast path for samples up to 1 MiB. Pack several
-        small images into one message (keep each message under the server's
-        message size limit, 4 MiB by default; about 3 MiB of image bytes per
-        message works well).
+        * `inline_batch`: the fast path for small samples (up to 1 MiB is advice,
+        not enforced: any sample that fits in one message is accepted inline).
+        Pack several small images into one message; keep each message under the
+        server's message size limit, 8 MiB by default (setting
+        grpc_max_message_bytes), or the call fails with BODY_TOO_LARGE; about
+        3 MiB of image bytes per message works well.
         * `header` + `chunk`: for samples over 1 MiB. Send one message with a
         SampleHeader, then messages with SampleChunk for the same client_id, in
         order and without gaps (offset = bytes sent so far), until `size` bytes
