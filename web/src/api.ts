@@ -72,6 +72,7 @@ export interface Hyperparameters {
   class_weights?: boolean;
   dropout?: number;
   formats?: string[];
+  allow_random_init?: boolean;
 }
 
 export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
@@ -93,7 +94,7 @@ export interface Job {
 export interface JobEvent {
   job_id: string;
   seq: number;
-  kind: "state" | "progress" | "epoch" | "evaluation" | "log";
+  kind: "state" | "progress" | "epoch" | "evaluation" | "log" | "release" | "phase";
   data: Record<string, unknown>;
   created_at: string;
 }
@@ -112,6 +113,61 @@ export interface ModelVersion {
   current: boolean;
   metrics: { accuracy: number | null; tflite_accuracy: Record<string, number> };
   artifacts: Artifact[];
+  status: "current" | "candidate" | "retired";
+  decision: ReleaseDecision | null;
+  warnings: string[];
+  eval_accuracy: Record<string, number>;
+  eval_set_size: number;
+}
+
+export interface ReleasePolicy {
+  mode: "auto" | "manual";
+  margin: number;
+  min_accuracy: number | null;
+  min_per_class_recall: number | null;
+  max_int8_drop: number | null;
+}
+
+export interface ReleaseDecision {
+  promoted: boolean;
+  action: string;
+  reason: string;
+  policy: ReleasePolicy;
+  compared_format: string;
+  accuracy: number | null;
+  current_version: number | null;
+  current_accuracy: number | null;
+  checks: string[];
+}
+
+export interface ReleaseRecord {
+  id: number;
+  version: number | null;
+  previous_version: number | null;
+  action: string;
+  reason: string;
+  actor: string;
+  job_id: string;
+  created_at: string;
+}
+
+/** The model card (manifest.json, also embedded in every .tflite). */
+export interface ModelCard {
+  version: number;
+  project: { id: string; name: string };
+  job_id: string;
+  created_at: string;
+  labels: string[];
+  input: { width: number; height: number; channels: number; color_mode: string; scale: number; offset: number };
+  metrics: { validation_accuracy?: Record<string, number>; per_class?: PerClass[]; confusion_matrix?: number[][] };
+  evaluation: {
+    eval_set: { num_samples: number; class_counts: Record<string, number>; description: string };
+    formats: Record<string, { accuracy: number }>;
+  } | null;
+  release: ReleaseDecision | null;
+  dataset: { num_samples: number; class_counts: Record<string, number> };
+  warnings: string[];
+  files: Record<string, { file: string; sha256: string; size: number }>;
 }
 
 export interface PerClass {
@@ -282,8 +338,18 @@ export const api = {
     getJson<ModelVersion>(`${projectPath(p)}/models/${enc(String(v))}`),
   modelMetrics: (p: string, v: number | string) =>
     getJson<Metrics>(`${projectPath(p)}/models/${enc(String(v))}/metrics`),
-  promote: (p: string, v: number) =>
-    sendJson<ModelVersion>("POST", `${projectPath(p)}/models/${v}:promote`),
+  promote: (p: string, v: number, reason = "", pin = false) =>
+    sendJson<ModelVersion>("POST", `${projectPath(p)}/models/${v}:promote`, { reason, pin }),
+  rollback: (p: string, reason = "") =>
+    sendJson<ModelVersion>("POST", `${projectPath(p)}/models:rollback`, { reason }),
+  releases: (p: string) =>
+    getJson<{ releases: ReleaseRecord[] }>(`${projectPath(p)}/releases`),
+  releasePolicy: (p: string) =>
+    getJson<{ policy: ReleasePolicy; pinned: boolean }>(`${projectPath(p)}/release-policy`),
+  setReleasePolicy: (p: string, policy: ReleasePolicy) =>
+    sendJson<{ policy: ReleasePolicy; pinned: boolean }>("PUT", `${projectPath(p)}/release-policy`, policy),
+  modelCard: (p: string, v: number | string) =>
+    getJson<ModelCard>(`${projectPath(p)}/models/${enc(String(v))}/manifest`),
   downloadModel: async (p: string, v: number, format: string): Promise<{ blob: Blob; name: string }> => {
     const resp = await request(
       `${projectPath(p)}/models/${v}/download?format=${enc(format)}`,

@@ -295,6 +295,9 @@ await step("every epoch arrives exactly once and the job succeeds", async () => 
   assert.equal(await points("loss-chart"), EPOCHS);
   assert.equal(await points("accuracy-chart"), EPOCHS);
   assert.equal(await page.getByRole("progressbar", { name: "Training progress" }).getAttribute("aria-valuenow"), "100");
+  // The release gate's decision is part of the result, not only of the log.
+  const outcome = await page.getByTestId("job-outcome").textContent();
+  assert.match(outcome ?? "", /passed the release gate and is now current/);
 });
 
 await step("the job view shows the confusion matrix and per-class metrics", async () => {
@@ -309,7 +312,17 @@ await step("models: download a model, see sizes and LiteRT accuracy, promote", a
   await page.getByRole("link", { name: "Models", exact: true }).click();
   const v1 = page.getByTestId("version-1");
   await v1.waitFor();
-  assert.ok(await v1.getByText("current").isVisible());
+  assert.equal(await page.getByTestId("status-1").textContent(), "current");
+  assert.match((await page.getByTestId("reason-1").textContent()) ?? "", /Release gate: promoted/);
+  // The model card: the release decision and per-label metrics on the evaluation set.
+  await v1.getByText("Model card").click();
+  const card = page.getByTestId("card-1");
+  await card.waitFor();
+  assert.match((await card.textContent()) ?? "", /Release decision/);
+  assert.equal(await card.getByRole("table", { name: "Per label on the evaluation set" }).locator("tbody tr").count(), 10);
+  const history = page.getByTestId("release-history");
+  await history.waitFor();
+  assert.equal(await history.getByRole("row", { name: /promoted/ }).count(), 1);
   for (const fmt of ["keras", "float32", "float16", "dynamic-int8", "int8"]) {
     assert.equal(await v1.getByRole("row", { name: new RegExp(`^${fmt} `) }).count(), 1, fmt);
   }

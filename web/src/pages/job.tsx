@@ -23,6 +23,18 @@ interface Progress {
   batches: number;
   samples_per_second: number;
   eta_seconds: number;
+  job_eta_seconds?: number;
+}
+
+interface ReleaseOutcome {
+  version: number;
+  status: string;
+  promoted: boolean;
+  reason: string;
+  warnings: string[];
+  formats?: Record<string, number>;
+  current_formats?: Record<string, number>;
+  current_version?: number | null;
 }
 
 interface LiveState {
@@ -35,6 +47,10 @@ interface LiveState {
   evaluation: Metrics | null;
   logs: { seq: number; message: string; at: string }[];
   lastSeq: number;
+  phase: string;
+  phaseEta: number | null;
+  release: ReleaseOutcome | null;
+  warnings: string[];
 }
 
 const TRAIN = "#2563eb";
@@ -76,6 +92,14 @@ function apply(s: LiveState, ev: JobEvent): void {
       break;
     case "log":
       s.logs.push({ seq: ev.seq, message: String(d.message ?? ""), at: ev.created_at });
+      if (d.level === "warning") s.warnings.push(String(d.message ?? ""));
+      break;
+    case "phase":
+      s.phase = String(d.phase ?? "");
+      s.phaseEta = numOrNull(d.eta_seconds);
+      break;
+    case "release":
+      s.release = d as unknown as ReleaseOutcome;
       break;
   }
 }
@@ -100,6 +124,10 @@ export function JobPage({ project, jobId }: { project: Project; jobId: string })
     evaluation: null,
     logs: [],
     lastSeq: 0,
+    phase: "",
+    phaseEta: null,
+    release: null,
+    warnings: [],
   });
   const [, setTick] = useState(0);
   const [status, setStatus] = useState<StreamStatus>("connecting");
@@ -117,6 +145,10 @@ export function JobPage({ project, jobId }: { project: Project; jobId: string })
       evaluation: null,
       logs: [],
       lastSeq: 0,
+      phase: "",
+      phaseEta: null,
+      release: null,
+      warnings: [],
     };
     let frame = 0;
     const stop = watchJob(jobId, 0, {
@@ -158,10 +190,18 @@ export function JobPage({ project, jobId }: { project: Project; jobId: string })
     const p = s.progress;
     const epochDone = Math.max(rows.length, p.epoch - 1 + p.batch / Math.max(1, p.batches));
     done = planned ? Math.min(1, epochDone / planned) : 0;
-    progressText = `Epoch ${p.epoch} of ${p.epochs} · batch ${p.batch}/${p.batches} · ${Math.round(
+    // The job-level ETA covers every epoch left plus the export and the evaluation.
+    progressText = `Training: epoch ${p.epoch} of ${p.epochs} · batch ${p.batch}/${p.batches} · ${Math.round(
       p.samples_per_second,
-    )} images/s · ETA ${formatDuration(p.eta_seconds)}`;
-    if (rows.length >= planned && running) progressText = "Training done: exporting and checking models…";
+    )} images/s · job ends in ${formatDuration(p.job_eta_seconds ?? p.eta_seconds)}`;
+    if (running && (s.phase === "exporting" || s.phase === "evaluating")) {
+      progressText =
+        s.phase === "exporting"
+          ? `Exporting the model files…${s.phaseEta ? ` (about ${formatDuration(s.phaseEta)})` : ""}`
+          : "Evaluating every file on the evaluation set, next to the current version…";
+    }
+  } else if (running && s.phase) {
+    progressText = `${s.phase[0]?.toUpperCase() ?? ""}${s.phase.slice(1)}…`;
   } else if (state === "queued") {
     progressText = "Waiting for a worker…";
   } else if (state === "running") {
@@ -224,15 +264,33 @@ export function JobPage({ project, jobId }: { project: Project; jobId: string })
             {planned} epochs · batch {j.hyperparameters.batch_size}
           </span>
         </div>
+        {running && s.phase ? (
+          <p class="muted" data-testid="job-phase">
+            Phase: {s.phase}
+          </p>
+        ) : null}
         <ProgressBar label="Training progress" value={done} max={1} text={progressText} />
         <ErrorBox message={cancelError} />
         {state === "failed" ? <ErrorBox message={`The job failed: ${s.error || j.error}`} /> : null}
         {state === "succeeded" && modelVersion ? (
-          <p class="notice">
-            Model version {modelVersion} is ready.{" "}
+          <p class={s.release && !s.release.promoted ? "notice warning" : "notice"} data-testid="job-outcome">
+            {s.release
+              ? s.release.promoted
+                ? `Model version ${modelVersion} passed the release gate and is now current: phones get it. `
+                : `Model version ${modelVersion} is a candidate, not sent to phones: ${s.release.reason}. `
+              : `Model version ${modelVersion} is ready. `}
             <Link href={projectUrl(project.name, `models/${modelVersion}`)}>See its evaluation</Link> or{" "}
-            <Link href={projectUrl(project.name, "models")}>download it</Link>.
+            <Link href={projectUrl(project.name, "models")}>manage versions</Link>.
           </p>
+        ) : null}
+        {(s.release?.warnings ?? s.warnings).length ? (
+          <ul class="warnings" aria-label="Warnings">
+            {(s.release?.warnings ?? s.warnings).map((w) => (
+              <li key={w} class="warning" data-testid="job-warning">
+                ⚠ {w}
+              </li>
+            ))}
+          </ul>
         ) : null}
       </Card>
       <div class="charts">

@@ -1,7 +1,17 @@
 import QRCode from "qrcode";
 import { useEffect, useState } from "preact/hooks";
 
-import { ApiError, api, describe, saveBlob, type ModelVersion, type Project, type Token } from "../api";
+import {
+  ApiError,
+  api,
+  describe,
+  saveBlob,
+  type ModelCard,
+  type ModelVersion,
+  type Project,
+  type ReleasePolicy,
+  type Token,
+} from "../api";
 import { Card, ErrorBox, Spinner, formatBytes, formatTime, pct, useLoad } from "../components/common";
 import { Link, projectUrl } from "../router";
 
@@ -48,11 +58,16 @@ function VersionCard({
   const byFormat = [...model.artifacts].sort((a, b) =>
     a.format === "keras" ? -1 : b.format === "keras" ? 1 : 0,
   );
+  const statusClass =
+    model.status === "current" ? "state-succeeded" : model.status === "candidate" ? "state-queued" : "state-cancelled";
   return (
     <li class="version" data-testid={`version-${model.version}`}>
       <div class="version-head">
         <h3>
-          Version {model.version} {model.current ? <span class="badge state-succeeded">current</span> : null}
+          Version {model.version}{" "}
+          <span class={`badge ${statusClass}`} data-testid={`status-${model.version}`}>
+            {model.status}
+          </span>
         </h3>
         <span class="muted">{formatTime(model.created_at)}</span>
         <span class="version-actions">
@@ -64,6 +79,22 @@ function VersionCard({
           ) : null}
         </span>
       </div>
+      {model.decision ? (
+        <p class={model.decision.promoted ? "muted" : ""} data-testid={`reason-${model.version}`}>
+          <strong>Release gate:</strong> {model.decision.promoted ? "promoted" : "kept as a candidate"}:{" "}
+          {model.decision.reason}
+        </p>
+      ) : null}
+      {model.warnings.length ? (
+        <ul class="warnings" role="list" aria-label={`Warnings of version ${model.version}`}>
+          {model.warnings.map((w) => (
+            <li key={w} class="warning" data-testid={`warning-${model.version}`}>
+              ⚠ {w}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+      <ModelCardView project={project} version={model.version} />
       <div class="scroll-x">
         <table class="data">
           <caption class="visually-hidden">Files of version {model.version}</caption>
@@ -71,6 +102,9 @@ function VersionCard({
             <tr>
               <th scope="col">Format</th>
               <th scope="col">Size</th>
+              <th scope="col">
+                Evaluation set{model.eval_set_size ? ` (${model.eval_set_size} samples)` : ""}
+              </th>
               <th scope="col">Validation accuracy</th>
               <th scope="col">
                 <span class="visually-hidden">Download</span>
@@ -88,6 +122,7 @@ function VersionCard({
                 <tr key={a.format}>
                   <th scope="row">{a.format}</th>
                   <td>{formatBytes(a.size)}</td>
+                  <td>{a.format in model.eval_accuracy ? pct(model.eval_accuracy[a.format] ?? null) : "–"}</td>
                   <td>
                     {pct(acc ?? null)}
                     {delta !== null ? (
@@ -110,6 +145,258 @@ function VersionCard({
         </table>
       </div>
     </li>
+  );
+}
+
+/** The version's model card, fetched when opened. */
+function ModelCardView({ project, version }: { project: Project; version: number }) {
+  const [open, setOpen] = useState(false);
+  const [card, setCard] = useState<ModelCard | null>(null);
+  const [error, setError] = useState("");
+  useEffect(() => {
+    if (!open || card) return;
+    api.modelCard(project.id, version).then(setCard, (err: unknown) => setError(describe(err)));
+  }, [open, card, project.id, version]);
+  return (
+    <details class="model-card" onToggle={(e) => setOpen((e.target as HTMLDetailsElement).open)}>
+      <summary>Model card</summary>
+      <ErrorBox message={error} />
+      {card ? (
+        <div data-testid={`card-${version}`}>
+          <dl class="facts">
+            <dt>Version</dt>
+            <dd>{card.version}</dd>
+            <dt>Job</dt>
+            <dd class="break">{card.job_id}</dd>
+            <dt>Created</dt>
+            <dd>{formatTime(card.created_at)}</dd>
+            <dt>Input</dt>
+            <dd>
+              {card.input.width}×{card.input.height} {card.input.color_mode}, value = pixel × {card.input.scale} +{" "}
+              {card.input.offset}
+            </dd>
+            <dt>Labels</dt>
+            <dd>{card.labels.join(", ")}</dd>
+            <dt>Trained on</dt>
+            <dd>
+              {card.dataset.num_samples} samples (
+              {Object.entries(card.dataset.class_counts)
+                .map(([k, v]) => `${k}: ${v}`)
+                .join(", ")}
+              )
+            </dd>
+            {card.evaluation ? (
+              <>
+                <dt>Evaluation set</dt>
+                <dd>
+                  {card.evaluation.eval_set.num_samples} samples, never trained on;{" "}
+                  {Object.entries(card.evaluation.formats)
+                    .map(([k, v]) => `${k} ${pct(v.accuracy)}`)
+                    .join(", ")}
+                </dd>
+              </>
+            ) : null}
+            {card.release ? (
+              <>
+                <dt>Release decision</dt>
+                <dd>
+                  {card.release.action}: {card.release.reason}
+                </dd>
+              </>
+            ) : null}
+          </dl>
+          {card.metrics.per_class?.length ? (
+            <div class="scroll-x">
+              <table class="data">
+                <caption>Per label on the evaluation set</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Label</th>
+                    <th scope="col">Precision</th>
+                    <th scope="col">Recall</th>
+                    <th scope="col">F1</th>
+                    <th scope="col">Samples</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {card.metrics.per_class.map((c) => (
+                    <tr key={c.label}>
+                      <th scope="row">{c.label}</th>
+                      <td>{pct(c.precision)}</td>
+                      <td>{pct(c.recall)}</td>
+                      <td>{pct(c.f1)}</td>
+                      <td>{c.support}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          ) : null}
+          {card.metrics.confusion_matrix?.length ? (
+            <div class="scroll-x">
+              <table class="data">
+                <caption>Confusion matrix (rows: true label, columns: predicted)</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">
+                      <span class="visually-hidden">True label</span>
+                    </th>
+                    {card.labels.map((l) => (
+                      <th scope="col" key={l}>
+                        {l}
+                      </th>
+                    ))}
+                  </tr>
+                </thead>
+                <tbody>
+                  {card.metrics.confusion_matrix.map((row, i) => (
+                    <tr key={card.labels[i] ?? i}>
+                      <th scope="row">{card.labels[i]}</th>
+                      {row.map((n, j) => (
+                        <td key={j}>{n}</td>
+                      ))}
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          ) : null}
+        </div>
+      ) : open && !error ? (
+        <Spinner />
+      ) : null}
+    </details>
+  );
+}
+
+/** Release policy form and the history of which version was current when. */
+function ReleasePanel({ project, onChange }: { project: Project; onChange: () => void }) {
+  const policy = useLoad(() => api.releasePolicy(project.id), [project.id]);
+  const history = useLoad(() => api.releases(project.id), [project.id]);
+  const [draft, setDraft] = useState<ReleasePolicy | null>(null);
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const current = draft ?? policy.data?.policy ?? null;
+  const save = async (e: Event) => {
+    e.preventDefault();
+    if (!current) return;
+    setBusy(true);
+    setError("");
+    try {
+      await api.setReleasePolicy(project.id, current);
+      setDraft(null);
+      policy.reload();
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const rollback = async () => {
+    setBusy(true);
+    setError("");
+    try {
+      await api.rollback(project.id, "rolled back from the dashboard");
+      history.reload();
+      onChange();
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const floor = (name: "min_accuracy" | "min_per_class_recall" | "max_int8_drop", label: string) => (
+    <div class="field">
+      <label for={`policy-${name}`}>{label}</label>
+      <input
+        id={`policy-${name}`}
+        type="number"
+        min={0}
+        max={1}
+        step={0.01}
+        placeholder="none"
+        value={current?.[name] ?? ""}
+        onInput={(e) => {
+          const text = (e.target as HTMLInputElement).value;
+          if (current) setDraft({ ...current, [name]: text === "" ? null : Number(text) });
+        }}
+      />
+    </div>
+  );
+  return (
+    <>
+      <ErrorBox message={policy.error || history.error || error} />
+      {current ? (
+        <form class="form-grid" onSubmit={(e) => void save(e)} aria-label="Release policy">
+          <div class="field">
+            <label for="policy-mode">Mode</label>
+            <select
+              id="policy-mode"
+              value={current.mode}
+              onChange={(e) =>
+                setDraft({ ...current, mode: (e.target as HTMLSelectElement).value as ReleasePolicy["mode"] })
+              }
+            >
+              <option value="auto">auto: promote versions that pass</option>
+              <option value="manual">manual: never promote by itself</option>
+            </select>
+          </div>
+          <div class="field">
+            <label for="policy-margin">Allowed loss vs current</label>
+            <input
+              id="policy-margin"
+              type="number"
+              min={0}
+              max={1}
+              step={0.01}
+              value={current.margin}
+              onInput={(e) => setDraft({ ...current, margin: Number((e.target as HTMLInputElement).value) })}
+            />
+          </div>
+          {floor("min_accuracy", "Minimum accuracy")}
+          {floor("min_per_class_recall", "Minimum recall per label")}
+          {floor("max_int8_drop", "Maximum int8 drop")}
+          <div class="field wide">
+            <button type="submit" class="primary" disabled={busy || !draft}>
+              Save policy
+            </button>{" "}
+            <button type="button" disabled={busy} onClick={() => void rollback()}>
+              Roll back the current version
+            </button>
+            {policy.data?.pinned ? <span class="muted"> The current version is pinned.</span> : null}
+          </div>
+        </form>
+      ) : null}
+      {history.data?.releases.length ? (
+        <div class="scroll-x">
+          <table class="data" data-testid="release-history">
+            <caption>Which version was current when, and why</caption>
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">Version</th>
+                <th scope="col">Before</th>
+                <th scope="col">Action</th>
+                <th scope="col">By</th>
+                <th scope="col">Reason</th>
+              </tr>
+            </thead>
+            <tbody>
+              {history.data.releases.map((r) => (
+                <tr key={r.id}>
+                  <td>{formatTime(r.created_at)}</td>
+                  <td>{r.version ?? "–"}</td>
+                  <td>{r.previous_version ?? "–"}</td>
+                  <td>{r.action}</td>
+                  <td>{r.actor}</td>
+                  <td>{r.reason}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+    </>
   );
 }
 
@@ -285,19 +572,15 @@ export function ModelsPage({ project }: { project: Project }) {
     }
   };
   const versions = models.data?.versions ?? [];
-  const pinned = versions.length > 0 && versions[0] && !versions[0].current;
+  const [historyKey, setHistoryKey] = useState(0);
   return (
     <>
-      <Card
-        title="Model versions"
-        actions={
-          pinned ? (
-            <button type="button" class="small" disabled={busy} onClick={() => void promote(0)}>
-              Follow the newest version
-            </button>
-          ) : null
-        }
-      >
+      <Card title="Model versions">
+        <p class="muted">
+          Phones get the <strong>current</strong> version. A new version becomes current only if it is not worse than
+          the current one on the project's fixed evaluation set (the release gate); otherwise it stays a{" "}
+          <strong>candidate</strong> with the reason, until you make it current.
+        </p>
         <ErrorBox message={models.error || error} />
         {!models.data && models.loading ? <Spinner /> : null}
         {models.data && versions.length === 0 ? (
@@ -307,9 +590,18 @@ export function ModelsPage({ project }: { project: Project }) {
         ) : null}
         <ul class="versions">
           {versions.map((m) => (
-            <VersionCard key={m.version} project={project} model={m} onPromote={(v) => void promote(v)} busy={busy} />
+            <VersionCard
+              key={m.version}
+              project={project}
+              model={m}
+              onPromote={(v) => void promote(v).then(() => setHistoryKey((k) => k + 1))}
+              busy={busy}
+            />
           ))}
         </ul>
+      </Card>
+      <Card title="Release policy and history">
+        <ReleasePanel key={historyKey} project={project} onChange={() => models.reload()} />
       </Card>
       <Card title="Connect a phone">
         <DeviceTokens project={project} />

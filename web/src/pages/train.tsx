@@ -20,6 +20,7 @@ const DEFAULTS: Required<Omit<Hyperparameters, "base_model">> = {
   class_weights: true,
   dropout: 0.2,
   formats: [...FORMATS],
+  allow_random_init: false,
 };
 
 function NumberField({
@@ -152,6 +153,17 @@ function TrainForm({ project }: { project: Project }) {
               onChange={(e) => set("class_weights")((e.target as HTMLInputElement).checked)}
             />
             <label for="class_weights">Weight classes by rarity</label>
+          </div>
+          <div class="field check">
+            <input
+              id="allow_random_init"
+              type="checkbox"
+              checked={hp.allow_random_init}
+              onChange={(e) => set("allow_random_init")((e.target as HTMLInputElement).checked)}
+            />
+            <label for="allow_random_init">
+              Train a MobileNet from scratch if its pretrained weights cannot be loaded (otherwise the job fails)
+            </label>
           </div>
           <NumberField id="augment_rotation" label="Rotation (0–1)" value={hp.augment_rotation} onChange={set("augment_rotation")} min={0} max={1} step={0.05} />
           <NumberField id="augment_zoom" label="Zoom (0–1)" value={hp.augment_zoom} onChange={set("augment_zoom")} min={0} max={1} step={0.05} />
