@@ -346,10 +346,11 @@ def test_legacy_mtb1_packs_are_read_and_resynced_by_checking_the_data(tmp_path: 
         offsets.append(len(raw))
         raw += MAGIC_V1 + hashlib.sha256(data).digest() + len(data).to_bytes(8, "big") + data
     raw[offsets[8] + 2] ^= 0x10  # break #8's magic: the scan must resync on #9
+    raw[offsets[14] + 36] ^= 0x40  # #14's length now runs far past the end of the pack
     (root / "packs" / "legacy.pack").write_bytes(bytes(raw))
     ok, missing, damaged = _check_reads(root, {hashlib.sha256(b).hexdigest(): b for b in blobs})
-    assert missing == {hashlib.sha256(blobs[8]).hexdigest()}
-    assert len(ok) == 19 and not damaged
+    assert missing == {hashlib.sha256(blobs[i]).hexdigest() for i in (8, 14)}
+    assert len(ok) == 18 and not damaged
 
 
 def test_a_good_copy_elsewhere_replaces_a_damaged_record(tmp_path: Path) -> None:

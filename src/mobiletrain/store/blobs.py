@@ -184,20 +184,24 @@ def scan_pack(path: Path | str, start: int = 0, end: int | None = None) -> ScanR
             end = os.fstat(fh.fileno()).st_size
         pos = start
         while pos < end:
+            # seek + read through the buffered file: a seek inside its buffer costs no system
+            # call (measured faster than reading windows of the file by hand).
             fh.seek(pos)
-            buf = fh.read(min(HEADER_SIZE, end - pos))
+            buf = fh.read(HEADER_SIZE if end - pos >= HEADER_SIZE else end - pos)
             if len(buf) < HEADER_SIZE and MAGIC_V2.startswith(buf[:4]):
                 result.incomplete_tail = True  # a header still being written
                 break
             parsed = _parse_header(buf)
             if parsed is not None:
                 digest, length, hsize = parsed
-                if pos + hsize + length > end:
+                if pos + hsize + length <= end:
+                    result.records.append(PackRecord(digest, pos, pos + hsize, length))
+                    pos += hsize + length
+                    continue
+                if hsize == HEADER_SIZE:
                     result.incomplete_tail = True  # data not all written (yet)
                     break
-                result.records.append(PackRecord(digest, pos, pos + hsize, length))
-                pos += hsize + length
-                continue
+                # A legacy header without checksum that runs past the end: not trusted.
             nxt = _resync(fh, pos + 1, end)
             if nxt is None:
                 result.damaged.append((pos, end))
