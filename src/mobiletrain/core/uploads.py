@@ -29,6 +29,7 @@ from mobiletrain.core.auth import Action, Role, can_see, current, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import BlobStore, MetadataStore
 from mobiletrain.core.services import DatasetService, IncomingSample, ProjectService
+from mobiletrain.core.storage import storage_full_error
 from mobiletrain.core.types import Sample, SampleResult, UploadSession
 from mobiletrain.core.validation import check_client_id, check_label
 
@@ -96,6 +97,14 @@ class ResumableUploads:
             raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "sha256 must be 64 hex digits")
         status = self.status(project.id, client_id)
         if status.sample is not None:
+            stored = status.sample
+            if stored.size != size or stored.label != label or sha256 not in ("", stored.sha256):
+                # The idempotency key is taken by another payload: an error, not "complete".
+                raise MobiletrainError(
+                    ErrorCode.CLIENT_ID_CONFLICT,
+                    f"client id {client_id!r} is already used by a sample with other bytes or "
+                    "another label; choose a new client id",
+                )
             return status
         existing = status.session
         if existing is not None and (existing.size, existing.sha256, existing.label) == (
@@ -220,8 +229,14 @@ class ResumableUploads:
                 f"the chunk ends at {offset + len(data)}, past the declared size {session.size}",
             )
         self.datasets.check_space()
-        key = self.blobs.put(data)
-        self.blobs.sync()  # durable before the offset that promises it moves
+        try:
+            key = self.blobs.put(data)
+            self.blobs.sync()  # durable before the offset that promises it moves
+        except OSError as exc:
+            full = storage_full_error(exc)
+            if full is None:
+                raise
+            raise full from exc
         if not self.store.advance_upload(session.id, offset, key, len(data)):
             fresh = self.get(upload_id)
             raise MobiletrainError(
@@ -253,6 +268,11 @@ class ResumableUploads:
         summary = self.datasets.upload(session.project_id, [self.assemble(session)])
         self.store.delete_upload(session.id)
         return summary.results[0]
+
+    def forget(self, upload_ids: list[str]) -> None:
+        """Drop sessions whose samples went through ingest (accepted or rejected)."""
+        for upload_id in upload_ids:
+            self.store.delete_upload(upload_id)
 
     def abort(self, upload_id: str) -> None:
         """Drop a session (its chunks are garbage)."""

@@ -12,6 +12,7 @@ import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -134,3 +135,30 @@ def test_rejected_and_expired_uploads_are_deleted_with_their_chunk_references(en
     assert _open(env, "fresh", 9_000, env.phone).status_code == 201
     assert store.get_upload(stale) is None
     assert chunk not in store.referenced_blobs()  # compaction may now drop the bytes
+
+
+def test_grpc_chunked_samples_drop_their_session_once_ingested(env: Env) -> None:
+    import grpc
+
+    from mobiletrain._proto.mobiletrain.v1 import datasets_pb2, datasets_pb2_grpc
+
+    store, project = env.server.container.store, env.server.container.projects
+    project_id = project.store.get_project_by_name("pets").id  # type: ignore[union-attr]
+    requests = [
+        datasets_pb2.UploadSamplesRequest(
+            project="pets",
+            header=datasets_pb2.SampleHeader(client_id="junk-grpc", label="cat", size=300),
+        ),
+        datasets_pb2.UploadSamplesRequest(
+            chunk=datasets_pb2.SampleChunk(client_id="junk-grpc", offset=0, data=b"\x03" * 300)
+        ),
+    ]
+    token = env.phone["Authorization"]
+    with grpc.insecure_channel(f"127.0.0.1:{env.server.grpc_port}") as channel:
+        reply = datasets_pb2_grpc.DatasetServiceStub(channel).UploadSamples(
+            iter(requests), metadata=[("authorization", token)], timeout=20
+        )
+    assert reply.results[0].error_code != 0  # not an image: rejected
+    # Its session is gone at once, not held (with its quota reservation) until it expires.
+    assert store.find_upload(project_id, "junk-grpc") is None
+    assert store.pending_upload_bytes(project_id, datetime.now(UTC)) == 0

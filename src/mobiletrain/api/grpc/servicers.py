@@ -107,10 +107,14 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         first = next(requests, None)
         if first is None or not first.project:
             raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "the first message must set project")
+        completed: list[str] = []
         samples = incoming_samples(
-            itertools.chain([first], requests), first.project, self._c.uploads
+            itertools.chain([first], requests), first.project, self._c.uploads, completed
         )
         summary = self._c.datasets.upload(first.project, samples)
+        # Ingested, accepted or rejected: their upload sessions hold nothing worth keeping
+        # (and no longer reserve quota).
+        self._c.uploads.forget(completed)
         return serde.upload_summary_to_proto(summary)
 
     def GetUploadOffset(

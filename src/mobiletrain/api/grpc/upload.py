@@ -118,13 +118,17 @@ class _ChunkedSample:
 
 
 def incoming_samples(
-    requests: Iterable[datasets_pb2.UploadSamplesRequest], project: str, uploads: ResumableUploads
+    requests: Iterable[datasets_pb2.UploadSamplesRequest],
+    project: str,
+    uploads: ResumableUploads,
+    completed: list[str] | None = None,
 ) -> Iterator[IncomingSample]:
     """Yield one sample per inline sample or header, in arrival order, reading lazily.
 
     ``project`` is the project of the first message; every message must name it or leave it
     empty. A header opens (or finds again) the sample's upload session, whose limits are
-    checked before any chunk is accepted.
+    checked before any chunk is accepted. The ids of the sessions whose sample is complete
+    are added to ``completed``: drop them once the samples are ingested (accepted or not).
     """
     open_sample: _ChunkedSample | None = None
     skipping: str | None = None  # client_id of a header rejected at once; its chunks are dropped
@@ -151,6 +155,8 @@ def incoming_samples(
             open_sample.add(chunk)
             if open_sample.complete:
                 finished, open_sample = open_sample, None
+                if completed is not None:
+                    completed.append(finished.session.id)
                 yield finished.finish()
             continue
 
@@ -193,6 +199,8 @@ def incoming_samples(
         open_sample = _ChunkedSample(uploads, header, status)
         if open_sample.complete:  # every byte arrived in an earlier stream
             finished, open_sample = open_sample, None
+            if completed is not None:
+                completed.append(finished.session.id)
             yield finished.finish()
 
     if open_sample is not None:
