@@ -422,9 +422,27 @@ def decide(
             current_version=current_version,
         )
     if new.eval_set.num_samples == 0:
-        fails.append(
-            "the evaluation set is empty (a label needs "
-            f"{MIN_LABEL_SAMPLES_FOR_EVAL} samples before some are held out)"
+        # Nothing was measured: a first version still ships (a model beats none), a later one
+        # cannot be shown not to be worse.
+        empty = (
+            f"the evaluation set is empty (a label needs {MIN_LABEL_SAMPLES_FOR_EVAL} samples "
+            "before some are held out)"
+        )
+        if current_version is not None:
+            return ReleaseDecision(
+                promoted=False,
+                reason=f"{empty}, so the gate cannot compare with current version "
+                f"{current_version}: promote it yourself",
+                policy=policy,
+                compared_format=score.format,
+                current_version=current_version,
+            )
+        blocked = _blocked(policy, pinned, current_version)
+        return ReleaseDecision(
+            promoted=blocked is None,
+            reason=blocked or f"first version; {empty}, so nothing was measured",
+            policy=policy,
+            compared_format=score.format,
         )
     acc = score.accuracy
     if policy.min_accuracy is not None:
@@ -466,13 +484,11 @@ def decide(
                     f"current version {current_version}'s {current_acc:.4f} by more than the "
                     f"margin {policy.margin}"
                 )
+    blocked = _blocked(policy, pinned, current_version)
     if fails:
         promoted, reason = False, "; ".join(fails)
-    elif policy.mode is ReleaseMode.MANUAL:
-        promoted, reason = False, "release policy is manual: promote it yourself"
-    elif pinned:
-        promoted = False
-        reason = f"current version {current_version} is pinned: promote it yourself"
+    elif blocked is not None:
+        promoted, reason = False, blocked
     else:
         promoted = True
         reason = (
@@ -496,6 +512,15 @@ def decide(
         current_accuracy=current_acc,
         checks=checks,
     )
+
+
+def _blocked(policy: ReleasePolicy, pinned: bool, current_version: int | None) -> str | None:
+    """Why the gate may not promote even a passing version (None: it may)."""
+    if policy.mode is ReleaseMode.MANUAL:
+        return "release policy is manual: promote it yourself"
+    if pinned:
+        return f"current version {current_version} is pinned: promote it yourself"
+    return None
 
 
 def chance_warning(accuracy: float, class_counts: Mapping[str, int]) -> str | None:
