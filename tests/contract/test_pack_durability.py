@@ -25,9 +25,11 @@ from mobiletrain.store import blobs as blobs_module
 from mobiletrain.store.blobs import (
     HEADER_SIZE,
     MAGIC_V1,
+    MAGIC_V2,
     LocalPackBlobStore,
     scan_pack,
 )
+from mobiletrain.store.compaction import compact_packs
 
 
 def _packs(root: Path) -> list[Path]:
@@ -351,6 +353,13 @@ def test_legacy_mtb1_packs_are_read_and_resynced_by_checking_the_data(tmp_path: 
     ok, missing, damaged = _check_reads(root, {hashlib.sha256(b).hexdigest(): b for b in blobs})
     assert missing == {hashlib.sha256(blobs[i]).hexdigest() for i in (8, 14)}
     assert len(ok) == 18 and not damaged
+    # Compaction rewrites a legacy pack into checksummed records; every good blob stays.
+    live = {hashlib.sha256(b).hexdigest() for b in blobs}
+    store = LocalPackBlobStore(root)
+    assert compact_packs(store, lambda: live, grace_s=0).packs_compacted == 1
+    (pack,) = _packs(root)
+    assert pack.read_bytes()[:4] == MAGIC_V2
+    assert _check_reads(root, {hashlib.sha256(b).hexdigest(): b for b in blobs})[0] == ok
 
 
 def test_a_good_copy_elsewhere_replaces_a_damaged_record(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ One run (:func:`compact_packs`):
    left (``*.pack.tmp``, ``*.doomed`` of packs that are gone).
 2. Read the referenced keys (:meth:`MetadataStore.referenced_blobs`). Every pack that is not
    open for appends (its writer holds an ``flock`` on it) and holds unreferenced records, a
-   damaged region or a torn tail is a candidate; this process's own pack is sealed first when it
-   holds such records.
+   damaged region, a torn tail or records of the legacy ``MTB1`` format is a candidate; this
+   process's own pack is sealed first when it holds such records.
 3. Write ``<pack>.doomed`` next to each candidate (naming the pack that will replace it). From
    then on a ``put`` of bytes found in a doomed pack writes a fresh copy instead of
    deduplicating against the old record, so nothing new comes to depend on it.
@@ -51,6 +51,7 @@ from pathlib import Path
 from mobiletrain.core.ports import BlobStore
 from mobiletrain.store.blobs import (
     DOOMED_SUFFIX,
+    HEADER_SIZE,
     PACK_SUFFIX,
     LocalPackBlobStore,
     PackRecord,
@@ -223,7 +224,9 @@ def compact_packs(
             found = scan_pack(path)
             kept = _live_records(found.records, live)
             kept_bytes = sum(r.end - r.header_offset for r in kept)
-            if kept_bytes == size and not marker.exists():
+            # A pack of the legacy format is rewritten too: its records get header checksums.
+            legacy = any(r.data_offset - r.header_offset != HEADER_SIZE for r in kept)
+            if kept_bytes == size and not legacy and not marker.exists():
                 os.close(fd)
                 continue
             target = _read_marker(marker) if marker.exists() else None
