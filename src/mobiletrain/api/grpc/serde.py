@@ -1160,6 +1160,7 @@ _OPTIONAL_CONFIG_FIELDS = (
     "accept_failures",
     "availability_seconds",
     "max_samples_per_device",
+    "max_weight_share",
     "proximal_mu",
     "trim_fraction",
     "clip_norm",

@@ -61,6 +61,11 @@ class FederatedConfigModel(BaseModel):
     max_samples_per_device: int | None = Field(
         None, description="FedAvg: cap on the sample count a device may claim. Default 10000."
     )
+    max_weight_share: float | None = Field(
+        None,
+        description="FedAvg/FedProx: most share of a round's total weight one update may have "
+        "(larger weights are lowered to it), in (0, 1]. Default 0.5.",
+    )
     proximal_mu: float | None = Field(None, description="FedProx: proximal strength. Default 0.01.")
     trim_fraction: float | None = Field(
         None, description="Trimmed mean: share dropped at each end. Default 0.2."

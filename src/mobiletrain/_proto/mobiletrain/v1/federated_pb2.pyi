@@ -107,7 +107,7 @@ class HeadLayers(_message.Message):
     def __init__(self, hidden: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class FederatedConfig(_message.Message):
-    __slots__ = ("rounds", "min_devices", "min_available_devices", "fraction", "round_deadline_seconds", "straggler_policy", "min_completion_rate", "accept_failures", "availability_seconds", "strategy", "max_samples_per_device", "proximal_mu", "trim_fraction", "clip_norm", "noise_multiplier", "local_epochs", "learning_rate", "batch_size", "head", "base_version", "seed")
+    __slots__ = ("rounds", "min_devices", "min_available_devices", "fraction", "round_deadline_seconds", "straggler_policy", "min_completion_rate", "accept_failures", "availability_seconds", "strategy", "max_samples_per_device", "proximal_mu", "trim_fraction", "clip_norm", "noise_multiplier", "local_epochs", "learning_rate", "batch_size", "head", "base_version", "seed", "max_weight_share")
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     MIN_DEVICES_FIELD_NUMBER: _ClassVar[int]
     MIN_AVAILABLE_DEVICES_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class FederatedConfig(_message.Message):
     HEAD_FIELD_NUMBER: _ClassVar[int]
     BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    MAX_WEIGHT_SHARE_FIELD_NUMBER: _ClassVar[int]
     rounds: int
     min_devices: int
     min_available_devices: int
@@ -150,7 +151,8 @@ class FederatedConfig(_message.Message):
     head: HeadLayers
     base_version: int
     seed: int
-    def __init__(self, rounds: _Optional[int] = ..., min_devices: _Optional[int] = ..., min_available_devices: _Optional[int] = ..., fraction: _Optional[float] = ..., round_deadline_seconds: _Optional[float] = ..., straggler_policy: _Optional[_Union[StragglerPolicy, str]] = ..., min_completion_rate: _Optional[float] = ..., accept_failures: _Optional[bool] = ..., availability_seconds: _Optional[float] = ..., strategy: _Optional[_Union[FederatedStrategy, str]] = ..., max_samples_per_device: _Optional[int] = ..., proximal_mu: _Optional[float] = ..., trim_fraction: _Optional[float] = ..., clip_norm: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., local_epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., head: _Optional[_Union[HeadLayers, _Mapping]] = ..., base_version: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    max_weight_share: float
+    def __init__(self, rounds: _Optional[int] = ..., min_devices: _Optional[int] = ..., min_available_devices: _Optional[int] = ..., fraction: _Optional[float] = ..., round_deadline_seconds: _Optional[float] = ..., straggler_policy: _Optional[_Union[StragglerPolicy, str]] = ..., min_completion_rate: _Optional[float] = ..., accept_failures: _Optional[bool] = ..., availability_seconds: _Optional[float] = ..., strategy: _Optional[_Union[FederatedStrategy, str]] = ..., max_samples_per_device: _Optional[int] = ..., proximal_mu: _Optional[float] = ..., trim_fraction: _Optional[float] = ..., clip_norm: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., local_epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., head: _Optional[_Union[HeadLayers, _Mapping]] = ..., base_version: _Optional[int] = ..., seed: _Optional[int] = ..., max_weight_share: _Optional[float] = ...) -> None: ...
 
 class FederatedSession(_message.Message):
     __slots__ = ("id", "project_id", "job_id", "state", "config", "labels", "current_round", "model_version", "files", "held_out_accuracy", "created_at", "finished_at", "error", "ondevice_json")
