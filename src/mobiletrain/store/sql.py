@@ -23,6 +23,7 @@ from mobiletrain.core.release import (
     ReleasePolicy,
     ReleaseRecord,
 )
+from mobiletrain.core.storage import storage_full_error
 from mobiletrain.core.types import (
     Artifact,
     EventKind,
@@ -217,6 +218,9 @@ class SqlMetadataStore(MetadataStore):
                 with self.engine.begin() as conn:
                     return fn(conn)
             except OperationalError as exc:
+                full = storage_full_error(exc)
+                if full is not None:  # SQLite's "database or disk is full", PG's 53100
+                    raise full from exc
                 if "locked" not in str(exc) or attempt == 19:
                     raise
                 time.sleep(0.05 * (attempt + 1))

@@ -52,7 +52,7 @@ def test_wrapped_causes_are_followed_and_other_errors_are_not_storage_full() -> 
     assert storage_full_error(other) is None
 
 
-def test_sqlite_database_or_disk_is_full_through_sqlalchemy(tmp_path: Path) -> None:
+def test_sqlite_database_or_disk_is_full_is_storage_full(tmp_path: Path) -> None:
     """A real SQLITE_FULL: the database may not grow past a few pages."""
     store = SqlMetadataStore(f"sqlite:///{tmp_path}/meta.db")
     store.engine.dispose()
@@ -74,7 +74,7 @@ def test_sqlite_database_or_disk_is_full_through_sqlalchemy(tmp_path: Path) -> N
         created_at=datetime.now(UTC),
     )
     store.create_project(project)
-    with pytest.raises(Exception) as caught:  # whatever SQLAlchemy wraps it in
+    with pytest.raises(MobiletrainError) as caught:
         for i in range(10_000):
             store.add_samples(
                 [
@@ -92,8 +92,10 @@ def test_sqlite_database_or_disk_is_full_through_sqlalchemy(tmp_path: Path) -> N
                     )
                 ]
             )
-    assert "database or disk is full" in str(caught.value)
-    assert is_storage_full(caught.value)
+    # The store answers STORAGE_FULL itself; SQLAlchemy's error (SQLite's) is its cause.
+    assert caught.value.code is ErrorCode.STORAGE_FULL
+    assert "database or disk is full" in str(caught.value.__cause__)
+    assert is_storage_full(caught.value.__cause__)  # type: ignore[arg-type]
     store.close()
 
 

@@ -173,4 +173,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MobiletrainError, _mobiletrain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # OSError is handled here (inside the app) rather than by the catch-all, which Starlette
+    # re-raises to the server after answering: a full disk must cost one log line, no trace.
+    app.add_exception_handler(OSError, _unexpected_error)
     app.add_exception_handler(Exception, _unexpected_error)
