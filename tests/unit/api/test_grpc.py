@@ -847,9 +847,14 @@ def test_check_for_update_manifest_versions_and_promote(api: Api) -> None:
     )
     assert (code, number) == (grpc.StatusCode.NOT_FOUND, 50)
     code, number, _ = rpc_error(
-        lambda: api.models.PromoteVersion(models_pb2.PromoteVersionRequest(project="flowers"))
+        lambda: api.models.PromoteVersion(
+            models_pb2.PromoteVersionRequest(project="flowers", version=-1)
+        )
     )
     assert (code, number) == (grpc.StatusCode.INVALID_ARGUMENT, 2)
+    # Version 0 removes the promotion (as in REST): the newest released version is current.
+    unpinned = api.models.PromoteVersion(models_pb2.PromoteVersionRequest(project="flowers"))
+    assert unpinned.version == 2 and unpinned.current
 
 
 class FixedPredictor(Predictor):

@@ -778,6 +778,20 @@ def job_event_from_proto(msg: training_pb2.JobEvent) -> JobEvent:
         data = {"message": msg.log.message}
         if msg.log.level:
             data["level"] = msg.log.level
+    elif kind is EventKind.PROGRESS:
+        p = msg.progress
+        data = {
+            "epoch": p.epoch,
+            "epochs": p.epochs,
+            "batch": p.batch,
+            "batches": p.batches,
+            "samples_per_second": p.samples_per_second,
+            "eta_seconds": p.eta_seconds,
+        }
+        if p.job_eta_seconds:
+            data["job_eta_seconds"] = p.job_eta_seconds
+        if p.phase:
+            data["phase"] = job_phase_from_proto(p.phase)
     elif kind is EventKind.PHASE:
         data = {
             "phase": job_phase_from_proto(msg.phase.phase),
