@@ -194,7 +194,9 @@ class SimulatedDevice:
         self, transport: DeviceTransport, stop: threading.Event | None, deadline: float | None
     ) -> None:
         report = self.report
-        device_id, session = transport.register(self.project, {"platform": "simulator"})
+        # Declaring the local dataset size bounds what this device's updates may claim.
+        info = {"platform": "simulator", "num_samples": str(max(len(self.labels), 1))}
+        device_id, session = transport.register(self.project, info)
         report.device_id, report.session = device_id, session
         while "train-step" not in session.files:  # the server is still exporting them
             if (stop is not None and stop.is_set()) or (deadline and time.time() > deadline):
