@@ -20,6 +20,7 @@ from mobiletrain.compute.release_step import publish_version, split_eval_set
 from mobiletrain.compute.sample_bytes import load_training_bytes
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import BlobStore, MetadataStore
+from mobiletrain.core.storage import is_storage_full
 from mobiletrain.core.types import (
     EventKind,
     Job,
@@ -256,6 +257,15 @@ def _run_job(
     except MobiletrainError as exc:
         return _finish(store, job.id, JobState.FAILED, error=exc.message, error_code=exc.code)
     except Exception as exc:  # a bug or a resource problem: fail the job, keep a reason
+        if is_storage_full(exc):  # expected, not a bug: one line, and the stable code
+            log.warning("job %s failed: the server's storage is full (%s)", job_id, exc)
+            return _finish(
+                store,
+                job.id,
+                JobState.FAILED,
+                error="training failed: the server's storage is full; free space and train again",
+                error_code=ErrorCode.STORAGE_FULL,
+            )
         log.exception("job %s failed", job_id)
         return _finish(
             store, job.id, JobState.FAILED, error=f"training failed: {type(exc).__name__}: {exc}"
