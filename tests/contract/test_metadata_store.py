@@ -297,6 +297,48 @@ class MetadataStoreContract:
         store.set_promoted_version(p.id, 1)
         assert store.get_project(p.id).promoted_version == 1  # type: ignore[union-attr]
 
+    def test_release_gate_records(self, store: MetadataStore) -> None:
+        from mobiletrain.core.release import ReleaseAction, ReleasePolicy, ReleaseRecord
+
+        p = store.create_project(make_project("gate"))
+        samples = [make_sample(p, f"c{i}") for i in range(3)]
+        store.add_samples(samples)
+        store.assign_eval_set(p.id, {samples[0].id: True, samples[1].id: False})
+        store.assign_eval_set(p.id, {samples[0].id: False})  # assigned samples never move
+        flags = {s.id: s.in_eval_set for s in store.all_samples(p.id)}
+        assert flags == {samples[0].id: True, samples[1].id: False, samples[2].id: None}
+
+        store.set_release_policy(p.id, ReleasePolicy(min_accuracy=0.5))
+        assert store.get_project(p.id).release_policy == ReleasePolicy(min_accuracy=0.5)  # type: ignore[union-attr]
+        art = {ModelFormat.FLOAT32: Artifact(ModelFormat.FLOAT32, "f" * 64, 1)}
+        for _ in range(2):
+            store.create_model_version(
+                ModelVersion(p.id, 0, "job", _now(), {}, {}, art, status="candidate")
+            )
+        with pytest.raises(MobiletrainError) as err:  # an explicit number that is taken
+            store.create_model_version(ModelVersion(p.id, 2, "job", _now(), {}, {}, art))
+        assert err.value.code is ErrorCode.ALREADY_EXISTS
+        assert store.next_model_version(p.id) == 3
+
+        def record(version: int) -> ReleaseRecord:
+            return ReleaseRecord(
+                p.id, version, None, ReleaseAction.MANUAL_PROMOTE, "why", "me", _now()
+            )
+
+        first = store.change_current_version(record(1), pinned=True, expected_current=None)
+        assert first is not None and first.previous_version is None and first.id > 0
+        # Compare-and-set: the current version is 1 now, not None.
+        assert store.change_current_version(record(2), False, expected_current=None) is None
+        second = store.change_current_version(record(2), pinned=False)
+        assert second is not None and second.previous_version == 1
+        project = store.get_project(p.id)
+        assert project is not None and project.promoted_version == 2
+        assert not project.release_pinned
+        statuses = {v.version: v.status for v in store.list_model_versions(p.id)}
+        assert statuses == {1: "released", 2: "released"}
+        history = store.list_releases(p.id)
+        assert [(r.version, r.previous_version) for r in history] == [(2, 1), (1, None)]
+
 
 class TestSqliteMetadataStore(MetadataStoreContract):
     @pytest.fixture

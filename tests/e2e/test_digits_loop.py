@@ -219,7 +219,11 @@ def test_manifest_is_embedded_and_complete(loop: Loop, tmp_path: Path) -> None:
     int8 = manifest["formats"]["int8"]
     assert int8["input"]["dtype"] in ("uint8", "int8")
     assert int8["input"]["quantization"]["scale"]
-    assert manifest["dataset"]["num_samples"] == len(loop.x_up)
+    # Every sample either trained (training + validation split) or is in the fixed evaluation set.
+    held_out = manifest["evaluation"]["eval_set"]["num_samples"]
+    assert held_out > 0 and manifest["dataset"]["num_samples"] + held_out == len(loop.x_up)
+    assert embedded["version"] == manifest["version"] == 1
+    assert embedded["release"]["promoted"] is True
     assert "tensorflow" in manifest["library_versions"]
 
 
