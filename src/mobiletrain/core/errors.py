@@ -56,6 +56,13 @@ class ErrorCode(Enum):
     SAMPLE_DAMAGED = _Spec(
         31, "DATA_LOSS", 500, "the sample's stored bytes are missing or damaged; upload it again"
     )
+    # An idempotency key reused with another payload is an error, never a silent drop.
+    CLIENT_ID_CONFLICT = _Spec(
+        34,
+        "ALREADY_EXISTS",
+        409,
+        "this client id is already used by a sample with other bytes or another label",
+    )
     JOB_NOT_FOUND = _Spec(40, "NOT_FOUND", 404, "training job not found")
     INVALID_HYPERPARAMETERS = _Spec(41, "INVALID_ARGUMENT", 400, "invalid hyperparameters")
     NOT_ENOUGH_DATA = _Spec(42, "FAILED_PRECONDITION", 409, "not enough samples to train")

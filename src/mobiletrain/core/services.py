@@ -389,13 +389,24 @@ class DatasetService:
             if twin is None:
                 result.status = SampleStatus.ACCEPTED
                 result.sample_id = pending.sample.id
+            elif twin.client_id == pending.sample.client_id and (
+                twin.sha256 != pending.sample.sha256 or twin.label != pending.sample.label
+            ):
+                # The idempotency key was reused with another payload: refuse, never drop
+                # silently (the stored sample stays as it was; its id is not revealed).
+                result.error_code = ErrorCode.CLIENT_ID_CONFLICT
+                result.reason = (
+                    f"client id {twin.client_id!r} is already used by a sample with "
+                    + ("other bytes" if twin.sha256 != pending.sample.sha256 else "another label")
+                    + "; choose a new client id"
+                )
             elif twin.damaged and twin.sha256 == pending.sample.sha256:
                 self._restore(twin, result)
             else:
+                # A retry (same client id, bytes and label) or the same bytes and label under
+                # another client id: the stored sample stands for this one.
                 result.status = SampleStatus.DUPLICATE
                 result.sample_id = twin.id
-                if twin.label != pending.sample.label:
-                    result.reason = f"client id already used for label {twin.label!r}"
 
     def _restore(self, twin: Sample, result: SampleResult) -> None:
         """The same bytes as a sample marked damaged arrived again: clear its mark once the

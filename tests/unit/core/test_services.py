@@ -118,6 +118,61 @@ def test_upload_twice_is_idempotent(svc: Services, make_image: Callable[..., byt
     assert svc.datasets.class_counts("p") == {"a": 5, "b": 5}
 
 
+def test_client_id_reused_with_another_payload_is_a_conflict(
+    svc: Services, make_image: Callable[..., bytes]
+) -> None:
+    """An idempotency key reused with other bytes or another label is REJECTED with
+    CLIENT_ID_CONFLICT (34), in a later call and within one batch; the stored sample is kept.
+    The same key with the same payload stays DUPLICATE, and so does the same payload under a
+    new key (content dedup)."""
+    from mobiletrain.core.uploads import ResumableUploads
+
+    svc.projects.create("p")
+    first = svc.datasets.upload("p", [IncomingSample("k1", "a", make_image(1))])
+    assert first.count(SampleStatus.ACCEPTED) == 1
+    again = svc.datasets.upload(
+        "p",
+        [
+            IncomingSample("k1", "a", make_image(1)),  # a retry
+            IncomingSample("k1", "a", make_image(2)),  # other bytes
+            IncomingSample("k1", "b", make_image(1)),  # another label
+            IncomingSample("k2", "a", make_image(3)),
+            IncomingSample("k2", "a", make_image(4)),  # same batch, other bytes
+            IncomingSample("k9", "a", make_image(1)),  # same payload, new key
+        ],
+    )
+    statuses = [r.status for r in again.results]
+    assert statuses == [
+        SampleStatus.DUPLICATE,
+        SampleStatus.REJECTED,
+        SampleStatus.REJECTED,
+        SampleStatus.ACCEPTED,
+        SampleStatus.REJECTED,
+        SampleStatus.DUPLICATE,
+    ]
+    for i in (1, 2, 4):
+        assert again.results[i].error_code is ErrorCode.CLIENT_ID_CONFLICT
+        assert again.results[i].sample_id in ("", None)
+    assert "other bytes" in again.results[1].reason
+    assert "another label" in again.results[2].reason
+    assert again.results[5].sample_id == first.results[0].sample_id
+    counts = svc.datasets.class_counts("p")
+    assert counts["a"] == 2 and sum(counts.values()) == 2
+    # The resumable path: opening an upload under a taken key with another payload fails.
+    uploads = ResumableUploads(svc.store, svc.blobs, svc.projects, svc.datasets)
+    stored = svc.store.get_sample_by_client_id(svc.projects.get("p").id, "k1")
+    assert stored is not None
+    assert uploads.open("p", "k1", "a", stored.size, stored.sha256).sample is not None
+    for size, label, sha in (
+        (stored.size + 1, "a", ""),
+        (stored.size, "b", ""),
+        (stored.size, "a", "0" * 64),
+    ):
+        with pytest.raises(MobiletrainError) as err:
+            uploads.open("p", "k1", label, size, sha)
+        assert err.value.code is ErrorCode.CLIENT_ID_CONFLICT
+
+
 def test_fixed_labels_reject_others(svc: Services, make_image: Callable[..., bytes]) -> None:
     svc.projects.create("p", labels=["cat", "dog"])
     summary = svc.datasets.upload("p", [IncomingSample("x", "bird", make_image(1))])

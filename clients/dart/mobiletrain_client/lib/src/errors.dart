@@ -104,6 +104,9 @@ abstract final class ErrorCodes {
   /// The sample's stored bytes are missing or damaged; upload it again.
   static const int sampleDamaged = 31;
 
+  /// The client id is already used by a sample with other bytes or another label.
+  static const int clientIdConflict = 34;
+
   /// No training job has this id.
   static const int jobNotFound = 40;
 
@@ -131,6 +134,15 @@ abstract final class ErrorCodes {
   /// The requested byte offset is beyond the end of the file.
   static const int invalidRange = 54;
 
+  /// The backbone's pretrained weights could not be loaded.
+  static const int baseWeightsUnavailable = 55;
+
+  /// The release policy is invalid.
+  static const int invalidReleasePolicy = 56;
+
+  /// There is no earlier current version to roll back to.
+  static const int noPreviousVersion = 57;
+
   /// No token, or an unknown, expired or revoked one.
   static const int unauthenticated = 60;
 
@@ -155,6 +167,18 @@ abstract final class ErrorCodes {
 
   /// The server's storage is full (or below its free-space reserve); retry later.
   static const int storageFull = 74;
+
+  /// The request body (or gRPC message) is too large.
+  static const int bodyTooLarge = 76;
+
+  /// The request headers (or gRPC metadata) are too large.
+  static const int headersTooLarge = 77;
+
+  /// The request body arrived too slowly.
+  static const int requestTimeout = 78;
+
+  /// Too many requests in flight; retry shortly.
+  static const int serverBusy = 79;
 
   /// A resumable upload's chunk does not start at the server's offset.
   static const int uploadOffsetMismatch = 80;
@@ -215,6 +239,7 @@ abstract final class ErrorCodes {
     incompleteSample: 'incomplete_sample',
     invalidPage: 'invalid_page',
     sampleDamaged: 'sample_damaged',
+    clientIdConflict: 'client_id_conflict',
     jobNotFound: 'job_not_found',
     invalidHyperparameters: 'invalid_hyperparameters',
     notEnoughData: 'not_enough_data',
@@ -224,6 +249,9 @@ abstract final class ErrorCodes {
     invalidFormat: 'invalid_format',
     noModel: 'no_model',
     invalidRange: 'invalid_range',
+    baseWeightsUnavailable: 'base_weights_unavailable',
+    invalidReleasePolicy: 'invalid_release_policy',
+    noPreviousVersion: 'no_previous_version',
     unauthenticated: 'unauthenticated',
     permissionDenied: 'permission_denied',
     tokenNotFound: 'token_not_found',
@@ -232,6 +260,10 @@ abstract final class ErrorCodes {
     tooManyStreams: 'too_many_streams',
     deadlineExceeded: 'deadline_exceeded',
     storageFull: 'storage_full',
+    bodyTooLarge: 'body_too_large',
+    headersTooLarge: 'headers_too_large',
+    requestTimeout: 'request_timeout',
+    serverBusy: 'server_busy',
     uploadOffsetMismatch: 'upload_offset_mismatch',
     checksumMismatch: 'checksum_mismatch',
     uploadNotFound: 'upload_not_found',
@@ -254,7 +286,9 @@ abstract final class ErrorCodes {
       code == dataLoss ||
       code == rateLimited ||
       code == tooManyStreams ||
-      code == deadlineExceeded;
+      code == deadlineExceeded ||
+      code == requestTimeout ||
+      code == serverBusy;
 }
 
 /// A failed call: the server's stable [code] and [name], a human [message].

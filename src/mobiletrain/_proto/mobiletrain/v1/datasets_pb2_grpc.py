@@ -108,7 +108,9 @@ class DatasetServiceServicer:
 
         Retrying is always safe: `client_id` is an idempotency key, so samples
         that were already stored (even by a call that failed half-way) come back
-        as DUPLICATE with their existing sample id.
+        as DUPLICATE with their existing sample id. Reusing a client_id for other
+        bytes or another label is an error, not a retry: that sample is REJECTED
+        with CLIENT_ID_CONFLICT (34) and the stored one is kept unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
