@@ -298,7 +298,12 @@ class MetadataStoreContract:
         assert store.get_project(p.id).promoted_version == 1  # type: ignore[union-attr]
 
     def test_release_gate_records(self, store: MetadataStore) -> None:
-        from mobiletrain.core.release import ReleaseAction, ReleasePolicy, ReleaseRecord
+        from mobiletrain.core.release import (
+            ReleaseAction,
+            ReleaseDecision,
+            ReleasePolicy,
+            ReleaseRecord,
+        )
 
         p = store.create_project(make_project("gate"))
         samples = [make_sample(p, f"c{i}") for i in range(3)]
@@ -338,6 +343,10 @@ class MetadataStoreContract:
         assert statuses == {1: "released", 2: "released"}
         history = store.list_releases(p.id)
         assert [(r.version, r.previous_version) for r in history] == [(2, 1), (1, None)]
+        lost = ReleaseDecision(promoted=False, reason="lost the race", policy=ReleasePolicy())
+        store.set_model_decision(p.id, 2, lost)
+        stored = store.get_model_version(p.id, 2)
+        assert stored is not None and stored.decision == lost
 
 
 class TestSqliteMetadataStore(MetadataStoreContract):

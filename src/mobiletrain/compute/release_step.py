@@ -350,6 +350,7 @@ def publish_version(
                     "it is kept as a candidate (promote it yourself)",
                 }
             )
+            store.set_model_decision(project.id, model.version, decision)
         else:
             status = VersionStatus.CURRENT
     emit(

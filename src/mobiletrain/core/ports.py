@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from mobiletrain.core.release import ReleasePolicy, ReleaseRecord
+from mobiletrain.core.release import ReleaseDecision, ReleasePolicy, ReleaseRecord
 from mobiletrain.core.types import (
     EventKind,
     InputSpec,
@@ -291,6 +291,10 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def list_releases(self, project_id: str, limit: int = 100) -> list[ReleaseRecord]:
         """The project's release history, newest first."""
+
+    @abc.abstractmethod
+    def set_model_decision(self, project_id: str, version: int, decision: ReleaseDecision) -> None:
+        """Replace a version's stored release decision (when it lost a race to a person)."""
 
     # resumable uploads
     @abc.abstractmethod

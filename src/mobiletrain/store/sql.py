@@ -890,6 +890,19 @@ class SqlMetadataStore(MetadataStore):
 
         return self._tx(tx)
 
+    def set_model_decision(self, project_id: str, version: int, decision: ReleaseDecision) -> None:
+        """Replace a version's stored release decision."""
+        self._tx(
+            lambda c: c.execute(
+                t.model_versions.update()
+                .where(
+                    t.model_versions.c.project_id == project_id,
+                    t.model_versions.c.version == version,
+                )
+                .values(decision=decision.to_dict())
+            )
+        )
+
     def list_releases(self, project_id: str, limit: int = 100) -> list[ReleaseRecord]:
         """The project's release history, newest first."""
         q = (
