@@ -6,6 +6,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,6 +34,9 @@ log = logging.getLogger("mobiletrain.server")
 STARTUP_CHECK_SECONDS = 5.0
 """Time budget of the start-up integrity quick check."""
 
+INTEGRITY_RECHECK_SECONDS = 5.0
+"""How often health looks again at the samples the start-up check found (marked since?)."""
+
 
 @dataclass
 class Container:
@@ -55,6 +59,7 @@ class Container:
     space: SpaceGuard | None = None
     # The start-up quick check of samples against the blob store (None: not run).
     integrity: IntegrityReport | None = None
+    _integrity_rechecked: float = field(default=0.0, repr=False)
     # Worker thread pools the health check watches: name -> () -> (busy threads, pool size).
     pool_gauges: dict[str, Callable[[], tuple[int, int]]] = field(default_factory=dict)
     # Drops unreferenced blobs from the blob store every compaction_interval_seconds.
@@ -95,6 +100,13 @@ class Container:
         problem = self.space.problem() if self.space is not None else None
         if problem is not None:
             reasons.append(problem)
+        if self.integrity is not None and self.integrity.unmarked:
+            now = time.monotonic()
+            if now - self._integrity_rechecked >= INTEGRITY_RECHECK_SECONDS:
+                # Healthy again without a restart once fsck --repair marked them (or the
+                # same bytes were uploaded again).
+                self._integrity_rechecked = now
+                self.integrity.recheck(self.store, self.blobs)
         if self.integrity is not None and self.integrity.unmarked:
             reasons.append(
                 f"{len(self.integrity.unmarked)} samples have missing or damaged bytes "

@@ -53,6 +53,17 @@ class IntegrityReport:
         """Damaged samples the metadata store does not know about (yet)."""
         return [d for d in self.damaged if not d.sample.damaged]
 
+    def recheck(self, store: MetadataStore, blobs: BlobStore, limit: int = 200) -> None:
+        """Drop findings that were dealt with since (sample marked by ``fsck --repair``,
+        deleted, or its bytes uploaded again); looks at no more than ``limit`` of them."""
+        resolved: set[str] = set()
+        for found in self.unmarked[:limit]:
+            now = store.get_sample(found.sample.project_id, found.sample.id)
+            if now is None or now.damaged or blobs.exists(now.sha256):
+                resolved.add(found.sample.id)
+        if resolved:
+            self.damaged = [d for d in self.damaged if d.sample.id not in resolved]
+
     def by_project_label(self) -> dict[tuple[str, str], int]:
         """Damaged samples counted per (project name, label)."""
         return dict(Counter((d.project, d.sample.label) for d in self.damaged))
