@@ -344,3 +344,50 @@ def test_update_error_and_metrics_are_bounded(env: Env) -> None:
     finally:
         phone.close()
         admin.close()
+
+
+def test_ownership_survives_a_server_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+
+    def start() -> RunningServer:
+        with contextlib.redirect_stdout(io.StringIO()):
+            server = start_server(Settings(data_dir=data, grpc_port=0, http_port=0))
+        assert server.container.federated is not None
+        server.container.federated.toolkit = StandInToolkit()
+        return server
+
+    server = start()
+    try:
+        admin = (data / "admin-token").read_text().strip()
+        grpc_address = f"127.0.0.1:{server.grpc_port}"
+        with Client(grpc_address, token=admin) as client:
+            client.create_project("digits", labels=["a", "b"], width=8, height=8)
+            owner = client.create_token("device", "digits", "owner")[1]
+            thief = client.create_token("device", "digits", "thief")[1]
+        with GrpcFederatedClient(grpc_address, token=admin) as sessions:
+            session = sessions.start_session("digits", rounds=3, min_devices=2, hidden=[2])
+            deadline = time.monotonic() + 30
+            while sessions.get_session(session.id).state != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        with RestFederatedClient(f"http://127.0.0.1:{server.http_port}", token=owner) as phone:
+            device, _ = phone.register("digits", {"num_samples": "7"})
+    finally:
+        server.stop()
+
+    server = start()  # the session resumes from the store: owners and declarations with it
+    try:
+        http = f"http://127.0.0.1:{server.http_port}"
+        with RestFederatedClient(http, token=thief) as other:
+            with pytest.raises(ClientError) as refused:
+                other.get_task("digits", device)
+            assert refused.value.code == NOT_OWNED
+        with RestFederatedClient(http, token=owner) as phone:
+            assert phone.get_task("digits", device).status == "wait"
+            assert phone.register("digits")[0] == device  # still its one device
+        federated = server.container.federated
+        assert federated is not None
+        live = federated._live[session.id]
+        assert live.declared[device] == 7
+    finally:
+        server.stop()
