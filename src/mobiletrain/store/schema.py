@@ -23,6 +23,8 @@ projects = sa.Table(
     # The release gate's rules (NULL: defaults) and whether people pinned the current version.
     sa.Column("release_policy", sa.JSON, nullable=True),
     sa.Column("release_pinned", sa.Boolean, nullable=False, server_default=sa.false()),
+    # A staged rollout of the current version in progress (core.release.Rollout); NULL: none.
+    sa.Column("rollout", sa.JSON, nullable=True),
 )
 
 samples = sa.Table(
@@ -50,6 +52,7 @@ samples = sa.Table(
     sa.UniqueConstraint("project_id", "sha256", "label", name="uq_samples_content"),
     sa.Index("ix_samples_project_label", "project_id", "label"),
     sa.Index("ix_samples_uploaded_by", "project_id", "uploaded_by"),
+    sa.Index("ix_samples_damaged", "damaged", "project_id"),
 )
 
 jobs = sa.Table(

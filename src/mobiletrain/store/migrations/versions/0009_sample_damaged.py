@@ -20,14 +20,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add samples.damaged (false for every existing sample)."""
+    """Add samples.damaged (false for every existing sample) and its index."""
     with op.batch_alter_table("samples") as batch:
         batch.add_column(
             sa.Column("damaged", sa.Boolean, nullable=False, server_default=sa.false())
         )
+        # Every upload asks for the project's damaged samples: almost none, found by the index.
+        batch.create_index("ix_samples_damaged", ["damaged", "project_id"])
 
 
 def downgrade() -> None:
     """Drop samples.damaged."""
     with op.batch_alter_table("samples") as batch:
+        batch.drop_index("ix_samples_damaged")
         batch.drop_column("damaged")
