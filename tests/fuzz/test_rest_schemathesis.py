@@ -34,12 +34,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from PIL import Image
 from schemathesis.checks import CheckFunction
@@ -139,7 +141,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     # No training worker (a fuzzed POST .../jobs only queues a job); no request rate limit
     # (the fuzzer sends up to a few hundred requests a second with one token).
     settings = Settings(
-        data_dir=data_dir, grpc_port=0, http_port=0, max_workers=0, rate_limit_per_second=0
+        data_dir=data_dir,
+        grpc_port=0,
+        http_port=0,
+        max_workers=0,
+        rate_limit_per_second=0,
+        # `ignored_auth` sends hundreds of requests without a token: 401 each, never 429.
+        unauthenticated_rate_per_second=0,
     )
     server = start_server(settings)
     try:
@@ -261,3 +269,120 @@ def test_rest_api_conforms_to_its_openapi(live: Live) -> None:
     if generated_only:
         print(f"no existing {sorted(generated_only)!r} to address: generated path values only")
     assert not failures, "\n\n".join(failures)
+
+
+# --- Unicode-category fuzzing of paths, queries and headers ----------------------------------
+
+UNICODE_CATEGORIES = ("Nd", "No", "Nl", "Zs", "Mn", "Me", "Lo", "Sk", "Pd")
+"""Digits of every script, other numerals, spaces, combining marks, letters, modifiers,
+dashes: what ``str.isdigit()`` / ``int()`` / ``strip()`` disagree about."""
+
+TRICKY_DIGITS = (
+    "²",
+    "¹0",
+    "①",
+    "١",
+    "٣٤",
+    "𝟙",
+    "1\u0301",
+    "\u00a01",
+    "1\u200b",
+    "１２",
+    "-0",
+    "0" * 30,
+)
+"""Digits that only look like numbers to ``isdigit()``, or to people."""
+
+UNICODE_TEXT = st.one_of(
+    st.sampled_from(TRICKY_DIGITS),
+    # Only digits, of any script and kind ("²", "١٢", "1𝟙"): isdigit() says yes, int() may not.
+    st.text(
+        alphabet=st.one_of(st.characters(categories=("Nd", "No")), st.sampled_from("0123456789")),
+        min_size=1,
+        max_size=6,
+    ),
+    # Digits with spaces, combining marks, letters, dashes around or between them.
+    st.text(
+        alphabet=st.one_of(
+            st.characters(categories=UNICODE_CATEGORIES, exclude_characters="/?#%"),
+            st.sampled_from("0123456789-"),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+"""Values mixing ASCII digits with the categories above."""
+
+HEADER_NAMES = ("Range", "If-None-Match", "Last-Event-ID", "Upload-Offset", "Upload-Checksum")
+
+
+def _unicode_cases(paths: dict[str, Any]) -> list[tuple[str, str, list[str], list[str]]]:
+    cases = []
+    for template, item in paths.items():
+        for method, op in item.items():
+            params = op.get("parameters", [])
+            path_names = [p["name"] for p in params if p["in"] == "path"]
+            query_names = [p["name"] for p in params if p["in"] == "query"]
+            cases.append((method.upper(), template, path_names, query_names))
+    return cases
+
+
+def test_unicode_categories_in_paths_queries_and_headers(live: Live) -> None:
+    """No 5xx and the catalog's error shape, whatever Unicode digits, spaces or marks are put
+    into path parameters, query values and headers (including values that name real things)."""
+    paths = httpx.get(f"{live.http}/openapi.json").json()["paths"]
+    cases = _unicode_cases(paths)
+    existing = {k.split(".", 1)[1]: v for k, v in _existing(live).items()}
+    failures: list[str] = []
+    client = httpx.Client(
+        base_url=live.http, headers={"Authorization": f"Bearer {live.admin}"}, timeout=30
+    )
+
+    @settings(HYPOTHESIS_SETTINGS, max_examples=8 * len(cases))
+    @given(
+        case=st.sampled_from(cases),
+        values=st.lists(UNICODE_TEXT, min_size=8, max_size=8),
+        keep=st.lists(st.booleans(), min_size=8, max_size=8),
+        header=st.sampled_from(HEADER_NAMES),
+    )
+    def probe(
+        case: tuple[str, str, list[str], list[str]],
+        values: list[str],
+        keep: list[bool],
+        header: str,
+    ) -> None:
+        method, template, path_names, query_names = case
+        path = template
+        for i, name in enumerate(path_names):
+            # Some path parameters name a real thing, so the query and header reach the code.
+            value = existing.get(name, values[i]) if keep[i] else values[i]
+            path = path.replace("{" + name + "}", quote(value, safe=""))
+        query = {name: values[-1 - i] for i, name in enumerate(query_names)}
+        headers = {header: values[4].encode("utf-8")}
+        r = client.request(
+            method,
+            path,
+            params=query,
+            headers=headers,
+            # an SSE stream of an existing job ends after its final event
+        )
+        where = f"{method} {path} {query} {header}={values[4]!r}"
+        if r.status_code >= 500:
+            failures.append(f"{where}: {r.status_code} {r.text[:200]}")
+        elif (
+            method != "HEAD"
+            and r.status_code >= 400
+            and r.headers.get("content-type", "").startswith("application/json")
+        ):
+            try:
+                body = r.json()
+            except ValueError:
+                body = {"unparsable": r.text[:200]}
+            if not isinstance(body.get("code"), int) or "x-mobiletrain-error-code" not in r.headers:
+                failures.append(f"{where}: {r.status_code} without the catalog shape: {body}")
+
+    try:
+        probe()
+    finally:
+        client.close()
+    assert not failures, "\n".join(failures[:20])
