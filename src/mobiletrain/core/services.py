@@ -641,6 +641,15 @@ class Prediction:
     score: float
 
 
+PREDICT_FORMATS: tuple[ModelFormat, ...] = (
+    ModelFormat.FLOAT32,
+    ModelFormat.FLOAT16,
+    ModelFormat.DYNAMIC_INT8,
+    ModelFormat.INT8,
+)
+"""Classifier files Predict may use, best first: the most exact result the version offers."""
+
+
 class ModelService:
     """The model registry: versions, manifests, downloads, update checks, inference."""
 
@@ -768,11 +777,19 @@ class ModelService:
     ) -> Iterator[bytes]:
         """Stream an artifact's bytes from ``start``."""
         require(Action.DOWNLOAD)
+        if start < 0 or start > artifact.size:
+            raise MobiletrainError(
+                ErrorCode.INVALID_RANGE,
+                f"offset {start} is outside the {artifact.size}-byte file "
+                f"(valid offsets: 0 to {artifact.size})",
+            )
         if length is None:
             length = artifact.size - start
-        if start < 0 or length < 0 or start + length > artifact.size:
+        if length < 0 or start + length > artifact.size:
             raise MobiletrainError(
-                ErrorCode.INVALID_RANGE, f"range {start}+{length} is outside 0..{artifact.size}"
+                ErrorCode.INVALID_RANGE,
+                f"{length} bytes from offset {start} run past the end of the "
+                f"{artifact.size}-byte file",
             )
         return self.blobs.read_range(artifact.sha256, start, length)
 
@@ -841,12 +858,24 @@ class ModelService:
     def predict(
         self, project_ref: str, image: bytes, version: int = 0, top_k: int = 3
     ) -> tuple[ModelVersion, builtins.list[Prediction], float]:
-        """Top-k predictions of the float32 model for one encoded image, and latency in ms."""
+        """Top-k predictions for one encoded image, and latency in ms.
+
+        Uses the best classifier file the version has, in the order of :data:`PREDICT_FORMATS`
+        (float32, float16, dynamic-int8, int8); FORMAT_NOT_FOUND only when it has none.
+        """
         require(Action.PREDICT)
         if self.predictor is None:
             raise MobiletrainError(ErrorCode.FAILED_PRECONDITION, "server-side inference is off")
         project = self.projects.get(project_ref)
-        model, artifact = self.artifact(project.id, version, ModelFormat.FLOAT32.value)
+        model = self.get(project.id, version)
+        artifact = next((model.artifacts[f] for f in PREDICT_FORMATS if f in model.artifacts), None)
+        if artifact is None:
+            have = ", ".join(f.value for f in model.artifacts) or "none"
+            raise MobiletrainError(
+                ErrorCode.FORMAT_NOT_FOUND,
+                f"version {model.version} has no classifier file to predict with "
+                f"(float32, float16, dynamic-int8 or int8); it has: {have}",
+            )
         # Verify first so a bad image gets the same precise error as an upload.
         verify_image(image, self.projects.limits)
         started = time.perf_counter()

@@ -767,7 +767,12 @@ def test_download_model_with_resume(api: Api) -> None:
         return rpc_error(lambda: api.models.DownloadModel(request))
 
     float16 = common_pb2.MODEL_FORMAT_FLOAT16
-    assert failing(format=float16, offset=len(data) + 1)[:2] == (grpc.StatusCode.OUT_OF_RANGE, 54)
+    past = failing(format=float16, offset=len(data) + 1)
+    assert past[:2] == (grpc.StatusCode.OUT_OF_RANGE, 54)
+    assert past[2] == (
+        f"offset {len(data) + 1} is outside the {len(data)}-byte file "
+        f"(valid offsets: 0 to {len(data)})"
+    )
     assert failing(format=float16, offset=-1)[:2] == (grpc.StatusCode.OUT_OF_RANGE, 54)
     assert failing()[:2] == (grpc.StatusCode.INVALID_ARGUMENT, 52)
     assert failing(format=99)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, 52)
@@ -887,6 +892,48 @@ def test_predict(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
         )
     )
     assert (code, number) == (grpc.StatusCode.INVALID_ARGUMENT, 26)
+
+
+class LoadingPredictor(Predictor):
+    """Loads the model file it is given (as the LiteRT predictor does) and remembers its bytes."""
+
+    def __init__(self) -> None:
+        self.loaded: list[bytes] = []
+
+    def predict(
+        self, model_key: str, load_model: Callable[[], bytes], spec: InputSpec, image: bytes
+    ) -> list[float]:
+        self.loaded.append(load_model())
+        return [0.1, 0.7, 0.2]
+
+
+def test_predict_uses_the_best_format_the_version_has(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """float32, then float16, then dynamic-int8, then int8; FORMAT_NOT_FOUND (51) only for a
+    version without any classifier file."""
+    project = create_project(api, "flowers")
+    predictor = LoadingPredictor()
+    monkeypatch.setattr(api.container.models, "predictor", predictor)
+    cases = [
+        ({ModelFormat.INT8: b"i8"}, b"i8"),
+        ({ModelFormat.INT8: b"i8", ModelFormat.DYNAMIC_INT8: b"dyn"}, b"dyn"),
+        ({ModelFormat.INT8: b"i8", ModelFormat.FLOAT16: b"f16", ModelFormat.KERAS: b"k"}, b"f16"),
+        ({ModelFormat.FLOAT16: b"f16", ModelFormat.FLOAT32: b"f32"}, b"f32"),
+    ]
+    for formats, expected in cases:
+        version = register_version(api, project, formats).version
+        request = models_pb2.PredictRequest(project="flowers", image=image(1), version=version)
+        assert api.models.Predict(request).version == version
+        assert predictor.loaded[-1] == expected, formats
+    keras_only = register_version(api, project, {ModelFormat.KERAS: b"k"}).version
+    code, number, message = rpc_error(
+        lambda: api.models.Predict(
+            models_pb2.PredictRequest(project="flowers", image=image(1), version=keras_only)
+        )
+    )
+    assert (code, number) == (grpc.StatusCode.NOT_FOUND, 51)
+    assert "it has: keras" in message
 
 
 # -- health and reflection ----------------------------------------------------------------------
