@@ -107,9 +107,11 @@ class IntegrityReport:
         return line
 
 
-def _probe(blobs: BlobStore, sha256: str, full: bool) -> str | None:
-    """MISSING, DAMAGED or None (intact) for one blob."""
+def _probe(blobs: BlobStore, sha256: str, full: bool, known: set[str] | None = None) -> str | None:
+    """MISSING, DAMAGED or None (intact) for one blob (``known``: the store's keys, if listed)."""
     if not full:
+        if known is not None:
+            return None if sha256 in known else MISSING
         return None if blobs.exists(sha256) else MISSING
     try:
         blobs.get(sha256)  # verifies the digest
@@ -138,6 +140,8 @@ def check_integrity(
     verdicts: dict[str, str | None] = {}  # sha256 -> problem (blobs are shared by samples)
     names: dict[str, str] = {}
     to_clear: list[str] = []
+    listed = None if full else blobs.keys()  # one listing instead of a lookup per blob
+    known = set(listed) if listed is not None else None
     cursor = 0
     while True:
         if budget_seconds is not None and time.monotonic() - started > budget_seconds:
@@ -148,7 +152,7 @@ def check_integrity(
             report.samples_checked += 1
             report.already_marked += sample.damaged
             if sample.sha256 not in verdicts:
-                verdicts[sample.sha256] = _probe(blobs, sample.sha256, full)
+                verdicts[sample.sha256] = _probe(blobs, sample.sha256, full, known)
             problem = verdicts[sample.sha256]
             if problem is None:
                 if sample.damaged:

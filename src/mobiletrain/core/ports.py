@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import abc
 import errno
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from mobiletrain.core.release import ReleaseDecision, ReleasePolicy, ReleaseRecord
+from mobiletrain.core.release import ReleaseDecision, ReleasePolicy, ReleaseRecord, Rollout
 from mobiletrain.core.types import (
     EventKind,
     InputSpec,
@@ -79,6 +79,11 @@ class BlobStore(abc.ABC):
     def get_many(self, sha256s: Sequence[str]) -> list[bytes]:
         """The bytes of several blobs in order (remote stores fetch them concurrently)."""
         return [self.get(s) for s in sha256s]
+
+    def keys(self) -> Iterable[str] | None:
+        """Every stored key, when the store can list them cheaply (an index in memory); None
+        otherwise, and callers ask :meth:`exists` per key (the start-up integrity check)."""
+        return None
 
     def restore(self, data: bytes) -> str:
         """Store ``data`` again for a sample whose stored copy was found missing or damaged.
@@ -280,9 +285,14 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     def change_current_version(
-        self, record: ReleaseRecord, pinned: bool, expected_current: int | None = -1
+        self,
+        record: ReleaseRecord,
+        pinned: bool,
+        expected_current: int | None = -1,
+        rollout: Rollout | None = None,
     ) -> ReleaseRecord | None:
-        """Make ``record.version`` current and append ``record`` to the history, atomically.
+        """Make ``record.version`` current and append ``record`` to the history, atomically;
+        ``rollout`` replaces the project's staged rollout (None ends any).
 
         With ``expected_current`` (not -1) nothing changes, and None is returned, when the
         current version is no longer that one.
