@@ -859,7 +859,7 @@ class FederatedService:
                 "val_loss": held_out.get("loss"),
                 "val_accuracy": held_out.get("accuracy"),
                 "seconds": round(time.time() - rnd.opened_at, 3),
-                "round": {k: v for k, v in result.items() if k not in ("accepted",)},
+                "round": _without_device_ids(result),
                 "skipped": rnd.phase is RoundPhase.SKIPPED,
             },
         )
@@ -999,7 +999,7 @@ class FederatedService:
         version_metrics: dict[str, Any] = {
             **metrics,
             "labels": list(session.labels),
-            "federated": {k: v for k, v in result.items() if k != "accepted"},
+            "federated": _without_device_ids(result),
         }
         if "accuracy" in metrics:
             version_metrics["tflite"] = {
@@ -1430,6 +1430,16 @@ def _clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
         number = float(value)
         if np.isfinite(number):
             out[str(key)] = number
+    return out
+
+
+def _without_device_ids(result: dict[str, Any]) -> dict[str, Any]:
+    """A round's result for job events and version metrics, which device tokens read: the
+    per-device answers become counts (the full record is in the rounds, for administrators)."""
+    out = {k: v for k, v in result.items() if k not in ("accepted", "rejected", "failed")}
+    for key in ("rejected", "failed"):
+        if isinstance(result.get(key), dict):
+            out[key] = len(result[key])
     return out
 
 

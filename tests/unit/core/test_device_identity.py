@@ -133,21 +133,24 @@ def test_impersonation_is_refused_and_the_round_equals_the_honest_aggregate(env:
         "digits",
         rounds=1,
         min_devices=2,
-        min_available_devices=2,
+        min_available_devices=3,
         round_deadline_seconds=60.0,
         hidden=[3],
     )
     a_secret, b_secret, c_secret = env.token("phone a"), env.token("phone b"), env.token("c")
     a = RestFederatedClient(env.http, token=a_secret)
     c = GrpcFederatedClient(env.grpc, token=c_secret)
+    d = RestFederatedClient(env.http, token=env.token("phone d"))  # sends a broken update
     b_rest = RestFederatedClient(env.http, token=b_secret)
     b_grpc = GrpcFederatedClient(env.grpc, token=b_secret)
     try:
         device_a, _ = a.register("digits", {"platform": "android", "num_samples": "50"})
         device_c, _ = c.register("digits", {"platform": "ios", "num_samples": "30"})
+        device_d, _ = d.register("digits")
         # Registering again with the same token is the same device (one device per token).
         assert a.register("digits", {"platform": "android"})[0] == device_a
         task_a, task_c = _wait_for_task(a, device_a), _wait_for_task(c, device_c)
+        task_d = _wait_for_task(d, device_d)
         head = HeadSpec(64, 3, (3,), 32)
         initial = weights_from_bytes(task_a.weights, head)
         poisoned = weights_to_bytes([np.full_like(w, 1000.0) for w in initial])
@@ -212,6 +215,9 @@ def test_impersonation_is_refused_and_the_round_equals_the_honest_aggregate(env:
             30,
         )
         assert result_a.accepted and result_c.accepted, (result_a, result_c)
+        nan = weights_to_bytes([np.full_like(w, np.nan) for w in initial])
+        result_d = d.push_update("digits", device_d, session.id, task_d.round, nan, 10)
+        assert (result_d.accepted, result_d.reason) == (False, "not-finite")
 
         deadline = time.monotonic() + 30
         while admin.get_session(session.id).state != "finished":
@@ -235,8 +241,19 @@ def test_impersonation_is_refused_and_the_round_equals_the_honest_aggregate(env:
             np.testing.assert_allclose(got, start + expected_shift, rtol=0, atol=1e-5)
         rounds = admin.rounds(session.id)
         assert rounds[0]["accepted"] == 2
+        assert device_d in rounds[0]["result"]["rejected"]  # administrators see who it was
+        # What a device token may read about the round names no device.
+        b_headers = {"Authorization": f"Bearer {b_secret}"}
+        events = httpx.get(
+            f"{env.http}/v1/jobs/{session.job_id}/events", headers=b_headers, timeout=30
+        )
+        metrics = httpx.get(f"{env.http}/v1/projects/digits/models/1/metrics", headers=b_headers)
+        assert events.status_code == 200 and metrics.status_code == 200
+        assert "round" in events.text and "federated" in metrics.text
+        for device_id in (device_a, device_c, device_d):
+            assert device_id not in events.text and device_id not in metrics.text
     finally:
-        for client in (a, c, b_rest, b_grpc, admin):
+        for client in (a, c, d, b_rest, b_grpc, admin):
             client.close()
 
 
