@@ -306,6 +306,8 @@ class LocalPackBlobStore(BlobStore):
         # Packs of other processes that hold a blob we deduplicated against since the last sync.
         self._foreign: set[str] = set()
         self._stale = False
+        # key -> other locations of the same blob, seen by scans (see _forget_pack)
+        self._alt: dict[str, list[tuple[str, int, int]]] = {}
         # key -> pack generation at which a search for an intact copy found none
         self._no_good_copy: dict[str, tuple[int, int]] = {}
         with self._lock:
@@ -333,7 +335,14 @@ class LocalPackBlobStore(BlobStore):
             except FileNotFoundError:
                 continue
             for rec in found.records:
-                self._index.setdefault(rec.digest.hex(), (name, rec.data_offset, rec.length))
+                key, loc = rec.digest.hex(), (name, rec.data_offset, rec.length)
+                known = self._index.get(key)
+                if known is None:
+                    self._index[key] = loc
+                elif known != loc:
+                    # Another copy (a compacted pack, a fresh copy written during a compaction,
+                    # two processes putting the same bytes): used when the indexed one vanishes.
+                    self._alt.setdefault(key, []).append(loc)
             if found.damaged:
                 self.damaged.setdefault(name, []).extend(found.damaged)
             self._scanned[name] = found.next_offset
@@ -341,20 +350,28 @@ class LocalPackBlobStore(BlobStore):
             self._forget_pack(gone)
 
     def _forget_pack(self, name: str) -> None:
-        """Drop index entries of a pack that no longer exists (compacted away). Lock held."""
+        """Drop index entries of a pack that no longer exists (compacted away). Lock held.
+
+        A key with another known copy points at it instead.
+        """
         self._scanned.pop(name, None)
         self.damaged.pop(name, None)
         for key in [k for k, loc in self._index.items() if loc[0] == name]:
             del self._index[key]
-        # Other copies of the forgotten keys (the compacted pack, or fresh copies written while
-        # it was being compacted) were skipped when their packs were scanned: the next miss
-        # rescans every pack from the start.
-        self._stale = True
+        for key in list(self._alt):
+            others = [loc for loc in self._alt[key] if loc[0] != name]
+            if key not in self._index and others:
+                self._index[key] = others.pop(0)
+            if others:
+                self._alt[key] = others
+            else:
+                del self._alt[key]
 
     def _rescan_all(self) -> None:
         """Scan every pack from the start again, filling in keys missing from the index."""
         self._scanned.clear()
         self.damaged.clear()
+        self._alt.clear()
         self._stale = False
         self._refresh()
 
@@ -385,6 +402,9 @@ class LocalPackBlobStore(BlobStore):
                 with self._lock:
                     self._forget_pack(name)
                     self._refresh()
+                    # Not found anywhere known: the next miss rescans every pack once (a safety
+                    # net; copies are normally known from the scans).
+                    self._stale = sha256 not in self._index
                 continue
             fh.seek(offset)
             return fh, offset, length
