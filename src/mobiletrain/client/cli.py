@@ -613,12 +613,28 @@ def models_policy(
     max_int8_drop: Annotated[
         float | None, typer.Option(help="Ceiling on float32 minus int8 accuracy")
     ] = None,
+    rollout_percent: Annotated[
+        int | None,
+        typer.Option(help="Staged rollout: share of devices (1..100) that get a new version first"),
+    ] = None,
+    rollout_hours: Annotated[
+        float | None,
+        typer.Option(help="Hours until every device follows (default: when you promote it)"),
+    ] = None,
 ) -> None:
     """Show the release policy, or replace it when any option is given."""
     with _client() as c:
         try:
             state = c.release_policy(project)
-            options = (mode, margin, min_accuracy, min_per_class_recall, max_int8_drop)
+            options = (
+                mode,
+                margin,
+                min_accuracy,
+                min_per_class_recall,
+                max_int8_drop,
+                rollout_percent,
+                rollout_hours,
+            )
             if any(v is not None for v in options):
                 state = c.set_release_policy(
                     project,
@@ -627,6 +643,8 @@ def models_policy(
                     min_accuracy=min_accuracy,
                     min_per_class_recall=min_per_class_recall,
                     max_int8_drop=max_int8_drop,
+                    rollout_percent=rollout_percent,
+                    rollout_hours=rollout_hours,
                 )
         except ClientError as err:
             raise _fail(err) from None
@@ -637,6 +655,14 @@ def models_policy(
     console.print(f"mode: {shown}, margin: {p.margin}")
     for name in ("min_accuracy", "min_per_class_recall", "max_int8_drop"):
         console.print(f"{name}: {getattr(p, name) if p.HasField(name) else 'none'}")
+    hours = f"{p.rollout_hours} h" if p.HasField("rollout_hours") else "until promoted by hand"
+    console.print(f"rollout: {p.rollout_percent}% of devices first, the rest {hours}")
+    if state.HasField("rollout"):
+        r = state.rollout
+        console.print(
+            f"rollout in progress: version {r.version} on {r.percent}% of devices, "
+            f"the others keep version {r.previous_version}"
+        )
     if state.pinned:
         console.print("the current version is pinned: new versions stay candidates")
 

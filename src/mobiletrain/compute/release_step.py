@@ -43,6 +43,7 @@ from mobiletrain.core.release import (
     ReleaseDecision,
     ReleasePolicy,
     ReleaseRecord,
+    Rollout,
     VersionStatus,
     assign_eval_set,
     chance_warning,
@@ -338,6 +339,7 @@ def publish_version(
             ),
             pinned=False,
             expected_current=current_version,
+            rollout=Rollout.start(policy, model.version, current_version, datetime.now(UTC)),
         )
         if record is None:
             # A person (or another job) changed the current version while this one was being

@@ -17,7 +17,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
@@ -89,6 +89,11 @@ class ReleasePolicy:
     min_accuracy: float | None = None
     min_per_class_recall: float | None = None
     max_int8_drop: float | None = None
+    # Staged rollout of the gate's promotions: this share of device tokens (chosen by a hash of
+    # the token id) gets a newly promoted version first; the others keep the previous one
+    # until ``rollout_hours`` have passed (None: until a person promotes the version by hand).
+    rollout_percent: int = 100
+    rollout_hours: float | None = None
 
     def validate(self) -> ReleasePolicy:
         """Return self, or raise INVALID_RELEASE_POLICY naming the bad value."""
@@ -96,6 +101,16 @@ class ReleasePolicy:
         _fraction("min_accuracy", self.min_accuracy)
         _fraction("min_per_class_recall", self.min_per_class_recall)
         _fraction("max_int8_drop", self.max_int8_drop)
+        if not 1 <= self.rollout_percent <= 100:
+            raise MobiletrainError(
+                ErrorCode.INVALID_RELEASE_POLICY,
+                f"rollout_percent must be in 1..100, got {self.rollout_percent}",
+            )
+        if self.rollout_hours is not None and not 0 <= self.rollout_hours <= 24 * 365:
+            raise MobiletrainError(
+                ErrorCode.INVALID_RELEASE_POLICY,
+                f"rollout_hours must be in 0..8760, got {self.rollout_hours}",
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,6 +121,8 @@ class ReleasePolicy:
             "min_accuracy": self.min_accuracy,
             "min_per_class_recall": self.min_per_class_recall,
             "max_int8_drop": self.max_int8_drop,
+            "rollout_percent": self.rollout_percent,
+            "rollout_hours": self.rollout_hours,
         }
 
     @classmethod
@@ -113,7 +130,15 @@ class ReleasePolicy:
         """Inverse of :meth:`to_dict`; missing keys take the defaults, unknown ones fail."""
         if not data:
             return cls()
-        known = {"mode", "margin", "min_accuracy", "min_per_class_recall", "max_int8_drop"}
+        known = {
+            "mode",
+            "margin",
+            "min_accuracy",
+            "min_per_class_recall",
+            "max_int8_drop",
+            "rollout_percent",
+            "rollout_hours",
+        }
         unknown = set(data) - known
         if unknown:
             raise MobiletrainError(
@@ -133,13 +158,79 @@ class ReleasePolicy:
             return None if value is None else float(value)
 
         margin = data.get("margin")
+        percent = data.get("rollout_percent")
+        try:
+            return cls(
+                mode=mode,
+                margin=0.02 if margin is None else float(margin),
+                min_accuracy=opt("min_accuracy"),
+                min_per_class_recall=opt("min_per_class_recall"),
+                max_int8_drop=opt("max_int8_drop"),
+                rollout_percent=100 if percent is None else int(percent),
+                rollout_hours=opt("rollout_hours"),
+            ).validate()
+        except (TypeError, ValueError, OverflowError):
+            raise MobiletrainError(
+                ErrorCode.INVALID_RELEASE_POLICY, "release policy values must be numbers"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A staged rollout in progress: ``percent`` of device tokens get ``version``, the others
+    keep ``previous_version`` until ``complete_at`` (None: until a person promotes by hand)."""
+
+    version: int
+    previous_version: int
+    percent: int
+    started_at: datetime
+    complete_at: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        """True while some devices still get the previous version."""
+        return self.percent < 100 and (self.complete_at is None or now < self.complete_at)
+
+    def serves_new(self, token_id: str) -> bool:
+        """Whether this device token is in the first share (deterministic per token and
+        version, so each rollout picks its own share)."""
+        digest = hashlib.sha256(f"{self.version}:{token_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % 100 < self.percent
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "percent": self.percent,
+            "started_at": self.started_at.isoformat(),
+            "complete_at": self.complete_at.isoformat() if self.complete_at else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Rollout:
+        """Inverse of :meth:`to_dict`."""
+        complete = data.get("complete_at")
         return cls(
-            mode=mode,
-            margin=0.02 if margin is None else float(margin),
-            min_accuracy=opt("min_accuracy"),
-            min_per_class_recall=opt("min_per_class_recall"),
-            max_int8_drop=opt("max_int8_drop"),
-        ).validate()
+            version=int(data["version"]),
+            previous_version=int(data["previous_version"]),
+            percent=int(data["percent"]),
+            started_at=datetime.fromisoformat(str(data["started_at"])),
+            complete_at=datetime.fromisoformat(str(complete)) if complete else None,
+        )
+
+    @classmethod
+    def start(
+        cls, policy: ReleasePolicy, version: int, previous: int | None, now: datetime
+    ) -> Rollout | None:
+        """The rollout a gate promotion starts under ``policy`` (None: everyone at once)."""
+        if previous is None or policy.rollout_percent >= 100:
+            return None
+        complete = (
+            now + timedelta(hours=policy.rollout_hours)
+            if policy.rollout_hours is not None
+            else None
+        )
+        return cls(version, previous, policy.rollout_percent, now, complete)
 
 
 # -- the fixed evaluation set ---------------------------------------------------------------

@@ -22,7 +22,13 @@ from mobiletrain.core.auth import Action, Role, can_see, current, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.ports import BlobDamaged, BlobStore, JobExecutor, MetadataStore, Predictor
-from mobiletrain.core.release import ReleaseAction, ReleasePolicy, ReleaseRecord, VersionStatus
+from mobiletrain.core.release import (
+    ReleaseAction,
+    ReleasePolicy,
+    ReleaseRecord,
+    Rollout,
+    VersionStatus,
+)
 from mobiletrain.core.storage import SpaceGuard, storage_full_error
 from mobiletrain.core.types import (
     Artifact,
@@ -671,9 +677,21 @@ class ModelService:
         The release gate and people promote explicitly; the fallback serves versions stored
         before the gate existed and projects whose pin was removed (``promote(0)``).
         """
-        if project.promoted_version is not None:
-            return project.promoted_version
-        return _newest_released(self.store.list_model_versions(project.id))
+        number = project.promoted_version
+        if number is None:
+            number = _newest_released(self.store.list_model_versions(project.id))
+        rollout = project.rollout
+        principal = current()
+        # A staged rollout answers per device: tokens outside its share keep the previous one.
+        if (
+            rollout is not None
+            and rollout.version == number
+            and principal.role is Role.DEVICE
+            and rollout.active(_now())
+            and not rollout.serves_new(principal.token_id)
+        ):
+            return rollout.previous_version
+        return number
 
     def list(self, project_ref: str) -> tuple[builtins.list[ModelVersion], int | None]:
         """All versions newest first, and the current version number."""
@@ -702,6 +720,12 @@ class ModelService:
         """The project's release policy (defaults when never set) and whether it is pinned."""
         project = self.projects.get(project_ref)
         return project.release_policy or ReleasePolicy(), project.release_pinned
+
+    def rollout(self, project_ref: str) -> Rollout | None:
+        """The staged rollout in progress (None when every device gets the current version)."""
+        project = self.projects.get(project_ref)
+        rollout = project.rollout
+        return rollout if rollout is not None and rollout.active(_now()) else None
 
     def set_policy(self, project_ref: str, policy: ReleasePolicy) -> ReleasePolicy:
         """Replace the project's release policy (INVALID_RELEASE_POLICY for a bad value)."""

@@ -14,7 +14,7 @@ from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
 if TYPE_CHECKING:
-    from mobiletrain.core.release import Evaluation, ReleaseDecision, ReleasePolicy
+    from mobiletrain.core.release import Evaluation, ReleaseDecision, ReleasePolicy, Rollout
 
 
 class TaskType(enum.StrEnum):
@@ -174,6 +174,8 @@ class Project:
     # version (then the gate keeps every new version a candidate).
     release_policy: ReleasePolicy | None = None
     release_pinned: bool = False
+    # A staged rollout of the current version in progress (None: every device gets it).
+    rollout: Rollout | None = None
 
 
 class SampleStatus(enum.StrEnum):

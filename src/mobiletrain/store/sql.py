@@ -22,6 +22,7 @@ from mobiletrain.core.release import (
     ReleaseDecision,
     ReleasePolicy,
     ReleaseRecord,
+    Rollout,
 )
 from mobiletrain.core.storage import storage_full_error
 from mobiletrain.core.types import (
@@ -104,6 +105,7 @@ def _row_project(r: Any) -> Project:
         promoted_version=r.promoted_version,
         release_policy=ReleasePolicy.from_dict(r.release_policy) if r.release_policy else None,
         release_pinned=bool(r.release_pinned),
+        rollout=Rollout.from_dict(r.rollout) if r.rollout else None,
     )
 
 
@@ -839,9 +841,14 @@ class SqlMetadataStore(MetadataStore):
         )
 
     def change_current_version(
-        self, record: ReleaseRecord, pinned: bool, expected_current: int | None = -1
+        self,
+        record: ReleaseRecord,
+        pinned: bool,
+        expected_current: int | None = -1,
+        rollout: Rollout | None = None,
     ) -> ReleaseRecord | None:
-        """Make ``record.version`` current, mark it released and append ``record``, at once.
+        """Make ``record.version`` current, mark it released and append ``record``, at once;
+        ``rollout`` replaces the project's staged rollout (None ends any).
 
         With ``expected_current`` (not -1), nothing changes and None is returned when the
         current version is no longer that one (another job or a person got there first).
@@ -860,7 +867,11 @@ class SqlMetadataStore(MetadataStore):
             c.execute(
                 t.projects.update()
                 .where(t.projects.c.id == record.project_id)
-                .values(promoted_version=record.version, release_pinned=pinned)
+                .values(
+                    promoted_version=record.version,
+                    release_pinned=pinned,
+                    rollout=rollout.to_dict() if rollout else None,
+                )
             )
             if record.version is not None:
                 c.execute(

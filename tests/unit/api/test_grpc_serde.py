@@ -271,6 +271,8 @@ def test_jobs() -> None:
                     "min_accuracy": 0.5,
                     "min_per_class_recall": None,
                     "max_int8_drop": None,
+                    "rollout_percent": 25,
+                    "rollout_hours": 12.0,
                 },
                 "compared_format": "float32",
                 "accuracy": 0.5,

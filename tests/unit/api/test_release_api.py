@@ -21,6 +21,7 @@ from mobiletrain._proto.mobiletrain.v1 import common_pb2, models_pb2, models_pb2
 from mobiletrain.client import cli
 from mobiletrain.client.sdk import Client, ClientError
 from mobiletrain.config import Settings
+from mobiletrain.core.auth import Principal, Role, acting_as
 from mobiletrain.core.release import (
     ClassScore,
     DataSnapshot,
@@ -31,6 +32,7 @@ from mobiletrain.core.release import (
     ReleaseAction,
     ReleasePolicy,
     ReleaseRecord,
+    Rollout,
     decide,
 )
 from mobiletrain.core.types import Artifact, ModelFormat, ModelVersion
@@ -112,6 +114,7 @@ def _store_version(server: RunningServer, project_id: str, accuracy: float) -> M
         )
     )
     if decision.promoted:
+        policy = project.release_policy or ReleasePolicy()
         c.store.change_current_version(
             ReleaseRecord(
                 project_id=project_id,
@@ -124,6 +127,8 @@ def _store_version(server: RunningServer, project_id: str, accuracy: float) -> M
                 job_id=card.job_id,
             ),
             pinned=False,
+            # As the worker does: a staged rollout when the policy asks for one.
+            rollout=Rollout.start(policy, version, current, datetime.now(UTC)),
         )
     return model
 
@@ -247,6 +252,8 @@ def test_promote_rollback_pin_and_policy_over_rest(env: Env) -> None:
         "min_accuracy": None,
         "min_per_class_recall": None,
         "max_int8_drop": 0.05,
+        "rollout_percent": 100,
+        "rollout_hours": None,
     }
     bad = http.put("/v1/projects/rel/release-policy", json={"margin": -1})
     assert bad.status_code == 400 and bad.json()["code"] == 56
@@ -284,3 +291,55 @@ def test_cli_lists_shows_promotes_and_rolls_back(env: Env, monkeypatch: pytest.M
     assert again.exit_code == 1 and "error 57" in again.output
     policy = runner.invoke(cli.app, [*base, "models", "policy", "-p", "rel", "--mode", "manual"])
     assert policy.exit_code == 0 and "mode: manual" in policy.output
+
+
+def _device_versions(env: Env, tokens: list[str]) -> list[int]:
+    """The version CheckForUpdate gives each device token (core call as that device)."""
+    out = []
+    for token_id in tokens:
+        device = Principal(token_id=token_id, role=Role.DEVICE, project_id=env.project_id)
+        with acting_as(device):
+            out.append(env.server.container.models.check_update("rel", "float32")[1].version)
+    return out
+
+
+def test_staged_rollout_serves_a_deterministic_quarter_until_completed(env: Env) -> None:
+    http = env.http
+    put = http.put("/v1/projects/rel/release-policy", json={"rollout_percent": 25})
+    assert put.status_code == 200, put.text
+    better = _store_version(env.server, env.project_id, 0.95)  # the gate promotes it
+    assert better.decision is not None and better.decision.promoted
+    state = http.get("/v1/projects/rel/release-policy").json()
+    assert state["rollout"]["version"] == 3 and state["rollout"]["previous_version"] == 1
+    assert state["rollout"]["percent"] == 25 and state["rollout"]["complete_at"] is None
+
+    tokens = [f"device-{i}" for i in range(200)]
+    first = _device_versions(env, tokens)
+    assert set(first) == {1, 3}
+    share = first.count(3)
+    assert 30 <= share <= 70, share  # about a quarter of 200
+    assert _device_versions(env, tokens) == first  # deterministic per token
+
+    # Over gRPC with a real device token: its answer follows its own share.
+    with Client(env.grpc_address, token=env.admin) as admin:
+        made, secret = admin.create_token("device", project="rel", name="phone")
+    with Client(env.grpc_address, token=secret) as phone:
+        seen = phone.check_for_update("rel", "float32").latest.version
+    expected = 3 if Rollout(3, 1, 25, datetime.now(UTC)).serves_new(made.id) else 1
+    assert seen == expected
+    # Admins (and the dashboard) see the new current version.
+    assert http.get("/v1/projects/rel/models").json()["current_version"] == 3
+
+    # The manual step: promoting the version by hand completes the rollout.
+    assert http.post("/v1/projects/rel/models/3:promote", json={}).status_code == 200
+    assert set(_device_versions(env, tokens)) == {3}
+    assert http.get("/v1/projects/rel/release-policy").json()["rollout"] is None
+
+
+def test_staged_rollout_completes_after_its_delay(env: Env) -> None:
+    env.server.container.models.set_policy(
+        "rel", ReleasePolicy(rollout_percent=10, rollout_hours=0.0)
+    )
+    _store_version(env.server, env.project_id, 0.95)
+    # A zero-hour rollout is complete at once: every device follows.
+    assert set(_device_versions(env, [f"d{i}" for i in range(50)])) == {3}

@@ -39,6 +39,7 @@ from mobiletrain.core.release import (
     ReleaseMode,
     ReleasePolicy,
     ReleaseRecord,
+    Rollout,
     VersionStatus,
 )
 from mobiletrain.core.services import IncomingSample, Prediction
@@ -893,8 +894,12 @@ def version_status_from_proto(number: int) -> VersionStatus:
 
 def release_policy_to_proto(policy: ReleasePolicy) -> models_pb2.ReleasePolicy:
     """Domain release policy → ``ReleasePolicy`` (unset floors stay unset)."""
-    msg = models_pb2.ReleasePolicy(mode=_RELEASE_MODES[policy.mode], margin=policy.margin)
-    for name in ("min_accuracy", "min_per_class_recall", "max_int8_drop"):
+    msg = models_pb2.ReleasePolicy(
+        mode=_RELEASE_MODES[policy.mode],
+        margin=policy.margin,
+        rollout_percent=policy.rollout_percent,
+    )
+    for name in ("min_accuracy", "min_per_class_recall", "max_int8_drop", "rollout_hours"):
         value = getattr(policy, name)
         if value is not None:
             setattr(msg, name, value)
@@ -913,10 +918,36 @@ def release_policy_from_proto(msg: models_pb2.ReleasePolicy | None) -> ReleasePo
         ReleaseMode.AUTO,
     )
     data: dict[str, Any] = {"mode": mode.value}
-    for name in ("margin", "min_accuracy", "min_per_class_recall", "max_int8_drop"):
+    for name in (
+        "margin",
+        "min_accuracy",
+        "min_per_class_recall",
+        "max_int8_drop",
+        "rollout_percent",
+        "rollout_hours",
+    ):
         if msg.HasField(name):
             data[name] = getattr(msg, name)
     return ReleasePolicy.from_dict(data)
+
+
+def release_policy_state_to_proto(
+    policy: ReleasePolicy, pinned: bool, rollout: Rollout | None
+) -> models_pb2.ReleasePolicyState:
+    """A project's policy, pin and staged rollout → ``ReleasePolicyState``."""
+    msg = models_pb2.ReleasePolicyState(policy=release_policy_to_proto(policy), pinned=pinned)
+    if rollout is not None:
+        msg.rollout.CopyFrom(
+            models_pb2.Rollout(
+                version=rollout.version,
+                previous_version=rollout.previous_version,
+                percent=rollout.percent,
+                started_at=timestamp_to_proto(rollout.started_at),
+            )
+        )
+        if rollout.complete_at is not None:
+            msg.rollout.complete_at.CopyFrom(timestamp_to_proto(rollout.complete_at))
+    return msg
 
 
 def release_decision_to_proto(decision: ReleaseDecision) -> models_pb2.ReleaseDecision:

@@ -320,9 +320,8 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     ) -> models_pb2.ReleasePolicyState:
         """The project's release policy and pin."""
         policy, pinned = self._c.models.policy(request.project)
-        return models_pb2.ReleasePolicyState(
-            policy=serde.release_policy_to_proto(policy), pinned=pinned
-        )
+        rollout = self._c.models.rollout(request.project)
+        return serde.release_policy_state_to_proto(policy, pinned, rollout)
 
     def SetReleasePolicy(
         self, request: models_pb2.SetReleasePolicyRequest, context: grpc.ServicerContext
@@ -333,9 +332,8 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         )
         self._c.models.set_policy(request.project, policy)
         stored, pinned = self._c.models.policy(request.project)
-        return models_pb2.ReleasePolicyState(
-            policy=serde.release_policy_to_proto(stored), pinned=pinned
-        )
+        rollout = self._c.models.rollout(request.project)
+        return serde.release_policy_state_to_proto(stored, pinned, rollout)
 
     def Predict(
         self, request: models_pb2.PredictRequest, context: grpc.ServicerContext

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.release import ReleasePolicy, ReleaseRecord, VersionStatus
+from mobiletrain.core.release import ReleasePolicy, ReleaseRecord, Rollout, VersionStatus
 from mobiletrain.core.services import Prediction
 from mobiletrain.core.types import (
     Architecture,
@@ -367,7 +367,9 @@ class JobEventPublic(BaseModel):
         description=(
             "`state` {state, error?, model_version?}; `progress` {epoch, epochs, batch, "
             "batches, samples_per_second, eta_seconds}; `epoch` {epoch, epochs, loss, accuracy, "
-            "val_loss, val_accuracy, ...}; `evaluation` final metrics; `log` {message}."
+            "val_loss, val_accuracy, ...}; `evaluation` final metrics; `log` {message, level?}; "
+            "`phase` {phase, eta_seconds}; `release` the release gate's decision {promoted, "
+            "reason, version, status, warnings, ...}."
         ),
     )
     data: dict[str, Any] = Field(description="Payload; its shape depends on `kind`.")
@@ -458,14 +460,38 @@ class ReleasePolicyModel(BaseModel):
     max_int8_drop: float | None = Field(
         default=None, description="Ceiling on float32 minus int8 accuracy, 0..1."
     )
+    rollout_percent: int = Field(
+        default=100,
+        description="Staged rollout: share of device tokens (1..100, by a hash of the token) "
+        "that get a version the gate promotes first; the others keep the previous version.",
+    )
+    rollout_hours: float | None = Field(
+        default=None,
+        description="Hours until every device follows; null = until a person promotes it.",
+    )
+
+
+class RolloutPublic(BaseModel):
+    """A staged rollout in progress."""
+
+    version: int = Field(description="The new current version, served to `percent` of devices.")
+    previous_version: int = Field(description="The version the other devices keep meanwhile.")
+    percent: int = Field(description="Share of device tokens that get `version`.")
+    started_at: datetime = Field(description="When the rollout started (UTC).")
+    complete_at: datetime | None = Field(
+        description="When every device follows; null = when a person promotes the version."
+    )
 
 
 class ReleasePolicyPublic(BaseModel):
-    """A project's release policy and pin."""
+    """A project's release policy, pin and staged rollout."""
 
     policy: ReleasePolicyModel = Field(description="The rules in force.")
     pinned: bool = Field(
         description="True while a person pinned the current version: new versions stay candidates."
+    )
+    rollout: RolloutPublic | None = Field(
+        default=None, description="The staged rollout in progress; null when none."
     )
 
 
@@ -774,9 +800,25 @@ def model_version_to_public(model: ModelVersion, current_version: int | None) ->
     )
 
 
-def release_policy_to_public(policy: ReleasePolicy, pinned: bool) -> ReleasePolicyPublic:
-    """Domain release policy → response shape."""
-    return ReleasePolicyPublic(policy=ReleasePolicyModel(**policy.to_dict()), pinned=pinned)
+def release_policy_to_public(
+    policy: ReleasePolicy, pinned: bool, rollout: Rollout | None = None
+) -> ReleasePolicyPublic:
+    """Domain release policy (and staged rollout) → response shape."""
+    return ReleasePolicyPublic(
+        policy=ReleasePolicyModel(**policy.to_dict()),
+        pinned=pinned,
+        rollout=(
+            RolloutPublic(
+                version=rollout.version,
+                previous_version=rollout.previous_version,
+                percent=rollout.percent,
+                started_at=rollout.started_at,
+                complete_at=rollout.complete_at,
+            )
+            if rollout is not None
+            else None
+        ),
+    )
 
 
 def release_policy_from_model(model: ReleasePolicyModel) -> ReleasePolicy:

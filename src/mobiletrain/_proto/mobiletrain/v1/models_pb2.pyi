@@ -40,26 +40,46 @@ class MetricsSummary(_message.Message):
     def __init__(self, accuracy: _Optional[float] = ..., tflite_accuracy: _Optional[_Iterable[_Union[_common_pb2.FormatAccuracy, _Mapping]]] = ...) -> None: ...
 
 class ReleasePolicy(_message.Message):
-    __slots__ = ("mode", "margin", "min_accuracy", "min_per_class_recall", "max_int8_drop")
+    __slots__ = ("mode", "margin", "min_accuracy", "min_per_class_recall", "max_int8_drop", "rollout_percent", "rollout_hours")
     MODE_FIELD_NUMBER: _ClassVar[int]
     MARGIN_FIELD_NUMBER: _ClassVar[int]
     MIN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     MIN_PER_CLASS_RECALL_FIELD_NUMBER: _ClassVar[int]
     MAX_INT8_DROP_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_HOURS_FIELD_NUMBER: _ClassVar[int]
     mode: ReleaseMode
     margin: float
     min_accuracy: float
     min_per_class_recall: float
     max_int8_drop: float
-    def __init__(self, mode: _Optional[_Union[ReleaseMode, str]] = ..., margin: _Optional[float] = ..., min_accuracy: _Optional[float] = ..., min_per_class_recall: _Optional[float] = ..., max_int8_drop: _Optional[float] = ...) -> None: ...
+    rollout_percent: int
+    rollout_hours: float
+    def __init__(self, mode: _Optional[_Union[ReleaseMode, str]] = ..., margin: _Optional[float] = ..., min_accuracy: _Optional[float] = ..., min_per_class_recall: _Optional[float] = ..., max_int8_drop: _Optional[float] = ..., rollout_percent: _Optional[int] = ..., rollout_hours: _Optional[float] = ...) -> None: ...
+
+class Rollout(_message.Message):
+    __slots__ = ("version", "previous_version", "percent", "started_at", "complete_at")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_AT_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    previous_version: int
+    percent: int
+    started_at: _timestamp_pb2.Timestamp
+    complete_at: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[int] = ..., previous_version: _Optional[int] = ..., percent: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReleasePolicyState(_message.Message):
-    __slots__ = ("policy", "pinned")
+    __slots__ = ("policy", "pinned", "rollout")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     PINNED_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     policy: ReleasePolicy
     pinned: bool
-    def __init__(self, policy: _Optional[_Union[ReleasePolicy, _Mapping]] = ..., pinned: _Optional[bool] = ...) -> None: ...
+    rollout: Rollout
+    def __init__(self, policy: _Optional[_Union[ReleasePolicy, _Mapping]] = ..., pinned: _Optional[bool] = ..., rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
 
 class ReleaseDecision(_message.Message):
     __slots__ = ("promoted", "reason", "policy", "compared_format", "accuracy", "current_version", "current_accuracy", "checks")

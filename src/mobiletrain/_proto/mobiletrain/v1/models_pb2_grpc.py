@@ -188,8 +188,11 @@ class ModelServiceServicer:
 
     def Predict(self, request, context):
         """Classifies one image on the server with a model version (handy to compare
-        with on-device results). Fails with MODEL_NOT_FOUND, NO_MODEL,
-        UNSUPPORTED_MEDIA_TYPE, CORRUPT_IMAGE or IMAGE_TOO_LARGE.
+        with on-device results). Uses the best classifier file the version has:
+        float32, else float16, else dynamic-int8, else int8 (LiteRT, as on a
+        phone). Fails with MODEL_NOT_FOUND, NO_MODEL, FORMAT_NOT_FOUND (the
+        version has none of those four files), UNSUPPORTED_MEDIA_TYPE,
+        CORRUPT_IMAGE or IMAGE_TOO_LARGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

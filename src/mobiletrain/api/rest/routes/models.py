@@ -298,7 +298,7 @@ def get_release_policy(project: ProjectRef, models: ModelsDep) -> ReleasePolicyP
     """The project's release gate rules (the defaults when never set) and whether the current
     version is pinned."""
     policy, pinned = models.policy(project)
-    return release_policy_to_public(policy, pinned)
+    return release_policy_to_public(policy, pinned, models.rollout(project))
 
 
 @router.put("/projects/{project}/release-policy", summary="Set the release policy")
@@ -310,7 +310,7 @@ def set_release_policy(
     INVALID_RELEASE_POLICY (400, code 56) for a value outside 0..1."""
     models.set_policy(project, release_policy_from_model(body))
     policy, pinned = models.policy(project)
-    return release_policy_to_public(policy, pinned)
+    return release_policy_to_public(policy, pinned, models.rollout(project))
 
 
 def _top_k(top_k: int) -> int:

@@ -26,6 +26,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("release_pinned", sa.Boolean, nullable=False, server_default=sa.false())
         )
+        batch.add_column(sa.Column("rollout", sa.JSON, nullable=True))
     with op.batch_alter_table("samples") as batch:
         batch.add_column(sa.Column("in_eval_set", sa.Boolean, nullable=True))
     with op.batch_alter_table("model_versions") as batch:
@@ -67,5 +68,6 @@ def downgrade() -> None:
     with op.batch_alter_table("samples") as batch:
         batch.drop_column("in_eval_set")
     with op.batch_alter_table("projects") as batch:
+        batch.drop_column("rollout")
         batch.drop_column("release_pinned")
         batch.drop_column("release_policy")
