@@ -126,6 +126,17 @@ class Settings(BaseSettings):
         description="Wait between marking a pack and rewriting it, s (default: "
         "stream_max_seconds + grpc_deadline_grace_seconds + 60)",
     )
+    compaction_min_dead_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Rewrite a pack only when this share of it is unreferenced (0 = any byte)",
+    )
+    compaction_max_delay_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="With a dead-fraction threshold: a pass over every pack at least this often",
+    )
     file_mode: str = Field(
         default="600",
         pattern=r"^0?[0-7]{3}$",

@@ -180,6 +180,8 @@ def build_container(settings: Settings) -> Container:
             store.referenced_blobs,
             interval_s=settings.compaction_interval_seconds,
             grace_s=settings.resolved_compaction_grace(),
+            min_dead_fraction=settings.compaction_min_dead_fraction,
+            max_delay_s=settings.compaction_max_delay_seconds,
         ),
     )
 

@@ -413,3 +413,17 @@ def test_compaction_loses_nothing_under_concurrent_writes_deletes_and_reads(
         assert hashlib.sha256(final.get(key)).hexdigest() == key
     kept = {r.digest.hex() for p in (root / "packs").glob("*.pack") for r in scan_pack(p).records}
     assert kept == live  # nothing unreferenced is left, nothing referenced is missing
+
+
+def test_a_dead_fraction_threshold_leaves_mostly_live_packs_alone(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    blobs = LocalPackBlobStore(root)
+    data = _blobs(10, seed=6)
+    keys = [blobs.put(d) for d in data]
+    blobs.close()
+    live = set(keys[1:])  # one record in ten is dead
+    assert compact_packs(blobs, lambda: live, grace_s=0, min_dead_fraction=0.5).packs_compacted == 0
+    assert _files_containing(root, data[0]) != []
+    report = compact_packs(blobs, lambda: live, grace_s=0, min_dead_fraction=0.05)
+    assert report.packs_compacted == 1
+    assert _files_containing(root, data[0]) == []

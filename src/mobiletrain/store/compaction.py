@@ -29,7 +29,8 @@ until they close it) or get ``FileNotFoundError`` and re-index (see
 pack and a marker (the next run starts over, the marker's age counting as grace); a kill after
 the rename leaves both packs with the same live records (the next run finishes the unlink).
 
-Bound: a deleted blob's bytes are gone at most ``interval + grace + run time`` after the delete,
+Bound: a deleted blob's bytes are gone at most ``interval + grace + run time`` after the delete
+(with a ``min_dead_fraction`` threshold: ``max_delay + interval + grace + run time``),
 once the pack holding them is no longer open for appends (the server seals its own; workers close
 theirs when a job ends; a writer rolls its pack over after an hour).
 """
@@ -193,8 +194,13 @@ def compact_packs(
     grace_s: float = 300.0,
     stop: threading.Event | None = None,
     hook: Hook | None = None,
+    min_dead_fraction: float = 0.0,
 ) -> CompactionReport:
-    """Drop the records of every blob not in ``referenced()`` from the store's packs (see above)."""
+    """Drop the records of every blob not in ``referenced()`` from the store's packs (see above).
+
+    ``min_dead_fraction``: rewrite only packs whose unreferenced bytes are at least this share
+    of the pack (0: any unreferenced byte); large stores trade a longer delay for less I/O.
+    """
     started = time.monotonic()
     report = CompactionReport()
     packs = store.packs
@@ -212,7 +218,9 @@ def compact_packs(
         own = store.active_pack
         if own is not None:
             recs = scan_pack(packs / own).records
-            if len(_live_records(recs, live)) < len(recs):
+            total = sum(r.end - r.header_offset for r in recs)
+            dead = total - sum(r.end - r.header_offset for r in _live_records(recs, live))
+            if dead > 0 and dead >= min_dead_fraction * total:
                 store.seal()  # our own pack holds dead records: stop appending to it
         for path in sorted(packs.glob("*" + PACK_SUFFIX)):
             fd = _try_lock(path)
@@ -226,7 +234,9 @@ def compact_packs(
             kept_bytes = sum(r.end - r.header_offset for r in kept)
             # A pack of the legacy format is rewritten too: its records get header checksums.
             legacy = any(r.data_offset - r.header_offset != HEADER_SIZE for r in kept)
-            if kept_bytes == size and not legacy and not marker.exists():
+            dead = size - kept_bytes
+            worth = dead > 0 and dead >= min_dead_fraction * size
+            if not worth and not legacy and not marker.exists():
                 os.close(fd)
                 continue
             target = _read_marker(marker) if marker.exists() else None
@@ -305,10 +315,13 @@ def compact(
     *,
     grace_s: float = 300.0,
     stop: threading.Event | None = None,
+    min_dead_fraction: float = 0.0,
 ) -> CompactionReport:
     """One compaction run on any blob store: local packs, or unreferenced objects on S3."""
     if isinstance(blobs, LocalPackBlobStore):
-        return compact_packs(blobs, referenced, grace_s=grace_s, stop=stop)
+        return compact_packs(
+            blobs, referenced, grace_s=grace_s, stop=stop, min_dead_fraction=min_dead_fraction
+        )
     delete = getattr(blobs, "delete_unreferenced", None)
     if delete is None:
         return CompactionReport(skipped=f"{type(blobs).__name__} has no compaction")
@@ -325,11 +338,16 @@ class CompactionLoop:
         referenced: Callable[[], set[str]],
         interval_s: float,
         grace_s: float,
+        min_dead_fraction: float = 0.0,
+        max_delay_s: float = 86400.0,
     ) -> None:
         self.blobs = blobs
         self.referenced = referenced
         self.interval_s = interval_s
         self.grace_s = grace_s
+        self.min_dead_fraction = min_dead_fraction
+        self.max_delay_s = max_delay_s
+        self._last_full = -float("inf")
         self.last: CompactionReport | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -348,9 +366,19 @@ class CompactionLoop:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            # With a dead-fraction threshold, a full pass (any dead byte) still runs at least
+            # every max_delay_s: that keeps the bound on how long deleted bytes stay.
+            full = time.monotonic() - self._last_full >= self.max_delay_s
+            fraction = 0.0 if full else self.min_dead_fraction
             try:
                 self.last = compact(
-                    self.blobs, self.referenced, grace_s=self.grace_s, stop=self._stop
+                    self.blobs,
+                    self.referenced,
+                    grace_s=self.grace_s,
+                    stop=self._stop,
+                    min_dead_fraction=fraction,
                 )
+                if full and not self.last.skipped:
+                    self._last_full = time.monotonic()
             except Exception as exc:  # the loop must survive a bad run
                 log.warning("compaction failed: %s: %s", type(exc).__name__, exc)
