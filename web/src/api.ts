@@ -126,6 +126,16 @@ export interface ReleasePolicy {
   min_accuracy: number | null;
   min_per_class_recall: number | null;
   max_int8_drop: number | null;
+  rollout_percent: number;
+  rollout_hours: number | null;
+}
+
+export interface Rollout {
+  version: number;
+  previous_version: number;
+  percent: number;
+  started_at: string;
+  complete_at: string | null;
 }
 
 export interface ReleaseDecision {
@@ -345,9 +355,13 @@ export const api = {
   releases: (p: string) =>
     getJson<{ releases: ReleaseRecord[] }>(`${projectPath(p)}/releases`),
   releasePolicy: (p: string) =>
-    getJson<{ policy: ReleasePolicy; pinned: boolean }>(`${projectPath(p)}/release-policy`),
+    getJson<{ policy: ReleasePolicy; pinned: boolean; rollout: Rollout | null }>(`${projectPath(p)}/release-policy`),
   setReleasePolicy: (p: string, policy: ReleasePolicy) =>
-    sendJson<{ policy: ReleasePolicy; pinned: boolean }>("PUT", `${projectPath(p)}/release-policy`, policy),
+    sendJson<{ policy: ReleasePolicy; pinned: boolean; rollout: Rollout | null }>(
+      "PUT",
+      `${projectPath(p)}/release-policy`,
+      policy,
+    ),
   modelCard: (p: string, v: number | string) =>
     getJson<ModelCard>(`${projectPath(p)}/models/${enc(String(v))}/manifest`),
   downloadModel: async (p: string, v: number, format: string): Promise<{ blob: Blob; name: string }> => {

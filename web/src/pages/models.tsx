@@ -305,6 +305,22 @@ function ReleasePanel({ project, onChange }: { project: Project; onChange: () =>
       setBusy(false);
     }
   };
+  const completeRollout = async () => {
+    const rollout = policy.data?.rollout;
+    if (!rollout) return;
+    setBusy(true);
+    setError("");
+    try {
+      await api.promote(project.id, rollout.version, "staged rollout completed from the dashboard");
+      policy.reload();
+      history.reload();
+      onChange();
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setBusy(false);
+    }
+  };
   const floor = (name: "min_accuracy" | "min_per_class_recall" | "max_int8_drop", label: string) => (
     <div class="field">
       <label for={`policy-${name}`}>{label}</label>
@@ -356,6 +372,33 @@ function ReleasePanel({ project, onChange }: { project: Project; onChange: () =>
           {floor("min_accuracy", "Minimum accuracy")}
           {floor("min_per_class_recall", "Minimum recall per label")}
           {floor("max_int8_drop", "Maximum int8 drop")}
+          <div class="field">
+            <label for="policy-rollout">Staged rollout: devices first (%)</label>
+            <input
+              id="policy-rollout"
+              type="number"
+              min={1}
+              max={100}
+              step={1}
+              value={current.rollout_percent}
+              onInput={(e) => setDraft({ ...current, rollout_percent: Number((e.target as HTMLInputElement).value) })}
+            />
+          </div>
+          <div class="field">
+            <label for="policy-rollout-hours">The rest follow after (hours)</label>
+            <input
+              id="policy-rollout-hours"
+              type="number"
+              min={0}
+              step={1}
+              placeholder="when promoted by hand"
+              value={current.rollout_hours ?? ""}
+              onInput={(e) => {
+                const text = (e.target as HTMLInputElement).value;
+                setDraft({ ...current, rollout_hours: text === "" ? null : Number(text) });
+              }}
+            />
+          </div>
           <div class="field wide">
             <button type="submit" class="primary" disabled={busy || !draft}>
               Save policy
@@ -364,6 +407,19 @@ function ReleasePanel({ project, onChange }: { project: Project; onChange: () =>
               Roll back the current version
             </button>
             {policy.data?.pinned ? <span class="muted"> The current version is pinned.</span> : null}
+            {policy.data?.rollout ? (
+              <p class="notice" data-testid="rollout">
+                Staged rollout: version {policy.data.rollout.version} goes to {policy.data.rollout.percent}% of devices;
+                the others keep version {policy.data.rollout.previous_version}{" "}
+                {policy.data.rollout.complete_at
+                  ? `until ${formatTime(policy.data.rollout.complete_at)}`
+                  : "until you make it current by hand"}
+                .{" "}
+                <button type="button" class="small" disabled={busy} onClick={() => void completeRollout()}>
+                  Send to every device now
+                </button>
+              </p>
+            ) : null}
           </div>
         </form>
       ) : null}
