@@ -404,7 +404,7 @@ class LocalPackBlobStore(BlobStore):
                     self._refresh()
                     # Not found anywhere known: the next miss rescans every pack once (a safety
                     # net; copies are normally known from the scans).
-                    self._stale = sha256 not in self._index
+                    self._stale = self._stale or sha256 not in self._index
                 continue
             fh.seek(offset)
             return fh, offset, length
@@ -517,27 +517,41 @@ class LocalPackBlobStore(BlobStore):
                 if self._writer is None or loc[0] != self._writer.name:
                     self._foreign.add(loc[0])  # make sure its bytes are fsynced too
                 return key
-            w = self._writer
-            if w is not None and (
-                w.size >= self._pack_limit or time.monotonic() - w.opened > self._pack_max_age
-            ):
-                self._close_writer()
-                w = None
-            if w is None:
-                w = self._open_writer()
-            good_end = w.size
-            header = encode_header(digest, len(data))
-            try:
-                _write_all(w.fd, header)
-                _write_all(w.fd, data)
-            except BaseException:
-                self._rollback(w, good_end)
-                raise
-            w.size = good_end + len(header) + len(data)
-            self._scanned[w.name] = w.size
-            self._index[key] = (w.name, good_end + len(header), len(data))
-            w.unsynced.append(key)
+            self._append(digest, key, data)
         return key
+
+    def restore(self, data: bytes) -> str:
+        """Write a fresh copy of ``data`` even when a record of its key exists (it may be the
+        damaged one), and check that it reads back; ``BlobDamaged`` if it does not."""
+        digest = hashlib.sha256(data).digest()
+        key = digest.hex()
+        with self._lock:
+            self._append(digest, key, data)
+        self.get(key)
+        return key
+
+    def _append(self, digest: bytes, key: str, data: bytes) -> None:
+        """Append one record to this process's pack and index it there. Lock held."""
+        w = self._writer
+        if w is not None and (
+            w.size >= self._pack_limit or time.monotonic() - w.opened > self._pack_max_age
+        ):
+            self._close_writer()
+            w = None
+        if w is None:
+            w = self._open_writer()
+        good_end = w.size
+        header = encode_header(digest, len(data))
+        try:
+            _write_all(w.fd, header)
+            _write_all(w.fd, data)
+        except BaseException:
+            self._rollback(w, good_end)
+            raise
+        w.size = good_end + len(header) + len(data)
+        self._scanned[w.name] = w.size
+        self._index[key] = (w.name, good_end + len(header), len(data))
+        w.unsynced.append(key)
 
     def sync(self) -> None:
         """fsync the active pack (and the folder after a new pack) so blobs survive power loss."""
