@@ -72,7 +72,11 @@ ERROR_CODE_METADATA_KEY = "mobiletrain-error-code"
 """Trailing metadata key that carries the number of the :class:`ErrorCode`."""
 
 SERVICE_PREFIX = "/mobiletrain."
-"""Full method names this interceptor wraps (health and reflection keep their own handling)."""
+"""Full method names of the mobiletrain services, which this interceptor wraps."""
+
+WRAPPED_PREFIXES = (SERVICE_PREFIX, "/grpc.reflection.")
+"""Full method names this interceptor wraps: the services and server reflection (which needs a
+token too). Health checks keep their own handling and stay open."""
 
 
 RETRY_AFTER_METADATA_KEY = "retry-after"
@@ -226,6 +230,13 @@ def _check_deadline() -> None:
 
 def _decoded_stream(requests: Iterator[Any]) -> Iterator[Any]:
     for request in requests:
+        _check_deadline()
+        yield _decoded(request)
+
+
+async def _decoded_async_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The client stream of an ``async def`` servicer method (reflection), read on the loop."""
+    async for request in requests:
         _check_deadline()
         yield _decoded(request)
 
@@ -384,7 +395,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         """Return the handler of the call with its behaviour wrapped."""
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
+        if handler is None or not method.startswith(WRAPPED_PREFIXES):
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None:
@@ -410,7 +421,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
             )
             call = _Call(self, method, stream_in or stream_out, blocking)
-            decoded = _decoded_stream if stream_in else _decoded
+            decoded: Callable[[Any], Any] = _decoded
+            if stream_in:
+                decoded = _decoded_stream if blocking else _decoded_async_stream
             wrap = _stream_response if stream_out else _unary_response
-            return make(wrap(behavior, call, decoded, stream_in), **kwargs)  # type: ignore[no-any-return]
+            # Only a synchronous servicer needs the client stream pumped into its thread.
+            pump = stream_in and blocking
+            return make(wrap(behavior, call, decoded, pump), **kwargs)  # type: ignore[no-any-return]
         return handler

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from mobiletrain._proto.mobiletrain.v1 import (
     datasets_pb2,
@@ -35,6 +34,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
 from mobiletrain.api import longpoll
 from mobiletrain.api.grpc.errors import ErrorInterceptor
 from mobiletrain.api.grpc.federated import FederatedServicer
+from mobiletrain.api.grpc.reflection import enable_reflection
 from mobiletrain.api.grpc.servicers import (
     DatasetServicer,
     ModelServicer,
@@ -176,8 +176,9 @@ def build_grpc_server(container: Container, address: str) -> tuple[GrpcServer, i
     """Create (but do not start) the gRPC server bound to ``address`` ("host:port").
 
     Registers the mobiletrain services behind the auth and error interceptor, the standard health
-    service (SERVING for "" and every service name) and server reflection. ``address`` may use
-    port 0; the port actually bound is returned.
+    service (SERVING for "" and every service name; open without a token) and server reflection
+    (v1 and v1alpha; a token is needed like for the services). ``address`` may use port 0; the
+    port actually bound is returned.
     """
     executor = CountingThreadPool(container.settings.grpc_threads, thread_name_prefix="grpc")
     container.pool_gauges["gRPC handler"] = executor.gauge
@@ -225,13 +226,9 @@ async def _build(
     for name in ("", *SERVICE_NAMES, STORAGE_HEALTH_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    # Reflection v1 and v1alpha; behind the interceptor's token check like the services.
+    enable_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
 
     try:

@@ -118,7 +118,8 @@ class DatasetServiceServicer:
 
     def ListSamples(self, request, context):
         """Lists the samples of a project (optionally of one label), a page at a
-        time, in a stable order.
+        time, in upload order (oldest first). Page tokens mark the last sample
+        seen, so samples added or deleted while paging never shift a page.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

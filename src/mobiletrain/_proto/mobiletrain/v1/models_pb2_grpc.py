@@ -108,8 +108,9 @@ class ModelServiceServicer:
     """
 
     def ListModelVersions(self, request, context):
-        """Lists the model versions of a project, a page at a time, in a stable
-        order.
+        """Lists the model versions of a project, a page at a time, newest (highest
+        version number) first. Page tokens are positions: a version finished
+        while paging shifts later pages by one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -72,7 +72,9 @@ class ProjectServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListProjects(self, request, context):
-        """Lists all projects, a page at a time, in a stable order.
+        """Lists all projects, a page at a time, oldest first (creation time, then
+        id). Projects created while paging appear on the last pages; a deleted one
+        shifts later pages back by one (page tokens are positions).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

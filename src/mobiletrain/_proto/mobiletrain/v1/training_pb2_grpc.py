@@ -82,7 +82,9 @@ class TrainingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Lists the jobs of a project, a page at a time, in a stable order.
+        """Lists the jobs of a project, a page at a time, newest first (the order
+        they were started). Page tokens are positions: a job started while paging
+        shifts later pages by one, so one job may show up twice (dedupe by id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
