@@ -1,3 +1,8 @@
+// The fields, enum values and constructors of these plain data types mirror the wire
+// messages documented in proto/mobiletrain/v1 and docs/rest.md; repeating that for about
+// 130 members would add noise, so the rule is scoped off here (and only here).
+// ignore_for_file: public_member_api_docs
+
 /// Plain Dart types shared by both transports (gRPC and REST).
 ///
 /// The gRPC transport converts generated protobuf messages into these types and
