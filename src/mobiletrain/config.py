@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     max_requests_per_address: int = Field(
         default=256, ge=0, description="HTTP requests in flight per client address (0 = no cap)"
     )
+    max_buffered_body_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        description="Request body bytes held in memory by all HTTP requests together (0 = no cap)",
+    )
     unauthenticated_rate_per_second: float = Field(
         default=20.0, ge=0, description="Failed-token requests/s per client address (0 = off)"
     )

@@ -252,6 +252,35 @@ def test_bodies_over_the_route_cap_are_refused_while_streaming(live: Live) -> No
     assert rss.growth_mb < 100, f"server grew {rss.growth_mb:.0f} MB"
 
 
+def test_bodies_held_in_memory_share_one_budget(tmp_path: Path) -> None:
+    server = _start(tmp_path, max_buffered_body_bytes=3 * MB, body_idle_timeout_seconds=10)
+    try:
+        headers = server.auth | {"Content-Type": "application/json"}
+        path = "/v1/projects/p/samples:base64"
+        with socket.create_connection(("127.0.0.1", server.port)) as holder:
+            # One request holds 2 MiB of its body and waits for the rest.
+            head = _head("POST", path, headers | {"Content-Length": str(8 * MB)})
+            holder.sendall(head + b"x" * (2 * MB))
+            time.sleep(0.5)
+            # The next one passes the server-wide budget: 503, retry later.
+            answer = raw_request(
+                server.port, _head("POST", path, headers | {"Content-Length": str(4 * MB)}), 4 * MB
+            )
+            assert answer.status == 503, answer.head
+            assert "x-mobiletrain-error-code: 79" in answer.head.lower()
+            assert "retry-after: 1" in answer.head.lower()
+        # The holder went away: its bytes are released, small requests pass again.
+        deadline = time.monotonic() + 10
+        while True:
+            r = httpx.post(f"{server.url}/v1/projects", json={"name": "after"}, headers=server.auth)
+            if r.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert r.status_code == 201, r.text
+    finally:
+        server.server.stop()
+
+
 def test_a_100mib_header_is_refused(live: Live) -> None:
     with PeakRss() as rss:
         answer = raw_request(live.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ", 100 * MB)

@@ -177,6 +177,7 @@ def create_app(container: Container) -> FastAPI:
             body_idle_timeout_seconds=settings.body_idle_timeout_seconds,
             body_min_bytes_per_second=settings.body_min_bytes_per_second,
             max_requests_per_address=settings.max_requests_per_address,
+            max_buffered_body_bytes=settings.max_buffered_body_bytes,
             auth=settings.auth,
         ),
         tokens=container.tokens,

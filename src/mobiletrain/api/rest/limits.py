@@ -12,7 +12,10 @@ body) and, in this order:
 4. refuses a ``Content-Length`` above the route's body cap at once (BODY_TOO_LARGE, 413, 76);
 5. counts the body while the route reads it and stops at the cap (413, code 76), and cuts a body
    that stalls: no bytes for ``body_idle_timeout_seconds``, or slower on average than
-   ``body_min_bytes_per_second`` after that long (REQUEST_TIMEOUT, 408, code 78).
+   ``body_min_bytes_per_second`` after that long (REQUEST_TIMEOUT, 408, code 78);
+6. counts every body a route holds in memory (all but multipart uploads, which are spooled to
+   disk) against one server-wide budget, ``max_buffered_body_bytes``: past it, SERVER_BUSY (503,
+   code 79, ``Retry-After``), so memory stays bounded however many clients send at once.
 
 The size of the request line and headers is capped one level lower, by
 :class:`HeaderLimitedHttpToolsProtocol` (uvicorn's parser has no such cap of its own): bytes are
@@ -63,6 +66,7 @@ class LimitSettings:
     body_idle_timeout_seconds: float = 30.0
     body_min_bytes_per_second: float = 1024.0
     max_requests_per_address: int = 256
+    max_buffered_body_bytes: int = 256 * 1024 * 1024
     auth: bool = True
 
 
@@ -100,6 +104,33 @@ class _LimitHit(Exception):
     def __init__(self, error: MobiletrainError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+class BodyBudget:
+    """Bytes of request bodies held in memory by all requests together (0 = no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Count ``size`` more bytes; False (nothing counted) when that passes the limit."""
+        with self._lock:
+            if self.limit > 0 and self._held + size > self.limit:
+                return False
+            self._held += size
+            return True
+
+    def release(self, size: int) -> None:
+        """Forget ``size`` bytes counted by :meth:`take`."""
+        with self._lock:
+            self._held -= size
+
+    @property
+    def held(self) -> int:
+        """Bytes counted now."""
+        return self._held
 
 
 class AddressSlots:
@@ -156,6 +187,7 @@ class RequestLimitsMiddleware:
         self.tokens = tokens
         self.address_limiter = address_limiter
         self.slots = AddressSlots()
+        self.budget = BodyBudget(limits.max_buffered_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -224,13 +256,19 @@ class RequestLimitsMiddleware:
             )
             await self._refuse(err, scope, receive, send)
             return
-        await self._run(scope, receive, send, cap)
+        # Multipart files are spooled to disk by the form parser; every other body is held in
+        # memory by its route, so those share one server-wide budget.
+        in_memory = not any(p.match(scope["path"]) for p in _MULTIPART_ROUTES)
+        await self._run(scope, receive, send, cap, in_memory)
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
+    async def _run(
+        self, scope: Scope, receive: Receive, send: Send, cap: int, in_memory: bool
+    ) -> None:
         limits = self.limits
         hit: list[MobiletrainError] = []
         started = False
         received = 0
+        reserved = 0
         began = time.monotonic()
 
         def fail(err: MobiletrainError) -> _LimitHit:
@@ -238,7 +276,7 @@ class RequestLimitsMiddleware:
             return _LimitHit(err)
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, reserved
             if hit:
                 raise _LimitHit(hit[0])
             message: Message | None = None
@@ -252,7 +290,18 @@ class RequestLimitsMiddleware:
                     )
                 )
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                size = len(message.get("body", b""))
+                received += size
+                if in_memory and size:
+                    if not self.budget.take(size):
+                        raise fail(
+                            MobiletrainError(
+                                ErrorCode.SERVER_BUSY,
+                                f"the server holds {self.budget.limit} bytes of request bodies "
+                                "already; retry shortly",
+                            )
+                        )
+                    reserved += size
                 if received > cap:
                     raise fail(
                         MobiletrainError(
@@ -292,6 +341,8 @@ class RequestLimitsMiddleware:
             if not hit or started:
                 raise
             await self._refuse(hit[0], scope, receive, send)
+        finally:
+            self.budget.release(reserved)
 
 
 class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
