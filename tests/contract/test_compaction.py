@@ -427,3 +427,48 @@ def test_a_dead_fraction_threshold_leaves_mostly_live_packs_alone(tmp_path: Path
     report = compact_packs(blobs, lambda: live, grace_s=0, min_dead_fraction=0.05)
     assert report.packs_compacted == 1
     assert _files_containing(root, data[0]) == []
+
+
+def test_compaction_on_a_full_disk_keeps_the_old_pack_and_finishes_later(
+    tmp_path: Path,
+) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(
+            "cannot mount a tmpfs to fill a disk for real (needs root): "
+            + (done.stderr.strip() or f"exit {done.returncode}")
+        )
+    try:
+        root = mnt / "blobs"
+        blobs = LocalPackBlobStore(root)
+        data = _blobs(200, seed=7)  # about 1.1 MB
+        keys = [blobs.put(d) for d in data]
+        blobs.close()
+        live = {k: d for i, (k, d) in enumerate(zip(keys, data, strict=True)) if i % 4}
+        st = os.statvfs(mnt)
+        ballast = mnt / "ballast"
+        ballast.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 100_000))
+
+        report = compact_packs(blobs, lambda: set(live), grace_s=0)
+        assert report.packs_compacted == 0 and report.errors, report
+        assert "No space left" in report.errors[0]
+        assert [p.name for p in (root / "packs").iterdir() if p.name.endswith(".tmp")] == []
+        for key, d in live.items():
+            assert LocalPackBlobStore(root).get(key) == d
+
+        ballast.unlink()
+        report = compact_packs(blobs, lambda: set(live), grace_s=0)
+        assert report.packs_compacted == 1 and not report.errors
+        for i, d in enumerate(data):
+            if i % 4 == 0:
+                assert _files_containing(root, d) == []
+        for key, d in live.items():
+            assert LocalPackBlobStore(root).get(key) == d
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -835,6 +835,10 @@ def compact(
         f"{report.records_dropped} unreferenced records dropped, {report.bytes_freed} bytes "
         f"freed, {report.objects_deleted} objects deleted, in {report.seconds:.1f} s"
     )
+    for error in report.errors:
+        console.print(f"[red]not compacted[/red] {error}")
+    if report.errors:
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -96,6 +96,7 @@ class _Candidate:
     path: Path
     fd: int  # holds an flock on the pack for the whole run
     target: str  # the pack that replaces it
+    live_bytes: int  # what the new pack needs on disk
     marked_at: float = 0.0
 
 
@@ -240,7 +241,7 @@ def compact_packs(
                 os.close(fd)
                 continue
             target = _read_marker(marker) if marker.exists() else None
-            cand = _Candidate(path, fd, target or f"{uuid.uuid4().hex}{PACK_SUFFIX}")
+            cand = _Candidate(path, fd, target or f"{uuid.uuid4().hex}{PACK_SUFFIX}", kept_bytes)
             if target is None:
                 _write_marker(marker, cand.target, store.file_mode)
             cand.marked_at = marker.stat().st_mtime
@@ -255,11 +256,18 @@ def compact_packs(
             report.skipped = "stopped during the grace period"
             return report
         live = referenced()
+        candidates.sort(key=lambda c: c.live_bytes)  # least room needed first (a full disk)
         for cand in candidates:
             if stop is not None and stop.is_set():
                 report.skipped = "stopped"
                 break
-            _compact_one(store, cand, live, report, step)
+            try:
+                _compact_one(store, cand, live, report, step)
+            except OSError as exc:
+                # E.g. no room for the new pack on a full disk: the old pack stays as it was,
+                # marked, and the next run tries again; smaller packs still get their turn.
+                report.errors.append(f"{cand.path.name}: {exc}")
+                log.warning("compaction of pack %s failed: %s", cand.path.name, exc)
     finally:
         for cand in candidates:
             with contextlib.suppress(OSError):
@@ -281,11 +289,14 @@ def _compact_one(
     target = packs / cand.target
     found = scan_pack(cand.path)
     kept = _live_records(found.records, live)
-    report.bytes_before += size
-    report.records_dropped += len(found.records) - len(kept)
     if not target.exists() and kept:
         tmp = target.with_name(target.name + TMP_SUFFIX)
-        _copy_records(cand.fd, tmp, kept, store.file_mode)
+        try:
+            _copy_records(cand.fd, tmp, kept, store.file_mode)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # on a full disk, give the space back at once
+            raise
         step("written", cand.path.name)
         os.replace(tmp, target)
         fsync_dir(packs)
@@ -300,6 +311,8 @@ def _compact_one(
         cand.path.with_name(cand.path.name + DOOMED_SUFFIX).unlink()
     fsync_dir(packs)
     report.packs_compacted += 1
+    report.bytes_before += size
+    report.records_dropped += len(found.records) - len(kept)
     log.info(
         "compacted pack %s: %d of %d records kept, %d bytes freed",
         cand.path.name,
