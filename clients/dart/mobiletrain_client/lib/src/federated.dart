@@ -479,14 +479,22 @@ class FederatedParticipant {
       '/v1/federated/sessions/${Uri.encodeComponent(sessionId)}/files/'
       '${Uri.encodeComponent(file.format)}',
     );
-    final request = http.Request('GET', uri)
+    final abort = Completer<void>();
+    final request = http.AbortableRequest('GET', uri, abortTrigger: abort.future)
       ..headers.addAll(_http.headers(accept: 'application/octet-stream'));
-    final response = await _http.send(request, timeout: settings.connectTimeout + settings.callTimeout);
+    final http.StreamedResponse response;
     final Uint8List bytes;
     try {
-      bytes = await response.stream.toBytes();
+      response =
+          await _http.send(request, timeout: settings.connectTimeout + settings.callTimeout);
+      // A half-open connection sends nothing and never ends: fail after an idle spell.
+      bytes = await http.ByteStream(
+              idleTimeout(response.stream, settings.callTimeout, 'no file bytes'))
+          .toBytes();
     } on http.ClientException catch (e) {
       throw MobiletrainException.of(ErrorCodes.network, 'connection lost: ${e.message}', cause: e);
+    } finally {
+      if (!abort.isCompleted) abort.complete(); // drops the connection after a failure
     }
     if (response.statusCode != 200) {
       throw MobiletrainException.fromHttp(response.statusCode, utf8.decode(bytes, allowMalformed: true),

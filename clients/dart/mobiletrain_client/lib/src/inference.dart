@@ -18,6 +18,7 @@ import 'package:tflite_flutter/tflite_flutter.dart';
 import 'model_manager.dart';
 import 'models.dart';
 import 'preprocess.dart';
+import 'tflite_memory.dart';
 
 /// Scale and zero point of a quantised tensor: `real = (q - zeroPoint) * scale`.
 class TensorQuantization {
@@ -129,7 +130,7 @@ class ImageClassifier {
     int threads = 2,
   }) =>
       ImageClassifier._(
-        Interpreter.fromFile(file, options: InterpreterOptions()..threads = threads),
+        interpreterFromFile(file, threads: threads),
         manifest,
         format,
       );
@@ -142,7 +143,7 @@ class ImageClassifier {
     int threads = 2,
   }) =>
       ImageClassifier._(
-        Interpreter.fromBuffer(modelBytes, options: InterpreterOptions()..threads = threads),
+        interpreterFromBytes(modelBytes, threads: threads),
         manifest,
         format,
       );

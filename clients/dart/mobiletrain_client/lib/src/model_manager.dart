@@ -402,7 +402,8 @@ Manifest manifestFromJson(Map<String, Object?> json) => Manifest(
       artifacts: [
         for (final a in (json['artifacts'] as List<Object?>? ?? const []))
           if (a case {'format': final String f, 'size': final num size, 'sha256': final String sha})
-            Artifact(format: ModelFormat.fromWireName(f), size: size.toInt(), sha256: sha),
+            if (ModelFormat.tryFromWireName(f) case final format?)
+              Artifact(format: format, size: size.toInt(), sha256: sha),
       ],
       json: (json['json'] as Map<String, Object?>?) ?? const {},
     );

@@ -98,6 +98,16 @@ enum ModelFormat {
         (f) => f.wireName == name && f != unspecified,
         orElse: () => throw ArgumentError.value(name, 'name', 'unknown model format'),
       );
+
+  /// The format whose REST name is [name], or null when this client does not
+  /// know it (a newer server): callers turn that into a `bad_response` error
+  /// or skip the entry, never an [ArgumentError] past the retry logic.
+  static ModelFormat? tryFromWireName(String name) {
+    for (final f in ModelFormat.values) {
+      if (f != unspecified && f.wireName == name) return f;
+    }
+    return null;
+  }
 }
 
 /// Kind of a job event, mirroring `mobiletrain.v1.EventKind`.

@@ -21,6 +21,7 @@ import 'package:tflite_flutter/tflite_flutter.dart';
 
 import 'models.dart';
 import 'preprocess.dart';
+import 'tflite_memory.dart';
 
 /// Positional data inputs of the train-step model, before the weights.
 const List<String> trainStepDataInputs = ['x', 'y', 'mask', 'lr', 'mu'];
@@ -266,8 +267,6 @@ class TrainingRun {
 Uint8List _bytesOf(TypedData data) =>
     data.buffer.asUint8List(data.offsetInBytes, data.lengthInBytes);
 
-InterpreterOptions _options(int threads) => InterpreterOptions()..threads = threads;
-
 /// Runs the `train-step` model: one SGD step per [trainBatch] call, weights
 /// kept in memory between calls.
 ///
@@ -299,7 +298,7 @@ class OnDeviceTrainer {
   }) async {
     final spec = OnDeviceSpec.fromManifest(manifest);
     final weights = HeadWeights.fromBytes(await headWeightsFile.readAsBytes(), spec.head);
-    final interpreter = Interpreter.fromFile(trainStepModelFile, options: _options(threads));
+    final interpreter = interpreterFromFile(trainStepModelFile, threads: threads);
     return OnDeviceTrainer._(
       interpreter,
       spec,
@@ -318,7 +317,7 @@ class OnDeviceTrainer {
     int threads = 2,
   }) =>
       OnDeviceTrainer._(
-        Interpreter.fromBuffer(trainStepModel, options: _options(threads)),
+        interpreterFromBytes(trainStepModel, threads: threads),
         spec,
         weights,
         learningRate,
@@ -506,11 +505,11 @@ class FeatureExtractor {
 
   /// Loads the extractor file; [spec] says how images are preprocessed.
   static Future<FeatureExtractor> load(File file, InputSpec spec, {int threads = 2}) async =>
-      FeatureExtractor._(Interpreter.fromFile(file, options: _options(threads)), spec);
+      FeatureExtractor._(interpreterFromFile(file, threads: threads), spec);
 
   /// An extractor from bytes in memory.
   factory FeatureExtractor.fromBuffer(Uint8List model, InputSpec spec, {int threads = 2}) =>
-      FeatureExtractor._(Interpreter.fromBuffer(model, options: _options(threads)), spec);
+      FeatureExtractor._(interpreterFromBytes(model, threads: threads), spec);
 
   final Interpreter _interpreter;
 
@@ -549,11 +548,11 @@ class HeadClassifier {
 
   /// Loads the head-inference file.
   static Future<HeadClassifier> load(File file, HeadSpec head, {int threads = 2}) async =>
-      HeadClassifier._(Interpreter.fromFile(file, options: _options(threads)), head);
+      HeadClassifier._(interpreterFromFile(file, threads: threads), head);
 
   /// A head classifier from bytes in memory.
   factory HeadClassifier.fromBuffer(Uint8List model, HeadSpec head, {int threads = 2}) =>
-      HeadClassifier._(Interpreter.fromBuffer(model, options: _options(threads)), head);
+      HeadClassifier._(interpreterFromBytes(model, threads: threads), head);
 
   final Interpreter _interpreter;
 

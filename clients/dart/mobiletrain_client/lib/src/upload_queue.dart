@@ -297,8 +297,18 @@ class UploadQueue {
       if (uploads.isEmpty) continue;
       try {
         final results = await _client.transport.uploadSamples(project, uploads);
-        failures = 0;
-        await _locked(() => _apply(sending, results));
+        final unsettled = await _locked(() => _apply(sending, results));
+        if (unsettled == 0) {
+          failures = 0;
+          continue;
+        }
+        // Some samples came back without a status (or without a result): they stay
+        // pending, and are sent again only after a backoff, never in a tight loop.
+        throw MobiletrainException(
+            ErrorCodes.badResponse,
+            ErrorCodes.nameOf(ErrorCodes.badResponse),
+            'the server gave no status for $unsettled of ${sending.length} samples',
+            retryable: true);
       } on MobiletrainException catch (error) {
         await _locked(() => _noteFailure(sending, error));
         if (!error.retryable) rethrow;
@@ -381,12 +391,18 @@ class UploadQueue {
     return batch;
   }
 
-  Future<void> _apply(List<QueuedSample> sent, List<SampleResult> results) async {
+  /// Applies the server's [results]; returns how many of [sent] stay pending
+  /// because they got no result or no status.
+  Future<int> _apply(List<QueuedSample> sent, List<SampleResult> results) async {
     final byId = {for (final r in results) r.clientId: r};
     final done = <QueuedSample>[];
+    var unsettled = 0;
     for (final (i, entry) in sent.indexed) {
       final result = byId[entry.clientId] ?? (i < results.length ? results[i] : null);
-      if (result == null) continue;
+      if (result == null) {
+        unsettled++;
+        continue;
+      }
       _last = result;
       final index = _pending.indexWhere((s) => s.clientId == entry.clientId);
       if (index < 0) continue;
@@ -405,6 +421,7 @@ class UploadQueue {
             lastError: result.message,
           ));
         case SampleStatus.unspecified:
+          unsettled++;
           _pending[index] = entry.copyWith(
               attempts: entry.attempts + 1, lastError: 'the server gave no status');
       }
@@ -413,6 +430,7 @@ class UploadQueue {
     await _save();
     await _deleteFiles(done);
     _emit();
+    return unsettled;
   }
 
   Future<void> _noteFailure(List<QueuedSample> batch, MobiletrainException error) async {

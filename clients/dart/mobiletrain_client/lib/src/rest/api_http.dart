@@ -51,19 +51,25 @@ class ApiHttp {
     Duration? timeout,
   }) async {
     final limit = timeout ?? settings.callTimeout;
-    final request = http.Request(method, uri(path, query))..headers.addAll(headers());
+    // Abortable, so that a call that timed out (sending or reading) drops its
+    // connection instead of leaving it open.
+    final abort = Completer<void>();
+    final request = http.AbortableRequest(method, uri(path, query), abortTrigger: abort.future)
+      ..headers.addAll(headers());
     if (body != null) {
       request.headers['Content-Type'] = 'application/json';
       request.bodyBytes = utf8.encode(jsonEncode(body));
     }
-    final streamed = await send(request, timeout: limit);
     final http.Response response;
     try {
+      final streamed = await send(request, timeout: limit);
       response = await http.Response.fromStream(streamed).timeout(limit);
     } on TimeoutException catch (e) {
       throw MobiletrainException.of(ErrorCodes.timeout, '$method $path timed out', cause: e);
     } on http.ClientException catch (e) {
       throw MobiletrainException.of(ErrorCodes.network, e.message, cause: e);
+    } finally {
+      if (!abort.isCompleted) abort.complete(); // no-op once the response is complete
     }
     if (response.statusCode < 200 || response.statusCode >= 300) {
       throw MobiletrainException.fromHttp(response.statusCode, decodeText(response.bodyBytes),
@@ -99,6 +105,14 @@ class ApiHttp {
     if (_ownsClient) client.close();
   }
 }
+
+/// [stream], failing with a `timeout` [MobiletrainException] once it has been
+/// silent for [idle] (a half-open connection never ends by itself).
+Stream<T> idleTimeout<T>(Stream<T> stream, Duration idle, String what) =>
+    stream.timeout(idle, onTimeout: (sink) {
+      sink.addError(MobiletrainException.of(ErrorCodes.timeout, '$what for $idle'));
+      sink.close();
+    });
 
 /// UTF-8 text of a body, tolerating malformed bytes (error pages from proxies).
 String decodeText(List<int> bytes) => utf8.decode(bytes, allowMalformed: true);

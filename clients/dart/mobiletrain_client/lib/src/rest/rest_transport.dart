@@ -113,16 +113,14 @@ class RestTransport implements MobiletrainTransport {
         'Cache-Control': 'no-cache',
         'Last-Event-ID': '$afterSeq',
       });
-    final response = await _http.send(request, timeout: settings.connectTimeout + settings.callTimeout);
     try {
+      // Inside the try: a send that times out still completes `abort` below, so the
+      // half-open connection (and the server's watcher) is dropped, not leaked.
+      final response =
+          await _http.send(request, timeout: settings.connectTimeout + settings.callTimeout);
       if (response.statusCode == 204) return; // the job ended and everything was delivered
       if (response.statusCode != 200) throw await _http.error(response);
-      final messages = response.stream
-          .timeout(streamIdleTimeout, onTimeout: (sink) {
-            sink.addError(MobiletrainException.of(
-                ErrorCodes.timeout, 'no event or keep-alive for $streamIdleTimeout'));
-            sink.close();
-          })
+      final messages = idleTimeout(response.stream, streamIdleTimeout, 'no event or keep-alive')
           .transform(utf8.decoder)
           .transform(const LineSplitter())
           .transform(const SseDecoder());
@@ -186,8 +184,11 @@ class RestTransport implements MobiletrainTransport {
         ..._http.headers(accept: 'application/octet-stream'),
         if (offset > 0) 'Range': 'bytes=$offset-',
       });
-    final response = await _http.send(request, timeout: settings.connectTimeout + settings.callTimeout);
     try {
+      // Inside the try: a send that times out still completes `abort` below, so the
+      // half-open connection (and the server's watcher) is dropped, not leaked.
+      final response =
+          await _http.send(request, timeout: settings.connectTimeout + settings.callTimeout);
       final headers = response.headers;
       if (response.statusCode == 416 && offset > 0) {
         // Asking from the very end of the file: nothing left to send, like gRPC's info-only reply.
@@ -212,7 +213,10 @@ class RestTransport implements MobiletrainTransport {
       // A server that ignored the Range header sends the whole file: skip what we have.
       var skip = partial ? 0 : offset;
       var position = partial ? offset : 0;
-      await for (final chunk in _guard(response.stream)) {
+      // A half-open connection (the phone switched networks) sends nothing and never
+      // ends: without an idle timeout `ModelManager.update` would wait forever.
+      await for (final chunk
+          in _guard(idleTimeout(response.stream, streamIdleTimeout, 'no model bytes'))) {
         var data = chunk;
         if (skip > 0) {
           if (data.length <= skip) {
@@ -242,7 +246,9 @@ class RestTransport implements MobiletrainTransport {
     return ModelFileInfo(
       version: int.tryParse(headers['x-model-version'] ?? '') ?? 0,
       format: switch (headers['x-model-format']) {
-        final String wire when wire.isNotEmpty => ModelFormat.fromWireName(wire),
+        final String wire when wire.isNotEmpty => ModelFormat.tryFromWireName(wire) ??
+            (throw MobiletrainException.of(
+                ErrorCodes.badResponse, 'download of an unknown model format "$wire"')),
         _ => format,
       },
       size: total,
