@@ -344,9 +344,21 @@ def test_requests_without_a_valid_token_are_rate_limited(tmp_path: Path) -> None
         assert answers[0].status_code == 200
         assert answers[-1].status_code == 429
         assert int(answers[-1].headers["retry-after"]) >= 1
-        # gRPC: the same limit with a retry-after trailer.
+        # gRPC: the same limits with a retry-after trailer, for failed tokens...
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             stub = projects_pb2_grpc.ProjectServiceStub(channel)
+            forged = (("authorization", "Bearer mt_guessed-token"),)
+            codes = []
+            for _ in range(8):
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.ListProjects(projects_pb2.ListProjectsRequest(), metadata=forged)
+                failure: Any = refused.value
+                codes.append((failure.code(), dict(failure.trailing_metadata())))
+            assert [c for c, _ in codes[:5]] == [grpc.StatusCode.UNAUTHENTICATED] * 5
+            assert codes[-1][0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert codes[-1][1]["mobiletrain-error-code"] == "71"
+            assert int(codes[-1][1]["retry-after"]) >= 1
+            # ...and for a token that floods.
             metadata = (("authorization", f"Bearer {server.admin}"),)
             with pytest.raises(grpc.RpcError) as info:
                 for _ in range(20):

@@ -166,6 +166,16 @@ def bearer_secret(context: grpc.aio.ServicerContext | SyncContext) -> str | None
     return None
 
 
+def peer_address(context: grpc.aio.ServicerContext) -> str:
+    """The client's IP address (``ipv4:1.2.3.4:5678`` -> ``1.2.3.4``)."""
+    peer = str(context.peer() or "")
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        host = rest.rsplit(":", 1)[0]
+        return host.strip("[]")
+    return peer
+
+
 class Undecodable:
     """Stands for request bytes that are not a valid message of the method's request type."""
 
@@ -260,9 +270,15 @@ class _Call:
         principal = SYSTEM
         if i.authenticate is not None:
             secret = bearer_secret(context)
-            principal = await run_in_pool(
-                i.executor, contextvars.copy_context(), i.authenticate, secret
-            )
+            try:
+                principal = await run_in_pool(
+                    i.executor, contextvars.copy_context(), i.authenticate, secret
+                )
+            except MobiletrainError:
+                # Failed tokens are rate-limited per client address, as over REST.
+                if i.address_limiter is not None:
+                    i.address_limiter.check(f"address:{peer_address(context)}")
+                raise
         if i.limiter is not None:
             i.limiter.check(principal.token_id)
         if self.stream and i.slots is not None:
@@ -371,6 +387,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         authenticate: Authenticator | None = None,
         limiter: RateLimiter | None = None,
         slots: StreamSlots | None = None,
+        address_limiter: RateLimiter | None = None,
         unary_seconds: float = 60.0,
         stream_seconds: float = 3600.0,
         grace_seconds: float = 5.0,
@@ -382,6 +399,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         self.authenticate = authenticate
         self.limiter = limiter
         self.slots = slots
+        self.address_limiter = address_limiter
         self.unary_seconds = unary_seconds
         self.stream_seconds = stream_seconds
         self.grace_seconds = grace_seconds

@@ -43,6 +43,7 @@ from mobiletrain.api.grpc.servicers import (
     TrainingServicer,
 )
 from mobiletrain.api.pools import CountingThreadPool
+from mobiletrain.core.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from mobiletrain.server import Container
@@ -206,6 +207,9 @@ async def _build(
                 container.tokens.verify if settings.auth else None,
                 container.rate_limiter,
                 container.stream_slots,
+                address_limiter=RateLimiter(
+                    settings.unauthenticated_rate_per_second, settings.unauthenticated_burst
+                ),
                 unary_seconds=settings.grpc_unary_timeout_seconds,
                 stream_seconds=settings.stream_max_seconds,
                 grace_seconds=settings.grpc_deadline_grace_seconds,
