@@ -44,13 +44,12 @@ TMPFS_MIB = 30
 STORAGE_FULL = 74
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 30 MiB tmpfs mounted for this test (skips when mounting is not permitted)."""
+def _mount(tmp_path: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted for this test (skips when mounting is not permitted)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MIB}m,mode=0700", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
         check=False,
@@ -64,6 +63,18 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 30 MiB tmpfs."""
+    yield from _mount(tmp_path, f"size={TMPFS_MIB}m")
+
+
+@pytest.fixture
+def few_inodes(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs with room for bytes but few files (so creating a folder fails with ENOSPC)."""
+    yield from _mount(tmp_path, f"size={TMPFS_MIB}m,nr_inodes=400")
 
 
 def _noise_png(seed: int, size: int) -> bytes:
@@ -316,5 +327,53 @@ def test_below_the_reserve_uploads_are_refused_early_and_health_is_degraded(
         assert set(server.stored(project)) == {"a", "b"}
     except grpc.RpcError as exc:  # pragma: no cover - show what the server said
         raise AssertionError(f"unexpected gRPC failure: {exc}") from exc
+    finally:
+        server.stop()
+
+
+def test_a_job_that_finds_no_room_for_its_folder_fails_with_the_reason(few_inodes: Path) -> None:
+    """The executor creates each job's folder: with no room for it the job ends at once with
+    the reason and one log line, and the next job runs once space is back."""
+    data_dir = few_inodes / "data"
+    server = Server(data_dir, storage_reserve_mb=0)
+    fillers: list[Path] = []
+    try:
+        server.client.create_project("jobs", width=16, height=16)
+        samples = {
+            f"{lab}{i}": (lab, _noise_png(100 * i + ord(lab), 16)) for lab in "ab" for i in range(3)
+        }
+        report = server.client.upload(
+            "jobs", [LocalSample(cid, lab, data) for cid, (lab, data) in samples.items()]
+        )
+        assert report.accepted == len(samples)
+        while True:  # use up the file system's inodes
+            try:
+                filler = few_inodes / f"f{len(fillers)}"
+                filler.touch()
+                fillers.append(filler)
+            except OSError as exc:
+                assert exc.errno == 28  # ENOSPC
+                break
+        job = server.client.start_job("jobs", epochs=1, formats=["float32"])
+        deadline = time.monotonic() + 30
+        while True:
+            stored = server.running.container.store.get_job(job.id)
+            assert stored is not None
+            if stored.state.is_terminal:
+                break
+            assert time.monotonic() < deadline, stored
+            time.sleep(0.2)
+        assert stored.state.value == "failed"
+        assert "storage is full" in stored.error, stored.error
+
+        for filler in fillers:
+            filler.unlink()
+        job = server.client.start_job("jobs", epochs=1, formats=["float32"])
+        deadline = time.monotonic() + 30
+        while server.running.container.store.get_job(job.id).state.value == "queued":  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert (data_dir / "jobs" / job.id).is_dir()
+        server.client.cancel_job(job.id)
     finally:
         server.stop()

@@ -25,6 +25,7 @@ from pathlib import Path
 from mobiletrain.compute import checkpoints
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.ports import JobExecutor, MetadataStore
+from mobiletrain.core.storage import is_storage_full
 from mobiletrain.core.types import EventKind, JobState
 
 log = logging.getLogger(__name__)
@@ -195,8 +196,23 @@ class LocalExecutor(SchedulingExecutor):
             )
             self.hub.notify()
             job_dir = self.work_dir / job.id
-            job_dir.mkdir(parents=True, exist_ok=True)
             log_path = job_dir / f"worker-{job.attempts}.log"
+            try:
+                job_dir.mkdir(parents=True, exist_ok=True)
+                log_path.touch()
+            except OSError as exc:
+                if not is_storage_full(exc):
+                    raise
+                # Expected, not a bug: one line, and the job ends with the reason at once
+                # (retrying would only burn its attempts while the disk stays full).
+                log.warning("job %s not started: the server's storage is full", job.id)
+                self._finish(
+                    job.id,
+                    JobState.FAILED,
+                    "the server's storage is full (no room for the job's folder); free space "
+                    "and train again",
+                )
+                continue
             cmd = [
                 sys.executable,
                 "-m",
