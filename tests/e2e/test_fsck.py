@@ -266,12 +266,21 @@ def test_repair_marks_them_and_uploading_the_same_bytes_restores_them(damaged: D
         assert server.http.get("/healthz").json() == {"status": "ok"}
         marked = server.running.container.store.damaged_samples()
         assert {s.client_id for s in marked} == lost
+        # Both transports list the mark.
+        page = server.http.get(f"/v1/projects/{PROJECT}/samples", params={"page_size": 1000})
+        assert {x["client_id"] for x in page.json()["samples"] if x["damaged"]} == lost
+        listed = server.client.datasets.ListSamples(
+            datasets_pb2.ListSamplesRequest(project=PROJECT, page_size=1000), timeout=30
+        )
+        assert {x.client_id for x in listed.samples if x.damaged} == lost
 
         again = [LocalSample(cid, *damaged.sent[cid]) for cid in sorted(lost)]
         result = server.client.upload(PROJECT, again)
         assert result.rejected == 0, result.rejections
         assert result.accepted == len(lost)
         assert server.running.container.store.damaged_samples() == []
+        page = server.http.get(f"/v1/projects/{PROJECT}/samples", params={"page_size": 1000})
+        assert not any(x["damaged"] for x in page.json()["samples"])
         ids = server.ids()
         for cid in lost:
             response = _read_rest(server, ids[cid])

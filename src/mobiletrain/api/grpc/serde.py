@@ -429,6 +429,7 @@ def sample_to_proto(sample: Sample) -> datasets_pb2.Sample:
         width=sample.width,
         height=sample.height,
         created_at=timestamp_to_proto(sample.created_at),
+        damaged=sample.damaged,
     )
 
 
@@ -445,6 +446,7 @@ def sample_from_proto(msg: datasets_pb2.Sample) -> Sample:
         width=msg.width,
         height=msg.height,
         created_at=timestamp_from_proto(msg.created_at),
+        damaged=msg.damaged,
     )
 
 

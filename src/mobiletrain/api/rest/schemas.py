@@ -169,6 +169,12 @@ class SamplePublic(BaseModel):
     height: int = Field(description="Image height in pixels.")
     created_at: datetime = Field(description="Upload time (UTC, ISO 8601).")
     data_url: str = Field(description="Relative URL of the image bytes (for thumbnails).")
+    damaged: bool = Field(
+        default=False,
+        description="Its stored bytes were found missing or damaged (`mobiletrain fsck "
+        "--repair`): training skips it, its `data_url` answers SAMPLE_DAMAGED (code 31); "
+        "uploading the same bytes again restores it.",
+    )
 
 
 class SampleListPublic(BaseModel):
@@ -664,6 +670,7 @@ def sample_to_public(sample: Sample) -> SamplePublic:
         height=sample.height,
         created_at=sample.created_at,
         data_url=sample_data_url(sample.project_id, sample.id),
+        damaged=sample.damaged,
     )
 
 

@@ -22,7 +22,7 @@ SAMPLE_STATUS_DUPLICATE: SampleStatus
 SAMPLE_STATUS_REJECTED: SampleStatus
 
 class Sample(_message.Message):
-    __slots__ = ("id", "project_id", "client_id", "label", "sha256", "size", "media_type", "width", "height", "created_at")
+    __slots__ = ("id", "project_id", "client_id", "label", "sha256", "size", "media_type", "width", "height", "created_at", "damaged")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class Sample(_message.Message):
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     client_id: str
@@ -43,7 +44,8 @@ class Sample(_message.Message):
     width: int
     height: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., client_id: _Optional[str] = ..., label: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., media_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    damaged: bool
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., client_id: _Optional[str] = ..., label: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., media_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., damaged: _Optional[bool] = ...) -> None: ...
 
 class InlineSample(_message.Message):
     __slots__ = ("client_id", "label", "data", "sha256", "media_type")
