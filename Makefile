@@ -10,7 +10,7 @@ WEB_STAMP := web/node_modules/.installed-stamp
 WEB_DIST := src/mobiletrain/web/dist/index.html
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: run test lint typecheck proto proto-check bench demo install clean web
+.PHONY: run test lint typecheck proto proto-check bench demo install clean web examples
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ $(WEB_DIST): $(WEB_STAMP) $(WEB_SOURCES)
 	cd web && $(NPM) run build
 
 web: $(WEB_DIST)
+
+# The Node.js client example (examples/node), run by tests/e2e/test_node_example.py.
+EXAMPLES_STAMP := examples/node/node_modules/.installed-stamp
+
+$(EXAMPLES_STAMP): examples/node/package.json examples/node/package-lock.json
+	cd examples/node && $(NPM) ci --no-audit --no-fund
+	touch $(EXAMPLES_STAMP)
+
+examples: $(EXAMPLES_STAMP)
 
 run: $(STAMP) web
 	$(VENV)/bin/mobiletrain serve --data-dir $(DATA_DIR)
@@ -49,11 +58,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: $(STAMP) web proto-check lint typecheck
+test: $(STAMP) web examples proto-check lint typecheck
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web/node_modules src/mobiletrain/web/dist
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web/node_modules examples/node/node_modules src/mobiletrain/web/dist
