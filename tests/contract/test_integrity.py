@@ -21,6 +21,7 @@ from mobiletrain.core.integrity import DAMAGED, MISSING, check_integrity
 from mobiletrain.core.ports import BlobStore, MetadataStore
 from mobiletrain.core.services import DatasetService, IncomingSample, ProjectService
 from mobiletrain.core.types import EventKind, InputSpec, SampleStatus
+from mobiletrain.core.uploads import ResumableUploads
 from mobiletrain.core.validation import Limits
 from mobiletrain.store.blobs import HEADER_SIZE, LocalPackBlobStore, open_blob_store
 from mobiletrain.store.sql import SqlMetadataStore
@@ -184,10 +185,18 @@ def test_damage_is_found_marked_skipped_and_restored(
     )
     assert {s["problem"] for s in events[0][1]["skipped_samples"]} == {"marked damaged"}
 
-    # Uploading the same bytes again restores them (by client id, and by content + label).
-    again = [IncomingSample(c, labels[c], images[c]) for c in ("m2", "m5", "m6")]
+    # Uploading the same bytes again restores them: resumably (a marked sample counts as not
+    # stored, so its client id opens an upload), by client id, and by content + label.
+    uploads = ResumableUploads(metadata, blobs, datasets.projects, datasets)
+    opened = uploads.open("main", "m6", labels["m6"], len(images["m6"]))
+    assert opened.sample is None and opened.session is not None and opened.offset == 0
+    uploads.append(opened.session.id, 0, images["m6"])
+    restored = uploads.finish(opened.session.id)
+    assert restored.status is SampleStatus.ACCEPTED and "restored" in restored.reason
+    assert restored.sample_id == m6.id
+    again = [IncomingSample(c, labels[c], images[c]) for c in ("m2", "m5")]
     summary = datasets.upload("main", again)
-    assert [r.status for r in summary.results] == [SampleStatus.ACCEPTED] * 3, [
+    assert [r.status for r in summary.results] == [SampleStatus.ACCEPTED] * 2, [
         (r.error_code, r.reason) for r in summary.results
     ]
     assert all("restored" in r.reason for r in summary.results)
