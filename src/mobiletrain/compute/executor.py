@@ -103,6 +103,7 @@ class LocalExecutor(SchedulingExecutor):
         self.database_url = database_url
         self.blob_url = blob_url
         self.work_dir = work_dir
+        self._full_logged = float("-inf")  # when "storage is full" was last logged
         self.max_workers = max_workers
         self.max_attempts = max_attempts
         self.base_models_dir = base_models_dir
@@ -181,8 +182,12 @@ class LocalExecutor(SchedulingExecutor):
                 self._launch()
                 if time.monotonic() - self._last_sweep > SWEEP_INTERVAL_S:
                     self._sweep()
-            except Exception:  # the scheduler must survive a transient database error
-                log.exception("executor loop failed; retrying")
+            except Exception as exc:  # the scheduler must survive a transient database error
+                if not is_storage_full(exc):
+                    log.exception("executor loop failed; retrying")
+                elif time.monotonic() - self._full_logged > 60:  # one line a minute, no trace
+                    self._full_logged = time.monotonic()
+                    log.warning("the server's storage is full: jobs wait until space is back")
             self._wake.wait(timeout=0.5)
             self._wake.clear()
 
