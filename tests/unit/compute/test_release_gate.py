@@ -222,7 +222,7 @@ def test_mobilenet_without_reachable_weights_fails_unless_random_init(
             hyperparameters=Hyperparameters(
                 architecture=Architecture.MOBILENET_V3_SMALL,
                 epochs=1,
-                formats=[ModelFormat.FLOAT32],
+                formats=[ModelFormat.KERAS],  # no TFLite conversion: keeps the test short
                 **hp,  # type: ignore[arg-type]
             ),
             created_at=datetime.now(UTC),
@@ -243,3 +243,5 @@ def test_mobilenet_without_reachable_weights_fails_unless_random_init(
     model = env.container.models.get(project.id, done.model_version or 0)
     assert any("random initialisation" in w for w in model.warnings)
     assert model.manifest["warnings"] == model.warnings
+    # Without a .tflite file the gate has nothing to measure: the version waits for a person.
+    assert model.decision is not None and not model.decision.promoted
