@@ -21,12 +21,86 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from mobiletrain.client.sdk import DEFAULT_SERVER, FORMATS, Client, ClientError
+from mobiletrain.client.sdk import (
+    ARCHITECTURES,
+    COLOR_MODES,
+    DEFAULT_SERVER,
+    FORMATS,
+    IMAGE_SUFFIXES,
+    NORMALIZATIONS,
+    Client,
+    ClientError,
+    scan_directory,
+)
 
 if TYPE_CHECKING:
     from mobiletrain.core.integrity import IntegrityReport
 
-app = typer.Typer(help="mobiletrain: train models for mobile apps and deliver TFLite files.")
+QUICK_START = """Four steps from images to a model on a phone:
+
+\b
+  1. mobiletrain serve                  (--lan: reachable from phones)
+  2. mobiletrain projects create digits --width 32 --height 32
+  3. mobiletrain upload ./images -p digits      images/<label>/*.png
+  4. mobiletrain train -p digits --watch
+     then: mobiletrain models pull -p digits -o model.tflite
+
+\b
+Dashboard: http://127.0.0.1:8000 (admin token: mobiletrain-data/admin-token).
+Check the install: mobiletrain doctor"""
+
+
+def _usage(message: str) -> typer.Exit:
+    """A command-line mistake: one line saying what to type instead, exit code 2."""
+    err_console.print(f"usage error: {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+class _App(typer.Typer):
+    """Typer app whose entry point turns every failure into one line, never a traceback.
+
+    Usage errors (a missing option, a bad value) exit with 2, server and connection errors with
+    1; ``MOBILETRAIN_DEBUG=1`` shows the traceback of an unexpected error.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import os
+        import sys
+
+        kwargs.setdefault("standalone_mode", False)
+        try:
+            rv = super().__call__(*args, **kwargs)
+        except typer.TyperException as err:
+            # Typer's own click: usage errors carry exit_code 2 and the context of the command.
+            ctx = getattr(err, "ctx", None)
+            if type(err).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                print(ctx.get_help())
+                sys.exit(0)
+            kind = "usage error" if err.exit_code == 2 else "error"
+            hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            err_console.print(
+                f"{kind}: {err.format_message()}{hint}", highlight=False, soft_wrap=True
+            )
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            err_console.print("aborted")
+            sys.exit(130)
+        except Exception as err:
+            if os.environ.get("MOBILETRAIN_DEBUG"):
+                raise
+            err_console.print(
+                f"error: {type(err).__name__}: {err} (MOBILETRAIN_DEBUG=1 shows the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = _App(
+    help="mobiletrain: train models for mobile apps and deliver TFLite files.\n\n" + QUICK_START,
+    rich_markup_mode=None,
+)
 projects_app = typer.Typer(help="Create and list projects.")
 models_app = typer.Typer(help="List and download model versions.")
 jobs_app = typer.Typer(help="Inspect, watch and cancel training jobs.")
@@ -56,11 +130,21 @@ ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name o
 _state: dict[str, str] = {"server": DEFAULT_SERVER, "token": ""}
 
 
-@app.callback()
-def main(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = "") -> None:
-    """Global options."""
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = "") -> None:
+    """Global options; with no command, the four steps of a first run."""
     _state["server"] = server
     _state["token"] = token
+    if "://" in server:
+        # grpc would try to resolve "http" as a host name; say what the option wants instead.
+        address = server.split("://", 1)[1].split("/", 1)[0]
+        raise _usage(
+            f"--server {server} is a URL; it takes the gRPC host:port "
+            f"(e.g. --server {address if ':' in address else address + ':50051'})"
+        )
+    if ctx.invoked_subcommand is None:
+        console.print(QUICK_START.replace("\b\n", ""), highlight=False, soft_wrap=True)
+        console.print("Every command: mobiletrain --help")
 
 
 def _client() -> Client:
@@ -68,8 +152,53 @@ def _client() -> Client:
 
 
 def _fail(err: ClientError) -> typer.Exit:
-    err_console.print(f"[red]error {err.code}[/red] ({err.status}): {err.message}")
+    """One line for a failed call: what went wrong and what to type instead."""
+    message = _explain(err, _state["server"])
+    err_console.print(
+        f"error {err.code} ({err.status}): {message}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code=1)
+
+
+def _explain(err: ClientError, server: str) -> str:
+    """The server's message, or for transport failures the address tried and the likely cause."""
+    if err.status == "UNAVAILABLE" and err.code == 0:
+        detail = err.message
+        if "://" in server:
+            cause = "--server takes host:port (the gRPC port), not a URL"
+            fix = f"--server {server.split('://', 1)[1].rstrip('/')}"
+        elif "http1.x server" in detail or "HTTP/2" in detail:
+            cause = (
+                "that is the HTTP port (dashboard/REST); the CLI talks gRPC (default port 50051)"
+            )
+            fix = f"--server {server.rsplit(':', 1)[0]}:50051"
+        elif "Connection refused" in detail:
+            cause = "nothing listens there: is `mobiletrain serve` running, and on this port?"
+            fix = f"mobiletrain serve (or --server HOST:{server.rsplit(':', 1)[-1]})"
+        elif "resolv" in detail.lower() or "DNS" in detail:
+            cause = "the host name does not resolve"
+            fix = "--server 127.0.0.1:50051 or the server's IP address"
+        elif "ssl" in detail.lower() or "handshake" in detail.lower() or "tls" in detail.lower():
+            cause = "TLS mismatch: the server serves TLS, give its certificate"
+            fix = "MOBILETRAIN_TLS_CA=DATA_DIR/tls/cert.pem mobiletrain ..."
+        else:
+            cause = detail.splitlines()[0] if detail else "the server did not answer"
+            fix = "mobiletrain doctor"
+        return f"cannot reach a mobiletrain gRPC server at {server}: {cause}; try: {fix}"
+    if err.code == 60:
+        return (
+            f"{err.message} (the server wants a token: add --token mt_... before the command, "
+            "or set MOBILETRAIN_TOKEN; a local server keeps its admin token in "
+            "mobiletrain-data/admin-token)"
+        )
+    return err.message
+
+
+def _choice(option: str, value: str | None, allowed: Any) -> None:
+    """Reject an unknown choice with one line listing the allowed values."""
+    if value is not None and value not in allowed:
+        example = f"{option} {next(iter(allowed))}"
+        raise _usage(f"{option} {value!r} is not one of: {', '.join(allowed)} (e.g. {example})")
 
 
 @app.command()
@@ -165,6 +294,8 @@ def projects_create(
     normalization: Annotated[str, typer.Option(help="zero-one, minus-one-one or raw")] = "zero-one",
 ) -> None:
     """Create a project."""
+    _choice("--color-mode", color_mode, COLOR_MODES)
+    _choice("--normalization", normalization, NORMALIZATIONS)
     label_list = [x.strip() for x in labels.split(",") if x.strip()]
     with _client() as c:
         try:
@@ -245,8 +376,22 @@ def upload(
 ) -> None:
     """Upload a folder of labelled images (resized client-side, like the phone app)."""
     if not directory.is_dir():
-        err_console.print(f"[red]{directory} is not a folder[/red]")
-        raise typer.Exit(code=2)
+        raise _usage(
+            f"{directory} is not a folder; give a folder with one subfolder per label "
+            f"(e.g. mobiletrain upload ./images -p {project}, with images/cat/1.jpg)"
+        )
+    if not scan_directory(directory):
+        # An upload of nothing "succeeding" hides a wrong path or layout: say which it is.
+        loose = [
+            p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        layout = (
+            f"{len(loose)} images lie directly in {directory}, not in label subfolders: move "
+            f"them to {directory}/<label>/ (e.g. {directory}/cat/{loose[0].name})"
+            if loose
+            else f"no .jpg, .png or .webp images in {directory}/<label>/ subfolders"
+        )
+        raise _usage(f"nothing to upload: {layout}")
     with (
         _client() as c,
         Progress(
@@ -269,6 +414,9 @@ def upload(
     )
     for client_id, code, reason in report.rejections or []:
         console.print(f"  [red]rejected[/red] {client_id}: [{code}] {reason}")
+    if report.rejected and not (report.accepted or report.duplicates or report.skipped):
+        # Nothing stored: a success exit code would hide it from scripts.
+        raise typer.Exit(code=1)
 
 
 def _describe(ev: Any) -> str:
@@ -372,15 +520,23 @@ def watch_with_progress(c: Client, job_id: str) -> Any:
 @app.command()
 def train(
     project: ProjectOpt,
-    epochs: Annotated[int | None, typer.Option(help="Epochs")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Learning rate")] = None,
-    architecture: Annotated[
-        str | None, typer.Option(help="small-cnn, mobilenet-v3-small or mobilenet-v2")
+    # The server fills in what is not given; the help states its defaults (core TrainingConfig).
+    epochs: Annotated[int | None, typer.Option(help="Epochs [default: 10]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size [default: 32]")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Learning rate [default: 0.001]")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
-    early_stopping: Annotated[int | None, typer.Option(help="Early stopping patience")] = None,
-    augment_flip: Annotated[bool | None, typer.Option(help="Random horizontal flips")] = None,
+    architecture: Annotated[
+        str | None,
+        typer.Option(help="small-cnn, mobilenet-v3-small or mobilenet-v2 [default: small-cnn]"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: 42]")] = None,
+    early_stopping: Annotated[
+        int | None, typer.Option(help="Early stopping patience in epochs, 0 = off [default: 0]")
+    ] = None,
+    augment_flip: Annotated[
+        bool | None, typer.Option(help="Random horizontal flips [default: no]")
+    ] = None,
     allow_random_init: Annotated[
         bool | None,
         typer.Option(
@@ -391,6 +547,7 @@ def train(
     watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Show live progress")] = False,
 ) -> None:
     """Start a training job (and watch it with --watch)."""
+    _choice("--architecture", architecture, ARCHITECTURES)
     with _client() as c:
         try:
             job = c.start_job(
@@ -417,22 +574,70 @@ def train(
             raise _fail(err) from None
 
 
+JobIdArg = Annotated[
+    str, typer.Argument(help="Job id, or its first characters as the dashboard shows them")
+]
+
+
+def _resolve_job(c: Client, job_id: str) -> str:
+    """A full job id from a prefix (the dashboard shows 8 characters), searched in every project."""
+    if len(job_id) == 36:
+        return job_id
+    matches = {
+        j.id for p in c.list_projects() for j in c.list_jobs(p.id) if j.id.startswith(job_id)
+    }
+    if len(matches) == 1:
+        return matches.pop()
+    if not matches:
+        raise _usage(f"no job id starts with {job_id!r}; see: mobiletrain jobs list -p PROJECT")
+    raise _usage(
+        f"{len(matches)} jobs start with {job_id!r} ({', '.join(sorted(matches))}); "
+        "give more characters"
+    )
+
+
+@jobs_app.command("list")
+def jobs_list(project: ProjectOpt) -> None:
+    """List a project's training jobs, newest first."""
+    from mobiletrain._proto.mobiletrain.v1 import training_pb2
+
+    with _client() as c:
+        try:
+            jobs = c.list_jobs(project)
+        except ClientError as err:
+            raise _fail(err) from None
+    table = Table("id", "state", "created", "epochs", "version", "error")
+    for j in jobs:
+        state = training_pb2.JobState.Name(j.state).removeprefix("JOB_STATE_").lower()
+        table.add_row(
+            j.id,
+            state,
+            j.created_at.ToDatetime().isoformat(timespec="seconds"),
+            str(j.hyperparameters.epochs),
+            str(j.model_version or "-"),
+            j.error,
+        )
+    console.print(table)
+    if not jobs:
+        console.print(f"no jobs yet; start one with: mobiletrain train -p {project} --watch")
+
+
 @jobs_app.command("watch")
-def jobs_watch(job_id: str) -> None:
+def jobs_watch(job_id: JobIdArg) -> None:
     """Watch a job's progress until it ends."""
     with _client() as c:
         try:
-            watch_with_progress(c, job_id)
+            watch_with_progress(c, _resolve_job(c, job_id))
         except ClientError as err:
             raise _fail(err) from None
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: str) -> None:
+def jobs_cancel(job_id: JobIdArg) -> None:
     """Cancel a job."""
     with _client() as c:
         try:
-            c.cancel_job(job_id)
+            c.cancel_job(_resolve_job(c, job_id))
         except ClientError as err:
             raise _fail(err) from None
     console.print("cancel requested")
@@ -677,8 +882,14 @@ def models_pull(
 ) -> None:
     """Download a model file (sha256-checked, resumable) and its manifest."""
     if fmt not in FORMATS:
-        err_console.print(f"[red]unknown format {fmt!r}; allowed: {', '.join(FORMATS)}[/red]")
-        raise typer.Exit(code=2)
+        raise _usage(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
+    if not output.parent.is_dir():
+        raise _usage(
+            f"the folder of -o {output} does not exist; create it (mkdir -p {output.parent}) "
+            f"or give another path (e.g. -o {output.name})"
+        )
+    if output.is_dir():
+        raise _usage(f"-o {output} is a folder; give a file name (e.g. -o {output}/model.tflite)")
     with (
         _client() as c,
         Progress(
@@ -711,6 +922,12 @@ def predict(
     top_k: Annotated[int, typer.Option(help="How many classes")] = 3,
 ) -> None:
     """Classify an image with the project's current model (server-side, LiteRT)."""
+    if not image.is_file():
+        what = "a folder" if image.is_dir() else "not found"
+        raise _usage(
+            f"{image} is {what}; give one image file "
+            f"(e.g. mobiletrain predict photo.jpg -p {project})"
+        )
     with _client() as c:
         try:
             resp = c.predict(project, image.read_bytes(), top_k)

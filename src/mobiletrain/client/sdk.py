@@ -477,6 +477,19 @@ class Client:
         """A job by id."""
         return self._call(self.training.GetJob, training_pb2.GetJobRequest(job_id=job_id))
 
+    def list_jobs(self, project: str) -> list[Any]:
+        """A project's jobs (all pages), in the server's order (newest first)."""
+        out, token = [], ""
+        while True:
+            resp = self._call(
+                self.training.ListJobs,
+                training_pb2.ListJobsRequest(project=project, page_size=100, page_token=token),
+            )
+            out += list(resp.jobs)
+            token = resp.next_page_token
+            if not token:
+                return out
+
     def cancel_job(self, job_id: str) -> Any:
         """Ask a job to stop."""
         return self._call(self.training.CancelJob, training_pb2.CancelJobRequest(job_id=job_id))
