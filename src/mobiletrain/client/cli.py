@@ -178,6 +178,11 @@ def _explain(err: ClientError, server: str) -> str:
         elif "resolv" in detail.lower() or "DNS" in detail:
             cause = "the host name does not resolve"
             fix = "--server 127.0.0.1:50051 or the server's IP address"
+        elif "Socket closed" in detail or "Connection reset" in detail:
+            cause = (
+                "the server closed the connection; a TLS server (serve --lan) needs its certificate"
+            )
+            fix = "MOBILETRAIN_TLS_CA=mobiletrain-data/tls/cert.pem mobiletrain ..."
         elif "ssl" in detail.lower() or "handshake" in detail.lower() or "tls" in detail.lower():
             cause = "TLS mismatch: the server serves TLS, give its certificate"
             fix = "MOBILETRAIN_TLS_CA=DATA_DIR/tls/cert.pem mobiletrain ..."
@@ -206,7 +211,17 @@ def serve(
     data_dir: Annotated[Path, typer.Option(help="Data folder (SQLite + blobs)")] = Path(
         "mobiletrain-data"
     ),
-    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind (with --lan: every interface, 0.0.0.0)")
+    ] = "127.0.0.1",
+    lan: Annotated[
+        bool,
+        typer.Option(
+            "--lan",
+            help="Reachable from phones: bind the LAN, serve TLS from a self-signed certificate "
+            "made in DATA_DIR/tls/ and show a QR code with the address and its fingerprint",
+        ),
+    ] = False,
     grpc_port: Annotated[int, typer.Option(help="gRPC port")] = 50051,
     http_port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
     workers: Annotated[int, typer.Option(help="Concurrent training workers")] = 1,
@@ -253,6 +268,9 @@ def serve(
     from mobiletrain.server import start_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    pairing = None
+    if lan:
+        host, tls_cert, tls_key, pairing = _lan_setup(data_dir, host, tls_cert, tls_key)
     settings = Settings(
         data_dir=data_dir,
         host=host,
@@ -275,12 +293,76 @@ def serve(
         "(OpenAPI at /openapi.json), "
         f"data in {data_dir}"
     )
+    _print_start_notes(data_dir, host, running.http_port, running.grpc_port, settings, pairing)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     console.print("stopping…")
     running.stop()
+
+
+def _lan_setup(
+    data_dir: Path, host: str, tls_cert: Path | None, tls_key: Path | None
+) -> tuple[str, Path | None, Path | None, Any]:
+    """``serve --lan``: the address phones reach, and a pinned self-signed certificate."""
+    from mobiletrain.client.pairing import PairingInfo, cert_sha256, ensure_certificate, lan_address
+
+    address = lan_address()
+    if address is None:
+        raise _usage(
+            "--lan: this machine has no network address besides 127.0.0.1; join the phone's "
+            "Wi-Fi (or plug in Ethernet) and run mobiletrain serve --lan again"
+        )
+    bind = "0.0.0.0" if host == "127.0.0.1" else host  # loopback too, for the CLI on this machine
+    if tls_cert is None or tls_key is None:
+        tls_cert, tls_key, created = ensure_certificate(data_dir / "tls", [address, "127.0.0.1"])
+        if created:
+            console.print(f"created a self-signed TLS certificate in {tls_cert.parent}")
+    fingerprint = cert_sha256(tls_cert.read_bytes())
+    return bind, tls_cert, tls_key, PairingInfo(address, 0, 0, fingerprint)
+
+
+def _print_start_notes(
+    data_dir: Path, host: str, http_port: int, grpc_port: int, settings: Any, pairing: Any
+) -> None:
+    """Where the dashboard and token are, and how a phone connects (a QR code with --lan)."""
+    from dataclasses import replace
+
+    from mobiletrain.api.rest.web import DIST_DIR
+    from mobiletrain.client.pairing import is_loopback, qr_png, qr_terminal
+
+    scheme = "https" if settings.tls else "http"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"dashboard: {scheme}://{shown}:{http_port}/", highlight=False)
+    if settings.auth:
+        console.print(f"admin token (the dashboard asks for it): {data_dir / 'admin-token'}")
+    if not (DIST_DIR / "index.html").exists():
+        console.print(
+            "[yellow]warning:[/yellow] the dashboard is not built: run `make web` (needs "
+            "Node.js and npm) and restart; the APIs work without it"
+        )
+    if pairing is not None:
+        info = replace(pairing, http_port=http_port, grpc_port=grpc_port)
+        text = info.payload()
+        png = data_dir / "pairing-qr.png"
+        qr_png(text, png)
+        console.print(qr_terminal(text), highlight=False, soft_wrap=True)
+        console.print(
+            f"scan this with the app (also in {png}): {text}", highlight=False, soft_wrap=True
+        )
+        console.print(
+            f"the phone must be on the same network as {info.host}; allow TCP ports {http_port} "
+            f"and {grpc_port} in this machine's firewall. The CLI here: "
+            f"MOBILETRAIN_TLS_CA={data_dir / 'tls' / 'cert.pem'} mobiletrain projects list",
+            highlight=False,
+        )
+    elif is_loopback(host):
+        console.print(
+            f"[yellow]warning:[/yellow] only this computer can reach {host}: a phone cannot "
+            "connect, and a QR code from the dashboard points at this computer. "
+            "To pair a phone, run: mobiletrain serve --lan"
+        )
 
 
 @projects_app.command("create")
