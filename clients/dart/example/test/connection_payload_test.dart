@@ -49,6 +49,28 @@ void main() {
       expect(p.host, isNull);
     });
 
+    // The exact text of a `mobiletrain serve --lan` QR code; the Python test
+    // tests/e2e/test_pairing.py checks that the server still writes this format.
+    test('reads the serve --lan QR JSON with the pinned certificate', () {
+      final p = ConnectionPayload.parse(
+        '{"server":"https://192.168.1.20:8000","grpc_port":50051,"tls":true,'
+        '"cert_sha256":"4c9af84625bbe4c09d2e0bb89959152070d62b480e488cb511cafa80830b16a2"}',
+      );
+      expect(p.host, '192.168.1.20');
+      expect(p.httpPort, 8000);
+      expect(p.grpcPort, 50051);
+      expect(p.useTls, isTrue);
+      expect(p.certSha256, '4c9af84625bbe4c09d2e0bb89959152070d62b480e488cb511cafa80830b16a2');
+      expect(p.token, isNull);
+    });
+
+    test('rejects a cert_sha256 that is not 64 hex digits', () {
+      expect(
+        () => ConnectionPayload.parse('{"server":"https://h:1","cert_sha256":"abc"}'),
+        throwsFormatException,
+      );
+    });
+
     test('rejects empty text and JSON without fields', () {
       expect(() => ConnectionPayload.parse('   '), throwsFormatException);
       expect(() => ConnectionPayload.parse('{}'), throwsFormatException);

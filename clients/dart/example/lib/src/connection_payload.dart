@@ -5,6 +5,11 @@
 /// "project_id": "...", "token": "mt_..."}` as JSON. People also paste just
 /// the server URL (optionally with `?token=...&project=...`) or just the
 /// token, so those forms are accepted too.
+///
+/// `mobiletrain serve --lan` shows a QR code with
+/// `{"server": "https://192.168.1.20:8000", "grpc_port": 50051, "tls": true,
+/// "cert_sha256": "<64 hex digits>"}`: the LAN address and the sha256 of its
+/// self-signed certificate, which the client then trusts (and no other).
 library;
 
 import 'dart:convert';
@@ -19,6 +24,7 @@ class ConnectionPayload {
     this.useTls,
     this.token,
     this.project,
+    this.certSha256,
   });
 
   /// Server host name or IP address.
@@ -39,6 +45,9 @@ class ConnectionPayload {
   /// Project name (or id when no name was given).
   final String? project;
 
+  /// Hex sha256 of the server's certificate to trust (pinned), lower case.
+  final String? certSha256;
+
   /// True when nothing usable was found.
   bool get isEmpty =>
       host == null &&
@@ -46,7 +55,8 @@ class ConnectionPayload {
       grpcPort == null &&
       useTls == null &&
       token == null &&
-      project == null;
+      project == null &&
+      certSha256 == null;
 
   /// Parses [text]; throws [FormatException] when it holds nothing usable.
   static ConnectionPayload parse(String text) {
@@ -96,6 +106,10 @@ class ConnectionPayload {
     final server = str('server') ?? str('url') ?? str('base_url');
     final fromServer = server == null ? const ConnectionPayload() : _fromUrl(server);
     final tls = map['tls'] ?? map['use_tls'];
+    final fingerprint = str('cert_sha256')?.replaceAll(':', '').toLowerCase();
+    if (fingerprint != null && !RegExp(r'^[0-9a-f]{64}$').hasMatch(fingerprint)) {
+      throw FormatException('cert_sha256 is not a sha256 fingerprint.', text);
+    }
     return ConnectionPayload(
       host: str('host') ?? fromServer.host,
       httpPort: integer('http_port') ?? fromServer.httpPort,
@@ -103,6 +117,7 @@ class ConnectionPayload {
       useTls: tls is bool ? tls : fromServer.useTls,
       token: str('token') ?? fromServer.token,
       project: str('project') ?? str('project_id') ?? fromServer.project,
+      certSha256: fingerprint,
     );
   }
 
@@ -148,5 +163,6 @@ class ConnectionPayload {
   @override
   String toString() =>
       'ConnectionPayload(host: $host, httpPort: $httpPort, grpcPort: $grpcPort, '
-      'useTls: $useTls, token: ${token == null ? null : '***'}, project: $project)';
+      'useTls: $useTls, token: ${token == null ? null : '***'}, project: $project, '
+      'certSha256: $certSha256)';
 }

@@ -29,6 +29,7 @@ class AppSettings {
     this.preferRest = false,
     this.downscaleUploads = true,
     this.modelFormat = ModelFormat.float32,
+    this.certSha256 = '',
   });
 
   /// Server host name or IP address as the phone reaches it.
@@ -58,6 +59,10 @@ class AppSettings {
   /// Which model file the app downloads and runs.
   final ModelFormat modelFormat;
 
+  /// Pinned sha256 of the server's self-signed certificate (from the QR code
+  /// of `mobiletrain serve --lan`); empty = the system's CAs only.
+  final String certSha256;
+
   /// True when the app has enough to try connecting.
   bool get isComplete => host.isNotEmpty && project.isNotEmpty;
 
@@ -69,6 +74,7 @@ class AppSettings {
     useTls: useTls,
     token: token,
     preferRest: preferRest,
+    certSha256: certSha256,
   );
 
   /// A copy with the given fields replaced.
@@ -82,6 +88,7 @@ class AppSettings {
     bool? preferRest,
     bool? downscaleUploads,
     ModelFormat? modelFormat,
+    String? certSha256,
   }) => AppSettings(
     host: host ?? this.host,
     grpcPort: grpcPort ?? this.grpcPort,
@@ -92,6 +99,7 @@ class AppSettings {
     preferRest: preferRest ?? this.preferRest,
     downscaleUploads: downscaleUploads ?? this.downscaleUploads,
     modelFormat: modelFormat ?? this.modelFormat,
+    certSha256: certSha256 ?? this.certSha256,
   );
 
   /// These settings with the fields a scanned or pasted [payload] carries.
@@ -102,6 +110,7 @@ class AppSettings {
     useTls: payload.useTls,
     token: payload.token,
     project: payload.project,
+    certSha256: payload.certSha256,
   );
 
   /// JSON for the settings file.
@@ -115,6 +124,7 @@ class AppSettings {
     'prefer_rest': preferRest,
     'downscale_uploads': downscaleUploads,
     'model_format': modelFormat.wireName,
+    'cert_sha256': certSha256,
   };
 
   /// Reads [json], keeping defaults for missing or mistyped fields.
@@ -141,6 +151,7 @@ class AppSettings {
       preferRest: pick('prefer_rest', d.preferRest),
       downscaleUploads: pick('downscale_uploads', d.downscaleUploads),
       modelFormat: classifierFormats.contains(format) ? format : d.modelFormat,
+      certSha256: pick('cert_sha256', d.certSha256),
     );
   }
 }

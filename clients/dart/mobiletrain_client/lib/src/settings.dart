@@ -3,6 +3,8 @@ library;
 
 import 'dart:math';
 
+import 'package:crypto/crypto.dart' as crypto;
+
 import 'errors.dart';
 
 /// Connection settings shared by both transports.
@@ -22,6 +24,7 @@ class ConnectionSettings {
     this.connectTimeout = const Duration(seconds: 10),
     this.retry = const RetryPolicy(),
     this.maxMessageBytes = 4 * 1024 * 1024,
+    this.certSha256 = '',
   });
 
   /// Host name or IP address of the server, e.g. `192.168.1.20`.
@@ -54,6 +57,19 @@ class ConnectionSettings {
   /// Largest gRPC message to send: the server accepts 8 MiB by default, 4 MiB leaves headroom.
   final int maxMessageBytes;
 
+  /// Hex sha256 of the server certificate (its DER bytes) to trust when the
+  /// system does not: the self-signed certificate of `mobiletrain serve --lan`,
+  /// whose QR code carries it as `cert_sha256`. Empty: only the system's CAs.
+  /// Applies to gRPC and REST on Android, iOS and desktop (a browser decides
+  /// for itself on the web).
+  final String certSha256;
+
+  /// True when [der] (a certificate the system did not trust) is the pinned one.
+  bool trustsCertificate(List<int> der) {
+    final pinned = certSha256.replaceAll(':', '').toLowerCase();
+    return pinned.isNotEmpty && crypto.sha256.convert(der).toString() == pinned;
+  }
+
   /// Base URI of the REST API, e.g. `http://192.168.1.20:8000`.
   Uri get httpBaseUri => Uri(scheme: useTls ? 'https' : 'http', host: host, port: httpPort);
 
@@ -69,6 +85,7 @@ class ConnectionSettings {
     Duration? connectTimeout,
     RetryPolicy? retry,
     int? maxMessageBytes,
+    String? certSha256,
   }) =>
       ConnectionSettings(
         host: host ?? this.host,
@@ -81,11 +98,12 @@ class ConnectionSettings {
         connectTimeout: connectTimeout ?? this.connectTimeout,
         retry: retry ?? this.retry,
         maxMessageBytes: maxMessageBytes ?? this.maxMessageBytes,
+        certSha256: certSha256 ?? this.certSha256,
       );
 
   @override
   String toString() => 'ConnectionSettings($host, grpc: $grpcPort, http: $httpPort, '
-      'tls: $useTls, preferRest: $preferRest, token: ${token.isEmpty ? 'none' : 'set'})';
+      'tls: $useTls${certSha256.isEmpty ? '' : ' (pinned)'}, preferRest: $preferRest, token: ${token.isEmpty ? 'none' : 'set'})';
 }
 
 /// Exponential backoff with jitter for retryable failures.

@@ -41,7 +41,12 @@ class GrpcTransport implements MobiletrainTransport {
       port: settings.grpcPort,
       options: ChannelOptions(
         credentials: settings.useTls
-            ? const ChannelCredentials.secure()
+            // A certificate the system does not trust is accepted only when it
+            // is the pinned one (serve --lan's self-signed certificate).
+            ? ChannelCredentials.secure(
+                onBadCertificate: (certificate, host) =>
+                    settings.trustsCertificate(certificate.der),
+              )
             : const ChannelCredentials.insecure(),
         connectTimeout: settings.connectTimeout,
         // A phone that changes network leaves a dead connection behind: ping

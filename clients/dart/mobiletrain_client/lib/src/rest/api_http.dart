@@ -10,12 +10,14 @@ import 'package:http/http.dart' as http;
 
 import '../errors.dart';
 import '../settings.dart';
+import 'http_client_factory.dart'
+    if (dart.library.io) 'http_client_factory_io.dart' as http_factory;
 
 /// One HTTP client bound to a server's settings.
 class ApiHttp {
   /// Uses [client] when given (shared, or a mock in tests), else its own.
   ApiHttp(this.settings, {http.Client? client})
-      : client = client ?? http.Client(),
+      : client = client ?? http_factory.createHttpClient(settings),
         _ownsClient = client == null;
 
   /// Where the server is, its token and timeouts.
