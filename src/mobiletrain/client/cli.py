@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -1153,6 +1154,129 @@ def demo(
     result = run_demo(console, epochs=epochs, data_dir=data_dir)
     if result["float32"] < 0.9:
         raise typer.Exit(code=1)
+
+
+_DOCTOR_PROBE = """
+import json, os
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+out = {}
+try:
+    import tensorflow as tf
+    out["tensorflow"] = tf.__version__
+except Exception as err:
+    out["tensorflow_error"] = f"{type(err).__name__}: {err}"
+try:
+    from ai_edge_litert.interpreter import Interpreter
+    out["litert"] = "ok"
+except Exception as err:
+    out["litert_error"] = f"{type(err).__name__}: {err}"
+print(json.dumps(out))
+"""
+
+
+def _port_state(port: int) -> str | None:
+    """None when ``port`` is free; else who holds it."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+            return None
+        except OSError:
+            pass
+    import grpc
+    import httpx
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+            return "a running mobiletrain server"
+    except httpx.HTTPError:
+        pass
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:  # the gRPC port answers the standard health check without a token
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+            return "a running mobiletrain server"
+        except grpc.RpcError:
+            pass
+    return "another program"
+
+
+@app.command()
+def doctor(
+    data_dir: Annotated[Path, typer.Option(help="Data folder serve would use")] = Path(
+        "mobiletrain-data"
+    ),
+    grpc_port: Annotated[int, typer.Option(help="gRPC port serve would use")] = 50051,
+    http_port: Annotated[int, typer.Option(help="HTTP port serve would use")] = 8000,
+) -> None:
+    """Check the install: TensorFlow, LiteRT, disk space, ports, dashboard, LAN address.
+
+    Prints one line per check and what to do about a failed one; exit code 1 if any failed.
+    TensorFlow is imported in a child process (this process never imports it).
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    from mobiletrain.api.rest.web import DIST_DIR
+    from mobiletrain.client.pairing import lan_address
+
+    failed = 0
+
+    def report(ok: bool, what: str, fix: str = "") -> None:
+        nonlocal failed
+        failed += not ok
+        mark = "[green]ok[/green]  " if ok else "[red]FAIL[/red]"
+        console.print(f"{mark} {what}" + (f" -> {fix}" if fix and not ok else ""), soft_wrap=True)
+
+    report(sys.version_info >= (3, 11), f"Python {sys.version.split()[0]}", "use Python 3.11+")
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _DOCTOR_PROBE], capture_output=True, text=True, timeout=300
+        )
+        found = json.loads(probe.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
+        found = {"tensorflow_error": f"the import probe failed: {err}", "litert_error": "-"}
+    report(
+        "tensorflow" in found,
+        f"TensorFlow {found.get('tensorflow') or found.get('tensorflow_error')}",
+        "make install (pip install -r requirements.lock); training needs it",
+    )
+    report(
+        "litert" in found,
+        f"LiteRT interpreter {found.get('litert') or found.get('litert_error')}",
+        "pip install ai-edge-litert (verifies every .tflite file and serves predict)",
+    )
+    existing = next(p for p in (data_dir.resolve(), *data_dir.resolve().parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    report(
+        free >= 2 * 1024**3,
+        f"disk: {free / 1024**3:.1f} GiB free at {existing}",
+        "free at least 2 GiB (samples, checkpoints and models) or give serve --data-dir elsewhere",
+    )
+    writable = os.access(existing, os.W_OK)
+    report(writable, f"data folder {data_dir} writable", "chown or choose --data-dir")
+    for name, port in (("gRPC", grpc_port), ("HTTP", http_port)):
+        holder = _port_state(port)
+        report(
+            holder in (None, "a running mobiletrain server"),
+            f"{name} port {port} " + ("free" if holder is None else f"used by {holder}"),
+            f"stop that program or run mobiletrain serve --{name.lower()}-port {port + 1}",
+        )
+    built = (DIST_DIR / "index.html").exists()
+    report(built, "dashboard " + ("built" if built else "not built"), "make web (Node.js 20.19+)")
+    address = lan_address()
+    report(
+        address is not None,
+        f"LAN address for phones: {address or 'none'}"
+        + (" (pair with: mobiletrain serve --lan)" if address else ""),
+        "join the phone's Wi-Fi network or plug in Ethernet; phones cannot reach 127.0.0.1",
+    )
+    if failed:
+        console.print(f"{failed} problem(s) to fix")
+        raise typer.Exit(code=1)
+    console.print("all good: next, mobiletrain serve")
 
 
 def _register_simulator() -> None:
