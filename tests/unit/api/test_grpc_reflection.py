@@ -96,6 +96,10 @@ def test_reflection_needs_a_token_and_health_does_not(
         health = health_pb2_grpc.HealthStub(channel)
         reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        # The shipped health.proto has List; grpcio's servicer does not implement it (README).
+        with pytest.raises(grpc.RpcError) as listed:
+            health.List(health_pb2.HealthListRequest(), timeout=10)
+        assert listed.value.code() is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
 
 
 def _shape(proto: descriptor_pb2.FileDescriptorProto) -> list[bytes]:
