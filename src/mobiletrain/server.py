@@ -371,4 +371,9 @@ def start_server(settings: Settings) -> RunningServer:
     if not server.started:
         raise RuntimeError("HTTP server did not start")
     log.info("gRPC on %s:%d, HTTP on %s:%d", settings.host, grpc_port, settings.host, http_port)
+    from mobiletrain.api.rest.web import DIST_DIR
+
+    if not (DIST_DIR / "index.html").exists():
+        # Said at start-up, not only on "/": the APIs work, the dashboard does not.
+        log.warning("the dashboard is not built: run `make web` (Node.js 20.19+) and restart")
     return RunningServer(container, grpc_port, http_port, grpc_server, server, thread)

@@ -321,3 +321,24 @@ def test_doctor_says_what_to_fix_without_importing_tensorflow(tmp_path: Path) ->
     assert re.search(rf"FAIL gRPC port {taken} used by another program -> .*--grpc-port", out)
     assert re.search(rf"ok\s+HTTP port {free} free", out), out
     assert "disk:" in out and "LAN address" in out and "dashboard" in out, out
+
+
+def test_server_without_dashboard_build_says_so_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import mobiletrain.api.rest.web as web
+    from mobiletrain.config import Settings
+    from mobiletrain.server import start_server
+
+    monkeypatch.setattr(web, "DIST_DIR", tmp_path / "no-build")  # a checkout before `make web`
+    caplog.set_level(logging.WARNING)
+    running = start_server(
+        Settings(data_dir=tmp_path / "data", grpc_port=_free_port(), http_port=_free_port())
+    )
+    try:
+        assert any("dashboard is not built" in r.getMessage() for r in caplog.records)
+        assert any("make web" in r.getMessage() for r in caplog.records)
+    finally:
+        running.stop()

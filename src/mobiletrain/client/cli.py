@@ -330,7 +330,6 @@ def _print_start_notes(
     """Where the dashboard and token are, and how a phone connects (a QR code with --lan)."""
     from dataclasses import replace
 
-    from mobiletrain.api.rest.web import DIST_DIR
     from mobiletrain.client.pairing import is_loopback, qr_png, qr_terminal
 
     scheme = "https" if settings.tls else "http"
@@ -338,11 +337,6 @@ def _print_start_notes(
     console.print(f"dashboard: {scheme}://{shown}:{http_port}/", highlight=False)
     if settings.auth:
         console.print(f"admin token (the dashboard asks for it): {data_dir / 'admin-token'}")
-    if not (DIST_DIR / "index.html").exists():
-        console.print(
-            "[yellow]warning:[/yellow] the dashboard is not built: run `make web` (needs "
-            "Node.js and npm) and restart; the APIs work without it"
-        )
     if pairing is not None:
         info = replace(pairing, http_port=http_port, grpc_port=grpc_port)
         text = info.payload()
