@@ -68,6 +68,9 @@ abstract final class ErrorCodes {
   /// The task type is not supported.
   static const int unsupportedTask = 14;
 
+  /// The project has a queued or running job; cancel it first.
+  static const int projectBusy = 15;
+
   /// No sample has this id in the project.
   static const int sampleNotFound = 20;
 
@@ -227,6 +230,7 @@ abstract final class ErrorCodes {
     invalidName: 'invalid_name',
     invalidInputSpec: 'invalid_input_spec',
     unsupportedTask: 'unsupported_task',
+    projectBusy: 'project_busy',
     sampleNotFound: 'sample_not_found',
     invalidLabel: 'invalid_label',
     unknownLabel: 'unknown_label',
