@@ -342,3 +342,74 @@ def test_server_without_dashboard_build_says_so_at_start(
         assert any("make web" in r.getMessage() for r in caplog.records)
     finally:
         running.stop()
+
+
+def test_projects_delete_removes_rows_and_compaction_removes_bytes(tmp_path: Path) -> None:
+    from mobiletrain.client.sdk import Client
+    from mobiletrain.store.blobs import open_blob_store
+
+    x, y, _, _ = digits_split()
+    write_digits_folder(tmp_path / "gone-photos", x[:60], y[:60])
+    write_digits_folder(tmp_path / "kept-photos", x[60:120], y[60:120])
+    srv = Server(tmp_path, "--data-dir", "data")
+    try:
+        _wait_http(f"http://127.0.0.1:{srv.http_port}", srv.proc)
+        token = (tmp_path / "data" / "admin-token").read_text().strip()
+        s = ["--server", srv.address, "--token", token]
+
+        def ok(*args: str) -> str:
+            code, out, err = _run([*s, *args], tmp_path)
+            assert code == 0 and "Traceback" not in out + err, (args, out, err)
+            return out
+
+        for name in ("gone", "kept"):
+            ok("projects", "create", name, "--width", "8", "--height", "8")
+            ok("upload", f"{name}-photos", "-p", name)
+        ok("tokens", "create", "--project", "gone", "--name", "phone")
+        with Client(srv.address, token=token) as c:
+            samples = {
+                name: {sm.sha256 for sm in c.datasets.ListSamples(_list(name)).samples}
+                for name in ("gone", "kept")
+            }
+            job = c.start_job("gone", epochs=1)
+        # Not while a job is queued or running: one line saying what to do.
+        busy = _one_line(*_run([*s, "projects", "delete", "gone", "--yes"], tmp_path), 1)
+        assert "error 15" in busy and "cancel" in busy, busy
+        # Not without a confirmation (no terminal to ask on).
+        _one_line(*_run([*s, "projects", "delete", "gone"], tmp_path), 2, "--yes")
+        ok("jobs", "cancel", job.id[:8])
+        with Client(srv.address, token=token) as c:
+            deadline = time.monotonic() + 120
+            while c.get_job(job.id).state in (1, 2):
+                assert time.monotonic() < deadline, "the job did not stop"
+                time.sleep(0.2)
+        assert "deleted project gone (60 samples)" in ok("projects", "delete", "gone", "--yes")
+        listed = ok("projects", "list")
+        assert "kept" in listed and "gone" not in listed
+        assert "gone" not in ok("tokens", "list")
+        _one_line(*_run([*s, "projects", "delete", "gone", "--yes"], tmp_path), 1, "not found")
+        # REST: the same deletion (here of a project that does not exist any more).
+        gone = httpx.delete(
+            f"http://127.0.0.1:{srv.http_port}/v1/projects/gone",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert gone.status_code == 404 and gone.json()["code"] == 10, gone.text
+    finally:
+        srv.stop()
+    # The bytes go with the next compaction pass (here the CLI's, the server stopped).
+    ok_compact = _run(["compact", "--data-dir", "data", "--grace", "0"], tmp_path)
+    assert ok_compact[0] == 0, ok_compact
+    blobs = open_blob_store(str(tmp_path / "data" / "blobs"))
+    try:
+        only_gone = samples["gone"] - samples["kept"]
+        assert len(only_gone) == 60
+        assert not any(blobs.exists(key) for key in only_gone)
+        assert all(blobs.exists(key) for key in samples["kept"])
+    finally:
+        blobs.close()
+
+
+def _list(project: str) -> object:
+    from mobiletrain._proto.mobiletrain.v1 import datasets_pb2
+
+    return datasets_pb2.ListSamplesRequest(project=project, page_size=1000)

@@ -102,7 +102,7 @@ app = _App(
     help="mobiletrain: train models for mobile apps and deliver TFLite files.\n\n" + QUICK_START,
     rich_markup_mode=None,
 )
-projects_app = typer.Typer(help="Create and list projects.")
+projects_app = typer.Typer(help="Create, list and delete projects.")
 models_app = typer.Typer(help="List and download model versions.")
 jobs_app = typer.Typer(help="Inspect, watch and cancel training jobs.")
 tokens_app = typer.Typer(help="Create, list and revoke admin and device tokens.")
@@ -395,6 +395,29 @@ def projects_list() -> None:
         s = p.input_spec
         table.add_row(p.name, p.id, ", ".join(p.labels) or "(open)", f"{s.width}x{s.height}")
     console.print(table)
+
+
+@projects_app.command("delete")
+def projects_delete(
+    name: Annotated[str, typer.Argument(help="Project name or id")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Delete a project: samples, jobs, models, tokens. Its bytes go at the next compaction."""
+    import sys
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise _usage(f"deleting {name!r} cannot be undone; confirm with --yes")
+        typer.confirm(f"Delete project {name!r} and everything in it?", abort=True)
+    with _client() as c:
+        try:
+            resp = c.delete_project(name)
+        except ClientError as err:
+            raise _fail(err) from None
+    console.print(
+        f"deleted project [bold]{resp.project.name}[/bold] ({resp.samples_deleted} samples); "
+        "the server frees their bytes at its next compaction pass (now: mobiletrain compact)"
+    )
 
 
 @tokens_app.command("create")

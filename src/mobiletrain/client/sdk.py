@@ -307,6 +307,12 @@ class Client:
             if not token:
                 return out
 
+    def delete_project(self, project: str) -> Any:
+        """Delete a project and all it owns; its bytes go at the next compaction."""
+        return self._call(
+            self.projects.DeleteProject, projects_pb2.DeleteProjectRequest(project=project)
+        )
+
     # -- datasets ------------------------------------------------------------------------------
     def existing_client_ids(self, project: str) -> set[str]:
         """Client ids already stored in the project (to skip re-sending them)."""

@@ -41,6 +41,9 @@ class ErrorCode(Enum):
     INVALID_NAME = _Spec(12, "INVALID_ARGUMENT", 400, "invalid name")
     INVALID_INPUT_SPEC = _Spec(13, "INVALID_ARGUMENT", 400, "invalid input spec")
     UNSUPPORTED_TASK = _Spec(14, "INVALID_ARGUMENT", 400, "unsupported task type")
+    PROJECT_BUSY = _Spec(
+        15, "FAILED_PRECONDITION", 409, "the project has a queued or running job; cancel it first"
+    )
     SAMPLE_NOT_FOUND = _Spec(20, "NOT_FOUND", 404, "sample not found")
     INVALID_LABEL = _Spec(21, "INVALID_ARGUMENT", 400, "invalid label")
     UNKNOWN_LABEL = _Spec(22, "INVALID_ARGUMENT", 400, "label is not in the project's label set")

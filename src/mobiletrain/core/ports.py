@@ -170,6 +170,14 @@ class MetadataStore(abc.ABC):
         """Delete one sample; False when absent."""
 
     @abc.abstractmethod
+    def delete_project(self, project_id: str) -> int | None:
+        """Delete a project and every row that belongs to it, in one transaction.
+
+        Returns the number of samples deleted, or None when the project is absent. Blobs stay
+        until compaction finds nothing refers to them.
+        """
+
+    @abc.abstractmethod
     def relabel_sample(self, project_id: str, sample_id: str, label: str) -> Sample | None:
         """Give a sample another label; None when absent.
 

@@ -139,6 +139,20 @@ class ProjectService:
             raise MobiletrainError(ErrorCode.PROJECT_NOT_FOUND, f"project {ref!r} not found")
         return project
 
+    def delete(self, ref: str) -> tuple[Project, int]:
+        """Delete a project and all it owns (admins only): (the project, samples deleted).
+
+        The rows go in one transaction; the bytes they referred to (samples, model files,
+        federated weights) are removed by the next compaction pass, which deletes every blob
+        nothing refers to. PROJECT_BUSY while a job of the project is queued or running.
+        """
+        require(Action.CREATE_PROJECT)
+        project = self.get(ref)
+        deleted = self.store.delete_project(project.id)
+        if deleted is None:  # deleted by another call in the meantime
+            raise MobiletrainError(ErrorCode.PROJECT_NOT_FOUND, f"project {ref!r} not found")
+        return project, deleted
+
     def list(self, page_size: int = 0, page_token: str = "") -> Page:
         """Projects in creation order (a device token sees its own project only)."""
         size = check_page_size(page_size, self.limits)

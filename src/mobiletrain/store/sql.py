@@ -435,6 +435,49 @@ class SqlMetadataStore(MetadataStore):
 
         return self._tx(tx)
 
+    def delete_project(self, project_id: str) -> int | None:
+        """Delete a project and its rows in one transaction; PROJECT_BUSY with an active job."""
+
+        def tx(c: Connection) -> int | None:
+            if (
+                c.execute(sa.select(t.projects.c.id).where(t.projects.c.id == project_id)).first()
+                is None
+            ):
+                return None
+            active = (JobState.QUEUED.value, JobState.RUNNING.value)
+            busy = c.execute(
+                sa.select(t.jobs.c.id).where(
+                    t.jobs.c.project_id == project_id, t.jobs.c.state.in_(active)
+                )
+            ).first()
+            if busy is not None:  # checked inside the transaction: a job queued meanwhile wins
+                raise MobiletrainError(
+                    ErrorCode.PROJECT_BUSY,
+                    f"job {busy[0]} of the project is queued or running; cancel it first",
+                )
+            sessions = sa.select(t.federated_sessions.c.id).where(
+                t.federated_sessions.c.project_id == project_id
+            )
+            for table in (t.federated_updates, t.federated_rounds, t.federated_devices):
+                c.execute(table.delete().where(table.c.session_id.in_(sessions)))
+            jobs = sa.select(t.jobs.c.id).where(t.jobs.c.project_id == project_id)
+            c.execute(t.job_events.delete().where(t.job_events.c.job_id.in_(jobs)))
+            samples = c.execute(t.samples.delete().where(t.samples.c.project_id == project_id))
+            # Children before parents (foreign keys); the project row goes last.
+            for table in (
+                t.federated_sessions,
+                t.model_releases,
+                t.model_versions,
+                t.tokens,
+                t.upload_sessions,
+                t.jobs,
+            ):
+                c.execute(table.delete().where(table.c.project_id == project_id))
+            c.execute(t.projects.delete().where(t.projects.c.id == project_id))
+            return int(samples.rowcount or 0)
+
+        return self._tx(tx)
+
     def relabel_sample(self, project_id: str, sample_id: str, label: str) -> Sample | None:
         """Change a sample's label; ALREADY_EXISTS when its bytes already carry ``label``."""
         samples = t.samples

@@ -90,6 +90,15 @@ class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
             next_page_token=page.next_page_token,
         )
 
+    def DeleteProject(
+        self, request: projects_pb2.DeleteProjectRequest, context: grpc.ServicerContext
+    ) -> projects_pb2.DeleteProjectResponse:
+        """Delete a project and all it owns (bytes go at the next compaction)."""
+        project, samples = self._c.projects.delete(request.project)
+        return projects_pb2.DeleteProjectResponse(
+            project=serde.project_to_proto(project, None), samples_deleted=samples
+        )
+
 
 class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     """``mobiletrain.v1.DatasetService`` over :class:`~mobiletrain.core.services.DatasetService`."""

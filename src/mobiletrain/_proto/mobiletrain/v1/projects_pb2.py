@@ -26,23 +26,27 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mobiletrain._proto.mobiletrain.v1 import common_pb2 as mobiletrain_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmobiletrain/v1/projects.proto\x12\x0emobiletrain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmobiletrain/v1/common.proto\"\xea\x01\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x04task\x18\x03 \x01(\x0e\x32\x18.mobiletrain.v1.TaskType\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x14\n\x0clabels_fixed\x18\x05 \x01(\x08\x12-\n\ninput_spec\x18\x06 \x01(\x0b\x32\x19.mobiletrain.v1.InputSpec\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10promoted_version\x18\x08 \x01(\x05\"\x8b\x01\n\x14\x43reateProjectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04task\x18\x02 \x01(\x0e\x32\x18.mobiletrain.v1.TaskType\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12-\n\ninput_spec\x18\x04 \x01(\x0b\x32\x19.mobiletrain.v1.InputSpec\"$\n\x11GetProjectRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x14ListProjectsResponse\x12)\n\x08projects\x18\x01 \x03(\x0b\x32\x17.mobiletrain.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x85\x02\n\x0eProjectService\x12N\n\rCreateProject\x12$.mobiletrain.v1.CreateProjectRequest\x1a\x17.mobiletrain.v1.Project\x12H\n\nGetProject\x12!.mobiletrain.v1.GetProjectRequest\x1a\x17.mobiletrain.v1.Project\x12Y\n\x0cListProjects\x12#.mobiletrain.v1.ListProjectsRequest\x1a$.mobiletrain.v1.ListProjectsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmobiletrain/v1/projects.proto\x12\x0emobiletrain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmobiletrain/v1/common.proto\"\'\n\x14\x44\x65leteProjectRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"Z\n\x15\x44\x65leteProjectResponse\x12(\n\x07project\x18\x01 \x01(\x0b\x32\x17.mobiletrain.v1.Project\x12\x17\n\x0fsamples_deleted\x18\x02 \x01(\x03\"\xea\x01\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x04task\x18\x03 \x01(\x0e\x32\x18.mobiletrain.v1.TaskType\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x14\n\x0clabels_fixed\x18\x05 \x01(\x08\x12-\n\ninput_spec\x18\x06 \x01(\x0b\x32\x19.mobiletrain.v1.InputSpec\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10promoted_version\x18\x08 \x01(\x05\"\x8b\x01\n\x14\x43reateProjectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04task\x18\x02 \x01(\x0e\x32\x18.mobiletrain.v1.TaskType\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12-\n\ninput_spec\x18\x04 \x01(\x0b\x32\x19.mobiletrain.v1.InputSpec\"$\n\x11GetProjectRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x14ListProjectsResponse\x12)\n\x08projects\x18\x01 \x03(\x0b\x32\x17.mobiletrain.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe3\x02\n\x0eProjectService\x12N\n\rCreateProject\x12$.mobiletrain.v1.CreateProjectRequest\x1a\x17.mobiletrain.v1.Project\x12H\n\nGetProject\x12!.mobiletrain.v1.GetProjectRequest\x1a\x17.mobiletrain.v1.Project\x12Y\n\x0cListProjects\x12#.mobiletrain.v1.ListProjectsRequest\x1a$.mobiletrain.v1.ListProjectsResponse\x12\\\n\rDeleteProject\x12$.mobiletrain.v1.DeleteProjectRequest\x1a%.mobiletrain.v1.DeleteProjectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mobiletrain._proto.mobiletrain.v1.projects_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROJECT']._serialized_start=112
-  _globals['_PROJECT']._serialized_end=346
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=349
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=488
-  _globals['_GETPROJECTREQUEST']._serialized_start=490
-  _globals['_GETPROJECTREQUEST']._serialized_end=526
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=528
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=588
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=590
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=680
-  _globals['_PROJECTSERVICE']._serialized_start=683
-  _globals['_PROJECTSERVICE']._serialized_end=944
+  _globals['_DELETEPROJECTREQUEST']._serialized_start=111
+  _globals['_DELETEPROJECTREQUEST']._serialized_end=150
+  _globals['_DELETEPROJECTRESPONSE']._serialized_start=152
+  _globals['_DELETEPROJECTRESPONSE']._serialized_end=242
+  _globals['_PROJECT']._serialized_start=245
+  _globals['_PROJECT']._serialized_end=479
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=482
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=621
+  _globals['_GETPROJECTREQUEST']._serialized_start=623
+  _globals['_GETPROJECTREQUEST']._serialized_end=659
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=661
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=721
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=723
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=813
+  _globals['_PROJECTSERVICE']._serialized_start=816
+  _globals['_PROJECTSERVICE']._serialized_end=1171
 # @@protoc_insertion_point(module_scope)

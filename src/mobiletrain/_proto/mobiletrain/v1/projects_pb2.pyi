@@ -10,6 +10,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DeleteProjectRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class DeleteProjectResponse(_message.Message):
+    __slots__ = ("project", "samples_deleted")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_DELETED_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    samples_deleted: int
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ..., samples_deleted: _Optional[int] = ...) -> None: ...
+
 class Project(_message.Message):
     __slots__ = ("id", "name", "task", "labels", "labels_fixed", "input_spec", "created_at", "promoted_version")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -50,6 +50,11 @@ class ProjectServiceStub:
                 request_serializer=mobiletrain_dot_v1_dot_projects__pb2.ListProjectsRequest.SerializeToString,
                 response_deserializer=mobiletrain_dot_v1_dot_projects__pb2.ListProjectsResponse.FromString,
                 _registered_method=True)
+        self.DeleteProject = channel.unary_unary(
+                '/mobiletrain.v1.ProjectService/DeleteProject',
+                request_serializer=mobiletrain_dot_v1_dot_projects__pb2.DeleteProjectRequest.SerializeToString,
+                response_deserializer=mobiletrain_dot_v1_dot_projects__pb2.DeleteProjectResponse.FromString,
+                _registered_method=True)
 
 
 class ProjectServiceServicer:
@@ -80,6 +85,17 @@ class ProjectServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteProject(self, request, context):
+        """Deletes a project with its samples, jobs, model versions, release history,
+        device tokens and federated sessions (administrators only). Their bytes are
+        removed from the blob store by the next compaction pass (or `mobiletrain
+        compact`). Fails with PROJECT_NOT_FOUND, or PROJECT_BUSY while a job of the
+        project is queued or running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProjectServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +113,11 @@ def add_ProjectServiceServicer_to_server(servicer, server):
                     servicer.ListProjects,
                     request_deserializer=mobiletrain_dot_v1_dot_projects__pb2.ListProjectsRequest.FromString,
                     response_serializer=mobiletrain_dot_v1_dot_projects__pb2.ListProjectsResponse.SerializeToString,
+            ),
+            'DeleteProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProject,
+                    request_deserializer=mobiletrain_dot_v1_dot_projects__pb2.DeleteProjectRequest.FromString,
+                    response_serializer=mobiletrain_dot_v1_dot_projects__pb2.DeleteProjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +202,33 @@ class ProjectService:
             '/mobiletrain.v1.ProjectService/ListProjects',
             mobiletrain_dot_v1_dot_projects__pb2.ListProjectsRequest.SerializeToString,
             mobiletrain_dot_v1_dot_projects__pb2.ListProjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobiletrain.v1.ProjectService/DeleteProject',
+            mobiletrain_dot_v1_dot_projects__pb2.DeleteProjectRequest.SerializeToString,
+            mobiletrain_dot_v1_dot_projects__pb2.DeleteProjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

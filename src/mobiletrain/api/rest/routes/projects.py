@@ -1,8 +1,9 @@
-"""Projects: create, list and get."""
+"""Projects: create, list, get and delete."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from pydantic import BaseModel
 
 from mobiletrain.api.rest.deps import PageSize, PageToken, ProjectRef, ProjectsDep
 from mobiletrain.api.rest.errors import error_docs
@@ -55,3 +56,23 @@ def list_projects(
 def get_project(project: ProjectRef, projects: ProjectsDep) -> ProjectPublic:
     """Get a project by id or name (PROJECT_NOT_FOUND, 404, code 10)."""
     return project_to_public(projects.get(project))
+
+
+class ProjectDeletedPublic(BaseModel):
+    """What ``DELETE /v1/projects/{project}`` deleted."""
+
+    project: ProjectPublic
+    samples_deleted: int
+
+
+@router.delete("/projects/{project}", responses=error_docs(404, 409), summary="Delete a project")
+def delete_project(project: ProjectRef, projects: ProjectsDep) -> ProjectDeletedPublic:
+    """Delete a project with its samples, jobs, model versions, release history, device tokens
+    and federated sessions (administrators only).
+
+    The bytes are removed from the blob store by the next compaction pass (or `mobiletrain
+    compact`). Fails with PROJECT_NOT_FOUND (404, code 10), or PROJECT_BUSY (409, code 15)
+    while a job of the project is queued or running.
+    """
+    deleted, samples = projects.delete(project)
+    return ProjectDeletedPublic(project=project_to_public(deleted), samples_deleted=samples)
