@@ -63,4 +63,4 @@ class TrainingOutput:
 
 def artifact_file_name(fmt: ModelFormat) -> str:
     """File name of a format inside a model version, as written in the manifest."""
-    return f"model-{fmt.value}{fmt.file_extension}"
+    return fmt.file_name

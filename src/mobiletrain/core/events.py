@@ -27,6 +27,19 @@ from mobiletrain.core.types import EventKind, JobEvent, JobState
 _TAIL_EVENTS = 2000
 """Events of one job kept in memory for its watchers (older ones are read from the store)."""
 
+FINAL_EVENT_GRACE_SECONDS = 3.0
+"""How long after a job ended its final state event may still be missing (a late writer)."""
+
+
+def is_final_event(event: JobEvent) -> bool:
+    """True for the state event that ends a job's stream (succeeded, failed, cancelled)."""
+    if event.kind is not EventKind.STATE:
+        return False
+    try:
+        return JobState(str(event.data.get("state"))).is_terminal
+    except ValueError:
+        return False
+
 
 @dataclass
 class _Tail:
@@ -65,7 +78,10 @@ class _Watcher:
     def gave_up(self) -> bool:
         """The terminal state event normally ends the stream; a job that is finished but whose
         final event never came (a writer died in between) ends after a grace time."""
-        return self.finished_since is not None and time.monotonic() - self.finished_since > 3.0
+        return (
+            self.finished_since is not None
+            and time.monotonic() - self.finished_since > FINAL_EVENT_GRACE_SECONDS
+        )
 
     def wait_seconds(self) -> float:
         """How long to wait for a wake-up before looking again."""

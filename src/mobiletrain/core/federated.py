@@ -958,7 +958,7 @@ class FederatedService:
         self.blobs.sync()
         files = {
             fmt.value: {
-                "file": f"model-{fmt.value}{fmt.file_extension}",
+                "file": fmt.file_name,
                 "sha256": a.sha256,
                 "size": a.size,
             }

@@ -16,11 +16,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from mobiletrain.core.auth import Action, Role, can_see, current, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.events import EventHub
+from mobiletrain.core.events import FINAL_EVENT_GRACE_SECONDS, EventHub, is_final_event
 from mobiletrain.core.ports import BlobDamaged, BlobStore, JobExecutor, MetadataStore, Predictor
 from mobiletrain.core.release import (
     ReleaseAction,
@@ -31,6 +31,7 @@ from mobiletrain.core.release import (
 )
 from mobiletrain.core.storage import SpaceGuard, storage_full_error
 from mobiletrain.core.types import (
+    DEFAULT_MODEL_FORMAT,
     Artifact,
     EventKind,
     Hyperparameters,
@@ -76,14 +77,26 @@ def parse_page_token(token: str) -> int:
 
 
 def check_page_size(size: int, limits: Limits, default: int = 100) -> int:
-    """0 means the default; above the limit is an error, not silently clipped."""
+    """0 means the default; above the limit is the limit (a page size is a maximum, as both
+    wires document it); below 0 is INVALID_PAGE. The one rule for gRPC and REST."""
     if size == 0:
-        return default
-    if not 1 <= size <= limits.max_page_size:
-        raise MobiletrainError(
-            ErrorCode.INVALID_PAGE, f"page_size must be in 1..{limits.max_page_size}, got {size}"
-        )
-    return size
+        return min(default, limits.max_page_size)
+    if size < 0:
+        raise MobiletrainError(ErrorCode.INVALID_PAGE, f"page_size must be at least 0, got {size}")
+    return min(size, limits.max_page_size)
+
+
+DEFAULT_TOP_K = 5
+"""Number of predictions when a request leaves ``top_k`` unset (0), on every wire."""
+
+
+@dataclass
+class EventPage:
+    """Stored events of a job for a polling client, and whether it then has every event."""
+
+    job: Job
+    events: list[JobEvent]
+    finished: bool
 
 
 class ProjectService:
@@ -638,6 +651,39 @@ class TrainingService:
         thread); ``stop`` ends it early."""
         return self.hub.watch_async(job_id, after_seq, finished, stop)
 
+    def events_page(self, job_id: str, after_seq: int, page_size: int = 0) -> EventPage:
+        """The stored events after ``after_seq`` (for polling clients), with "has the client
+        now got every event, the final one included?"."""
+        require(Action.WATCH)
+        job = self.get(job_id)
+        if after_seq < 0:
+            raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "after_seq must be >= 0")
+        events = self.store.list_events(job.id, after_seq, check_page_size(page_size, self.limits))
+        return EventPage(job, events, self.delivered_all(job, after_seq, events))
+
+    def delivered_all(self, job: Job, after_seq: int, returned: Sequence[JobEvent] = ()) -> bool:
+        """True when ``job`` has ended and a client that has every event up to ``after_seq``
+        (plus ``returned``) has its final state event: nothing more will come.
+
+        A job that ended without a final event after the client's last one (its writer died
+        in between) counts as delivered once :data:`FINAL_EVENT_GRACE_SECONDS` have passed,
+        the same grace the live watch gives.
+        """
+        if not job.state.is_terminal:
+            return False
+        if returned:
+            if is_final_event(returned[-1]):
+                return True
+            after_seq = returned[-1].seq
+        if self.store.list_events(job.id, after_seq, 1):
+            return False  # more events to deliver
+        if not returned and after_seq > 0:
+            seen = self.store.list_events(job.id, after_seq - 1, 1)
+            if seen and seen[0].seq == after_seq and is_final_event(seen[0]):
+                return True
+        finished = job.finished_at or _now()
+        return _now() - finished > timedelta(seconds=FINAL_EVENT_GRACE_SECONDS)
+
     def prepare_watch(self, job_id: str, after_seq: int) -> Callable[[], bool]:
         """Check that the caller may watch the job; returns "has the job finished?"."""
         require(Action.WATCH)
@@ -713,6 +759,17 @@ class ModelService:
         versions = self.store.list_model_versions(project.id)
         current = project.promoted_version or _newest_released(versions)
         return versions, current
+
+    def list_page(
+        self, project_ref: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[Page, int | None]:
+        """A page of versions newest first, and the current version number."""
+        size = check_page_size(page_size, self.projects.limits)
+        start = parse_page_token(page_token)
+        versions, current = self.list(project_ref)
+        more = start + size < len(versions)
+        page = Page(versions[start : start + size], str(start + size) if more else "")
+        return page, current
 
     @staticmethod
     def status_of(model: ModelVersion, current: int | None) -> VersionStatus:
@@ -798,15 +855,15 @@ class ModelService:
         return model
 
     def artifact(self, project_ref: str, version: int, fmt: str) -> tuple[ModelVersion, Artifact]:
-        """The file of one format of a version."""
-        model_format = ModelFormat.parse(fmt)
+        """The file of one format of a version (``fmt`` "": :data:`DEFAULT_MODEL_FORMAT`)."""
+        model_format = ModelFormat.parse(fmt) if fmt else DEFAULT_MODEL_FORMAT
         model = self.get(project_ref, version)
         artifact = model.artifacts.get(model_format)
         if artifact is None:
             have = ", ".join(f.value for f in model.artifacts)
             raise MobiletrainError(
                 ErrorCode.FORMAT_NOT_FOUND,
-                f"version {model.version} has no {fmt!r} file; it has: {have}",
+                f"version {model.version} has no {model_format.value!r} file; it has: {have}",
             )
         return model, artifact
 
@@ -894,14 +951,20 @@ class ModelService:
         return self.get(project.id, version)
 
     def predict(
-        self, project_ref: str, image: bytes, version: int = 0, top_k: int = 3
+        self, project_ref: str, image: bytes, version: int = 0, top_k: int = 0
     ) -> tuple[ModelVersion, builtins.list[Prediction], float]:
-        """Top-k predictions for one encoded image, and latency in ms.
+        """Top-k predictions for one encoded image, and latency in ms (``top_k`` 0 = unset:
+        :data:`DEFAULT_TOP_K`; below 0: INVALID_ARGUMENT).
 
         Uses the best classifier file the version has, in the order of :data:`PREDICT_FORMATS`
         (float32, float16, dynamic-int8, int8); FORMAT_NOT_FOUND only when it has none.
         """
         require(Action.PREDICT)
+        if top_k < 0:
+            raise MobiletrainError(
+                ErrorCode.INVALID_ARGUMENT, f"top_k must be at least 0, got {top_k}"
+            )
+        top_k = top_k or DEFAULT_TOP_K
         if self.predictor is None:
             raise MobiletrainError(ErrorCode.FAILED_PRECONDITION, "server-side inference is off")
         project = self.projects.get(project_ref)

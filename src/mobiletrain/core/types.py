@@ -85,6 +85,16 @@ class ModelFormat(enum.StrEnum):
             return ".keras"
         return ".bin" if self is ModelFormat.HEAD_WEIGHTS else ".tflite"
 
+    @property
+    def file_name(self) -> str:
+        """The file's name inside a model version, as its manifest lists it."""
+        return f"model-{self.value}{self.file_extension}"
+
+    def download_name(self, project_name: str, version: int) -> str:
+        """The name a downloaded file is saved under, on every wire:
+        ``<project>-v<version>-<format><extension>``."""
+        return f"{project_name}-v{version}-{self.value}{self.file_extension}"
+
     @classmethod
     def parse(cls, value: str) -> ModelFormat:
         """Parse a format name, quoting the allowed names on failure."""
@@ -96,6 +106,9 @@ class ModelFormat(enum.StrEnum):
                 ErrorCode.INVALID_FORMAT, f"unknown model format {value!r}; allowed: {allowed}"
             ) from None
 
+
+DEFAULT_MODEL_FORMAT = ModelFormat.FLOAT32
+"""The format a download or update check gets when the request names none (every wire)."""
 
 ON_DEVICE_FORMATS: tuple[ModelFormat, ...] = (
     ModelFormat.FEATURE_EXTRACTOR,

@@ -307,4 +307,7 @@ def test_polling_events_as_json(env: tuple[TestClient, Container]) -> None:
     assert [e["seq"] for e in rest["events"]] == [4] and rest["finished"] is True
     after_end = client.get(url, params={"stream": "false", "after_seq": 4}).json()
     assert after_end["events"] == [] and after_end["finished"] is True
-    assert_error(client.get(url, params={"stream": "false", "page_size": 5000}), 400, 30)
+    # A page size is a maximum: above the server's it is the server's (as over gRPC).
+    clamped = client.get(url, params={"stream": "false", "page_size": 5000})
+    assert [e["seq"] for e in clamped.json()["events"]] == [1, 2, 3, 4]
+    assert_error(client.get(url, params={"stream": "false", "page_size": -1}), 400, 30)

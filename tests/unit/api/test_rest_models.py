@@ -106,6 +106,7 @@ def test_list_and_get_versions(env: Env) -> None:
     assert client.get("/v1/projects/empty/models").json() == {
         "versions": [],
         "current_version": None,
+        "next_page_token": "",
     }
     assert_error(client.get("/v1/projects/empty/models/current"), 409, 53)
     assert_error(client.get("/v1/projects/empty/models:check-update"), 409, 53)
@@ -122,7 +123,8 @@ def test_full_download_and_etag(env: Env) -> None:
     assert r.headers["accept-ranges"] == "bytes"
     assert r.headers["x-model-version"] == "1"
     assert r.headers["x-content-sha256"] == sha(data)
-    assert r.headers["content-disposition"] == 'attachment; filename="model-float32.tflite"'
+    # The same name as gRPC's ModelFileInfo.file_name (ModelFormat.download_name).
+    assert r.headers["content-disposition"] == 'attachment; filename="m-v1-float32.tflite"'
     assert r.headers["content-type"] == "application/octet-stream"
     assert client.get(URL).content == data  # float32 is the default format
 
@@ -130,7 +132,7 @@ def test_full_download_and_etag(env: Env) -> None:
     assert current.content == data and current.headers["x-model-version"] == "1"
     keras = client.get(URL, params={"format": "keras"})
     assert keras.content == env.files[ModelFormat.KERAS]
-    assert keras.headers["content-disposition"] == 'attachment; filename="model-keras.keras"'
+    assert keras.headers["content-disposition"] == 'attachment; filename="m-v1-keras.keras"'
 
     etag = r.headers["etag"]
     for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):

@@ -390,7 +390,7 @@ void main() {
       expect(info.size, _size);
       expect(info.version, 3);
       expect(info.sha256, _sha);
-      expect(info.fileName, 'model-float32.tflite');
+      expect(info.fileName, 'flowers-v3-float32.tflite');
     });
 
     test('download_model_resume', () async {

@@ -31,7 +31,6 @@ from mobiletrain.api.grpc import serde
 from mobiletrain.api.grpc.deadlines import current_deadline
 from mobiletrain.api.grpc.upload import incoming_samples
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.services import check_page_size, parse_page_token
 from mobiletrain.core.types import Project
 
 if TYPE_CHECKING:
@@ -43,18 +42,15 @@ CHUNK_BYTES = 256 * 1024
 MAX_SEQ = 2**63 - 1
 """Largest event sequence number the stores can compare with."""
 
-DEFAULT_TOP_K = 5
-"""Number of predictions when a PredictRequest says 0."""
-
-
-def _page_size(container: Container, requested: int) -> int:
-    """The wire clamps page sizes above the server maximum (the core would reject them)."""
-    return min(requested, container.projects.limits.max_page_size)
-
 
 def _current_version(container: Container, project: Project) -> int | None:
     """The version apps get now: the promoted one, else the newest, else None."""
     return container.models.current_version_number(project)
+
+
+def _format_or_unset(number: int) -> str:
+    """A requested model format's name, or "" when unset (the core picks its default)."""
+    return serde.model_format_from_proto(number).value if number else ""
 
 
 class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
@@ -84,7 +80,7 @@ class ProjectServicer(projects_pb2_grpc.ProjectServiceServicer):
         self, request: projects_pb2.ListProjectsRequest, context: grpc.ServicerContext
     ) -> projects_pb2.ListProjectsResponse:
         """A page of projects."""
-        page = self._c.projects.list(_page_size(self._c, request.page_size), request.page_token)
+        page = self._c.projects.list(request.page_size, request.page_token)
         return projects_pb2.ListProjectsResponse(
             projects=[serde.project_to_proto(p, _current_version(self._c, p)) for p in page.items],
             next_page_token=page.next_page_token,
@@ -146,7 +142,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         page = self._c.datasets.list(
             request.project,
             request.label or None,
-            _page_size(self._c, request.page_size),
+            request.page_size,
             request.page_token,
         )
         return datasets_pb2.ListSamplesResponse(
@@ -205,9 +201,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         self, request: training_pb2.ListJobsRequest, context: grpc.ServicerContext
     ) -> training_pb2.ListJobsResponse:
         """A page of a project's jobs, newest first (all projects when ``project`` is empty)."""
-        page = self._c.training.list(
-            request.project or None, _page_size(self._c, request.page_size), request.page_token
-        )
+        page = self._c.training.list(request.project or None, request.page_size, request.page_token)
         return training_pb2.ListJobsResponse(
             jobs=[serde.job_to_proto(j) for j in page.items],
             next_page_token=page.next_page_token,
@@ -250,15 +244,12 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.ListModelVersionsRequest, context: grpc.ServicerContext
     ) -> models_pb2.ListModelVersionsResponse:
         """A page of versions, newest first."""
-        limits = self._c.projects.limits
-        size = check_page_size(_page_size(self._c, request.page_size), limits)
-        start = parse_page_token(request.page_token)
-        versions, current = self._c.models.list(request.project)
-        page = versions[start : start + size]
-        more = start + size < len(versions)
+        page, current = self._c.models.list_page(
+            request.project, request.page_size, request.page_token
+        )
         return models_pb2.ListModelVersionsResponse(
-            versions=[serde.model_version_to_proto(v, v.version == current) for v in page],
-            next_page_token=str(start + size) if more else "",
+            versions=[serde.model_version_to_proto(v, v.version == current) for v in page.items],
+            next_page_token=page.next_page_token,
             current_version=current or 0,
         )
 
@@ -274,11 +265,12 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.DownloadModelRequest, context: grpc.ServicerContext
     ) -> Iterator[models_pb2.ModelChunk]:
         """File info first, then the bytes from ``offset`` in 256 KiB messages."""
-        fmt = serde.model_format_from_proto(request.format)
         project = self._c.projects.get(request.project)
-        model, artifact = self._c.models.artifact(project.id, request.version, fmt.value)
+        model, artifact = self._c.models.artifact(
+            project.id, request.version, _format_or_unset(request.format)
+        )
         chunks = self._c.models.read(artifact, request.offset)  # checks the range before info
-        file_name = f"{project.name}-v{model.version}-{fmt.value}{fmt.file_extension}"
+        file_name = artifact.format.download_name(project.name, model.version)
         yield models_pb2.ModelChunk(info=serde.model_file_info_to_proto(model, artifact, file_name))
         offset = request.offset
         for data in chunks:
@@ -289,9 +281,11 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.CheckForUpdateRequest, context: grpc.ServicerContext
     ) -> models_pb2.CheckForUpdateResponse:
         """Whether the app's model is still the current one in its format."""
-        fmt = serde.model_format_from_proto(request.format)
         not_modified, model, artifact = self._c.models.check_update(
-            request.project, fmt.value, request.current_sha256, request.current_version
+            request.project,
+            _format_or_unset(request.format),
+            request.current_sha256,
+            request.current_version,
         )
         return serde.update_check_to_proto(not_modified, model, artifact)
 
@@ -348,12 +342,8 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> models_pb2.PredictResponse:
         """Classify one image on the server."""
-        if request.top_k < 0:
-            raise MobiletrainError(
-                ErrorCode.INVALID_ARGUMENT, f"top_k must be at least 0, got {request.top_k}"
-            )
         model, predictions, latency_ms = self._c.models.predict(
-            request.project, request.image, request.version, request.top_k or DEFAULT_TOP_K
+            request.project, request.image, request.version, request.top_k
         )
         return serde.predict_response_to_proto(model, predictions, latency_ms)
 

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
+
+
+def attachment(file_name: str) -> str:
+    """A ``Content-Disposition`` value saving the body as ``file_name``: a plain ASCII name
+    as it is; any other (project names are free text) as an ASCII stand-in plus the exact
+    name in RFC 6266's ``filename*``."""
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", file_name)
+    if plain == file_name:
+        return f'attachment; filename="{file_name}"'
+    exact = urllib.parse.quote(file_name, safe="")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{exact}"
 
 
 def strong_etag(sha256: str) -> str:

@@ -562,6 +562,9 @@ class ModelListPublic(BaseModel):
     current_version: int | None = Field(
         description="The version apps get (promoted, else newest); null without any model."
     )
+    next_page_token: str = Field(
+        default="", description="Token of the next page; empty on the last page."
+    )
 
 
 class UpdateCheckPublic(BaseModel):

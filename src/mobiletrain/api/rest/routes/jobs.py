@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
@@ -30,9 +29,7 @@ from mobiletrain.api.rest.schemas import (
 from mobiletrain.api.rest.sse import SSE_MEDIA_TYPE, EventStreamResponse, sse_lines
 from mobiletrain.core.auth import current
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.ports import MetadataStore
-from mobiletrain.core.services import check_page_size
-from mobiletrain.core.types import EventKind, Job, JobEvent, JobState
+from mobiletrain.core.types import EventKind
 
 if TYPE_CHECKING:
     from mobiletrain.server import Container
@@ -62,9 +59,6 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {
 
 MAX_SEQ = 2**63 - 1
 """Largest event sequence number the stores can compare with (64-bit integers)."""
-
-FINAL_EVENT_GRACE = timedelta(seconds=3)
-"""How long after a job ended its final state event may still be missing (as in the core)."""
 
 
 @router.post(
@@ -116,36 +110,6 @@ def cancel_job(job_id: JobId, training: TrainingDep) -> JobPublic:
     batch (watch its events for the final `cancelled` state). Fails with JOB_FINISHED (409,
     code 43) when the job has already ended."""
     return job_to_public(training.cancel(job_id))
-
-
-def _is_final_event(event: JobEvent) -> bool:
-    if event.kind is not EventKind.STATE:
-        return False
-    try:
-        return JobState(str(event.data.get("state"))).is_terminal
-    except ValueError:
-        return False
-
-
-def _delivered_all(
-    store: MetadataStore, job: Job, after_seq: int, returned: list[JobEvent]
-) -> bool:
-    """True when the job has ended and the client has (with ``returned``) its final event."""
-    if not job.state.is_terminal:
-        return False
-    if returned:
-        if _is_final_event(returned[-1]):
-            return True
-        after_seq = returned[-1].seq
-    if store.list_events(job.id, after_seq, 1):
-        return False  # more events to deliver
-    if not returned and after_seq > 0:
-        seen = store.list_events(job.id, after_seq - 1, 1)
-        if seen and seen[0].seq == after_seq and _is_final_event(seen[0]):
-            return True
-    # Ended but no final event after the last one: give a late writer a moment, like the core.
-    finished = job.finished_at or datetime.now(UTC)
-    return datetime.now(UTC) - finished > FINAL_EVENT_GRACE
 
 
 def _resume_point(after_seq: int, last_event_id: str | None) -> int:
@@ -213,19 +177,16 @@ def job_events(
     `after_seq=next_after_seq` until `finished` is true.
     """
     training = container.training
-    store = container.store
     start = _resume_point(after_seq, last_event_id)
-    job = training.get(job_id)
     if not stream:
-        limit = check_page_size(page_size, training.limits)
-        events = store.list_events(job_id, start, limit)
+        page = training.events_page(job_id, start, page_size)
         return JobEventListPublic(
-            events=[event_to_public(e) for e in events],
-            next_after_seq=events[-1].seq if events else start,
-            state=job.state.value,
-            finished=_delivered_all(store, job, start, events),
+            events=[event_to_public(e) for e in page.events],
+            next_after_seq=page.events[-1].seq if page.events else start,
+            state=page.job.state.value,
+            finished=page.finished,
         )
-    if _delivered_all(store, job, start, []):
+    if training.delivered_all(training.get(job_id), start):
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     key = current().token_id
     container.stream_slots.check(key)  # a 429 now, before the stream starts

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 
-from mobiletrain.api.rest.deps import ModelsDep, ProjectRef, VersionRef
+from mobiletrain.api.rest.deps import ModelsDep, PageSize, PageToken, ProjectRef, VersionRef
 from mobiletrain.api.rest.errors import error_docs, error_response
 from mobiletrain.api.rest.httputil import (
     RangeNotSatisfiable,
+    attachment,
     etag_matches,
     parse_range,
     strong_etag,
@@ -36,11 +37,9 @@ from mobiletrain.api.rest.schemas import (
 )
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.services import ModelService
-from mobiletrain.core.types import ModelFormat, ModelVersion
+from mobiletrain.core.types import DEFAULT_MODEL_FORMAT, ModelFormat, ModelVersion
 
 router = APIRouter(tags=["models"], responses=error_docs(400, 404, 409, 500))
-
-DEFAULT_TOP_K = 5
 
 FormatQuery = Annotated[
     str,
@@ -74,12 +73,15 @@ def _public(models: ModelService, project: str, model: ModelVersion) -> ModelVer
 
 
 @router.get("/projects/{project}/models", summary="List model versions")
-def list_models(project: ProjectRef, models: ModelsDep) -> ModelListPublic:
-    """All model versions of a project, newest first, and which one is current."""
-    versions, current = models.list(project)
+def list_models(
+    project: ProjectRef, models: ModelsDep, page_size: PageSize = 0, page_token: PageToken = ""
+) -> ModelListPublic:
+    """A page of a project's model versions, newest first, and which one is current."""
+    page, current = models.list_page(project, page_size, page_token)
     return ModelListPublic(
-        versions=[model_version_to_public(v, current) for v in versions],
+        versions=[model_version_to_public(v, current) for v in page.items],
         current_version=current,
+        next_page_token=page.next_page_token,
     )
 
 
@@ -90,7 +92,7 @@ def list_models(project: ProjectRef, models: ModelsDep) -> ModelListPublic:
 def check_update(
     project: ProjectRef,
     models: ModelsDep,
-    fmt: FormatQuery = ModelFormat.FLOAT32.value,
+    fmt: FormatQuery = DEFAULT_MODEL_FORMAT.value,
     sha256: Annotated[
         str, Query(description="SHA-256 of the model file the app has (preferred).")
     ] = "",
@@ -172,7 +174,7 @@ def download_model(
     project: ProjectRef,
     version: VersionRef,
     models: ModelsDep,
-    fmt: FormatQuery = ModelFormat.FLOAT32.value,
+    fmt: FormatQuery = DEFAULT_MODEL_FORMAT.value,
     range_header: Annotated[
         str | None,
         Header(
@@ -205,8 +207,8 @@ def download_model(
         "X-Model-Version": str(model.version),
         "X-Model-Format": model_format.value,
         "X-Content-Sha256": artifact.sha256,
-        "Content-Disposition": (
-            f'attachment; filename="model-{model_format.value}{model_format.file_extension}"'
+        "Content-Disposition": attachment(
+            model_format.download_name(models.projects.get(project).name, model.version)
         ),
         # A numbered version never changes; "current" may move to another version.
         "Cache-Control": "no-cache" if parse_version(version) == 0 else "private, max-age=86400",
@@ -313,12 +315,6 @@ def set_release_policy(
     return release_policy_to_public(policy, pinned, models.rollout(project))
 
 
-def _top_k(top_k: int) -> int:
-    if top_k < 0:
-        raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "top_k must be >= 0")
-    return top_k or DEFAULT_TOP_K
-
-
 @router.post(
     "/projects/{project}/predict",
     responses=error_docs(413, 415),
@@ -335,7 +331,7 @@ def predict(
     says (handy to compare with on-device results). Fails with NO_MODEL, MODEL_NOT_FOUND,
     FORMAT_NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, CORRUPT_IMAGE or IMAGE_TOO_LARGE."""
     data = file.file.read(models.projects.limits.max_sample_bytes + 1)
-    model, predictions, latency = models.predict(project, data, version, _top_k(top_k))
+    model, predictions, latency = models.predict(project, data, version, top_k)
     return prediction_to_public(model, predictions, latency)
 
 
@@ -349,5 +345,5 @@ def predict_base64(
 ) -> PredictionPublic:
     """Like the multipart predict, with the image base64-encoded in JSON."""
     data = decode_base64(body.image)
-    model, predictions, latency = models.predict(project, data, body.version, _top_k(body.top_k))
+    model, predictions, latency = models.predict(project, data, body.version, body.top_k)
     return prediction_to_public(model, predictions, latency)
