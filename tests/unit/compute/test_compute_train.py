@@ -196,7 +196,13 @@ def test_events_and_split(trained: Any) -> None:
         "batches",
         "samples_per_second",
         "eta_seconds",
+        "job_eta_seconds",
+        "phase",
     }
+    # The job-level ETA adds the expected export and evaluation to the epochs left.
+    assert all(p["job_eta_seconds"] >= p["eta_seconds"] for p in progress)
+    phases = [e["phase"] for e in reporter.of(EventKind.PHASE)]
+    assert phases == ["training", "exporting"]
     # Every epoch reports its last batch; the throttle keeps the rest rare.
     last = [p for p in progress if p["batch"] == p["batches"]]
     assert [p["epoch"] for p in last] == list(range(1, EPOCHS + 1))
