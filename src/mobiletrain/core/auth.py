@@ -107,6 +107,12 @@ OPERATIONS: tuple[Operation, ...] = (
         ("POST /v1/projects",),
     ),
     Operation(
+        "delete project",
+        Action.CREATE_PROJECT,
+        ("ProjectService/DeleteProject",),
+        ("DELETE /v1/projects/{project}",),
+    ),
+    Operation(
         "read projects",
         Action.READ,
         ("ProjectService/GetProject", "ProjectService/ListProjects"),

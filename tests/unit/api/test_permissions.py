@@ -178,6 +178,8 @@ def _rest_calls(ids: dict[str, str]) -> dict[str, tuple[str, str, dict[str, Any]
         "POST /v1/projects": ("POST", "/v1/projects", {"json": {"name": "made-here"}}),
         "GET /v1/projects": ("GET", "/v1/projects", {}),
         "GET /v1/projects/{project}": ("GET", p, {}),
+        # A project that does not exist: the world stays whole; admins get 404, devices 403.
+        "DELETE /v1/projects/{project}": ("DELETE", "/v1/projects/no-such-project", {}),
         "POST /v1/projects/{project}/samples": (
             "POST",
             f"{p}/samples",
@@ -362,6 +364,9 @@ def _grpc_calls(ids: dict[str, str]) -> dict[str, Callable[[grpc.Channel, list[A
     return {
         "ProjectService/CreateProject": unary(
             ps, "CreateProject", projects_pb2.CreateProjectRequest(name="made-by-grpc")
+        ),
+        "ProjectService/DeleteProject": unary(
+            ps, "DeleteProject", projects_pb2.DeleteProjectRequest(project="no-such-project")
         ),
         "ProjectService/GetProject": unary(
             ps, "GetProject", projects_pb2.GetProjectRequest(project="perm")
