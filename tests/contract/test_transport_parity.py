@@ -618,6 +618,28 @@ CASES: list[Case] = [
         who="device",
         expect=ErrorCode.PERMISSION_DENIED.number,
     ),
+    Case(
+        "delete a project with its samples",
+        "ProjectService/DeleteProject",
+        g("projects", "DeleteProject", projects_pb2.DeleteProjectRequest(project="gone-g")),
+        r("DELETE", "/v1/projects/gone-r"),
+        lambda d: (v_new_project(d["project"]), _i(d["samples_deleted"])),
+    ),
+    Case(
+        "delete a missing project",
+        "ProjectService/DeleteProject",
+        g("projects", "DeleteProject", projects_pb2.DeleteProjectRequest(project="nope")),
+        r("DELETE", "/v1/projects/nope"),
+        expect=ErrorCode.PROJECT_NOT_FOUND.number,
+    ),
+    Case(
+        "delete a project as a device",
+        "ProjectService/DeleteProject",
+        g("projects", "DeleteProject", projects_pb2.DeleteProjectRequest(project=PROJECT)),
+        r("DELETE", P),
+        who="device",
+        expect=ErrorCode.PERMISSION_DENIED.number,
+    ),
     # -- samples --
     Case(
         "upload a sample twice: duplicate",
@@ -1470,6 +1492,10 @@ def _build(
     # The case "upload a sample twice" sends this one again: the same bytes and label.
     client.upload(PROJECT, [LocalSample("dup", "0", _png(300))])
     hdr = w.hdr()
+    # Projects each wire deletes, with two samples each.
+    for name in ("gone-g", "gone-r"):
+        client.create_project(name, labels=["a", "b"], width=8, height=8, color_mode="grayscale")
+        client.upload(name, [LocalSample(f"s{i}", "ab"[i], _png(400 + i)) for i in range(2)])
     # Samples each wire deletes.
     for seed, suffix in enumerate(("-g", "-r")):
         client.upload(PROJECT, [LocalSample(f"gone{suffix}", "5", _png(200 + seed))])

@@ -330,6 +330,10 @@ class FederatedService:
         self._spawn_prepare(live)
         return session
 
+    def weights_size(self, session: FederatedSession) -> int | None:
+        """Size in bytes of the session's current global weights (None before it has any)."""
+        return self.blobs.size(session.weights_sha256) if session.weights_sha256 else None
+
     def get_session(self, session_id: str) -> FederatedSession:
         """A session by id (live state when this server runs it)."""
         require(Action.READ)

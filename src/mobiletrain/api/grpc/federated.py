@@ -16,6 +16,7 @@ import grpc
 
 from mobiletrain._proto.mobiletrain.v1 import federated_pb2, federated_pb2_grpc
 from mobiletrain.api import longpoll
+from mobiletrain.api.federated_access import federated_service as _service
 from mobiletrain.api.grpc import serde
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.federated import FederatedService
@@ -30,17 +31,10 @@ PARTICIPATE_WAIT_SECONDS = 30.0
 """How long a Participate stream waits for work before it sends a WAIT heartbeat."""
 
 
-def _service(container: Container) -> FederatedService:
-    if container.federated is None:
-        raise MobiletrainError(ErrorCode.FAILED_PRECONDITION, "federated learning is not enabled")
-    return container.federated
-
-
 def _session_to_proto(
     service: FederatedService, session: FederatedSession
 ) -> federated_pb2.FederatedSession:
-    size = service.blobs.size(session.weights_sha256) if session.weights_sha256 else None
-    return serde.federated_session_to_proto(session, size)
+    return serde.federated_session_to_proto(session, service.weights_size(session))
 
 
 def update_chunks(requests: Iterator[federated_pb2.PushUpdateRequest]) -> Iterator[bytes]:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from mobiletrain.api import longpoll
+from mobiletrain.api.federated_access import federated_service as _service
 from mobiletrain.api.rest.deps import ContainerDep, ProjectRef
 from mobiletrain.api.rest.errors import error_docs
 from mobiletrain.api.rest.federated_schemas import (
@@ -31,25 +32,16 @@ from mobiletrain.api.rest.federated_schemas import (
 )
 from mobiletrain.api.rest.httputil import etag_matches, strong_etag
 from mobiletrain.api.rest.routes.samples import decode_base64
-from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.federated import FederatedService
 from mobiletrain.federated.records import FederatedSession
-from mobiletrain.server import Container
 
 router = APIRouter(tags=["federated"], responses=error_docs(400, 404, 500))
 
 SessionId = Annotated[str, Path(description="Federated session id.")]
 
 
-def _service(container: Container) -> FederatedService:
-    if container.federated is None:
-        raise MobiletrainError(ErrorCode.FAILED_PRECONDITION, "federated learning is not enabled")
-    return container.federated
-
-
 def _public(service: FederatedService, session: FederatedSession) -> FederatedSessionPublic:
-    size = service.blobs.size(session.weights_sha256) if session.weights_sha256 else None
-    return session_to_public(session, size)
+    return session_to_public(session, service.weights_size(session))
 
 
 @router.post(
