@@ -321,14 +321,22 @@ export const api = {
       `${projectPath(p)}/samples?${q.toString()}`,
     );
   },
+  getSample: (p: string, id: string) => getJson<Sample>(`${projectPath(p)}/samples/${enc(id)}`),
+  deleteProject: (p: string) =>
+    sendJson<{ project: Project; samples_deleted: number }>("DELETE", projectPath(p)),
   deleteSample: (p: string, id: string) =>
     sendJson<void>("DELETE", `${projectPath(p)}/samples/${enc(id)}`),
   relabelSample: (p: string, id: string, label: string) =>
     sendJson<Sample>("PATCH", `${projectPath(p)}/samples/${enc(id)}`, { label }),
-  uploadSamples: async (p: string, files: { file: Blob; name: string; label: string }[]) => {
+  uploadSamples: async (
+    p: string,
+    files: { file: Blob; name: string; label: string; clientId?: string }[],
+  ) => {
     const form = new FormData();
     for (const f of files) form.append("files", f.file, f.name);
     for (const f of files) form.append("labels", f.label);
+    // One per file, in order; an empty one lets the server derive the id from the bytes.
+    for (const f of files) form.append("client_ids", f.clientId ?? "");
     const resp = await request(`${projectPath(p)}/samples`, { method: "POST", body: form });
     return (await resp.json()) as UploadSummary;
   },

@@ -19,12 +19,13 @@ const TABS: { page: Route["page"]; sub: string; text: string }[] = [
   { page: "dataset", sub: "dataset", text: "Dataset" },
   { page: "train", sub: "train", text: "Train" },
   { page: "models", sub: "models", text: "Models" },
+  // The current version's evaluation; another version's is reached from the Models page.
+  { page: "evaluation", sub: "models/current", text: "Evaluation" },
   { page: "try", sub: "try", text: "Try it" },
 ];
 
 function tabOf(page: Route["page"]): Route["page"] {
   if (page === "job") return "train";
-  if (page === "evaluation") return "models";
   return page;
 }
 

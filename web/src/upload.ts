@@ -81,6 +81,19 @@ export interface UploadTotals {
   rejections: { path: string; reason: string }[];
 }
 
+/** The server's limit on a client id's length (core/validation.py, max_client_id_length). */
+const MAX_CLIENT_ID = 128;
+
+/**
+ * The client id a file is uploaded under: `<label>/<file name>`, as the CLI names
+ * `DIR/<label>/<file>`, so the sample shows where it came from and a re-upload of the same file
+ * is a duplicate. Too long an id is left to the server (it derives one from the bytes).
+ */
+export function clientIdFor(label: string, fileName: string): string {
+  const id = `${label}/${fileName}`;
+  return id.length <= MAX_CLIENT_ID ? id : "";
+}
+
 const BATCH_FILES = 40;
 const BATCH_BYTES = 8 * 1024 * 1024;
 
@@ -111,7 +124,10 @@ export async function uploadFiles(
     }
     const summary = await api.uploadSamples(
       project,
-      batch.map((f) => ({ file: f.file, name: f.file.name, label: f.folder ?? fallbackLabel })),
+      batch.map((f) => {
+        const label = f.folder ?? fallbackLabel;
+        return { file: f.file, name: f.file.name, label, clientId: clientIdFor(label, f.file.name) };
+      }),
     );
     totals.accepted += summary.accepted;
     totals.duplicate += summary.duplicate;

@@ -144,6 +144,20 @@ const assertNoSideways = async (what) => {
   }
 };
 
+/** Every visible button and link in the page lies inside the viewport (none needs a sideways scroll). */
+const assertActionsOnScreen = async (what) => {
+  const off = await page.evaluate(() =>
+    [...document.querySelectorAll("main button, main a[href], main summary, header button, header a[href]")]
+      .filter((el) => el.getClientRects().length > 0 && !el.closest("dialog:not([open]), details:not([open]) > :not(summary)"))
+      .filter((el) => {
+        const r = el.getBoundingClientRect();
+        return r.width > 0 && (r.right > window.innerWidth + 1 || r.left < -1);
+      })
+      .map((el) => `${el.tagName.toLowerCase()} "${(el.textContent ?? "").trim().slice(0, 40)}" (${Math.round(el.getBoundingClientRect().left)}–${Math.round(el.getBoundingClientRect().right)}px)`),
+  );
+  assert.deepEqual(off, [], `${what}: actions outside the ${await page.evaluate(() => window.innerWidth)}px viewport`);
+};
+
 let passed = 0;
 const step = async (name, fn) => {
   log(`▶ ${name}`);
@@ -177,7 +191,30 @@ await step("the sign-in screen refuses a wrong token and accepts the admin token
   await token.fill(TOKEN);
   await token.press("Enter");
   await page.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
-  assert.equal(await page.evaluate(() => sessionStorage.getItem("mobiletrain.token")), TOKEN);
+  assert.equal(await page.evaluate(() => localStorage.getItem("mobiletrain.token")), TOKEN);
+});
+
+await step("no project yet: the four first-run steps with the CLI's exact commands", async () => {
+  const steps = page.getByTestId("first-run");
+  await steps.waitFor();
+  assert.deepEqual(await steps.locator("code.command").allTextContents(), [
+    "mobiletrain serve",
+    "mobiletrain projects create digits --width 32 --height 32",
+    "mobiletrain upload ./images -p digits",
+    "mobiletrain train -p digits --watch",
+  ]);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await assertNoSideways("first run");
+  await shot("phone-first-run", { fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+await step("a new tab of the same browser is signed in (the token is in localStorage)", async () => {
+  const other = await context.newPage();
+  await other.goto(BASE);
+  await other.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
+  assert.equal(await other.getByLabel("Admin token").count(), 0);
+  await other.close();
 });
 
 await step("create a 16x16 grayscale project with an open label set", async () => {
@@ -215,9 +252,12 @@ await step("upload loose files with a chosen label, relabel one and delete the o
   });
   const count = await sevens.count();
   assert.ok(count >= 32, `only ${count} sevens shown`);
+  await page.getByTestId("page-status").filter({ hasText: `Page 1 of 1 · ${count} samples` }).waitFor();
   // Upload order: the held-out "1" (wrongly labelled 7) is second to last.
   await sevens.nth(count - 2).click();
   const dialog = page.getByRole("dialog");
+  // The dashboard uploads under <label>/<file name>, like the CLI: the sample names its file.
+  assert.equal(await dialog.getByTestId("client-id").textContent(), "7/one.png");
   await dialog.getByLabel("New label").fill("1");
   await shot("relabel");
   await dialog.getByRole("button", { name: "Relabel" }).click();
@@ -229,6 +269,13 @@ await step("upload loose files with a chosen label, relabel one and delete the o
   await page.getByTestId("total-samples").filter({ hasText: /^301$/ }).waitFor();
   assert.equal(await sevens.count(), count - 2);
   await page.getByLabel("Label", { exact: true }).selectOption("");
+  // 301 samples in pages of 48: the pager says where it is and how many there are.
+  const status = page.getByTestId("page-status");
+  await status.filter({ hasText: "Page 1 of 7 · 301 samples" }).waitFor();
+  await page.getByRole("button", { name: "Next →" }).click();
+  await status.filter({ hasText: "Page 2 of 7 · 301 samples" }).waitFor();
+  await page.getByRole("button", { name: "← Previous" }).click();
+  await status.filter({ hasText: "Page 1 of 7" }).waitFor();
 });
 
 await step("start training from the form", async () => {
@@ -369,6 +416,39 @@ await step("evaluation page: heatmap, per-class table, misclassified images", as
   await shot("evaluation", { fullPage: true });
 });
 
+await step("evaluation: in the project's tabs; a misclassified image opens and is relabelled there", async () => {
+  await page.getByRole("link", { name: "Dataset", exact: true }).click();
+  const tabs = page.getByRole("navigation", { name: "Project sections" });
+  await tabs.getByRole("link", { name: "Evaluation", exact: true }).click();
+  await page.waitForURL(`**/projects/${PROJECT}/models/current`);
+  assert.equal(await tabs.getByRole("link", { name: "Evaluation" }).getAttribute("aria-current"), "page");
+  await page.getByTestId("confusion-matrix").waitFor();
+  const missed = page.getByTestId("misclassified").locator("li");
+  if (!(await missed.count())) {
+    log("no misclassified image to relabel");
+    return;
+  }
+  const first = missed.first();
+  const predicted = (await first.locator(".pred-label").textContent()) ?? "";
+  await first.getByRole("button").click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByLabel("New label").fill(predicted);
+  await dialog.getByRole("button", { name: "Relabel" }).click();
+  await dialog.waitFor({ state: "detached" });
+  assert.equal(await first.getByTestId("misclassified-change").textContent(), `now “${predicted}”`);
+  await page.getByText(/1 image changed since this evaluation/).waitFor();
+  // The server has the new label.
+  const sampleLabel = await page.evaluate(
+    async ([p, label]) => {
+      const headers = { Authorization: `Bearer ${localStorage.getItem("mobiletrain.token")}` };
+      const resp = await fetch(`/v1/projects/${p}/samples?label=${encodeURIComponent(label)}&page_size=1000`, { headers });
+      return (await resp.json()).samples.length;
+    },
+    [PROJECT, predicted],
+  );
+  assert.ok(sampleLabel > 0);
+});
+
 await step("try it: top-3 predictions for a picked image and a webcam frame", async () => {
   await page.getByRole("link", { name: "Try it", exact: true }).click();
   await page.getByLabel("Pick an image").setInputFiles(TRY_IMAGE);
@@ -385,6 +465,21 @@ await step("try it: top-3 predictions for a picked image and a webcam frame", as
   await shot("try");
 });
 
+await step("cancelling a job asks first", async () => {
+  await page.getByRole("link", { name: "Train", exact: true }).click();
+  await page.getByRole("button", { name: "Start training" }).click();
+  await page.waitForURL(/\/jobs\/[0-9a-f-]+$/);
+  assert.notEqual(page.url(), jobUrl);
+  await page.getByRole("button", { name: "Cancel job" }).click();
+  const confirm = page.getByRole("group", { name: "Confirm cancelling the job" });
+  await confirm.waitFor();
+  await shot("cancel-confirm");
+  await confirm.getByRole("button", { name: "Keep training" }).click();
+  await page.getByRole("button", { name: "Cancel job" }).click();
+  await confirm.getByRole("button", { name: "Yes, cancel the job" }).click();
+  await page.getByTestId("job-state").filter({ hasText: "cancelled" }).waitFor({ timeout: 120_000 });
+});
+
 await step("phone width: every view fits without sideways scrolling", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [name, url] of [
@@ -392,12 +487,16 @@ await step("phone width: every view fits without sideways scrolling", async () =
     ["phone-dataset", `${BASE}/projects/${PROJECT}/dataset`],
     ["phone-models", `${BASE}/projects/${PROJECT}/models`],
     ["phone-evaluation", `${BASE}/projects/${PROJECT}/models/1`],
+    ["phone-projects", `${BASE}/`],
+    ["phone-train", `${BASE}/projects/${PROJECT}/train`],
+    ["phone-try", `${BASE}/projects/${PROJECT}/try`],
   ]) {
     await page.goto(url);
     await page.locator("main h1").first().waitFor();
     await page.waitForLoadState("networkidle");
     await assertNoSideways(name);
-    await shot(name);
+    await assertActionsOnScreen(name);
+    await shot(name, { fullPage: true });
   }
 });
 
@@ -412,9 +511,34 @@ await step("keyboard: the skip link and the tabs are reachable, signing out forg
   await page.keyboard.press("Enter");
   await page.waitForURL(`**/projects/${PROJECT}/models`);
   assert.equal(await tabs.getByRole("link", { name: "Models" }).getAttribute("aria-current"), "page");
+  const other = await context.newPage();
+  await other.goto(`${BASE}/projects/${PROJECT}/models`);
+  await other.getByRole("heading", { name: PROJECT }).waitFor();
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("Admin token").waitFor();
-  assert.equal(await page.evaluate(() => sessionStorage.getItem("mobiletrain.token")), null);
+  assert.equal(await page.evaluate(() => localStorage.getItem("mobiletrain.token")), null);
+  // Signing out in one tab signs out the others.
+  await other.getByLabel("Admin token").waitFor();
+  await other.getByText("Signed out in another tab.").waitFor();
+  await other.close();
+});
+
+await step("delete the project from its Dataset page (typing its name confirms)", async () => {
+  await page.getByLabel("Admin token").fill(TOKEN);
+  await page.getByLabel("Admin token").press("Enter");
+  await page.goto(`${BASE}/projects/${PROJECT}/dataset`);
+  await page.getByText("Delete this project…").click();
+  const remove = page.getByRole("button", { name: "Delete project" });
+  assert.equal(await remove.isDisabled(), true);
+  await page.getByLabel(`Type “${PROJECT}” to confirm`).fill(PROJECT);
+  await remove.click();
+  await page.getByTestId("first-run").waitFor();
+  const status = await page.evaluate(
+    async (p) =>
+      (await fetch(`/v1/projects/${p}`, { headers: { Authorization: `Bearer ${localStorage.getItem("mobiletrain.token")}` } })).status,
+    PROJECT,
+  );
+  assert.equal(status, 404);
 });
 
 await browser.close();

@@ -1,5 +1,8 @@
 // Hand-written SVG/HTML charts: no chart library, nothing loaded from elsewhere.
 
+import type { RefObject } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+
 import type { PerClass } from "../api";
 import { pct } from "./common";
 
@@ -11,8 +14,32 @@ export interface Series {
   points: [number, number | null][];
 }
 
-const W = 480;
+/** The widest drawing (viewBox units); a narrower chart draws at its own width (see useDrawWidth). */
+const MAX_W = 480;
+const MIN_W = 260;
 const H = 240;
+
+/**
+ * The chart's width in CSS pixels, so that the viewBox is as wide as the drawing and the 11 px
+ * axis labels stay 11 px on a phone (a fixed 480-unit viewBox shrank them to about 7 px at 390 px).
+ */
+function useDrawWidth<T extends Element>(): [RefObject<T>, number] {
+  const ref = useRef<T>(null);
+  const [width, setWidth] = useState(MAX_W);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el || typeof ResizeObserver === "undefined") return;
+    const measure = () => {
+      const w = Math.round(el.getBoundingClientRect().width);
+      if (w > 0) setWidth(Math.max(MIN_W, Math.min(MAX_W, w)));
+    };
+    const observer = new ResizeObserver(measure);
+    observer.observe(el);
+    measure();
+    return () => observer.disconnect();
+  }, []);
+  return [ref, width];
+}
 const M = { left: 46, right: 14, top: 14, bottom: 32 };
 
 function niceStep(range: number, count: number): number {
@@ -39,6 +66,7 @@ export function LineChart({
   yFormat?: (v: number) => string;
   testId?: string;
 }) {
+  const [svgRef, W] = useDrawWidth<SVGSVGElement>();
   const values = series.flatMap((s) => s.points.map((p) => p[1])).filter((v): v is number => v !== null && Number.isFinite(v));
   let [y0, y1] = yFixed ?? [0, values.length ? Math.max(...values) : 1];
   if (!yFixed) {
@@ -53,7 +81,8 @@ export function LineChart({
   const yStep = niceStep(y1 - y0 || 1, 4);
   const yTicks: number[] = [];
   for (let v = y0; v <= y1 + yStep / 1000; v += yStep) yTicks.push(Number(v.toFixed(10)));
-  const xStep = Math.max(1, Math.ceil((x1 - x0) / 10));
+  // About one x label per 45 px, so that they do not run into each other on a phone.
+  const xStep = Math.max(1, Math.ceil((x1 - x0) / Math.max(4, Math.floor((W - M.left - M.right) / 45))));
   const xTicks: number[] = [];
   for (let v = x0; v <= x1; v += xStep) xTicks.push(v);
 
@@ -72,7 +101,7 @@ export function LineChart({
   return (
     <figure class="chart" data-testid={testId} data-points={count}>
       <figcaption>{title}</figcaption>
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} preserveAspectRatio="xMidYMid meet">
+      <svg ref={svgRef} viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary} preserveAspectRatio="xMidYMid meet">
         <g class="grid">
           {yTicks.map((v) => (
             <g key={`y${v}`}>

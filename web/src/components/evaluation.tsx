@@ -1,6 +1,9 @@
-import type { Metrics, Project } from "../api";
+import { useState } from "preact/hooks";
+
+import { api, describe, type Metrics, type Project, type Sample } from "../api";
 import { ConfusionMatrix, PerClassTable } from "./charts";
-import { AuthImage, pct } from "./common";
+import { AuthImage, ErrorBox, pct } from "./common";
+import { SampleDialog } from "./sampledialog";
 
 export function AccuracySummary({ metrics }: { metrics: Metrics }) {
   const tflite = Object.entries(metrics.tflite ?? {});
@@ -32,30 +35,83 @@ export function AccuracySummary({ metrics }: { metrics: Metrics }) {
   );
 }
 
+/** The misclassified validation images; each opens the sample to fix its label or delete it. */
 export function Misclassified({ project, metrics }: { project: Project; metrics: Metrics }) {
   const items = metrics.misclassified;
+  const [open, setOpen] = useState<Sample | null>(null);
+  const [opening, setOpening] = useState("");
+  const [error, setError] = useState("");
+  // What was done here since the metrics were computed: sample id → new label ("" = deleted).
+  const [changed, setChanged] = useState<Record<string, string>>({});
   if (!items) return null;
   if (items.length === 0) {
     return <p class="muted">Every validation image was classified correctly.</p>;
   }
+  const show = async (sampleId: string) => {
+    setOpening(sampleId);
+    setError("");
+    try {
+      setOpen(await api.getSample(project.id, sampleId));
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setOpening("");
+    }
+  };
+  const fixed = Object.keys(changed).length;
   return (
     <>
       <h3>Misclassified validation images ({items.length})</h3>
+      <p class="hint">
+        Open an image to fix a wrong label or delete a bad image; train again to see the effect.
+      </p>
+      <ErrorBox message={error} />
       <ul class="thumbs" data-testid="misclassified">
-        {items.map((m) => (
-          <li key={m.sample_id} class="miss">
-            <AuthImage
-              src={`/v1/projects/${encodeURIComponent(project.id)}/samples/${encodeURIComponent(m.sample_id)}/data`}
-              alt={`Labelled ${m.label}, predicted ${m.predicted}`}
-              size={88}
-            />
-            <span class="thumb-label">
-              <span class="true-label">{m.label}</span> → <span class="pred-label">{m.predicted}</span>
-              <span class="muted"> {pct(m.score, 0)}</span>
-            </span>
-          </li>
-        ))}
+        {items.map((m) => {
+          const now = changed[m.sample_id];
+          return (
+            <li key={m.sample_id} class="miss">
+              <button
+                type="button"
+                class="thumb-button"
+                disabled={now === "" || opening === m.sample_id}
+                onClick={() => void show(m.sample_id)}
+                aria-label={`Misclassified: labelled ${m.label}, predicted ${m.predicted}: open`}
+              >
+                <AuthImage
+                  src={`/v1/projects/${encodeURIComponent(project.id)}/samples/${encodeURIComponent(m.sample_id)}/data`}
+                  alt=""
+                  size={88}
+                />
+                <span class="thumb-label">
+                  <span class="true-label">{m.label}</span> → <span class="pred-label">{m.predicted}</span>
+                  <span class="muted"> {pct(m.score, 0)}</span>
+                </span>
+                {now !== undefined ? (
+                  <span class="thumb-label fixed" data-testid="misclassified-change">
+                    {now === "" ? "deleted" : `now “${now}”`}
+                  </span>
+                ) : null}
+              </button>
+            </li>
+          );
+        })}
       </ul>
+      {fixed ? (
+        <p class="notice" role="status">
+          {fixed} image{fixed === 1 ? "" : "s"} changed since this evaluation: train again to measure
+          the effect.
+        </p>
+      ) : null}
+      {open ? (
+        <SampleDialog
+          key={open.id}
+          project={project}
+          sample={open}
+          onClose={() => setOpen(null)}
+          onChanged={(label) => setChanged((c) => ({ ...c, [open.id]: label }))}
+        />
+      ) : null}
     </>
   );
 }

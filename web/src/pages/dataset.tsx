@@ -8,11 +8,11 @@ import {
   ErrorBox,
   ProgressBar,
   Spinner,
-  formatBytes,
-  formatTime,
   useLoad,
 } from "../components/common";
+import { SampleDialog } from "../components/sampledialog";
 import { Webcam } from "../components/webcam";
+import { navigate } from "../router";
 import { filesFromDrop, filesFromInput, uploadFiles, type PickedFile, type UploadTotals } from "../upload";
 
 const PAGE_SIZE = 48;
@@ -215,100 +215,46 @@ function Uploader({
   );
 }
 
-function SampleDialog({
-  project,
-  sample,
-  onClose,
-  onChanged,
-}: {
-  project: Project;
-  sample: Sample;
-  onClose: () => void;
-  onChanged: () => void;
-}) {
-  const dialog = useRef<HTMLDialogElement>(null);
-  const [label, setLabel] = useState(sample.label);
+/** Delete the whole project: typing its name confirms (nothing can bring it back). */
+function DeleteProject({ project }: { project: Project }) {
+  const [typed, setTyped] = useState("");
   const [error, setError] = useState("");
-  const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
-
-  useEffect(() => {
-    const d = dialog.current;
-    if (d && !d.open) d.showModal();
-  }, []);
-
-  const act = async (fn: () => Promise<unknown>) => {
+  const remove = async (e: Event) => {
+    e.preventDefault();
     setBusy(true);
     setError("");
     try {
-      await fn();
-      onChanged();
-      dialog.current?.close();
+      await api.deleteProject(project.id);
+      navigate("/");
     } catch (err) {
       setError(describe(err));
-    } finally {
       setBusy(false);
     }
   };
-
   return (
-    <dialog ref={dialog} onClose={onClose} aria-labelledby="sample-title" class="sample-dialog">
-      <h2 id="sample-title">Sample “{sample.label}”</h2>
-      <AuthImage src={sample.data_url} alt={`Sample labelled ${sample.label}`} size={192} />
-      <dl class="facts">
-        <dt>Size</dt>
-        <dd>
-          {sample.width}×{sample.height} px, {formatBytes(sample.size)} ({sample.media_type})
-        </dd>
-        <dt>Uploaded</dt>
-        <dd>{formatTime(sample.created_at)}</dd>
-        <dt>Client id</dt>
-        <dd class="break">{sample.client_id}</dd>
-      </dl>
-      <form
-        class="row"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void act(() => api.relabelSample(project.id, sample.id, label.trim()));
-        }}
-      >
-        <label for="relabel">New label</label>
-        {project.labels_fixed ? (
-          <select id="relabel" value={label} onChange={(e) => setLabel((e.target as HTMLSelectElement).value)}>
-            {project.labels.map((l) => (
-              <option key={l} value={l}>
-                {l}
-              </option>
-            ))}
-          </select>
-        ) : (
-          <input id="relabel" list="known-labels-dialog" value={label} onInput={(e) => setLabel((e.target as HTMLInputElement).value)} />
-        )}
-        <datalist id="known-labels-dialog">
-          {project.labels.map((l) => (
-            <option key={l} value={l} />
-          ))}
-        </datalist>
-        <button type="submit" class="primary" disabled={busy || !label.trim() || label.trim() === sample.label}>
-          Relabel
+    <details class="danger-zone">
+      <summary>Delete this project…</summary>
+      <form onSubmit={(e) => void remove(e)} aria-label="Delete the project">
+        <p>
+          Deletes the project with every sample, job, model version, release record and device
+          token. It cannot be undone; a project with a queued or running job cannot be deleted.
+        </p>
+        <div class="field">
+          <label for="delete-confirm">Type “{project.name}” to confirm</label>
+          <input
+            id="delete-confirm"
+            autoComplete="off"
+            value={typed}
+            onInput={(e) => setTyped((e.target as HTMLInputElement).value)}
+          />
+        </div>
+        <ErrorBox message={error} />
+        <button type="submit" class="danger" disabled={busy || typed !== project.name}>
+          {busy ? "Deleting…" : "Delete project"}
         </button>
       </form>
-      <ErrorBox message={error} />
-      <div class="row dialog-actions">
-        {confirming ? (
-          <button type="button" class="danger" disabled={busy} onClick={() => void act(() => api.deleteSample(project.id, sample.id))}>
-            Really delete
-          </button>
-        ) : (
-          <button type="button" class="danger-outline" onClick={() => setConfirming(true)}>
-            Delete sample
-          </button>
-        )}
-        <button type="button" onClick={() => dialog.current?.close()}>
-          Close
-        </button>
-      </div>
-    </dialog>
+    </details>
   );
 }
 
@@ -336,6 +282,8 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
     setPageIndex(0);
   };
   const next = samples.data?.next_page_token ?? "";
+  // The total comes from the class counts (the sample listing pages by token, without a count).
+  const matching = counts.data ? (filter ? (counts.data.counts[filter] ?? 0) : counts.data.total) : null;
 
   return (
     <div class="grid-2">
@@ -392,7 +340,12 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
           <button type="button" disabled={pageIndex === 0} onClick={() => setPageIndex(pageIndex - 1)}>
             ← Previous
           </button>
-          <span>Page {pageIndex + 1}</span>
+          <span data-testid="page-status">
+            Page {pageIndex + 1}
+            {matching !== null
+              ? ` of ${Math.max(1, Math.ceil(matching / PAGE_SIZE))} · ${matching} sample${matching === 1 ? "" : "s"}`
+              : ""}
+          </span>
           <button
             type="button"
             disabled={!next}
@@ -404,6 +357,9 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
             Next →
           </button>
         </nav>
+      </Card>
+      <Card title="Project">
+        <DeleteProject project={project} />
       </Card>
       {selected ? (
         <SampleDialog

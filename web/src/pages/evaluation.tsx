@@ -12,6 +12,19 @@ export function EvaluationPage({ project, version }: { project: Project; version
       ]),
     [project.id, version],
   );
+  if (loaded.error && version === "current") {
+    // No version is current yet (nothing trained, or nothing passed the release gate).
+    return (
+      <Card title="Evaluation">
+        <p data-testid="no-current-model">
+          No model version is current yet, so there is nothing to evaluate.{" "}
+          <Link href={projectUrl(project.name, "train")}>Train a model</Link>, or open a version’s
+          evaluation from <Link href={projectUrl(project.name, "models")}>the models</Link>.
+        </p>
+        <p class="hint">{loaded.error}</p>
+      </Card>
+    );
+  }
   if (loaded.error) return <ErrorBox message={loaded.error} />;
   if (!loaded.data) return <Spinner />;
   const [model, metrics] = loaded.data;

@@ -133,6 +133,8 @@ export function JobPage({ project, jobId }: { project: Project; jobId: string })
   const [status, setStatus] = useState<StreamStatus>("connecting");
   const [cancelError, setCancelError] = useState("");
   const [cancelling, setCancelling] = useState(false);
+  // Cancelling throws the run away: the button first asks, a second click confirms.
+  const [confirmCancel, setConfirmCancel] = useState(false);
 
   useEffect(() => {
     live.current = {
@@ -246,9 +248,26 @@ export function JobPage({ project, jobId }: { project: Project; jobId: string })
         title="Training job"
         actions={
           running ? (
-            <button type="button" class="danger-outline" onClick={() => void cancel()} disabled={cancelling || j.cancel_requested}>
-              {cancelling || j.cancel_requested ? "Cancelling…" : "Cancel job"}
-            </button>
+            confirmCancel && !cancelling && !j.cancel_requested ? (
+              <div class="row confirm" role="group" aria-label="Confirm cancelling the job">
+                <span>Stop this job? Its progress is lost.</span>
+                <button type="button" class="danger" onClick={() => void cancel()}>
+                  Yes, cancel the job
+                </button>
+                <button type="button" onClick={() => setConfirmCancel(false)}>
+                  Keep training
+                </button>
+              </div>
+            ) : (
+              <button
+                type="button"
+                class="danger-outline"
+                onClick={() => setConfirmCancel(true)}
+                disabled={cancelling || j.cancel_requested}
+              >
+                {cancelling || j.cancel_requested ? "Cancelling…" : "Cancel job"}
+              </button>
+            )
           ) : null
         }
       >

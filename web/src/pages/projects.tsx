@@ -109,6 +109,52 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
   );
 }
 
+/** The CLI's quick start (`mobiletrain` with no arguments), shown while there is no project. */
+export const FIRST_RUN: { step: string; command: string; here: string }[] = [
+  {
+    step: "Start the server",
+    command: "mobiletrain serve",
+    here: "Done: this dashboard is it. Add --lan so that phones can reach the server.",
+  },
+  {
+    step: "Create a project",
+    command: "mobiletrain projects create digits --width 32 --height 32",
+    here: "Or use the “New project” form below.",
+  },
+  {
+    step: "Upload labelled images (images/<label>/*.png)",
+    command: "mobiletrain upload ./images -p digits",
+    here: "Or drop the folder on the project’s Dataset page.",
+  },
+  {
+    step: "Train, then take the model to the phone",
+    command: "mobiletrain train -p digits --watch",
+    here: "Or use the Train tab; then mobiletrain models pull -p digits -o model.tflite, or the Models tab’s download and QR code.",
+  },
+];
+
+function FirstRun() {
+  return (
+    <div data-testid="first-run">
+      <p>No projects yet. Four steps from images to a model on a phone:</p>
+      <ol class="first-run">
+        {FIRST_RUN.map((s) => (
+          <li key={s.step}>
+            <strong>{s.step}</strong>
+            <code class="command">{s.command}</code>
+            <span class="hint">{s.here}</span>
+          </li>
+        ))}
+      </ol>
+      <p class="hint">
+        On the server’s machine the CLI reads the admin token from the data folder (file{" "}
+        <code>admin-token</code>); elsewhere pass <code>--token</code> or set{" "}
+        <code>MOBILETRAIN_TOKEN</code>. Check an install with <code>mobiletrain doctor</code>.
+      </p>
+    </div>
+  );
+}
+
 export function ProjectsPage() {
   const { data, error, loading } = useLoad(() => api.listProjects(), []);
   return (
@@ -117,7 +163,7 @@ export function ProjectsPage() {
       <Card title="Your projects">
         <ErrorBox message={error} />
         {loading && !data ? <Spinner /> : null}
-        {data && data.length === 0 ? <p class="muted">No projects yet: create one below.</p> : null}
+        {data && data.length === 0 ? <FirstRun /> : null}
         {data && data.length > 0 ? (
           <ul class="project-list">
             {data.map((p) => (

@@ -68,7 +68,8 @@ export function SignIn({ reason }: { reason: string }) {
         </div>
         <p id="token-help" class="hint">
           A new server writes its first admin token to the file <code>admin-token</code> in its data
-          folder. The token stays in this tab only.
+          folder. This browser keeps the token (every tab stays signed in) until you sign out; on
+          a shared computer, sign out when you are done.
         </p>
         {error ? (
           <p class="error" role="alert">
