@@ -197,6 +197,9 @@ def _explain(err: ClientError, server: str) -> str:
             "or set MOBILETRAIN_TOKEN; a local server keeps its admin token in "
             "mobiletrain-data/admin-token)"
         )
+    if err.code == 10:
+        hint = "see: mobiletrain projects list; create one: mobiletrain projects create NAME"
+        return f"{err.message} ({hint})"
     return err.message
 
 
