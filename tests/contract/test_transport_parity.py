@@ -553,6 +553,13 @@ CASES: list[Case] = [
         expect=ErrorCode.PROJECT_NOT_FOUND.number,
     ),
     Case(
+        "delete missing project",
+        "ProjectService/DeleteProject",
+        g("projects", "DeleteProject", projects_pb2.DeleteProjectRequest(project="nope")),
+        r("DELETE", "/v1/projects/nope"),
+        expect=ErrorCode.PROJECT_NOT_FOUND.number,
+    ),
+    Case(
         "list projects, one a page",
         "ProjectService/ListProjects",
         g("projects", "ListProjects", projects_pb2.ListProjectsRequest(page_size=1)),
