@@ -96,7 +96,7 @@ function VersionCard({
       ) : null}
       <ModelCardView project={project} version={model.version} />
       <div class="scroll-x">
-        <table class="data">
+        <table class="data stack">
           <caption class="visually-hidden">Files of version {model.version}</caption>
           <thead>
             <tr>
@@ -106,9 +106,6 @@ function VersionCard({
                 Evaluation set{model.eval_set_size ? ` (${model.eval_set_size} samples)` : ""}
               </th>
               <th scope="col">Validation accuracy</th>
-              <th scope="col">
-                <span class="visually-hidden">Download</span>
-              </th>
             </tr>
           </thead>
           <tbody>
@@ -120,10 +117,14 @@ function VersionCard({
                   : null;
               return (
                 <tr key={a.format}>
-                  <th scope="row">{a.format}</th>
-                  <td>{formatBytes(a.size)}</td>
-                  <td>{a.format in model.eval_accuracy ? pct(model.eval_accuracy[a.format] ?? null) : "–"}</td>
-                  <td>
+                  {/* The download button sits next to the format name: on a phone it stays on
+                      screen however wide the accuracy columns make the table. */}
+                  <th scope="row">
+                    {a.format} <DownloadButton project={project} version={model.version} format={a.format} />
+                  </th>
+                  <td data-label="Size">{formatBytes(a.size)}</td>
+                  <td data-label="Evaluation set">{a.format in model.eval_accuracy ? pct(model.eval_accuracy[a.format] ?? null) : "–"}</td>
+                  <td data-label="Validation">
                     {pct(acc ?? null)}
                     {delta !== null ? (
                       <span class={`delta ${delta < -0.005 ? "worse" : ""}`} title="LiteRT minus Keras">
@@ -134,9 +135,6 @@ function VersionCard({
                     ) : a.format === "keras" ? (
                       <span class="muted"> (reference)</span>
                     ) : null}
-                  </td>
-                  <td>
-                    <DownloadButton project={project} version={model.version} format={a.format} />
                   </td>
                 </tr>
               );
@@ -578,7 +576,7 @@ function DeviceTokens({ project }: { project: Project }) {
       {tokens.error ? <ErrorBox message={tokens.error} /> : null}
       {mine.length ? (
         <div class="scroll-x">
-          <table class="data">
+          <table class="data stack">
             <caption>Device tokens of this project</caption>
             <thead>
               <tr>
@@ -594,8 +592,8 @@ function DeviceTokens({ project }: { project: Project }) {
               {mine.map((t) => (
                 <tr key={t.id}>
                   <td>{t.name || t.id.slice(0, 8)}</td>
-                  <td>{formatTime(t.created_at)}</td>
-                  <td>{t.expires_at ? formatTime(t.expires_at) : "never"}</td>
+                  <td data-label="Created">{formatTime(t.created_at)}</td>
+                  <td data-label="Expires">{t.expires_at ? formatTime(t.expires_at) : "never"}</td>
                   <td>
                     <button type="button" class="small danger-outline" onClick={() => void revoke(t.id)}>
                       Revoke
