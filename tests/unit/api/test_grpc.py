@@ -774,7 +774,8 @@ def test_download_model_with_resume(api: Api) -> None:
         f"(valid offsets: 0 to {len(data)})"
     )
     assert failing(format=float16, offset=-1)[:2] == (grpc.StatusCode.OUT_OF_RANGE, 54)
-    assert failing()[:2] == (grpc.StatusCode.INVALID_ARGUMENT, 52)
+    # An unset format is float32 (as over REST), which this version lacks.
+    assert failing()[:2] == (grpc.StatusCode.NOT_FOUND, 51)
     assert failing(format=99)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, 52)
     assert failing(format=common_pb2.MODEL_FORMAT_INT8)[:2] == (grpc.StatusCode.NOT_FOUND, 51)
     assert failing(format=float16, version=9)[:2] == (grpc.StatusCode.NOT_FOUND, 50)
@@ -811,8 +812,13 @@ def test_check_for_update_manifest_versions_and_promote(api: Api) -> None:
     assert check(current_version=2).not_modified
     assert not check(current_version=1).not_modified
     assert not check().not_modified
+    # An unset format is float32, as over REST.
+    unset = api.models.CheckForUpdate(models_pb2.CheckForUpdateRequest(project="flowers"))
+    assert unset.artifact.sha256 == sha2 and unset.latest.version == 2
     code, number, _ = rpc_error(
-        lambda: api.models.CheckForUpdate(models_pb2.CheckForUpdateRequest(project="flowers"))
+        lambda: api.models.CheckForUpdate(
+            models_pb2.CheckForUpdateRequest(project="flowers", format=99)
+        )
     )
     assert (code, number) == (grpc.StatusCode.INVALID_ARGUMENT, 52)
 
