@@ -67,6 +67,7 @@ EXPECTED_ROUTES = {
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
     ("get", "/v1/projects/{project}"),
+    ("delete", "/v1/projects/{project}"),
     ("post", "/v1/projects/{project}/samples"),
     ("post", "/v1/projects/{project}/samples:base64"),
     ("get", "/v1/projects/{project}/samples"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mobiletrain.api.rest.deps import PageSize, PageToken, ProjectRef, ProjectsDep
 from mobiletrain.api.rest.errors import error_docs
@@ -61,8 +61,8 @@ def get_project(project: ProjectRef, projects: ProjectsDep) -> ProjectPublic:
 class ProjectDeletedPublic(BaseModel):
     """What ``DELETE /v1/projects/{project}`` deleted."""
 
-    project: ProjectPublic
-    samples_deleted: int
+    project: ProjectPublic = Field(description="The deleted project, as it was")
+    samples_deleted: int = Field(description="Number of samples deleted with it")
 
 
 @router.delete("/projects/{project}", responses=error_docs(404, 409), summary="Delete a project")
