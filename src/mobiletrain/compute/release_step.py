@@ -29,6 +29,7 @@ import numpy as np
 from mobiletrain.compute.metrics import classification_report
 from mobiletrain.compute.preprocess import decode_batch
 from mobiletrain.compute.protocol import TrainingOutput, artifact_file_name
+from mobiletrain.compute.sample_bytes import Skipped, read_sample_bytes, skipped_event
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import BlobStore, MetadataStore
 from mobiletrain.core.release import (
@@ -90,8 +91,12 @@ class _EvalData:
     info: EvalSetInfo
 
 
-def _eval_data(blobs: BlobStore, spec: InputSpec, samples: Sequence[Sample]) -> _EvalData:
-    members = [s for s in samples if s.in_eval_set]
+def _eval_data(
+    blobs: BlobStore, spec: InputSpec, samples: Sequence[Sample]
+) -> tuple[_EvalData, Skipped]:
+    """The evaluation set's images; damaged members are left out (and returned) rather than
+    failing every later job of the project, as training does with its own samples."""
+    members, raw, skipped = read_sample_bytes(blobs, [s for s in samples if s.in_eval_set])
     counts: dict[str, int] = {}
     for s in members:
         counts[s.label] = counts.get(s.label, 0) + 1
@@ -101,11 +106,11 @@ def _eval_data(blobs: BlobStore, spec: InputSpec, samples: Sequence[Sample]) -> 
         snapshot_sha256=eval_set_snapshot([(s.sha256, s.label) for s in members]),
     )
     images = (
-        decode_batch(blobs.get_many([s.sha256 for s in members]), spec)
+        decode_batch(raw, spec)
         if members
         else np.zeros((0, spec.height, spec.width, spec.channels), np.uint8)
     )
-    return _EvalData(images=images, labels=[s.label for s in members], info=info)
+    return _EvalData(images=images, labels=[s.label for s in members], info=info), skipped
 
 
 def _score(
@@ -191,7 +196,10 @@ def publish_version(
 
     started = time.monotonic()
     spec = project.input_spec
-    evalset = _eval_data(blobs, spec, samples)
+    evalset, skipped = _eval_data(blobs, spec, samples)
+    if skipped:
+        # A warning LOG event: the worker's reporter also adds it to the version's warnings.
+        emit(EventKind.LOG, skipped_event(project, skipped, "evaluation"))
     current_version, current_files, current_labels = _current_files(store, blobs, project)
     report_labels = list(label_names)
     for name in [*evalset.labels, *current_labels]:
