@@ -221,7 +221,7 @@ export function TrainPage({ project }: { project: Project }) {
         {jobs.data && jobs.data.jobs.length === 0 ? <p class="muted">No training jobs yet.</p> : null}
         {jobs.data && jobs.data.jobs.length > 0 ? (
           <div class="scroll-x">
-            <table class="data">
+            <table class="data stack">
               <caption class="visually-hidden">Training jobs, newest first</caption>
               <thead>
                 <tr>
@@ -240,8 +240,8 @@ export function TrainPage({ project }: { project: Project }) {
                     <td>
                       <span class={`badge state-${j.state}`}>{j.state}</span>
                     </td>
-                    <td>{j.hyperparameters.epochs}</td>
-                    <td>
+                    <td data-label="Epochs">{j.hyperparameters.epochs}</td>
+                    <td data-label="Model">
                       {j.model_version ? (
                         <Link href={projectUrl(project.name, `models/${j.model_version}`)}>v{j.model_version}</Link>
                       ) : (
