@@ -252,6 +252,10 @@ def test_rest_api_conforms_to_its_openapi(live: Live) -> None:
         for op in operations:
             if existing and not list(op.path_parameters):
                 continue
+            if existing and op.label == "DELETE /v1/projects/{project}":
+                # Deleting the seeded project would leave every later operation nothing to
+                # address; its success path is tested in tests/e2e/test_cli_newcomer.py.
+                continue
             unknown = {p.name for p in op.path_parameters} - set(EXISTING_PATH_PARAMETERS)
             if existing and unknown:
                 # Fuzzed with generated path parameters only: seed a thing of this kind in
