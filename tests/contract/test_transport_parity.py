@@ -432,6 +432,70 @@ def _rest_upload(client_id: str, label: str, data: Data) -> dict[str, Any]:
     }
 
 
+BIG = _png(500, size=48)
+"""A sample sent in chunks (gRPC header + chunks; REST's resumable upload resource); each wire
+sends it with its own label, so neither is a duplicate of the other."""
+
+
+def _chunked_grpc(client_id: str, label: str, sha256: str) -> Callable[[World], list[Any]]:
+    def requests(w: World) -> list[Any]:
+        header = datasets_pb2.SampleHeader(
+            client_id=client_id, label=label, size=len(BIG), sha256=sha256
+        )
+        out = [datasets_pb2.UploadSamplesRequest(project=PROJECT, header=header)]
+        for offset in range(0, len(BIG), 1000):
+            chunk = datasets_pb2.SampleChunk(
+                client_id=client_id, offset=offset, data=BIG[offset : offset + 1000]
+            )
+            out.append(datasets_pb2.UploadSamplesRequest(project=PROJECT, chunk=chunk))
+        return out
+
+    return requests
+
+
+def _chunked_rest(
+    client_id: str, label: str, sha256: str
+) -> Callable[[World, str], httpx.Response]:
+    """Open an upload, then PATCH the bytes in chunks; the answer is the last PATCH's."""
+
+    def call(w: World, who: str) -> httpx.Response:
+        opened = w.http.post(
+            f"{P}/uploads",
+            json={"client_id": client_id, "label": label, "size": len(BIG), "sha256": sha256},
+            headers=w.hdr(who),
+        )
+        if opened.status_code >= 400:
+            return opened
+        upload = opened.json()["id"]
+        answer = opened
+        for offset in range(0, len(BIG), 1000):
+            answer = w.http.patch(
+                f"/v1/uploads/{upload}",
+                content=BIG[offset : offset + 1000],
+                headers={
+                    **w.hdr(who),
+                    "Upload-Offset": str(offset),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            if answer.status_code >= 400:
+                break
+        return answer
+
+    return call
+
+
+def v_chunked(d: dict[str, Any]) -> Any:
+    result = d["results"][0] if "results" in d else d["result"]
+    return (_e(result["status"]), _i(result.get("error_code")))
+
+
+def v_stored_upload(d: dict[str, Any]) -> Any:
+    if "stored" in d:  # gRPC UploadOffset
+        return (d["stored"], _i(d["offset"]), _i(d["size"]))
+    return (d["complete"], _i(d["offset"]), _i(d["size"]))
+
+
 def v_upload_results(d: dict[str, Any]) -> Any:
     return [(_e(x["status"]), _i(x.get("error_code"))) for x in d["results"]]
 
@@ -808,6 +872,35 @@ CASES: list[Case] = [
         g("datasets", "GetClassCounts", datasets_pb2.GetClassCountsRequest(project=PROJECT)),
         r("GET", f"{P}/class-counts"),
         v_class_counts,
+    ),
+    Case(
+        "upload a large sample in chunks",
+        "DatasetService/UploadSamples",
+        gs(
+            "datasets",
+            "UploadSamples",
+            _chunked_grpc("big-g", "7", hashlib.sha256(BIG).hexdigest()),
+        ),
+        _chunked_rest("big-r", "8", hashlib.sha256(BIG).hexdigest()),
+        v_chunked,
+    ),
+    Case(
+        "upload in chunks with a wrong sha256",
+        "DatasetService/UploadSamples",
+        gs("datasets", "UploadSamples", _chunked_grpc("bad-g", "7", "0" * 64)),
+        _chunked_rest("bad-r", "7", "0" * 64),
+        v_chunked,
+    ),
+    Case(
+        "where a chunked upload stands once stored",
+        "DatasetService/GetUploadOffset",
+        g(
+            "datasets",
+            "GetUploadOffset",
+            datasets_pb2.GetUploadOffsetRequest(project=PROJECT, client_id="big-g"),
+        ),
+        r("POST", f"{P}/uploads", json={"client_id": "big-r", "label": "8", "size": len(BIG)}),
+        v_stored_upload,
     ),
     Case(
         # gRPC resumes by client id (GetUploadOffset), REST by an upload resource it opens
