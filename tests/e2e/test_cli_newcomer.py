@@ -413,3 +413,18 @@ def _list(project: str) -> object:
     from mobiletrain._proto.mobiletrain.v1 import datasets_pb2
 
     return datasets_pb2.ListSamplesRequest(project=project, page_size=1000)
+
+
+def test_help_shows_the_order_of_the_steps_and_the_training_defaults(tmp_path: Path) -> None:
+    code, out, err = _run(["--help"], tmp_path)
+    assert code == 0 and "Traceback" not in out + err
+    names = ("1. mobiletrain serve", "2. mobiletrain projects create", "3. mobiletrain upload")
+    steps = [out.index(s) for s in (*names, "4. mobiletrain train")]
+    assert steps == sorted(steps), out
+    assert "models pull" in out and "mobiletrain doctor" in out
+    code, out, err = _run(["train", "--help"], tmp_path)
+    assert code == 0
+    for default in ("[default: 10]", "[default: 32]", "[default: 0.001]", "[default: small-cnn]"):
+        assert default in " ".join(out.split()), (default, out)
+    code, out, err = _run(["jobs", "--help"], tmp_path)
+    assert code == 0 and "list" in out and "watch" in out
