@@ -19,9 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from mobiletrain.api.pools import CountingThreadPool
 from mobiletrain.core.federated import MAX_WAIT_SECONDS, FederatedService, TaskReply, TaskStatus
+
+T = TypeVar("T")
 
 POLL_THREADS = 4
 """Threads that look at the federated state for waiting devices (each look takes microseconds)."""
@@ -32,9 +36,28 @@ LOOK_INTERVAL_SECONDS = 1.0
 _pool = CountingThreadPool(POLL_THREADS, thread_name_prefix="federated-poll")
 
 
+UPDATE_THREADS = 16
+"""Threads that take in updates of ``Participate`` streams (the core decodes at most a few at a
+time; the others wait for its slots here, not in the gRPC handler pool)."""
+
+_updates = CountingThreadPool(UPDATE_THREADS, thread_name_prefix="federated-update")
+
+
 def pool_gauge() -> tuple[int, int]:
     """``(busy, size)`` of the poll pool, for the health check."""
     return _pool.gauge()
+
+
+def update_pool_gauge() -> tuple[int, int]:
+    """``(busy, size)`` of the update pool, for the health check."""
+    return _updates.gauge()
+
+
+async def run_update(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in the update pool, as the caller (its context: principal, deadline)."""
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    return await loop.run_in_executor(_updates, context.run, fn, *args)
 
 
 async def get_task(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import queue
 import select
 import socket
 import threading
@@ -29,14 +30,17 @@ import pytest
 from PIL import Image
 
 from mobiletrain._proto.mobiletrain.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
     federated_pb2,
     federated_pb2_grpc,
     projects_pb2,
     projects_pb2_grpc,
 )
 from mobiletrain.config import Settings
-from mobiletrain.core.federated_ports import OnDeviceToolkit
+from mobiletrain.core.federated_ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.core.types import Artifact, ModelFormat, ModelVersion
+from mobiletrain.federated.head import HeadSpec, weights_to_bytes
 from mobiletrain.server import RunningServer, start_server
 
 pytestmark = pytest.mark.timeout(300)
@@ -603,8 +607,8 @@ def test_long_polls_hold_no_thread(tmp_path: Path) -> None:
         max_streams_per_token=1000,
         max_requests_per_address=1000,
     )
-    fed = start_waiting_session(server, "polls", devices=120)
-    rest_ids, grpc_ids = fed.devices[:60], fed.devices[60:]
+    fed = start_waiting_session(server, "polls", devices=140)
+    rest_ids, grpc_ids, stream_ids = fed.devices[:60], fed.devices[60:120], fed.devices[120:]
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     metadata = (("authorization", f"Bearer {server.admin}"),)
     fstub = federated_pb2_grpc.FederatedServiceStub(channel)
@@ -627,6 +631,13 @@ def test_long_polls_hold_no_thread(tmp_path: Path) -> None:
         return federated_pb2.TaskStatus.Name(first.header.status), time.monotonic() - start
 
     try:
+        # And 20 Participate streams, waiting for work on the same loop.
+        streams = [
+            fstub.Participate(
+                iter([_participate_start("polls", device)]), metadata=metadata, timeout=60
+            )
+            for device in stream_ids
+        ]
         with ThreadPoolExecutor(max_workers=130) as pool:
             polls = [pool.submit(rest_poll, d) for d in rest_ids]
             polls += [pool.submit(grpc_poll, d) for d in grpc_ids]
@@ -651,27 +662,157 @@ def test_long_polls_hold_no_thread(tmp_path: Path) -> None:
         for status, seconds in results:
             assert status.lower().endswith("wait"), status
             assert 14.0 < seconds < 40.0  # each waited its full 15 s on the event loop
+        assert all(call.running() for call in streams)
+        for call in streams:
+            call.cancel()
     finally:
         fed.toolkit.release.set()
         channel.close()
         server.server.stop()
 
 
-def test_health_is_degraded_while_a_thread_pool_is_saturated(tmp_path: Path) -> None:
-    # Participate streams still run in the gRPC handler pool: two of them fill a pool of two.
-    server = _start(tmp_path, grpc_threads=2, rate_limit_per_second=0)
-    fed = start_waiting_session(server, "busy", devices=2)
+class NumpyToolkit(OnDeviceToolkit):
+    """Placeholder files and a numpy head: a session runs real rounds without TensorFlow."""
+
+    def prepare(
+        self,
+        spec: Any,
+        head: dict[str, Any],
+        manifest: dict[str, Any],
+        base_model: bytes | None,
+        seed: int,
+    ) -> PreparedFiles:
+        formats = (
+            ModelFormat.FEATURE_EXTRACTOR,
+            ModelFormat.TRAIN_STEP,
+            ModelFormat.HEAD_INFERENCE,
+            ModelFormat.HEAD_SIGNATURES,
+            ModelFormat.FLOAT32,
+        )
+        return PreparedFiles(
+            files={fmt: f"file {fmt.value}".encode() for fmt in formats},
+            head=head,
+            ondevice={"head": head},
+            patch_sites={},
+            weights=weights_to_bytes(HeadSpec.from_dict(head).init_weights(seed)),
+        )
+
+    def republish(self, templates: Any, patch_sites: Any, head: Any, weights: bytes) -> Any:
+        return {ModelFormat.HEAD_WEIGHTS: weights, ModelFormat.FLOAT32: b"float32 " + weights}
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"accuracy": 0.5, "loss": 1.0}
+
+
+def test_participate_streams_take_part_in_rounds_on_the_event_loop(tmp_path: Path) -> None:
+    """Task, chunked update and result over Participate (now async) for two devices."""
+    server = _start(tmp_path, rate_limit_per_second=0)
+    federated = server.server.container.federated
+    assert federated is not None
+    federated.toolkit = NumpyToolkit()
+    url = f"{server.url}/v1/projects"
+    spec = {"width": 8, "height": 8, "color_mode": "grayscale"}
+    httpx.post(
+        url, json={"name": "fl", "labels": ["a", "b"], "input_spec": spec}, headers=server.auth
+    )
+    r = httpx.post(
+        f"{url}/fl/federated/sessions",
+        json={"rounds": 1, "min_devices": 2, "min_available_devices": 2},
+        headers=server.auth,
+    )
+    assert r.status_code == 201, r.text
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     metadata = (("authorization", f"Bearer {server.admin}"),)
     stub = federated_pb2_grpc.FederatedServiceStub(channel)
-    streams = []
+
+    def device(n: int) -> list[str]:
+        outgoing: queue.Queue[Any] = queue.Queue()
+        outgoing.put(
+            federated_pb2.ParticipateRequest(start=federated_pb2.ParticipateStart(project="fl"))
+        )
+
+        def requests() -> Iterator[federated_pb2.ParticipateRequest]:
+            while (item := outgoing.get()) is not None:
+                yield item
+
+        seen = []
+        weights = b""
+        for response in stub.Participate(requests(), metadata=metadata, timeout=60):
+            kind = response.WhichOneof("payload")
+            seen.append(kind)
+            if kind == "chunk":
+                weights += response.chunk.data
+                continue
+            if kind == "task" and response.task.status == federated_pb2.TASK_STATUS_TASK:
+                weights = response.task.weights
+            if kind == "task" and response.task.status == federated_pb2.TASK_STATUS_FINISHED:
+                break
+            if kind == "update_result":
+                seen.append("accepted" if response.update_result.accepted else "rejected")
+                continue
+            if kind != "task" or response.task.status != federated_pb2.TASK_STATUS_TASK:
+                continue
+            if len(weights) < len(response.task.weights) or not weights:
+                continue
+            task = response.task
+            update = federated_pb2.UpdateHeader(
+                session_id=task.session_id,
+                round=task.task.round,
+                num_samples=10 + n,
+                weights_size=len(weights),
+            )
+            outgoing.put(federated_pb2.ParticipateRequest(update=update))
+            for offset in range(0, len(weights), 100):
+                chunk = federated_pb2.WeightsChunk(
+                    offset=offset, data=weights[offset : offset + 100]
+                )
+                outgoing.put(federated_pb2.ParticipateRequest(chunk=chunk))
+        outgoing.put(None)
+        return seen
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(device, range(2)))
+        for seen in results:
+            assert seen[0] == "registered"
+            assert "accepted" in seen, seen
+            assert seen[-1] == "task"  # the final "finished"
+        rounds = httpx.get(
+            f"{server.url}/v1/federated/sessions/{r.json()['id']}/rounds", headers=server.auth
+        ).json()["rounds"]
+        assert len(rounds) == 1 and rounds[0]["closed_at"] is not None, rounds
+        result = rounds[0]["result"]
+        assert sorted(result["accepted"].values()) == [10, 11] and not result["rejected"], result
+    finally:
+        channel.close()
+        server.server.stop()
+
+
+def _participate_start(project: str, device: str) -> federated_pb2.ParticipateRequest:
+    return federated_pb2.ParticipateRequest(
+        start=federated_pb2.ParticipateStart(project=project, device_id=device)
+    )
+
+
+def test_health_is_degraded_while_a_thread_pool_is_saturated(tmp_path: Path) -> None:
+    # Client streams of synchronous servicers (UploadSamples) hold a handler thread while the
+    # client is silent: two silent uploads fill a pool of two.
+    server = _start(tmp_path, grpc_threads=2, rate_limit_per_second=0)
+    httpx.post(f"{server.url}/v1/projects", json={"name": "busy"}, headers=server.auth)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    metadata = (("authorization", f"Bearer {server.admin}"),)
+    stub = datasets_pb2_grpc.DatasetServiceStub(channel)
+    silent = threading.Event()
+
+    def stalled() -> Iterator[datasets_pb2.UploadSamplesRequest]:
+        silent.wait(60)
+        return
+        yield  # a generator that sends nothing until released
+
+    calls = []
     try:
         assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
-        for device in fed.devices:
-            start = federated_pb2.ParticipateRequest(
-                start=federated_pb2.ParticipateStart(project="busy", device_id=device)
-            )
-            streams.append(stub.Participate(iter([start]), metadata=metadata, timeout=60))
+        calls = [stub.UploadSamples.future(stalled(), metadata=metadata) for _ in range(2)]
         deadline = time.monotonic() + 10
         health: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -681,9 +822,14 @@ def test_health_is_degraded_while_a_thread_pool_is_saturated(tmp_path: Path) -> 
             time.sleep(0.1)
         assert health["status"] == "degraded", health
         assert any("gRPC handler threads saturated" in r for r in health["reasons"]), health
+        silent.set()
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{server.url}/healthz").json()["status"] != "ok":
+            assert time.monotonic() < deadline, "health stayed degraded"
+            time.sleep(0.1)
     finally:
-        for call in streams:
+        silent.set()
+        for call in calls:
             call.cancel()
-        fed.toolkit.release.set()
         channel.close()
         server.server.stop()

@@ -8,9 +8,11 @@ updates in server memory (HTTP/2 flow control holds the rest back).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -18,6 +20,7 @@ from mobiletrain._proto.mobiletrain.v1 import federated_pb2, federated_pb2_grpc
 from mobiletrain.api import longpoll
 from mobiletrain.api.federated_access import federated_service as _service
 from mobiletrain.api.grpc import serde
+from mobiletrain.api.grpc.bridge import CallEnded, RequestPump
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.federated import FederatedService
 from mobiletrain.federated.records import FederatedSession
@@ -183,28 +186,32 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
         )
         return serde.update_reply_to_proto(reply)
 
-    def Participate(
+    async def Participate(
         self,
-        request_iterator: Iterator[federated_pb2.ParticipateRequest],
-        context: grpc.ServicerContext,
-    ) -> Iterator[federated_pb2.ParticipateResponse]:
-        """The device loop on one stream: task → update → result, until the session ends."""
+        request_iterator: AsyncIterator[federated_pb2.ParticipateRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[federated_pb2.ParticipateResponse]:
+        """The device loop on one stream: task → update → result, until the session ends.
+
+        Asynchronous: waiting for work (see ``api.longpoll``) and for the device's next message
+        hold no thread; registering and taking in an update run in the update pool.
+        """
         service = _service(self._c)
-        requests = iter(request_iterator)
-        first = next(requests, None)
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
         if first is None or first.WhichOneof("payload") != "start":
             raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "the first message must be a start")
         project, device_id = first.start.project, first.start.device_id
         if not device_id:
             info = {a.name: a.value for a in first.start.info}
-            session, device_id = service.register(project, info)
+            session, device_id = await longpoll.run_update(service.register, project, info)
             yield federated_pb2.ParticipateResponse(
                 registered=federated_pb2.RegisterDeviceResponse(
                     device_id=device_id, session=_session_to_proto(service, session)
                 )
             )
-        while context.is_active():
-            reply = service.get_task(project, device_id, PARTICIPATE_WAIT_SECONDS)
+        while True:
+            reply = await longpoll.get_task(service, project, device_id, PARTICIPATE_WAIT_SECONDS)
             header = serde.task_header_to_proto(reply)
             weights = reply.task.weights if reply.task is not None else b""
             if len(weights) <= WEIGHTS_CHUNK_BYTES:
@@ -220,38 +227,72 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
                 if header.status == federated_pb2.TASK_STATUS_FINISHED:
                     return
                 continue
-            message = next(requests, None)
+            message = await anext(requests, None)
             if message is None:
                 return  # the device hung up
             if message.WhichOneof("payload") != "update":
                 raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "expected an update header")
-            update = message.update
-            chunks = _sized_chunks(requests, 0 if update.weights else update.weights_size)
+            result = await self._take_update(service, project, device_id, message.update, requests)
+            yield federated_pb2.ParticipateResponse(
+                update_result=serde.update_reply_to_proto(result)
+            )
+
+    async def _take_update(
+        self,
+        service: FederatedService,
+        project: str,
+        device_id: str,
+        update: federated_pb2.UpdateHeader,
+        requests: AsyncIterator[federated_pb2.ParticipateRequest],
+    ) -> Any:
+        """Push one update of a Participate stream: inline weights, or chunks read from the
+        stream on the loop and handed to the core's thread as it asks for them."""
+
+        def push(data: bytes | Iterator[bytes]) -> Any:
             result = service.push_update(
                 update.project or project,
                 device_id,
                 update.session_id,
                 update.round,
-                update.weights if update.weights else chunks,
+                data,
                 int(update.num_samples),
                 dtype=serde.weights_dtype_from_proto(update.dtype),
                 metrics={m.name: m.value for m in update.metrics},
                 error=update.error,
             )
-            for _ in chunks:  # a rejected update's chunks are read and dropped
-                pass
-            yield federated_pb2.ParticipateResponse(
-                update_result=serde.update_reply_to_proto(result)
-            )
+            if not isinstance(data, bytes):
+                for _ in data:  # a rejected update's chunks are read and dropped
+                    pass
+            return result
+
+        if update.weights or not update.weights_size:
+            return await longpoll.run_update(push, bytes(update.weights))
+        pump = RequestPump(_sized_chunks(requests, update.weights_size))
+        pumping = asyncio.create_task(pump.run())
+        try:
+            # A generator: once the pump is exhausted it stays so (the drain asks again).
+            return await longpoll.run_update(push, (chunk for chunk in pump))
+        except CallEnded:
+            # The chunks were missing or malformed: that error, not "the call ended".
+            if pumping.done() and not pumping.cancelled():
+                failure = pumping.exception()
+                if isinstance(failure, MobiletrainError):
+                    raise failure from None
+            raise
+        finally:
+            if not pumping.done():
+                pumping.cancel()
+            with contextlib.suppress(BaseException):
+                await pumping
 
 
-def _sized_chunks(
-    requests: Iterator[federated_pb2.ParticipateRequest], size: int
-) -> Iterator[bytes]:
+async def _sized_chunks(
+    requests: AsyncIterator[federated_pb2.ParticipateRequest], size: int
+) -> AsyncIterator[bytes]:
     """Exactly ``size`` bytes of chunks from a Participate stream."""
     received = 0
     while received < size:
-        message = next(requests, None)
+        message = await anext(requests, None)
         if message is None or message.WhichOneof("payload") != "chunk":
             raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "the update's chunks are missing")
         if message.chunk.offset != received:

@@ -184,6 +184,7 @@ def build_grpc_server(container: Container, address: str) -> tuple[GrpcServer, i
     executor = CountingThreadPool(container.settings.grpc_threads, thread_name_prefix="grpc")
     container.pool_gauges["gRPC handler"] = executor.gauge
     container.pool_gauges["federated long-poll"] = longpoll.pool_gauge
+    container.pool_gauges["federated update"] = longpoll.update_pool_gauge
     loop = asyncio.new_event_loop()
     threading.Thread(target=_run_loop, args=(loop,), name="grpc-loop", daemon=True).start()
     wrapper = GrpcServer(loop, executor)
