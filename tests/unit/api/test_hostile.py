@@ -8,6 +8,7 @@ address, long polls that used to hold a worker thread each, and the smaller find
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import queue
@@ -15,6 +16,7 @@ import select
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +29,9 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+import uvicorn
 from PIL import Image
+from uvicorn.server import ServerState
 
 from mobiletrain._proto.mobiletrain.v1 import (
     datasets_pb2,
@@ -37,9 +41,18 @@ from mobiletrain._proto.mobiletrain.v1 import (
     projects_pb2,
     projects_pb2_grpc,
 )
+from mobiletrain.api.rest.limits import header_limited_protocol
 from mobiletrain.config import Settings
 from mobiletrain.core.federated_ports import OnDeviceToolkit, PreparedFiles
-from mobiletrain.core.types import Artifact, ModelFormat, ModelVersion
+from mobiletrain.core.types import (
+    Artifact,
+    EventKind,
+    Hyperparameters,
+    Job,
+    JobState,
+    ModelFormat,
+    ModelVersion,
+)
 from mobiletrain.federated.head import HeadSpec, weights_to_bytes
 from mobiletrain.server import RunningServer, start_server
 
@@ -833,3 +846,73 @@ def test_health_is_degraded_while_a_thread_pool_is_saturated(tmp_path: Path) -> 
             call.cancel()
         channel.close()
         server.server.stop()
+
+
+# --- the limits never cut what they are not for ------------------------------------------------
+
+
+def test_a_whole_request_in_one_read_is_not_counted_as_head() -> None:
+    """A 120 KB request already waiting in the socket when the server reads: one read holds its
+    whole head and body, and none of the body may count against the 64 KiB head cap (it was
+    refused with 431 when the body was counted)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body", False):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    body = b"x" * 120_000
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    client, server_side = socket.socketpair()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    server_side.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    client.sendall(request)  # all of it is queued before the server's first read
+
+    async def serve_one() -> bytes:
+        loop = asyncio.get_running_loop()
+        config = uvicorn.Config(app, lifespan="off", log_level="warning")
+        protocol = header_limited_protocol(64 * 1024)
+        state = ServerState()
+        await loop.connect_accepted_socket(
+            lambda: protocol(config=config, server_state=state, app_state={}), sock=server_side
+        )
+        client.setblocking(False)
+        return await loop.sock_recv(client, 65536)
+
+    try:
+        answer = asyncio.run(asyncio.wait_for(serve_one(), 10))
+    finally:
+        client.close()
+        server_side.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+def test_a_response_stream_outlives_the_body_idle_timeout(live: Live) -> None:
+    """An SSE watch waits on ``receive()`` for the client's disconnect for as long as it runs;
+    the slow-body cut (1 s here) is for bodies still arriving, never for that wait."""
+    container = live.server.container
+    project = container.projects.create("sse-idle")
+    job = container.store.create_job(
+        Job(
+            id=str(uuid.uuid4()),
+            project_id=project.id,
+            state=JobState.RUNNING,
+            hyperparameters=Hyperparameters(epochs=2),
+            created_at=datetime.now(UTC),
+            attempts=1,
+        )
+    )
+    lines: list[str] = []
+    with (
+        httpx.Client(base_url=live.url, headers=live.auth, timeout=15) as client,
+        client.stream("GET", f"/v1/jobs/{job.id}/events") as response,
+    ):
+        assert response.status_code == 200
+        time.sleep(3)  # three idle timeouts with nothing on the stream
+        container.store.append_event(job.id, EventKind.LOG, {"message": "still here"})
+        for line in response.iter_lines():
+            lines.append(line)
+            if "still here" in line:
+                break
+    assert any("still here" in line for line in lines)

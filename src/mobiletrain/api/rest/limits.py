@@ -269,6 +269,7 @@ class RequestLimitsMiddleware:
         started = False
         received = 0
         reserved = 0
+        body_done = False
         began = time.monotonic()
 
         def fail(err: MobiletrainError) -> _LimitHit:
@@ -276,9 +277,13 @@ class RequestLimitsMiddleware:
             return _LimitHit(err)
 
         async def limited_receive() -> Message:
-            nonlocal received, reserved
+            nonlocal received, reserved, body_done
             if hit:
                 raise _LimitHit(hit[0])
+            if body_done:
+                # The body is complete: what follows is only http.disconnect, which a long
+                # response (an SSE stream) waits for as long as it runs, so no idle cut here.
+                return await receive()
             message: Message | None = None
             with anyio.move_on_after(limits.body_idle_timeout_seconds):
                 message = await receive()
@@ -290,6 +295,7 @@ class RequestLimitsMiddleware:
                     )
                 )
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 size = len(message.get("body", b""))
                 received += size
                 if in_memory and size:
@@ -360,6 +366,7 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
+        self._heads_done_in_read = 0
         self._refused = False
         self._message_done = False
         self._raw: asyncio.Transport | None = None
@@ -410,9 +417,13 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         was_in_head = self._in_head
+        self._heads_done_in_read = 0
         super().data_received(data)
-        # Counted only while no request ended in this read (its body's bytes are not head).
-        if was_in_head and self._in_head and not self.transport.is_closing():
+        # Counted only when the read began and ended inside one head: a read that completed a
+        # head, or began in a body, also carried body bytes, which are not head (at most one
+        # read, 256 KiB, of a next head goes uncounted).
+        whole_read_is_head = was_in_head and self._in_head and not self._heads_done_in_read
+        if whole_read_is_head and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > self.max_bytes:
                 self._send_431()
@@ -425,6 +436,7 @@ class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         """The head is complete: the rest is body, counted by the middleware."""
         self._in_head = False
+        self._heads_done_in_read += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
