@@ -5,10 +5,15 @@ Starts the server in-process (gRPC + HTTP, serving the dashboard built by ``make
 drives Debian's Chromium (headless, through playwright-core) to sign in, create a project, upload
 the folder through the file input, relabel and delete samples, train while the curves update
 from Server-Sent Events (surviving a network drop), read the confusion matrix, download a
-model, create a device token with its QR code and classify images on the "Try it" page.
+model, create a device token with its QR code and classify images on the "Try it" page. Also
+(issue 17): the first-run steps on an empty Projects page, sign-in shared by tabs and sign-out
+in every tab, the pager's total, the file name as a sample's client id, the Evaluation tab,
+relabelling a misclassified image from the evaluation, Cancel asking first, deleting the project,
+and at 390 px every page without sideways scroll and with every button on screen.
 
-Screenshots go to ``test-artifacts/dashboard/``. With ``MOBILETRAIN_UPDATE_SCREENSHOT=1`` the
-live training view is also copied to ``docs/images/training.png`` (the README's picture).
+Screenshots go to ``test-artifacts/dashboard/`` (the phone layout as ``phone-*.png``). With
+``MOBILETRAIN_UPDATE_SCREENSHOT=1`` the live training view is also copied to
+``docs/images/training.png`` (the README's picture).
 """
 
 from __future__ import annotations

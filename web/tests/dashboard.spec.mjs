@@ -267,7 +267,11 @@ await step("upload loose files with a chosen label, relabel one and delete the o
   await dialog.getByRole("button", { name: "Really delete" }).click();
   await dialog.waitFor({ state: "detached" });
   await page.getByTestId("total-samples").filter({ hasText: /^301$/ }).waitFor();
-  assert.equal(await sevens.count(), count - 2);
+  // The counts and the sample list reload separately: wait for the list too.
+  await page.waitForFunction(
+    (n) => document.querySelectorAll("#samples .thumb-button[aria-label='Sample labelled 7: edit']").length === n,
+    count - 2,
+  );
   await page.getByLabel("Label", { exact: true }).selectOption("");
   // 301 samples in pages of 48: the pager says where it is and how many there are.
   const status = page.getByTestId("page-status");
@@ -276,6 +280,13 @@ await step("upload loose files with a chosen label, relabel one and delete the o
   await status.filter({ hasText: "Page 2 of 7 · 301 samples" }).waitFor();
   await page.getByRole("button", { name: "← Previous" }).click();
   await status.filter({ hasText: "Page 1 of 7" }).waitFor();
+});
+
+await step("before any model, the Evaluation tab says what to do", async () => {
+  await page.getByRole("link", { name: "Evaluation", exact: true }).click();
+  const none = page.getByTestId("no-current-model");
+  await none.waitFor();
+  assert.equal(await none.getByRole("link", { name: "Train a model" }).count(), 1);
 });
 
 await step("start training from the form", async () => {
@@ -526,6 +537,8 @@ await step("keyboard: the skip link and the tabs are reachable, signing out forg
 await step("delete the project from its Dataset page (typing its name confirms)", async () => {
   await page.getByLabel("Admin token").fill(TOKEN);
   await page.getByLabel("Admin token").press("Enter");
+  // The token is checked before it is kept: wait for that before leaving the page.
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
   await page.goto(`${BASE}/projects/${PROJECT}/dataset`);
   await page.getByText("Delete this project…").click();
   const remove = page.getByRole("button", { name: "Delete project" });
