@@ -450,7 +450,7 @@ class ModelVersionPublic(BaseModel):
 class ReleasePolicyModel(BaseModel):
     """A project's release gate rules; a missing or null field takes its default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     mode: Literal["auto", "manual"] = Field(
         default="auto", description="auto: the gate promotes passing versions; manual: never."
@@ -537,7 +537,7 @@ class ReleaseHistoryPublic(BaseModel):
 class PromoteRequest(BaseModel):
     """Options of a promotion (all optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     pin: bool = Field(
         default=False,
@@ -550,7 +550,7 @@ class PromoteRequest(BaseModel):
 class RollbackRequest(BaseModel):
     """Options of a rollback (all optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     reason: str = Field(default="", description="Why (kept in the release history).")
 
