@@ -32,12 +32,14 @@ export function signOut(reason = ""): void {
   for (const fn of listeners) fn(null, reason);
 }
 
-// Another tab signed in or out: follow it.
-window.addEventListener("storage", (e) => {
-  if (e.key !== KEY && e.key !== null) return;
-  const token = getToken();
-  for (const fn of listeners) fn(token, token ? "" : "Signed out in another tab.");
-});
+// Another tab signed in or out: follow it (not under Node, where the unit tests import this).
+if (typeof window !== "undefined") {
+  window.addEventListener("storage", (e) => {
+    if (e.key !== KEY && e.key !== null) return;
+    const token = getToken();
+    for (const fn of listeners) fn(token, token ? "" : "Signed out in another tab.");
+  });
+}
 
 export function onAuthChange(fn: Listener): () => void {
   listeners.add(fn);
