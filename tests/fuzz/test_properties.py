@@ -30,6 +30,7 @@ from PIL import Image
 
 from mobiletrain.api.grpc import serde
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.release import ReleaseDecision, ReleaseMode, ReleasePolicy, VersionStatus
 from mobiletrain.core.services import Prediction
 from mobiletrain.core.types import (
     Architecture,
@@ -40,6 +41,7 @@ from mobiletrain.core.types import (
     InputSpec,
     Job,
     JobEvent,
+    JobPhase,
     JobState,
     ModelFormat,
     Normalization,
@@ -264,8 +266,48 @@ def _event_data(kind: EventKind) -> st.SearchStrategy[dict[str, Any]]:
             }
         )
     if kind is EventKind.LOG:
-        return st.builds(lambda m: {"message": m}, TEXT)
+        return st.builds(
+            lambda m, level: {"message": m, **({"level": level} if level else {})},
+            TEXT,
+            st.sampled_from(["", "info", "warning"]),
+        )
+    if kind is EventKind.PHASE:
+        return st.fixed_dictionaries(
+            {
+                "phase": st.sampled_from([p.value for p in JobPhase]),
+                "eta_seconds": st.none() | st.floats(0.001, 1e9),
+            }
+        )
+    if kind is EventKind.RELEASE:
+        return st.builds(
+            _release_data,
+            decision=st.builds(
+                ReleaseDecision,
+                promoted=st.booleans(),
+                reason=TEXT,
+                policy=st.builds(ReleasePolicy, mode=st.sampled_from(ReleaseMode)),
+                compared_format=st.sampled_from(["", *(f.value for f in ModelFormat)]),
+                accuracy=st.none() | st.floats(0, 1),
+                current_version=st.none() | st.integers(1, 2**31 - 1),
+                current_accuracy=st.none() | st.floats(0, 1),
+                checks=st.lists(TEXT, max_size=3),
+            ),
+            version=st.integers(1, 2**31 - 1),
+            status=st.sampled_from(VersionStatus),
+            warnings=st.lists(TEXT, max_size=3),
+        )
     return st.dictionaries(TEXT, JSON_VALUES, max_size=5)  # evaluation: any JSON object
+
+
+def _release_data(
+    decision: ReleaseDecision, version: int, status: VersionStatus, warnings: list[str]
+) -> dict[str, Any]:
+    """A RELEASE event's data as the worker writes it (the decision, the version's standing)."""
+    return decision.to_dict() | {
+        "version": version,
+        "status": status.value,
+        "warnings": warnings,
+    }
 
 
 JSON_VALUES = st.recursive(

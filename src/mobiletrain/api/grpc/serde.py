@@ -958,10 +958,11 @@ def release_decision_to_proto(decision: ReleaseDecision) -> models_pb2.ReleaseDe
         promoted=decision.promoted,
         reason=decision.reason,
         policy=release_policy_to_proto(decision.policy),
-        accuracy=decision.accuracy or 0.0,
         current_version=decision.current_version or 0,
         checks=list(decision.checks),
     )
+    if decision.accuracy is not None:
+        msg.accuracy = decision.accuracy
     if decision.compared_format in {f.value for f in ModelFormat}:  # "" = nothing compared
         msg.compared_format = model_format_to_proto(ModelFormat(decision.compared_format))
     if decision.current_accuracy is not None:
@@ -979,7 +980,7 @@ def release_decision_from_proto(msg: models_pb2.ReleaseDecision) -> ReleaseDecis
         reason=msg.reason,
         policy=release_policy_from_proto(msg.policy),
         compared_format=fmt,
-        accuracy=msg.accuracy,
+        accuracy=msg.accuracy if msg.HasField("accuracy") else None,
         current_version=msg.current_version or None,
         current_accuracy=msg.current_accuracy if msg.HasField("current_accuracy") else None,
         checks=list(msg.checks),
