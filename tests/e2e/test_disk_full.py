@@ -369,11 +369,11 @@ def test_a_job_that_finds_no_room_for_its_folder_fails_with_the_reason(few_inode
         for filler in fillers:
             filler.unlink()
         job = server.client.start_job("jobs", epochs=1, formats=["float32"])
+        # The executor claims the job, then creates its folder: wait for the folder itself.
         deadline = time.monotonic() + 30
-        while server.running.container.store.get_job(job.id).state.value == "queued":  # type: ignore[union-attr]
-            assert time.monotonic() < deadline
+        while not (data_dir / "jobs" / job.id).is_dir():
+            assert time.monotonic() < deadline, server.running.container.store.get_job(job.id)
             time.sleep(0.2)
-        assert (data_dir / "jobs" / job.id).is_dir()
         server.client.cancel_job(job.id)
     finally:
         server.stop()

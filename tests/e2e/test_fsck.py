@@ -113,8 +113,8 @@ def damaged(tmp_path: Path) -> Iterator[Damaged]:
     finally:
         server.stop()
     sent = {cid: v for cid, v in sent.items() if cid in stored}
-    # The release gate will put these in the fixed evaluation set at the first job; the test
-    # damages only samples that train (a damaged evaluation sample is the gate's business).
+    # The release gate will put these in the fixed evaluation set at the first job; the bit
+    # flips hit only samples that train, the torn tail may hit either.
     chosen = assign_eval_set(
         project.id, [EvalCandidate(s.id, s.label, s.sha256, None) for s in rows]
     )
@@ -139,10 +139,10 @@ def damaged(tmp_path: Path) -> Iterator[Damaged]:
     flipped_header = trains[20]
     # Inside the header's sha256: the header checksum fails, the record cannot be trusted.
     _flip(pack, records[flipped_header].header_offset + 10)
-    tail = len(records)
-    while tail > len(records) - 3 and tail - 1 in trains:
-        tail -= 1
-    assert tail < len(records), "the last record is in the evaluation set; pick other digits"
+    # A torn append: the pack ends half-way through its last record. That sample may sit in the
+    # fixed evaluation set (its choice hashes the random project id): then the release gate,
+    # not training, is what skips it.
+    tail = len(records) - 1
     cut = records[tail]
     with open(pack, "r+b") as fh:
         fh.truncate(cut.data_offset + cut.length // 2)
@@ -222,19 +222,22 @@ def test_fsck_finds_exactly_the_damaged_samples_and_the_server_copes(damaged: Da
             for e in events
             if e.kind is EventKind.LOG and e.data.get("skipped_samples") is not None
         ]
-        assert len(warnings) == 1, warnings
-        skipped = {s["client_id"]: s for s in warnings[0]["skipped_samples"]}
+        # One warning from training, and one from the release gate when a lost sample is in
+        # the evaluation set; together they name every lost sample once.
+        assert 1 <= len(warnings) <= 2, warnings
+        skipped = {s["client_id"]: s for w in warnings for s in w["skipped_samples"]}
+        assert sum(len(w["skipped_samples"]) for w in warnings) == len(skipped)
         in_eval = {
             s.client_id
             for s in server.running.container.store.all_samples(finished.project_id)
             if s.in_eval_set
         }
-        assert in_eval == damaged.evaluation and not in_eval & lost
+        assert in_eval == damaged.evaluation
         assert set(skipped) == lost
-        assert warnings[0]["level"] == "warning"
+        assert all(w["level"] == "warning" for w in warnings)
         for cid, entry in skipped.items():
             assert entry["label"] == damaged.sent[cid][0] and entry["project"] == PROJECT
-            assert cid in warnings[0]["message"] or len(skipped) > 20
+            assert any(cid in w["message"] for w in warnings) or len(skipped) > 20
 
         # fsck runs beside the live server; once it has marked them, health recovers by itself.
         result = CliRunner().invoke(
