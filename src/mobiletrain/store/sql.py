@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,9 @@ def create_engine(database_url: str) -> Engine:
 
 def migrate(database_url: str) -> None:
     """Bring the schema to the newest Alembic revision."""
+    # Alembic logs one "setup plugin" line per built-in plugin at INFO when it is imported:
+    # noise on every first start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
 
