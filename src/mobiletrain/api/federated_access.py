@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
 if TYPE_CHECKING:
+    from mobiletrain.container import Container
     from mobiletrain.core.federated import FederatedService
-    from mobiletrain.server import Container
 
 
 def federated_service(container: Container) -> FederatedService:

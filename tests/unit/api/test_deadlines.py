@@ -34,8 +34,9 @@ from mobiletrain.api.grpc.server import build_grpc_server
 from mobiletrain.api.rest.app import create_app
 from mobiletrain.client.sdk import BearerToken, Client
 from mobiletrain.config import Settings
+from mobiletrain.container import Container
 from mobiletrain.core.types import EventKind, Hyperparameters, Job, JobState
-from mobiletrain.server import Container, build_container
+from mobiletrain.wiring import build_container
 
 pytestmark = pytest.mark.timeout(60)
 

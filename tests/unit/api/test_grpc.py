@@ -40,6 +40,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
 from mobiletrain.api.grpc.server import SERVICE_NAMES, build_grpc_server
 from mobiletrain.client.sdk import BearerToken
 from mobiletrain.config import Settings
+from mobiletrain.container import Container
 from mobiletrain.core.ports import Predictor
 from mobiletrain.core.types import (
     Artifact,
@@ -51,7 +52,7 @@ from mobiletrain.core.types import (
     ModelFormat,
     ModelVersion,
 )
-from mobiletrain.server import Container, build_container
+from mobiletrain.wiring import build_container
 
 pytestmark = pytest.mark.timeout(120)
 

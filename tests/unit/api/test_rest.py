@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from mobiletrain.api.rest.app import create_app
 from mobiletrain.config import Settings
-from mobiletrain.server import Container, build_container
+from mobiletrain.container import Container
+from mobiletrain.wiring import build_container
 
 
 def _make_client(tmp_path: Path, **settings: Any) -> Iterator[tuple[TestClient, Container]]:

@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 
 from mobiletrain.api.rest.app import create_app
 from mobiletrain.config import Settings
+from mobiletrain.container import Container
 from mobiletrain.core.types import Artifact, ModelFormat, ModelVersion
-from mobiletrain.server import Container, build_container
+from mobiletrain.wiring import build_container
 
 SIZE = 1000
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from mobiletrain.api.rest import web
 from mobiletrain.api.rest.app import create_app
 from mobiletrain.config import Settings
-from mobiletrain.server import build_container
+from mobiletrain.wiring import build_container
 
 INDEX = "<!doctype html><title>dashboard</title>"
 

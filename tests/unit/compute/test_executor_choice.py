@@ -9,8 +9,8 @@ import pytest
 from mobiletrain.compute.executor import LocalExecutor
 from mobiletrain.config import Settings
 from mobiletrain.core.events import EventHub
-from mobiletrain.server import build_executor
 from mobiletrain.store.sql import SqlMetadataStore
+from mobiletrain.wiring import build_executor
 
 
 def test_executor_by_name(tmp_path: Path) -> None:

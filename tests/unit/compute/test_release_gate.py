@@ -21,6 +21,7 @@ from PIL import Image
 from mobiletrain.compute.litert import read_embedded_manifest
 from mobiletrain.compute.worker import run_job
 from mobiletrain.config import Settings
+from mobiletrain.container import Container
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.release import ReleaseMode, ReleasePolicy
 from mobiletrain.core.services import IncomingSample
@@ -34,7 +35,7 @@ from mobiletrain.core.types import (
     JobState,
     ModelFormat,
 )
-from mobiletrain.server import Container, build_container
+from mobiletrain.wiring import build_container
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ from mobiletrain.core.federated import FederatedService
 from mobiletrain.federated.records import FederatedSession
 
 if TYPE_CHECKING:
-    from mobiletrain.server import Container
+    from mobiletrain.container import Container
 
 WEIGHTS_CHUNK_BYTES = 1024 * 1024
 """Size of the WeightsChunk messages the server sends (and the most sent inline)."""

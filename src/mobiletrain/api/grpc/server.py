@@ -46,7 +46,7 @@ from mobiletrain.api.pools import CountingThreadPool
 from mobiletrain.core.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from mobiletrain.server import Container
+    from mobiletrain.container import Container
 
 SERVICE_NAMES: tuple[str, ...] = (
     projects_pb2.DESCRIPTOR.services_by_name["ProjectService"].full_name,

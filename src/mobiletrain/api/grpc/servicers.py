@@ -34,7 +34,7 @@ from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.types import Project
 
 if TYPE_CHECKING:
-    from mobiletrain.server import Container
+    from mobiletrain.container import Container
 
 CHUNK_BYTES = 256 * 1024
 """Size of the data messages of GetSampleData (DownloadModel uses the blob store's 256 KiB)."""

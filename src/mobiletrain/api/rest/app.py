@@ -30,8 +30,8 @@ from mobiletrain.api.rest.routes import (
 )
 from mobiletrain.api.rest.schemas import HealthPublic
 from mobiletrain.api.rest.web import include_dashboard
+from mobiletrain.container import Container
 from mobiletrain.core.ratelimit import RateLimiter
-from mobiletrain.server import Container
 
 DESCRIPTION = """\
 Self-hosted training server for mobile apps: upload labelled images, train image

@@ -7,9 +7,9 @@ from typing import Annotated, cast
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from mobiletrain.container import Container
 from mobiletrain.core.auth import SYSTEM, Principal, bind
 from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
-from mobiletrain.server import Container
 
 
 def get_container(request: Request) -> Container:

@@ -32,7 +32,7 @@ from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.types import EventKind
 
 if TYPE_CHECKING:
-    from mobiletrain.server import Container
+    from mobiletrain.container import Container
 
 router = APIRouter(tags=["jobs"], responses=error_docs(400, 404, 500))
 
