@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.leader import SingletonLoop
+from mobiletrain.core.leader import LeaseLost, SingletonLoop
 from mobiletrain.store.leases import SqlLeaseStore
 from mobiletrain.store.sql import SqlMetadataStore
 
@@ -94,10 +94,10 @@ def test_expiry_takeover_fences_the_stale_holder(leases: SqlLeaseStore) -> None:
     assert leases.renew(stale, 30) is None
     assert leases.release(stale) is False  # cannot free the successor's lease
     wrote: list[int] = []
-    with pytest.raises(MobiletrainError) as refused:
+    with pytest.raises(LeaseLost) as refused:
         leases.fenced_tx(stale, lambda c: wrote.append(stale.token))
-    assert refused.value.code is ErrorCode.LEASE_LOST and wrote == []
-    with pytest.raises(MobiletrainError):
+    assert refused.value.code is ErrorCode.FAILED_PRECONDITION and wrote == []
+    with pytest.raises(LeaseLost):
         leases.fenced(stale, lambda: wrote.append(stale.token))
     assert wrote == []
     assert leases.fenced_tx(fresh, lambda c: 7) == 7
@@ -109,7 +109,7 @@ def test_expired_holder_without_successor_is_fenced_too(leases: SqlLeaseStore) -
     lease = leases.acquire("sweep", "a", 0.2)
     assert lease is not None
     time.sleep(0.4)
-    with pytest.raises(MobiletrainError):
+    with pytest.raises(LeaseLost):
         leases.fenced_tx(lease, lambda c: None)
     back = leases.acquire("sweep", "a", 30)  # coming back after expiry is a new holding
     assert back is not None and back.token == lease.token + 1

@@ -116,10 +116,6 @@ class ErrorCode(Enum):
         95, "RESOURCE_EXHAUSTED", 429, "this token has registered the most devices it may"
     )
     FIELD_TOO_LONG = _Spec(96, "INVALID_ARGUMENT", 400, "a field is longer than allowed")
-    # Fleet (125-129).
-    LEASE_LOST = _Spec(
-        125, "FAILED_PRECONDITION", 409, "this replica no longer holds the lease for this work"
-    )
 
     @property
     def number(self) -> int:

@@ -9,7 +9,7 @@ expired any other replica may take it over.
 Expiry alone is not enough: a holder paused for longer than the lease (a long GC, a frozen VM)
 wakes up still believing it leads. Every new holder therefore gets a larger *fencing token*
 (``token``); writes guarded by :meth:`LeaseStore.fenced` run only while the caller's token is
-still the current one and unexpired, so a stale holder's write is refused (``LEASE_LOST``)
+still the current one and unexpired, so a stale holder's write is refused (:class:`LeaseLost`)
 instead of overwriting its successor's work.
 
 Times come from the database's clock, not the replicas', so clock skew between machines does
@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+
 log = logging.getLogger("mobiletrain.leader")
 
 T = TypeVar("T")
@@ -40,6 +42,20 @@ class Lease:
     token: int
     expires_at: float
     """Seconds since the epoch on the database's clock."""
+
+
+class LeaseLost(MobiletrainError):
+    """A fenced write by a replica that no longer holds the lease (it expired and another
+    replica took it over, or it was released). Code FAILED_PRECONDITION; nothing was written."""
+
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(
+            ErrorCode.FAILED_PRECONDITION,
+            f"this replica no longer holds the lease {lease.name!r}",
+            lease=lease.name,
+            token=lease.token,
+        )
+        self.lease = lease
 
 
 class LeaseStore(ABC):
@@ -67,7 +83,7 @@ class LeaseStore(ABC):
     @abstractmethod
     def fenced(self, lease: Lease, write: Callable[[], T]) -> T:
         """Run ``write`` only while ``lease`` is still the current unexpired lease; raise
-        ``MobiletrainError(LEASE_LOST)`` otherwise. The check and ``write`` are one
+        :class:`LeaseLost` otherwise. The check and ``write`` are one
         transaction where the store allows it (see the implementation)."""
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.leader import Lease, LeaseStore
+from mobiletrain.core.leader import Lease, LeaseLost, LeaseStore
 
 T = TypeVar("T")
 
@@ -154,7 +154,7 @@ class SqlLeaseStore(LeaseStore):
         with self.engine.connect() as c:
             live = self._row(c, lease.name)
         if live is None or (live.holder, live.token) != (lease.holder, lease.token):
-            raise _lost(lease)
+            raise LeaseLost(lease)
         return write()
 
     def fenced_tx(self, lease: Lease, write: Callable[[Connection], T]) -> T:
@@ -162,7 +162,7 @@ class SqlLeaseStore(LeaseStore):
 
         The lease row is locked first (PostgreSQL: ``SELECT ... FOR UPDATE``; SQLite: a write
         to the row takes the database's write lock), so no takeover can slip in between the
-        check and the write: a stale holder's write raises ``LEASE_LOST`` and changes nothing.
+        check and the write: a stale holder's write raises :class:`LeaseLost` and changes nothing.
         """
         with self.engine.begin() as c:
             now = _db_now(c)
@@ -182,14 +182,5 @@ class SqlLeaseStore(LeaseStore):
                     )
                 ).first()
             if row is None or row[0] != lease.holder or row[1] != lease.token or not row[2]:
-                raise _lost(lease)
+                raise LeaseLost(lease)
             return write(c)
-
-
-def _lost(lease: Lease) -> MobiletrainError:
-    return MobiletrainError(
-        ErrorCode.LEASE_LOST,
-        f"this replica no longer holds the lease {lease.name!r}",
-        lease=lease.name,
-        token=lease.token,
-    )
