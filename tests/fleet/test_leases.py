@@ -7,47 +7,26 @@ token; the stale holder can neither renew nor write through :meth:`SqlLeaseStore
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.leader import LeaseLost, SingletonLoop
 from mobiletrain.store.leases import SqlLeaseStore
 from mobiletrain.store.sql import SqlMetadataStore
 
-POSTGRES_URL = os.environ.get("MOBILETRAIN_TEST_POSTGRES_URL", "")
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def leases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlLeaseStore]:
-    """A migrated database of each kind (PostgreSQL: a fresh schema, dropped afterwards)."""
-    if request.param == "sqlite":
-        store = SqlMetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
-        yield SqlLeaseStore(store.engine)
-        store.close()
-        return
-    if not POSTGRES_URL:
-        pytest.skip("needs MOBILETRAIN_TEST_POSTGRES_URL")
-    schema = f"leases_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as c:
-        c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    store = SqlMetadataStore(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
+@pytest.fixture
+def leases(database_url: str) -> Iterator[SqlLeaseStore]:
+    """Leases over a migrated SQLite file or PostgreSQL schema (``database_url`` fixture)."""
+    store = SqlMetadataStore(database_url)
     try:
         yield SqlLeaseStore(store.engine)
     finally:
         store.close()
-        with admin.begin() as c:
-            c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_two_contenders_one_winner(leases: SqlLeaseStore) -> None:

@@ -5,6 +5,11 @@ so the store is the source of truth and a watcher can resume from any sequence n
 polls one cheap number, the store's event watermark, and wakes every waiting watcher when it
 moves; watchers then read their own job's new rows. One poll serves any number of watchers.
 
+With an :class:`EventSignal` (PostgreSQL ``LISTEN/NOTIFY``, or a local datagram from the
+writing process when the store is a SQLite file, see ``store/event_signals.py``) the writer's
+commit wakes the hub at once; the watermark poll then only covers a lost signal and runs once
+per ``fallback_interval``. Without one, the hub polls every ``poll_interval``.
+
 Watchers of the same job share their reads: the hub keeps the recent tail of each watched job's
 events, and when new events may exist (the watermark moved, or this process appended) one
 watcher reads the store for all of them while the others wait for it and then serve themselves
@@ -18,6 +23,7 @@ import bisect
 import contextlib
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -95,12 +101,34 @@ class _Watcher:
         return False
 
 
+class EventSignal(ABC):
+    """Tells the hub that an event may have been stored by another process (push, no data:
+    the store is read afterwards). Implementations live in ``store/event_signals.py``."""
+
+    @abstractmethod
+    def start(self, wake: Callable[[], None]) -> None:
+        """Begin delivering; call ``wake()`` (from any thread) when events may be new."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop delivering."""
+
+
 class EventHub:
     """Wakes watchers when new events are stored."""
 
-    def __init__(self, store: MetadataStore, poll_interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        poll_interval: float = 0.05,
+        signal: EventSignal | None = None,
+        fallback_interval: float = 0.5,
+    ) -> None:
         self._store = store
-        self._poll_interval = poll_interval
+        self._signal = signal
+        # With a push signal the poll is only the safety net for a lost signal.
+        self._poll_interval = fallback_interval if signal is not None else poll_interval
+        self._kick = threading.Event()
         self._cond = threading.Condition()
         self._watermark = 0
         self._generation = 0  # bumped by notify(): events appended in this process
@@ -118,10 +146,20 @@ class EventHub:
             self._watermark = self._store.event_watermark()
             self._thread = threading.Thread(target=self._run, name="event-hub", daemon=True)
             self._thread.start()
+            if self._signal is not None:
+                self._signal.start(self._kick.set)
+
+    @property
+    def pushed(self) -> bool:
+        """True when other processes' events arrive by push (else by polling)."""
+        return self._signal is not None
 
     def stop(self) -> None:
         """Stop polling and release every waiting watcher."""
         self._stop.set()
+        if self._signal is not None and self._thread is not None:
+            self._signal.stop()
+        self._kick.set()
         self.notify()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -197,12 +235,24 @@ class EventHub:
                     del self._tails[job_id]
 
     def _run(self) -> None:
-        while not self._stop.wait(self._poll_interval):
+        polls = 0
+        while not self._stop.is_set():
+            if self._kick.wait(self._poll_interval):
+                # Pushed: some process committed an event. Every watched job's tail becomes
+                # stale and is read once more (a watermark compare could miss an event whose
+                # id is below one already committed: PostgreSQL ids are not in commit order).
+                self._kick.clear()
+                if not self._stop.is_set():
+                    self.notify()
+                continue
             try:
                 mark = self._store.event_watermark()
             except Exception:  # a transient database error must not kill the hub
                 continue
-            if mark != self._watermark:
+            polls += 1
+            # With a signal, also wake every few fallback polls: covers a lost signal for an
+            # event whose id is below the watermark already seen (see above).
+            if mark != self._watermark or (self._signal is not None and polls % 4 == 0):
                 self._watermark = mark
                 self.notify()
 
