@@ -16,6 +16,7 @@ from mobiletrain.compute.executor import LocalExecutor
 from mobiletrain.config import Settings
 from mobiletrain.container import Container
 from mobiletrain.core.events import EventHub
+from mobiletrain.core.leader import SingletonLoop, leader_only, replica_id
 from mobiletrain.core.federated import FederatedService
 from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore
 from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
@@ -25,6 +26,8 @@ from mobiletrain.core.tokens import TokenService
 from mobiletrain.core.uploads import ResumableUploads
 from mobiletrain.store.blobs import make_dir, open_blob_store
 from mobiletrain.store.compaction import CompactionLoop
+from mobiletrain.store.event_signals import open_event_signal
+from mobiletrain.store.leases import SqlLeaseStore
 from mobiletrain.store.sql import SqlMetadataStore
 
 
@@ -40,7 +43,9 @@ def build_container(settings: Settings) -> Container:
     limits = settings.limits()
     store = SqlMetadataStore(settings.resolved_database_url())
     blobs = open_blob_store(settings.resolved_blob_url(), file_mode=file_mode, dir_mode=dir_mode)
-    hub = EventHub(store)
+    # Other processes' events (workers, other replicas) wake the hub by push: PostgreSQL
+    # NOTIFY or a local datagram; the watermark poll stays as a slow fallback.
+    hub = EventHub(store, signal=open_event_signal(settings.resolved_database_url()))
     executor = build_executor(settings, store, hub)
     projects = ProjectService(store, limits)
     space = build_space_guard(settings)
@@ -70,7 +75,26 @@ def build_container(settings: Settings) -> Container:
         ),
         federated=build_federated(settings, store, blobs, projects, hub),
         space=space,
-        compaction=CompactionLoop(
+        compaction=build_compaction(settings, store, blobs),
+    )
+
+
+LEADER_LEASE_SECONDS = 10.0
+"""Leader leases of singleton loops: a dead leader's loop moves to another replica this soon."""
+
+
+def build_compaction(
+    settings: Settings, store: SqlMetadataStore, blobs: BlobStore
+) -> SingletonLoop | None:
+    """Blob compaction, run by one replica at a time: the holder of the ``compaction`` lease
+    (replicas sharing a blob store would otherwise rewrite the same packs at once)."""
+    if settings.compaction_interval_seconds <= 0:
+        return None
+    return leader_only(
+        SqlLeaseStore(store.engine),
+        "compaction",
+        replica_id(),
+        lambda: CompactionLoop(
             blobs,
             store.referenced_blobs,
             interval_s=settings.compaction_interval_seconds,
@@ -78,6 +102,7 @@ def build_container(settings: Settings) -> Container:
             min_dead_fraction=settings.compaction_min_dead_fraction,
             max_delay_s=settings.compaction_max_delay_seconds,
         ),
+        ttl_s=LEADER_LEASE_SECONDS,
     )
 
 

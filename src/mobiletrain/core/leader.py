@@ -24,7 +24,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
@@ -184,3 +184,78 @@ class SingletonLoop:
             self._stop_part()
         except Exception:
             log.warning("stopping %s failed", self.name, exc_info=True)
+
+
+class Restartable(Protocol):
+    """A background part with ``start()``/``stop()`` (e.g. the blob compaction loop)."""
+
+    def start(self) -> None:
+        """Start it."""
+
+    def stop(self) -> None:
+        """Stop it and wait for it."""
+
+
+def leader_only(
+    leases: LeaseStore,
+    name: str,
+    holder: str,
+    make: Callable[[], Restartable],
+    ttl_s: float = 15.0,
+) -> SingletonLoop:
+    """A :class:`SingletonLoop` that runs a fresh part from ``make()`` each time this replica
+    becomes the leader (parts such as the compaction loop cannot start again once stopped)."""
+    parts: list[Restartable] = []
+
+    def start() -> None:
+        part = make()
+        part.start()
+        parts.append(part)
+
+    def stop() -> None:
+        while parts:
+            parts.pop().stop()
+
+    return SingletonLoop(leases, name, holder, start, stop, ttl_s)
+
+
+class PeriodicLoop:
+    """Calls ``fn`` every ``interval_s`` seconds on a thread until stopped (errors are logged,
+    the loop goes on). Used for the job-lease reaper that only the leader runs."""
+
+    def __init__(self, fn: Callable[[], object], interval_s: float, name: str) -> None:
+        self._fn = fn
+        self.interval_s = interval_s
+        self.name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (the first call comes at once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._fn()
+            except Exception:
+                log.warning("%s failed; trying again", self.name, exc_info=True)
+            self._stop.wait(self.interval_s)
+
+
+def replica_id() -> str:
+    """A holder name unique to this process: host, process id and a random part."""
+    import os
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
