@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Test servers start no warm TensorFlow worker each (~0.4 GB); the warm-worker tests turn it on.
+os.environ.setdefault("MOBILETRAIN_WARM_WORKER", "0")
 
 
 def encode_image(array: np.ndarray, fmt: str = "PNG", quality: int = 90) -> bytes:
