@@ -8,7 +8,7 @@ from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
 if TYPE_CHECKING:
     from mobiletrain.container import Container
-    from mobiletrain.core.federated import FederatedService
+    from mobiletrain.federated.service import FederatedService
 
 
 def federated_service(container: Container) -> FederatedService:

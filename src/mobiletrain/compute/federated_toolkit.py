@@ -27,8 +27,8 @@ from mobiletrain.compute.ondevice import (
 )
 from mobiletrain.compute.preprocess import decode_image
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.federated_ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.core.types import InputSpec, ModelFormat
+from mobiletrain.federated.ports import OnDeviceToolkit, PreparedFiles
 
 # Files whose bytes carry the head weights, republished after every round.
 WEIGHTED_FORMATS = (ModelFormat.FLOAT32, ModelFormat.HEAD_SIGNATURES)

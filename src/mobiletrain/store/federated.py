@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mobiletrain.core.federated_ports import FederatedStore
 from mobiletrain.federated.config import FederatedConfig
+from mobiletrain.federated.ports import FederatedStore
 from mobiletrain.federated.records import (
     DeviceRecord,
     FederatedSession,

@@ -19,15 +19,16 @@ import pytest
 from mobiletrain.core.auth import Principal, Role, acting_as
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.events import EventHub
-from mobiletrain.core.federated import FederatedService, TaskStatus
-from mobiletrain.core.federated_ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.core.services import ProjectService
 from mobiletrain.core.types import ColorMode, EventKind, InputSpec, JobState, ModelFormat
 from mobiletrain.core.validation import Limits
 from mobiletrain.federated.config import FederatedConfig, StrategyName
+from mobiletrain.federated.device import TaskStatus
 from mobiletrain.federated.head import HeadSpec, weights_from_bytes, weights_to_bytes
+from mobiletrain.federated.ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.federated.records import SessionState
 from mobiletrain.federated.rounds import RoundPhase
+from mobiletrain.federated.service import FederatedService
 from mobiletrain.store.blobs import open_blob_store
 from mobiletrain.store.federated import SqlFederatedStore
 from mobiletrain.store.spool import LocalUpdateSpool

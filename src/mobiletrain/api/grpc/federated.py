@@ -22,8 +22,8 @@ from mobiletrain.api.federated_access import federated_service as _service
 from mobiletrain.api.grpc import serde
 from mobiletrain.api.grpc.bridge import CallEnded, RequestPump
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.federated import FederatedService
 from mobiletrain.federated.records import FederatedSession
+from mobiletrain.federated.service import FederatedService
 
 if TYPE_CHECKING:
     from mobiletrain.container import Container
@@ -56,7 +56,7 @@ def update_chunks(requests: Iterator[federated_pb2.PushUpdateRequest]) -> Iterat
 
 
 class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
-    """Thin adapter over :class:`~mobiletrain.core.federated.FederatedService`."""
+    """Thin adapter over :class:`~mobiletrain.federated.service.FederatedService`."""
 
     def __init__(self, container: Container) -> None:
         self._c = container

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mobiletrain.core.federated import TaskReply, TaskStatus, UpdateReply
 from mobiletrain.federated.config import FederatedConfig, StragglerPolicy, StrategyName
+from mobiletrain.federated.device import TaskReply, TaskStatus, UpdateReply
 from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
 from mobiletrain.federated.rounds import RoundPhase
 from mobiletrain.federated.validation import RejectReason

@@ -32,8 +32,8 @@ from mobiletrain.api.rest.federated_schemas import (
 )
 from mobiletrain.api.rest.httputil import etag_matches, strong_etag
 from mobiletrain.api.rest.routes.samples import decode_base64
-from mobiletrain.core.federated import FederatedService
 from mobiletrain.federated.records import FederatedSession
+from mobiletrain.federated.service import FederatedService
 
 router = APIRouter(tags=["federated"], responses=error_docs(400, 404, 500))
 

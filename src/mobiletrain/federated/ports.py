@@ -1,4 +1,7 @@
-"""Interfaces the federated service depends on; implementations live in store/ and compute/."""
+"""Interfaces the federated service depends on; implementations live in store/ and compute/.
+
+The federated package may import core (errors, types, ports); core never imports it.
+"""
 
 from __future__ import annotations
 

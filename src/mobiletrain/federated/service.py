@@ -1,0 +1,299 @@
+"""Federated sessions: devices train the head locally and send updates; the server aggregates.
+
+A session belongs to a project and runs ``config.rounds`` rounds. :class:`FederatedService` is
+the one object the transports talk to; it is put together from one part per concern:
+
+* the administrator calls (start, get, list, stop a session, its rounds and files) — here;
+* the device protocol (register, get_task, push_update) — :mod:`.device`;
+* the round loop (open, close, aggregate) — :mod:`.coordinator`;
+* evaluate-and-publish — :mod:`.publishing`;
+* prepare, resume after a restart, finish — :mod:`.lifecycle`;
+* what it needs from storage and TensorFlow — :mod:`.ports`.
+
+Progress is reported as the events of a job created with the session, so ``WatchJob``, the
+SSE stream and ``mobiletrain watch`` work unchanged: a STATE event when it starts and ends,
+PROGRESS while updates arrive (epoch = round, batch = answers, batches = selected devices),
+an EPOCH event per closed round (val_accuracy = held-out accuracy) and LOG lines. Cancelling
+the job stops the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from mobiletrain.core.auth import Action, can_see, require
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.events import EventHub
+from mobiletrain.core.ports import BlobStore, MetadataStore
+from mobiletrain.core.services import ProjectService
+from mobiletrain.core.types import (
+    Artifact,
+    EventKind,
+    Hyperparameters,
+    Job,
+    JobState,
+    ModelFormat,
+)
+from mobiletrain.core.wakeup import AsyncWakeup, WakingCondition
+from mobiletrain.federated.config import FederatedConfig
+from mobiletrain.federated.coordinator import Coordinator
+from mobiletrain.federated.device import DeviceProtocol, TaskReply, UpdateReply
+from mobiletrain.federated.lifecycle import Lifecycle
+from mobiletrain.federated.ports import FederatedStore, OnDeviceToolkit, UpdateSpool
+from mobiletrain.federated.publishing import Publisher
+from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
+from mobiletrain.federated.state import ACTIVE_STATES, Context, LiveSession, LiveSessions, now
+
+log = logging.getLogger("mobiletrain.federated")
+
+SESSION_FILE_FORMATS = (
+    ModelFormat.FEATURE_EXTRACTOR,
+    ModelFormat.TRAIN_STEP,
+    ModelFormat.HEAD_INFERENCE,
+    ModelFormat.HEAD_SIGNATURES,
+    ModelFormat.FLOAT32,
+    ModelFormat.HEAD_WEIGHTS,
+)
+
+
+class FederatedService:
+    """Runs federated sessions (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        fstore: FederatedStore,
+        blobs: BlobStore,
+        spool: UpdateSpool,
+        toolkit: OnDeviceToolkit,
+        projects: ProjectService,
+        hub: EventHub,
+        update_concurrency: int = 4,
+        tick_seconds: float = 0.05,
+        devices_per_token: int = 1,
+    ) -> None:
+        self.ctx = Context(store, fstore, blobs, spool, toolkit, projects, hub)
+        self.store, self.fstore, self.blobs = store, fstore, blobs
+        self.projects = projects
+        self.sessions = LiveSessions(projects)
+        self.publisher = Publisher(self.ctx)
+        self.lifecycle = Lifecycle(self.ctx, self.sessions, self.publisher)
+        self.coordinator = Coordinator(
+            self.ctx, self.sessions, self.lifecycle, self.publisher, tick_seconds
+        )
+        self.devices = DeviceProtocol(
+            self.ctx, self.sessions, update_concurrency, devices_per_token
+        )
+
+    @property
+    def toolkit(self) -> OnDeviceToolkit:
+        """Exports and evaluates the on-device files (replaceable, e.g. by a test's stand-in)."""
+        return self.ctx.toolkit
+
+    @toolkit.setter
+    def toolkit(self, toolkit: OnDeviceToolkit) -> None:
+        self.ctx.toolkit = toolkit
+
+    @property
+    def changes(self) -> AsyncWakeup:
+        """Pulled whenever a round opens or closes or a session ends (long polls wait on it)."""
+        return self.ctx.changes
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Resume the sessions a previous server left active, then start the coordinator."""
+        if self.coordinator.running:
+            return
+        self.ctx.stopping.clear()
+        for session in self.fstore.list_sessions(states=ACTIVE_STATES):
+            try:
+                self.lifecycle.resume(session)
+            except Exception:  # one broken session must not keep the server down
+                log.exception("federated session %s could not be resumed", session.id)
+        self.coordinator.start()
+
+    def stop(self) -> None:
+        """Stop the coordinator (sessions stay active in the store and resume on start)."""
+        self.ctx.stopping.set()
+        self.coordinator.stop()
+        self.lifecycle.join_preparing()
+        for live in self.sessions.clear():
+            with live.cond:
+                live.cond.notify_all()
+
+    # -- sessions (administrators) --------------------------------------------------------------
+    def start_session(
+        self, project_ref: str, config: FederatedConfig | None = None
+    ) -> FederatedSession:
+        """Start a session: export the on-device files in the background, then run rounds."""
+        require(Action.TRAIN)
+        project = self.projects.get(project_ref)
+        config = config or FederatedConfig()
+        config.validate()
+        if any(
+            not self.sessions.fresh(s).state.is_terminal
+            for s in self.fstore.list_sessions(project.id, ACTIVE_STATES)
+        ):
+            raise MobiletrainError(
+                ErrorCode.SESSION_ACTIVE, "the project already has a running federated session"
+            )
+        labels = self.lifecycle.labels(project, config)
+        self.sessions.forget_ended(project.id)
+        job = Job(
+            id=str(uuid.uuid4()),
+            project_id=project.id,
+            state=JobState.RUNNING,
+            hyperparameters=Hyperparameters(
+                epochs=config.rounds,
+                batch_size=config.batch_size,
+                learning_rate=min(config.learning_rate, 1.0),
+                seed=config.seed,
+                formats=list(SESSION_FILE_FORMATS),
+            ),
+            created_at=now(),
+            started_at=now(),
+        )
+        self.store.create_job(job)
+        session = FederatedSession(
+            id=str(uuid.uuid4()),
+            project_id=project.id,
+            job_id=job.id,
+            state=SessionState.PREPARING,
+            config=config,
+            labels=labels,
+            created_at=now(),
+        )
+        self.fstore.create_session(session)
+        self.ctx.event(
+            session,
+            EventKind.STATE,
+            {"state": JobState.RUNNING.value, "federated_session": session.id},
+        )
+        self.ctx.event(
+            session, EventKind.LOG, {"message": "exporting the on-device training files"}
+        )
+        live = LiveSession(
+            session=session, project_name=project.name, cond=WakingCondition(self.ctx.changes)
+        )
+        self.sessions.add(live)
+        self.lifecycle.spawn_prepare(live)
+        return session
+
+    def weights_size(self, session: FederatedSession) -> int | None:
+        """Size in bytes of the session's current global weights (None before it has any)."""
+        return self.blobs.size(session.weights_sha256) if session.weights_sha256 else None
+
+    def get_session(self, session_id: str) -> FederatedSession:
+        """A session by id (live state when this server runs it)."""
+        require(Action.READ)
+        live = self.sessions.get(session_id)
+        session = live.session if live is not None else self.fstore.get_session(session_id)
+        if session is None or not can_see(session.project_id):
+            raise MobiletrainError(
+                ErrorCode.SESSION_NOT_FOUND, f"federated session {session_id!r} not found"
+            )
+        return session
+
+    def list_sessions(self, project_ref: str) -> list[FederatedSession]:
+        """A project's sessions, newest first."""
+        require(Action.READ)
+        project = self.projects.get(project_ref)
+        return [self.sessions.fresh(s) for s in self.fstore.list_sessions(project.id)]
+
+    def rounds(self, session_id: str) -> list[RoundRecord]:
+        """The rounds of a session (the open one with its answers so far); they name every
+        device, so they are for administrators."""
+        require(Action.MONITOR)
+        session = self.get_session(session_id)
+        records = self.fstore.list_rounds(session.id)
+        live = self.sessions.get(session.id)
+        if live is not None:
+            with live.cond:
+                rnd = live.round
+                if rnd is not None and not rnd.phase.is_closed:
+                    for record in records:
+                        if record.number == rnd.number:
+                            record.result = {**record.result, **rnd.to_dict()}
+        return records
+
+    def stop_session(self, session_id: str) -> FederatedSession:
+        """Cancel a running session; the last published version stays."""
+        require(Action.CANCEL)
+        session = self.get_session(session_id)
+        if session.state.is_terminal:
+            raise MobiletrainError(
+                ErrorCode.JOB_FINISHED, f"session is already {session.state.value}"
+            )
+        live = self.sessions.get(session.id)
+        if live is None:
+            session.state = SessionState.CANCELLED
+            session.finished_at = now()
+            self.fstore.save_session(session)
+            self.lifecycle.finish_job(session, JobState.CANCELLED)
+            return session
+        self.lifecycle.finish(live, SessionState.CANCELLED, "stopped on request")
+        return live.session
+
+    def file(self, session_id: str, fmt: str) -> Artifact:
+        """One of the session's files (``format`` name); read it with :meth:`read_file`."""
+        require(Action.DOWNLOAD)
+        model_format = ModelFormat.parse(fmt)
+        session = self.get_session(session_id)
+        if model_format is ModelFormat.HEAD_WEIGHTS and session.weights_sha256:
+            sha = session.weights_sha256
+            return Artifact(model_format, sha, self.blobs.size(sha))
+        info = session.files.get(model_format.value)
+        if info is None:
+            have = ", ".join(session.files) or "none yet"
+            raise MobiletrainError(
+                ErrorCode.FORMAT_NOT_FOUND, f"the session has no {fmt!r} file; it has: {have}"
+            )
+        return Artifact(model_format, info["sha256"], int(info["size"]))
+
+    def read_file(self, artifact: Artifact, start: int = 0) -> Iterator[bytes]:
+        """The bytes of a session file from ``start``."""
+        require(Action.DOWNLOAD)
+        if not 0 <= start <= artifact.size:
+            raise MobiletrainError(
+                ErrorCode.INVALID_RANGE, f"offset {start} is outside 0..{artifact.size}"
+            )
+        return self.blobs.read_range(artifact.sha256, start, artifact.size - start)
+
+    # -- devices (see .device) -------------------------------------------------------------------
+    def register(
+        self, project_ref: str, info: dict[str, Any] | None = None
+    ) -> tuple[FederatedSession, str]:
+        """Join the project's running session; see :meth:`DeviceProtocol.register`."""
+        return self.devices.register(project_ref, info)
+
+    def get_task(self, project_ref: str, device_id: str, wait_seconds: float = 0.0) -> TaskReply:
+        """Work for the device; see :meth:`DeviceProtocol.get_task`."""
+        return self.devices.get_task(project_ref, device_id, wait_seconds)
+
+    def push_update(
+        self,
+        project_ref: str,
+        device_id: str,
+        session_id: str,
+        round_number: int,
+        data: bytes | Iterable[bytes],
+        num_samples: int,
+        dtype: str = "float32",
+        metrics: dict[str, Any] | None = None,
+        error: str = "",
+    ) -> UpdateReply:
+        """A device's answer for a round; see :meth:`DeviceProtocol.push_update`."""
+        return self.devices.push_update(
+            project_ref,
+            device_id,
+            session_id,
+            round_number,
+            data,
+            num_samples,
+            dtype=dtype,
+            metrics=metrics,
+            error=error,
+        )
