@@ -15,7 +15,6 @@ from typing import Protocol
 
 from mobiletrain.config import Settings
 from mobiletrain.core.events import EventHub
-from mobiletrain.core.federated import FederatedService
 from mobiletrain.core.integrity import IntegrityReport, check_integrity
 from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore
 from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
@@ -23,6 +22,7 @@ from mobiletrain.core.services import DatasetService, ModelService, ProjectServi
 from mobiletrain.core.storage import SpaceGuard
 from mobiletrain.core.tokens import TokenService
 from mobiletrain.core.uploads import ResumableUploads
+from mobiletrain.federated.service import FederatedService
 
 log = logging.getLogger("mobiletrain.server")
 

@@ -17,13 +17,13 @@ from mobiletrain.config import Settings
 from mobiletrain.container import Container
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.leader import SingletonLoop, leader_only, replica_id
-from mobiletrain.core.federated import FederatedService
 from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore
 from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
 from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
 from mobiletrain.core.storage import SpaceGuard
 from mobiletrain.core.tokens import TokenService
 from mobiletrain.core.uploads import ResumableUploads
+from mobiletrain.federated.service import FederatedService
 from mobiletrain.store.blobs import make_dir, open_blob_store
 from mobiletrain.store.compaction import CompactionLoop
 from mobiletrain.store.event_signals import open_event_signal

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mobiletrain.core.federated_ports import FederatedStore
 from mobiletrain.core.types import InputSpec, Project, TaskType
 from mobiletrain.federated.config import FederatedConfig, StrategyName
+from mobiletrain.federated.ports import FederatedStore
 from mobiletrain.federated.records import (
     DeviceRecord,
     FederatedSession,

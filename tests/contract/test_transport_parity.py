@@ -55,10 +55,10 @@ from mobiletrain.client.sdk import Client, LocalSample
 from mobiletrain.config import Settings
 from mobiletrain.core.auth import OPERATIONS
 from mobiletrain.core.errors import ErrorCode, error_by_number
-from mobiletrain.core.federated_ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.core.services import DEFAULT_TOP_K
 from mobiletrain.core.types import InputSpec, ModelFormat
 from mobiletrain.federated.head import HeadSpec, weights_to_bytes
+from mobiletrain.federated.ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.server import RunningServer, start_server
 
 pytestmark = pytest.mark.slow

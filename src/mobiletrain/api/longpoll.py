@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from mobiletrain.api.pools import CountingThreadPool
-from mobiletrain.core.federated import MAX_WAIT_SECONDS, FederatedService, TaskReply, TaskStatus
+from mobiletrain.federated.device import MAX_WAIT_SECONDS, TaskReply, TaskStatus
+from mobiletrain.federated.service import FederatedService
 
 T = TypeVar("T")
 

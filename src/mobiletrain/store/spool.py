@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mobiletrain.core.federated_ports import UpdateSpool
+from mobiletrain.federated.ports import UpdateSpool
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 

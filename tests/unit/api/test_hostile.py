@@ -43,7 +43,6 @@ from mobiletrain._proto.mobiletrain.v1 import (
 )
 from mobiletrain.api.rest.limits import header_limited_protocol
 from mobiletrain.config import Settings
-from mobiletrain.core.federated_ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.core.types import (
     Artifact,
     EventKind,
@@ -54,6 +53,7 @@ from mobiletrain.core.types import (
     ModelVersion,
 )
 from mobiletrain.federated.head import HeadSpec, weights_to_bytes
+from mobiletrain.federated.ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.server import RunningServer, start_server
 
 pytestmark = pytest.mark.timeout(300)

@@ -49,9 +49,9 @@ from mobiletrain.client.sdk import Client, LocalSample
 from mobiletrain.config import Settings
 from mobiletrain.core.auth import OPERATIONS, Access, Operation, Role, permission_table_markdown
 from mobiletrain.core.errors import ErrorCode
-from mobiletrain.core.federated_ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.core.types import InputSpec, ModelFormat
 from mobiletrain.federated.head import HeadSpec, weights_to_bytes
+from mobiletrain.federated.ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.server import RunningServer, start_server
 
 ADMIN_SAMPLE = "admin-0"  # the client id of the administrator's sample: never shown to a device

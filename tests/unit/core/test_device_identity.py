@@ -30,9 +30,9 @@ from mobiletrain.client.sdk import Client, ClientError
 from mobiletrain.config import Settings
 from mobiletrain.core.auth import SYSTEM, acting_as
 from mobiletrain.core.errors import ErrorCode
-from mobiletrain.core.federated_ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.core.types import InputSpec, ModelFormat
 from mobiletrain.federated.head import HeadSpec, weights_from_bytes, weights_to_bytes
+from mobiletrain.federated.ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.federated.strategy import cap_weight_shares
 from mobiletrain.server import RunningServer, start_server
 
@@ -404,7 +404,8 @@ def test_ownership_survives_a_server_restart(tmp_path: Path) -> None:
             assert phone.register("digits")[0] == device  # still its one device
         federated = server.container.federated
         assert federated is not None
-        live = federated._live[session.id]
+        live = federated.sessions.get(session.id)
+        assert live is not None
         assert live.declared[device] == 7
     finally:
         server.stop()
