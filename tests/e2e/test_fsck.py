@@ -29,11 +29,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mobiletrain._proto.mobiletrain.v1 import datasets_pb2
-from mobiletrain.client.cli import app
-from mobiletrain.client.demo import digits_split, png_bytes
+from mobiletrain.cli import app
+from mobiletrain.cli.demo import digits_split, png_bytes
 from mobiletrain.client.sdk import Client, ClientError, LocalSample
 from mobiletrain.config import Settings
-from mobiletrain.core.release import EvalCandidate, assign_eval_set
+from mobiletrain.core.evaluation import EvalCandidate, assign_eval_set
 from mobiletrain.core.types import EventKind, JobState
 from mobiletrain.server import RunningServer, start_server
 from mobiletrain.store.blobs import scan_pack

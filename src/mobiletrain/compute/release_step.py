@@ -15,6 +15,7 @@ The rules live in :mod:`mobiletrain.core.release`; this module feeds them real n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,28 +29,29 @@ import numpy as np
 
 from mobiletrain.compute.metrics import classification_report
 from mobiletrain.compute.preprocess import decode_batch
-from mobiletrain.compute.protocol import TrainingOutput, artifact_file_name
+from mobiletrain.compute.protocol import TrainingOutput
 from mobiletrain.compute.sample_bytes import Skipped, read_sample_bytes, skipped_event
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.ports import BlobStore, MetadataStore
-from mobiletrain.core.release import (
+from mobiletrain.core.evaluation import (
     ClassScore,
-    DataSnapshot,
     EvalCandidate,
     EvalSetInfo,
     Evaluation,
     FormatScore,
-    ModelManifest,
+    assign_eval_set,
+    eval_set_snapshot,
+)
+from mobiletrain.core.manifest import DataSnapshot, FileInfo, ModelManifest, manifest_of
+from mobiletrain.core.ports import BlobStore, MetadataStore
+from mobiletrain.core.release import (
     ReleaseAction,
     ReleaseDecision,
     ReleasePolicy,
     ReleaseRecord,
     Rollout,
     VersionStatus,
-    assign_eval_set,
     chance_warning,
     decide,
-    eval_set_snapshot,
 )
 from mobiletrain.core.types import (
     TFLITE_FORMATS,
@@ -175,7 +177,7 @@ def _current_files(
     files = {
         f.value: blobs.get(a.sha256) for f, a in model.artifacts.items() if f in TFLITE_FORMATS
     }
-    return version, files, [str(x) for x in model.manifest.get("labels", [])]
+    return version, files, manifest_of(model).labels
 
 
 def publish_version(
@@ -243,18 +245,16 @@ def publish_version(
         warnings.append(flag)
     eval_seconds = time.monotonic() - started
 
-    files: dict[str, Any] = {}
-    for fmt, data in output.artifacts.items():
-        files[fmt.value] = {
-            "file": artifact_file_name(fmt),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "size": len(data),
-        }
+    files = {
+        fmt.value: FileInfo.for_format(fmt, hashlib.sha256(data).hexdigest(), len(data))
+        for fmt, data in output.artifacts.items()
+    }
     snapshot = hashlib.sha256(
         json.dumps(sorted((s.sha256, s.label) for s in train_samples)).encode()
     ).hexdigest()
-    base = output.manifest
-    extra = {"ondevice": base["ondevice"]} if "ondevice" in base else {}
+    # What the trainer wrote (labels, input, output, formats, validation metrics, ...), read
+    # once; the gate adds the rest.
+    base = ModelManifest.from_dict(output.manifest)
     metrics = {
         **output.metrics,
         "split": output.split,
@@ -264,18 +264,17 @@ def publish_version(
     embedding = [f.value for f in output.artifacts if f.is_tflite]
     for _attempt in range(5):
         version = store.next_model_version(project.id)
-        card = ModelManifest(
+        created_at = datetime.now(UTC)
+        card = dataclasses.replace(
+            base,
             version=version,
             project_id=project.id,
             project_name=project.name,
             job_id=job.id,
-            created_at=datetime.now(UTC),
+            created_at=created_at,
             labels=list(label_names),
             input=spec.to_dict(),
-            output=dict(base.get("output", {})),
-            formats=dict(base.get("formats", {})),
             files={},
-            validation=dict(base.get("metrics", {})),
             evaluation=new_eval,
             release=decision,
             dataset=DataSnapshot(
@@ -290,9 +289,6 @@ def publish_version(
                 },
             ),
             warnings=list(warnings),
-            hyperparameters=dict(base.get("hyperparameters", {})),
-            library_versions=dict(base.get("library_versions", {})),
-            extra=extra,
         )
         # Files without an embedded card first: the embedded copies list them.
         card.files = {k: v for k, v in files.items() if k not in embedding}
@@ -305,7 +301,7 @@ def publish_version(
         for fmt, data in final.items():
             sha = blobs.put(data)
             artifacts[fmt] = Artifact(format=fmt, sha256=sha, size=len(data))
-            files[fmt.value] = {"file": artifact_file_name(fmt), "sha256": sha, "size": len(data)}
+            files[fmt.value] = FileInfo.for_format(fmt, sha, len(data))
         card.files = files
         blobs.sync()  # durable before the version row points at them
         try:
@@ -314,7 +310,7 @@ def publish_version(
                     project_id=project.id,
                     version=version,
                     job_id=job.id,
-                    created_at=card.created_at,
+                    created_at=created_at,
                     metrics=metrics,
                     manifest=card.to_dict(),
                     artifacts=artifacts,

@@ -1,10 +1,10 @@
-"""The release gate: the fixed evaluation set, the release policy, its decision, the model card.
+"""The release gate: the release policy, its decision, staged rollouts and the release history.
 
-A new model version reaches phones only through here. Every project has a **fixed evaluation
-set**: samples chosen once (seeded, stratified) that never train any version. Each new version
-is run in LiteRT on that set in every exported format, next to the current version's files
-run on the same samples in the same worker; :func:`decide` then applies the project's
-:class:`ReleasePolicy`. A version that does not pass is kept as a *candidate* with the reason.
+A new model version reaches phones only through here. Each new version is run in LiteRT on the
+project's fixed evaluation set (:mod:`mobiletrain.core.evaluation`) in every exported format,
+next to the current version's files run on the same samples in the same worker; :func:`decide`
+then applies the project's :class:`ReleasePolicy`. A version that does not pass is kept as a
+*candidate* with the reason. The model card it ends up in is :mod:`mobiletrain.core.manifest`.
 
 Plain Python (no TensorFlow, no storage): the worker, the services and both transports share
 these types, and each serialises them once (``to_dict``/``from_dict``).
@@ -14,29 +14,16 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.evaluation import MIN_LABEL_SAMPLES_FOR_EVAL, Evaluation
 
-EVAL_FRACTION = 0.2
-"""Share of each label's samples that goes to the evaluation set."""
-MIN_LABEL_SAMPLES_FOR_EVAL = 5
-"""A label contributes to the evaluation set once it has this many samples; below that,
-every sample of it trains (a label with 2 samples cannot spare one)."""
-PRIMARY_FORMATS = ("float32", "float16", "dynamic-int8", "int8")
-"""The gate compares the first of these formats both versions have (float32 normally: the
-file ``predict`` runs and most apps ship)."""
 CHANCE_MARGIN = 0.05
 """A version whose accuracy is within this of the majority-class share is flagged."""
-EMBEDDED_SHA256_NOTE = (
-    "This copy is embedded in a model file, which cannot hold its own SHA-256 (nor those of "
-    "the other .tflite files, which embed this card too): 'files' lists only the files "
-    "without an embedded card. The served manifest.json lists every file's SHA-256."
-)
 
 
 class VersionStatus(enum.StrEnum):
@@ -233,206 +220,7 @@ class Rollout:
         return cls(version, previous, policy.rollout_percent, now, complete)
 
 
-# -- the fixed evaluation set ---------------------------------------------------------------
-
-
-def eval_rank(project_id: str, sha256: str) -> float:
-    """A sample's deterministic place in 0..1, seeded by the project id.
-
-    The same bytes get the same rank in a project on every server and at every run.
-    """
-    digest = hashlib.sha256(f"{project_id}:{sha256}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-@dataclass(frozen=True)
-class EvalCandidate:
-    """What the selection needs to know about one sample."""
-
-    id: str
-    label: str
-    sha256: str
-    in_eval_set: bool | None  # None: not assigned yet
-
-
-def assign_eval_set(
-    project_id: str, samples: Sequence[EvalCandidate], fraction: float = EVAL_FRACTION
-) -> dict[str, bool]:
-    """Decide, for every not yet assigned sample, whether it joins the evaluation set.
-
-    Already assigned samples never move (an evaluation sample never trains a version).
-    Per label: while a label has no evaluation sample and at least
-    :data:`MIN_LABEL_SAMPLES_FOR_EVAL` samples, ``round(n * fraction)`` of its unassigned
-    samples with the lowest :func:`eval_rank` are chosen (stratified, seeded). After that a new
-    sample joins when its rank is below ``fraction`` (same ratio per label, deterministic).
-    Labels with fewer samples stay unassigned and train, until they reach the minimum.
-    """
-    by_label: dict[str, list[EvalCandidate]] = defaultdict(list)
-    for sample in samples:
-        by_label[sample.label].append(sample)
-    out: dict[str, bool] = {}
-    for members in by_label.values():
-        pending = [s for s in members if s.in_eval_set is None]
-        if not pending:
-            continue
-        if any(s.in_eval_set for s in members):
-            for s in pending:
-                out[s.id] = eval_rank(project_id, s.sha256) < fraction
-            continue
-        if len(members) < MIN_LABEL_SAMPLES_FOR_EVAL:
-            continue  # stays unassigned: trains for now
-        take = max(1, round(len(members) * fraction))
-        ranked = sorted(pending, key=lambda s: (eval_rank(project_id, s.sha256), s.id))
-        chosen = {s.id for s in ranked[:take]}
-        for s in pending:
-            out[s.id] = s.id in chosen
-    return out
-
-
-def eval_set_snapshot(samples: Sequence[tuple[str, str]]) -> str:
-    """sha256 over the sorted (sample sha256, label) pairs: names the exact evaluation set."""
-    joined = "\n".join(f"{sha}:{label}" for sha, label in sorted(samples))
-    return hashlib.sha256(joined.encode()).hexdigest()
-
-
-# -- scores and the decision ----------------------------------------------------------------
-
-
-@dataclass
-class ClassScore:
-    """Precision, recall and F1 of one label."""
-
-    label: str
-    precision: float
-    recall: float
-    f1: float
-    support: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "label": self.label,
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-            "support": self.support,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ClassScore:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            label=str(data["label"]),
-            precision=float(data["precision"]),
-            recall=float(data["recall"]),
-            f1=float(data["f1"]),
-            support=int(data["support"]),
-        )
-
-
-@dataclass
-class FormatScore:
-    """One file run in LiteRT on the evaluation set."""
-
-    format: str
-    accuracy: float
-    macro_f1: float
-    per_class: list[ClassScore] = field(default_factory=list)
-    confusion_matrix: list[list[int]] = field(default_factory=list)
-
-    def recall_of(self, label: str) -> float | None:
-        """Recall of ``label`` (None when the set has no sample of it)."""
-        for c in self.per_class:
-            if c.label == label and c.support > 0:
-                return c.recall
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "format": self.format,
-            "accuracy": self.accuracy,
-            "macro_f1": self.macro_f1,
-            "per_class": [c.to_dict() for c in self.per_class],
-            "confusion_matrix": self.confusion_matrix,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FormatScore:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            format=str(data["format"]),
-            accuracy=float(data["accuracy"]),
-            macro_f1=float(data.get("macro_f1", 0.0)),
-            per_class=[ClassScore.from_dict(c) for c in data.get("per_class", [])],
-            confusion_matrix=[[int(v) for v in row] for row in data.get("confusion_matrix", [])],
-        )
-
-
-@dataclass
-class EvalSetInfo:
-    """Which evaluation set a score was measured on."""
-
-    num_samples: int
-    class_counts: dict[str, int]
-    snapshot_sha256: str
-    fraction: float = EVAL_FRACTION
-    description: str = (
-        "fixed evaluation set: a seeded, stratified share of each label's samples chosen once; "
-        "new samples join by a hash of their bytes; it never trains any version"
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "num_samples": self.num_samples,
-            "class_counts": dict(self.class_counts),
-            "snapshot_sha256": self.snapshot_sha256,
-            "fraction": self.fraction,
-            "description": self.description,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EvalSetInfo:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            num_samples=int(data["num_samples"]),
-            class_counts={str(k): int(v) for k, v in data.get("class_counts", {}).items()},
-            snapshot_sha256=str(data.get("snapshot_sha256", "")),
-            fraction=float(data.get("fraction", EVAL_FRACTION)),
-            description=str(data.get("description", "")),
-        )
-
-
-@dataclass
-class Evaluation:
-    """A version's scores on the evaluation set, one per exported .tflite format."""
-
-    eval_set: EvalSetInfo
-    formats: dict[str, FormatScore]
-
-    def primary(self, among: Sequence[str] | None = None) -> FormatScore | None:
-        """The score the gate compares: the first of :data:`PRIMARY_FORMATS` present (and in
-        ``among`` when given)."""
-        for name in PRIMARY_FORMATS:
-            if name in self.formats and (among is None or name in among):
-                return self.formats[name]
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "eval_set": self.eval_set.to_dict(),
-            "formats": {k: v.to_dict() for k, v in self.formats.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            eval_set=EvalSetInfo.from_dict(data["eval_set"]),
-            formats={k: FormatScore.from_dict(v) for k, v in data.get("formats", {}).items()},
-        )
+# -- the decision -------------------------------------------------------------------------
 
 
 @dataclass
@@ -654,103 +442,3 @@ class ReleaseRecord:
             "job_id": self.job_id,
             "created_at": self.created_at.isoformat(),
         }
-
-
-# -- the model card -------------------------------------------------------------------------
-
-MODEL_CARD_SCHEMA_VERSION = 2
-
-
-@dataclass
-class DataSnapshot:
-    """The samples a version was trained from."""
-
-    num_samples: int
-    class_counts: dict[str, int]
-    snapshot_sha256: str
-    split: dict[str, Any]  # {seed, validation_fraction, num_train, num_validation}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "num_samples": self.num_samples,
-            "class_counts": dict(self.class_counts),
-            "snapshot_sha256": self.snapshot_sha256,
-            "split": dict(self.split),
-        }
-
-
-@dataclass
-class ModelManifest:
-    """The model card: what an app (or a person) holding only a file needs to know about it.
-
-    Served as ``manifest.json`` and embedded in every ``.tflite`` (metadata entry
-    ``mobiletrain_manifest``). The embedded copy cannot list its own file's SHA-256 (writing it
-    would change the file), so it says so in ``embedded_note`` and its ``files`` section holds
-    the other files only. Keys of :meth:`to_dict` are the documented JSON layout (see
-    ``proto/mobiletrain/v1/models.proto``, message ``Manifest``).
-    """
-
-    version: int
-    project_id: str
-    project_name: str
-    job_id: str
-    created_at: datetime
-    labels: list[str]
-    input: dict[str, Any]  # InputSpec.to_dict()
-    output: dict[str, Any]
-    formats: dict[str, Any]  # per format: file, input/output tensor details
-    files: dict[str, Any]  # per format: file, sha256, size
-    validation: dict[str, Any]  # Keras + LiteRT accuracy on the validation split
-    evaluation: Evaluation | None
-    release: ReleaseDecision | None
-    dataset: DataSnapshot
-    warnings: list[str] = field(default_factory=list)
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    library_versions: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the on-device training section
-    embedded_note: str = ""
-    task: str = "image-classification"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The one JSON serialisation (served, stored and embedded)."""
-        score = self.evaluation.primary() if self.evaluation is not None else None
-        out: dict[str, Any] = {
-            "schema_version": MODEL_CARD_SCHEMA_VERSION,
-            "version": self.version,
-            "project": {"id": self.project_id, "name": self.project_name},
-            "job_id": self.job_id,
-            "created_at": self.created_at.isoformat(),
-            "task": self.task,
-            "labels": list(self.labels),
-            "input": dict(self.input),
-            "output": dict(self.output),
-            "formats": dict(self.formats),
-            "files": dict(self.files),
-            "metrics": {
-                **self.validation,
-                # Per-class precision/recall/F1 and the confusion matrix of the primary format
-                # on the evaluation set (rows = true label, in `labels` order).
-                "per_class": [c.to_dict() for c in score.per_class] if score else [],
-                "confusion_matrix": score.confusion_matrix if score else [],
-            },
-            "evaluation": self.evaluation.to_dict() if self.evaluation is not None else None,
-            "release": self.release.to_dict() if self.release is not None else None,
-            "dataset": self.dataset.to_dict(),
-            "warnings": list(self.warnings),
-            "hyperparameters": dict(self.hyperparameters),
-            "library_versions": dict(self.library_versions),
-            **self.extra,
-        }
-        if self.embedded_note:
-            out["embedded_note"] = self.embedded_note
-        return out
-
-    def embedded(self, fmt: str, embedding: Sequence[str]) -> dict[str, Any]:
-        """The copy written into the ``fmt`` file; ``embedding`` names every format whose file
-        carries a copy (their SHA-256s depend on the copy, so none is listed)."""
-        copy = self.to_dict()
-        copy["files"] = {k: v for k, v in self.files.items() if k not in embedding}
-        copy["embedded_in"] = fmt
-        copy["embedded_note"] = EMBEDDED_SHA256_NOTE
-        return copy

@@ -17,18 +17,20 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from mobiletrain import cli
 from mobiletrain._proto.mobiletrain.v1 import common_pb2, models_pb2, models_pb2_grpc
-from mobiletrain.client import cli
 from mobiletrain.client.sdk import Client, ClientError
 from mobiletrain.config import Settings
 from mobiletrain.core.auth import Principal, Role, acting_as
-from mobiletrain.core.release import (
-    ClassScore,
+from mobiletrain.core.evaluation import ClassScore, EvalSetInfo, Evaluation, FormatScore
+from mobiletrain.core.manifest import (
     DataSnapshot,
-    EvalSetInfo,
-    Evaluation,
-    FormatScore,
+    FileInfo,
     ModelManifest,
+    ModelOutput,
+    ValidationMetrics,
+)
+from mobiletrain.core.release import (
     ReleaseAction,
     ReleasePolicy,
     ReleaseRecord,
@@ -89,10 +91,9 @@ def _store_version(server: RunningServer, project_id: str, accuracy: float) -> M
         created_at=datetime.now(UTC),
         labels=LABELS,
         input=project.input_spec.to_dict(),
-        output={"kind": "probabilities", "num_classes": 2},
-        formats={},
-        files={"float32": {"file": "model-float32.tflite", "sha256": sha, "size": 500}},
-        validation={"validation_accuracy": {"float32": accuracy}},
+        output=ModelOutput(num_classes=2),
+        files={"float32": FileInfo("model-float32.tflite", sha, 500)},
+        validation=ValidationMetrics({"float32": accuracy}),
         evaluation=evaluation,
         release=decision,
         dataset=DataSnapshot(80, {"cat": 40, "dog": 40}, "cd" * 32, {}),

@@ -8,20 +8,16 @@ from datetime import UTC, datetime
 import pytest
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.release import (
+from mobiletrain.core.evaluation import (
     ClassScore,
-    DataSnapshot,
     EvalCandidate,
     EvalSetInfo,
     Evaluation,
     FormatScore,
-    ModelManifest,
-    ReleaseMode,
-    ReleasePolicy,
     assign_eval_set,
-    chance_warning,
-    decide,
 )
+from mobiletrain.core.manifest import DataSnapshot, FileInfo, ModelManifest
+from mobiletrain.core.release import ReleaseMode, ReleasePolicy, chance_warning, decide
 
 
 def _samples(label: str, n: int, start: int = 0) -> list[EvalCandidate]:
@@ -118,14 +114,11 @@ def test_embedded_card_lists_no_sha256_that_depends_on_it() -> None:
         created_at=datetime.now(UTC),
         labels=["a", "b"],
         input={},
-        output={},
-        formats={},
         files={
-            "keras": {"sha256": "k"},
-            "float32": {"sha256": "f"},
-            "int8": {"sha256": "i"},
+            "keras": FileInfo("model-keras.keras", "k", 1),
+            "float32": FileInfo("model-float32.tflite", "f", 1),
+            "int8": FileInfo("model-int8.tflite", "i", 1),
         },
-        validation={},
         evaluation=_eval(0.9),
         release=None,
         dataset=DataSnapshot(10, {"a": 5, "b": 5}, "s", {}),

@@ -33,6 +33,8 @@ from mobiletrain._proto.mobiletrain.v1 import (
 )
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError, error_by_number
+from mobiletrain.core.federated import TaskReply, TaskStatus, UpdateReply
+from mobiletrain.core.manifest import VersionMetrics, manifest_of
 from mobiletrain.core.release import (
     ReleaseDecision,
     ReleaseMode,
@@ -65,7 +67,6 @@ from mobiletrain.core.types import (
     UploadSummary,
 )
 from mobiletrain.federated.config import FederatedConfig, StragglerPolicy, StrategyName
-from mobiletrain.federated.device import TaskReply, TaskStatus, UpdateReply
 from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
 from mobiletrain.federated.rounds import RoundPhase
 from mobiletrain.federated.validation import RejectReason
@@ -142,6 +143,8 @@ _SAMPLE_STATUSES: dict[SampleStatus, datasets_pb2.SampleStatus] = {
     SampleStatus.DUPLICATE: datasets_pb2.SAMPLE_STATUS_DUPLICATE,
     SampleStatus.REJECTED: datasets_pb2.SAMPLE_STATUS_REJECTED,
 }
+
+_FORMAT_NAMES = frozenset(f.value for f in ModelFormat)
 
 # Payload field of JobEvent for each kind.
 _EVENT_PAYLOADS: dict[EventKind, str] = {
@@ -606,69 +609,38 @@ def job_from_proto(msg: training_pb2.Job) -> Job:
     )
 
 
-def _format_accuracies(value: Any) -> list[common_pb2.FormatAccuracy]:
-    """Per-format accuracy from metrics JSON.
-
-    Accepts ``{"float16": 0.93}``, ``{"float16": {"accuracy": 0.93, ...}}`` or
-    ``[{"format": "float16", "accuracy": 0.93}, ...]``; unknown formats are skipped.
-    """
-    pairs: list[tuple[Any, Any]] = []
-    if isinstance(value, Mapping):
-        pairs = list(value.items())
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        pairs = [(v.get("format"), v) for v in value if isinstance(v, Mapping)]
-    out: list[common_pb2.FormatAccuracy] = []
-    for name, entry in pairs:
-        try:
-            fmt = ModelFormat(str(name))
-        except ValueError:
-            continue
-        acc = _float(entry, "accuracy") if isinstance(entry, Mapping) else _float({"a": entry}, "a")
-        out.append(common_pb2.FormatAccuracy(format=model_format_to_proto(fmt), accuracy=acc))
-    return out
-
-
-def _tflite_accuracy_of(data: Mapping[str, Any]) -> list[common_pb2.FormatAccuracy]:
-    for key in ("tflite_accuracy", "tflite"):
-        if key in data:
-            return _format_accuracies(data[key])
-    return []
+def _format_accuracies(accuracies: Mapping[str, float]) -> list[common_pb2.FormatAccuracy]:
+    """``{format: accuracy}`` (known formats, as core reads them) → ``FormatAccuracy`` list."""
+    return [
+        common_pb2.FormatAccuracy(
+            format=model_format_to_proto(ModelFormat(name)), accuracy=accuracy
+        )
+        for name, accuracy in accuracies.items()
+        if name in _FORMAT_NAMES
+    ]
 
 
 def _evaluation_to_proto(data: Mapping[str, Any]) -> training_pb2.Evaluation:
-    per_class_raw = data.get("per_class")
-    per_class = [
-        pc
-        for pc in (per_class_raw if isinstance(per_class_raw, list) else [])
-        if isinstance(pc, Mapping)
-    ]
-    labels_raw = data.get("labels")
-    labels = (
-        [str(v) for v in labels_raw]
-        if isinstance(labels_raw, list)
-        else [_str(pc, "label") for pc in per_class]
-    )
-    matrix_raw = data.get("confusion_matrix")
-    rows = matrix_raw if isinstance(matrix_raw, list) else []
+    """The EVALUATION event's metrics (read by core's one metrics reader) → ``Evaluation``."""
+    metrics = VersionMetrics.from_dict(data)
     return training_pb2.Evaluation(
-        accuracy=_float(data, "accuracy"),
-        labels=labels,
+        accuracy=metrics.accuracy or 0.0,
+        labels=metrics.labels,
         per_class=[
             training_pb2.ClassMetrics(
-                label=_str(pc, "label"),
-                precision=_float(pc, "precision"),
-                recall=_float(pc, "recall"),
-                f1=_float(pc, "f1"),
-                support=_int(pc, "support"),
+                label=pc.label,
+                precision=pc.precision,
+                recall=pc.recall,
+                f1=pc.f1,
+                support=_int({"s": pc.support}, "s"),
             )
-            for pc in per_class
+            for pc in metrics.per_class
         ],
         confusion_matrix=[
             training_pb2.ConfusionRow(counts=[_int({"c": c}, "c") for c in row])
-            for row in rows
-            if isinstance(row, list)
+            for row in metrics.confusion_matrix
         ],
-        tflite_accuracy=_tflite_accuracy_of(data),
+        tflite_accuracy=_format_accuracies(metrics.summary().tflite_accuracy),
         metrics_json=_json(dict(data)),
     )
 
@@ -726,9 +698,7 @@ def job_event_to_proto(event: JobEvent) -> training_pb2.JobEvent:
             )
         )
     else:
-        msg.log.CopyFrom(
-            training_pb2.Log(message=_str(data, "message"), level=_str(data, "level"))
-        )
+        msg.log.CopyFrom(training_pb2.Log(message=_str(data, "message"), level=_str(data, "level")))
     return msg
 
 
@@ -747,6 +717,11 @@ def job_phase_from_proto(number: int) -> str:
     return ""
 
 
+def _event_accuracies(value: Any) -> list[common_pb2.FormatAccuracy]:
+    """A RELEASE event's ``{format: accuracy}`` → ``FormatAccuracy`` list (odd values skipped)."""
+    return _format_accuracies(VersionMetrics.from_dict({"tflite": value}).tflite)
+
+
 def _release_outcome_to_proto(data: Mapping[str, Any]) -> training_pb2.ReleaseOutcome:
     try:
         status = _VERSION_STATUSES[VersionStatus(_str(data, "status"))]
@@ -756,8 +731,8 @@ def _release_outcome_to_proto(data: Mapping[str, Any]) -> training_pb2.ReleaseOu
         version=_int(data, "version"),
         status=status,
         warnings=[str(w) for w in data.get("warnings") or []],
-        eval_accuracy=_format_accuracies(data.get("formats") or {}),
-        current_eval_accuracy=_format_accuracies(data.get("current_formats") or {}),
+        eval_accuracy=_event_accuracies(data.get("formats")),
+        current_eval_accuracy=_event_accuracies(data.get("current_formats")),
         eval_set_size=_int(data.get("eval_set") or {}, "num_samples"),
     )
     if "promoted" in data:
@@ -838,9 +813,12 @@ def artifact_from_proto(msg: common_pb2.Artifact) -> Artifact:
 
 
 def metrics_summary_to_proto(metrics: Mapping[str, Any]) -> models_pb2.MetricsSummary:
-    """A version's metrics JSON → ``MetricsSummary`` (accuracy and per-format accuracy)."""
+    """A version's metrics JSON → ``MetricsSummary`` (accuracy and per-format accuracy, read
+    by core's one metrics reader, as REST reads them; unset accuracy = 0)."""
+    summary = VersionMetrics.from_dict(metrics).summary()
     return models_pb2.MetricsSummary(
-        accuracy=_float(metrics, "accuracy"), tflite_accuracy=_tflite_accuracy_of(metrics)
+        accuracy=summary.accuracy or 0.0,
+        tflite_accuracy=_format_accuracies(summary.tflite_accuracy),
     )
 
 
@@ -1022,20 +1000,17 @@ def manifest_json(model: ModelVersion) -> str:
 def manifest_to_proto(model: ModelVersion, project: Project) -> models_pb2.Manifest:
     """A version's manifest → ``Manifest``; labels and input spec come from the manifest,
     falling back to the project's for manifests that lack them."""
-    manifest = model.manifest
-    labels_raw = manifest.get("labels")
-    labels = [str(v) for v in labels_raw] if isinstance(labels_raw, list) else project.labels
-    spec_raw = manifest.get("input_spec")
+    manifest = manifest_of(model)
     spec = project.input_spec
-    if isinstance(spec_raw, Mapping):
+    if manifest.input:
         try:
-            spec = InputSpec.from_dict(dict(spec_raw))
+            spec = InputSpec.from_dict(manifest.input)
         except (KeyError, ValueError, TypeError):
             spec = project.input_spec
     return models_pb2.Manifest(
         project_id=model.project_id,
         version=model.version,
-        labels=labels,
+        labels=manifest.labels_or(project.labels),
         input_spec=input_spec_to_proto(spec),
         artifacts=_artifacts_to_proto(model),
         manifest_json=manifest_json(model),

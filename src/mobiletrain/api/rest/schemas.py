@@ -8,7 +8,6 @@ JSON types are strict (``strict=True``): ``true`` is not a number and ``1`` is n
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.manifest import VersionMetrics
 from mobiletrain.core.release import ReleasePolicy, ReleaseRecord, Rollout, VersionStatus
 from mobiletrain.core.services import Prediction
 from mobiletrain.core.types import (
@@ -753,29 +753,11 @@ def event_to_public(event: JobEvent) -> JobEventPublic:
     )
 
 
-def _accuracy(value: Any) -> float | None:
-    if isinstance(value, dict):
-        value = value.get("accuracy")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def metrics_summary(metrics: dict[str, Any]) -> MetricsSummaryPublic:
-    """Summarise a version's metrics dict.
-
-    Reads ``accuracy`` and per-format accuracies from ``tflite`` (``{format: {accuracy: ...}}``
-    or ``{format: accuracy}``); missing values are left out.
-    """
-    accuracy = _accuracy(metrics.get("accuracy"))
-    per_format: dict[str, float] = {}
-    tflite = metrics.get("tflite")
-    if isinstance(tflite, dict):
-        for name, value in tflite.items():
-            acc = _accuracy(value)
-            if acc is not None and name in _FORMATS:
-                per_format[name] = acc
-    return MetricsSummaryPublic(accuracy=accuracy, tflite_accuracy=per_format)
+    """Summarise a version's metrics dict (read by core's one metrics reader, as gRPC reads
+    them): ``accuracy`` and each known format's accuracy; missing values are left out."""
+    summary = VersionMetrics.from_dict(metrics).summary()
+    return MetricsSummaryPublic(accuracy=summary.accuracy, tflite_accuracy=summary.tflite_accuracy)
 
 
 def model_version_to_public(model: ModelVersion, current_version: int | None) -> ModelVersionPublic:
