@@ -33,7 +33,6 @@ from mobiletrain._proto.mobiletrain.v1 import (
 )
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError, error_by_number
-from mobiletrain.core.federated import TaskReply, TaskStatus, UpdateReply
 from mobiletrain.core.manifest import VersionMetrics, manifest_of
 from mobiletrain.core.release import (
     ReleaseDecision,
@@ -67,6 +66,7 @@ from mobiletrain.core.types import (
     UploadSummary,
 )
 from mobiletrain.federated.config import FederatedConfig, StragglerPolicy, StrategyName
+from mobiletrain.federated.device import TaskReply, TaskStatus, UpdateReply
 from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
 from mobiletrain.federated.rounds import RoundPhase
 from mobiletrain.federated.validation import RejectReason
