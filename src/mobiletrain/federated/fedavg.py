@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mobiletrain.federated.config import StrategyName
-from mobiletrain.federated.strategy import Aggregator, Strategy, Weights
+from mobiletrain.federated.strategy import Aggregator, Strategy, Weights, register_strategy
 
 
 class RunningMean(Aggregator):
@@ -39,6 +39,7 @@ class RunningMean(Aggregator):
         return self.max_weight / self.total_weight if self.total_weight else 1.0
 
 
+@register_strategy
 class FedAvg(Strategy):
     """Sample-weighted mean with a cap on the claimed count."""
 

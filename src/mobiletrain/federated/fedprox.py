@@ -8,8 +8,10 @@ from typing import Any
 
 from mobiletrain.federated.config import StrategyName
 from mobiletrain.federated.fedavg import FedAvg
+from mobiletrain.federated.strategy import register_strategy
 
 
+@register_strategy
 class FedProx(FedAvg):
     """FedAvg aggregation plus ``mu`` for the devices."""
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from mobiletrain.federated.config import StrategyName
-from mobiletrain.federated.strategy import Aggregator, BufferingAggregator, Strategy, Weights
+from mobiletrain.federated.strategy import (
+    Aggregator,
+    BufferingAggregator,
+    Strategy,
+    Weights,
+    register_strategy,
+)
 
 
 class MedianAggregator(BufferingAggregator):
@@ -19,6 +25,7 @@ class MedianAggregator(BufferingAggregator):
         ]
 
 
+@register_strategy
 class Median(Strategy):
     """Coordinate-wise median; sample counts are not used."""
 

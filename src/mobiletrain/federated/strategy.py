@@ -8,11 +8,13 @@ as it arrives and asks for the combined delta when the round closes.
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.federated.config import FederatedConfig, StrategyName
 
 Weights = list[np.ndarray]
@@ -99,20 +101,40 @@ def cap_weight_shares(weights: Sequence[float], max_share: float) -> list[float]
     return [float(min(w, threshold)) for w in weights]
 
 
+_REGISTRY: dict[StrategyName, type[Strategy]] = {}
+"""Strategy classes by name; each implementation module registers its class on import."""
+
+_BUILTIN_MODULES: dict[StrategyName, str] = {
+    StrategyName.FEDAVG: "mobiletrain.federated.fedavg",
+    StrategyName.FEDPROX: "mobiletrain.federated.fedprox",
+    StrategyName.MEDIAN: "mobiletrain.federated.median",
+    StrategyName.TRIMMED_MEAN: "mobiletrain.federated.trimmed_mean",
+}
+"""Where the built-in strategies live: imported on first use, so this interface module does
+not import its own implementations (they import it)."""
+
+StrategyT = TypeVar("StrategyT", bound=Strategy)
+
+
+def register_strategy(cls: type[StrategyT]) -> type[StrategyT]:
+    """Class decorator: make ``cls`` the strategy for ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
 def make_strategy(config: FederatedConfig) -> Strategy:
     """The strategy named by ``config.strategy``."""
-    from mobiletrain.federated.fedavg import FedAvg
-    from mobiletrain.federated.fedprox import FedProx
-    from mobiletrain.federated.median import Median
-    from mobiletrain.federated.trimmed_mean import TrimmedMean
-
-    classes: dict[StrategyName, type[Strategy]] = {
-        StrategyName.FEDAVG: FedAvg,
-        StrategyName.FEDPROX: FedProx,
-        StrategyName.MEDIAN: Median,
-        StrategyName.TRIMMED_MEAN: TrimmedMean,
-    }
-    return classes[config.strategy](config)
+    cls = _REGISTRY.get(config.strategy)
+    if cls is None:
+        module = _BUILTIN_MODULES.get(config.strategy)
+        if module is not None:
+            importlib.import_module(module)  # registers the class
+        cls = _REGISTRY.get(config.strategy)
+    if cls is None:
+        raise MobiletrainError(
+            ErrorCode.INVALID_ARGUMENT, f"unknown federated strategy {config.strategy!r}"
+        )
+    return cls(config)
 
 
 class BufferingAggregator(Aggregator):

@@ -8,7 +8,13 @@ import math
 import numpy as np
 
 from mobiletrain.federated.config import StrategyName
-from mobiletrain.federated.strategy import Aggregator, BufferingAggregator, Strategy, Weights
+from mobiletrain.federated.strategy import (
+    Aggregator,
+    BufferingAggregator,
+    Strategy,
+    Weights,
+    register_strategy,
+)
 
 
 class TrimmedMeanAggregator(BufferingAggregator):
@@ -36,6 +42,7 @@ class TrimmedMeanAggregator(BufferingAggregator):
         return 1.0 / max(len(self.deltas) - 2 * self.trimmed(), 1)
 
 
+@register_strategy
 class TrimmedMean(Strategy):
     """Coordinate-wise trimmed mean; sample counts are not used."""
 
