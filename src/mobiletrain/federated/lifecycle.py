@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.manifest import ModelManifest, ModelOutput, manifest_of
 from mobiletrain.core.types import EventKind, JobState, ModelFormat, Project
 from mobiletrain.core.wakeup import WakingCondition
 from mobiletrain.federated.config import FederatedConfig
@@ -34,8 +35,6 @@ from mobiletrain.federated.state import Context, LiveSession, LiveSessions, now
 from mobiletrain.federated.strategy import make_strategy
 
 log = logging.getLogger("mobiletrain.federated")
-
-MANIFEST_SCHEMA_VERSION = 1
 
 
 class Lifecycle:
@@ -59,7 +58,7 @@ class Lifecycle:
                 raise MobiletrainError(
                     ErrorCode.FORMAT_NOT_FOUND, "the base version has no keras file"
                 )
-            labels = list(model.manifest.get("labels") or project.labels)
+            labels = manifest_of(model).labels_or(project.labels)
         else:
             labels = list(project.labels)
         if len(labels) < 2:
@@ -101,13 +100,14 @@ class Lifecycle:
                 "hidden": list(config.hidden),
                 "batch_size": config.batch_size,
             }
-            manifest = {
-                "schema_version": MANIFEST_SCHEMA_VERSION,
-                "task": project.task.value,
-                "labels": list(session.labels),
-                "input": spec.to_dict(),
-                "output": {"kind": "probabilities", "num_classes": len(session.labels)},
-            }
+            # The card's session-wide part (no ids or times: the export is cached by it);
+            # every published version completes it (publishing.Publisher.publish).
+            manifest = ModelManifest(
+                labels=list(session.labels),
+                input=spec.to_dict(),
+                output=ModelOutput(num_classes=len(session.labels)),
+                task=project.task.value,
+            ).to_dict()
             prepared = ctx.toolkit.prepare(spec, head, manifest, base_model, config.seed)
             files = {}
             for fmt, data in prepared.files.items():

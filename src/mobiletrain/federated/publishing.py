@@ -11,6 +11,13 @@ import logging
 from typing import Any
 
 from mobiletrain.core.errors import MobiletrainError
+from mobiletrain.core.manifest import (
+    FileInfo,
+    FormatInfo,
+    ModelManifest,
+    TensorInfo,
+    ValidationMetrics,
+)
 from mobiletrain.core.types import Artifact, ModelFormat, ModelVersion
 from mobiletrain.federated.head import HeadSpec
 from mobiletrain.federated.records import FederatedSession
@@ -94,21 +101,29 @@ class Publisher:
         for fmt, data in fresh.items():
             artifacts[fmt] = Artifact(fmt, ctx.blobs.put(data), len(data))
         ctx.blobs.sync()
-        files = {
-            fmt.value: {
-                "file": fmt.file_name,
-                "sha256": a.sha256,
-                "size": a.size,
-            }
-            for fmt, a in artifacts.items()
-        }
         project = ctx.store.get_project(session.project_id)
         assert project is not None
-        manifest = {
-            **bundle.get("manifest", {}),
-            "formats": {fmt.value: {"file": files[fmt.value]["file"]} for fmt in artifacts},
+        manifest = ModelManifest.from_dict(bundle.get("manifest", {}))
+        manifest.project_id, manifest.project_name = project.id, project.name
+        manifest.job_id, manifest.created_at = session.job_id, now()
+        manifest.files = {
+            fmt.value: FileInfo.for_format(fmt, a.sha256, a.size) for fmt, a in artifacts.items()
+        }
+        manifest.formats = {fmt.value: FormatInfo.for_format(fmt) for fmt in artifacts}
+        classifier = bundle.get("ondevice", {}).get("classifier")
+        if classifier and ModelFormat.FLOAT32 in artifacts:
+            # The same tensor description as a trained version's float32 file.
+            manifest.formats[ModelFormat.FLOAT32.value] = FormatInfo.for_format(
+                ModelFormat.FLOAT32,
+                TensorInfo(classifier["inputs"][0]["dtype"], classifier["inputs"][0]["shape"]),
+                TensorInfo(classifier["outputs"][0]["dtype"], classifier["outputs"][0]["shape"]),
+            )
+        manifest.validation = ValidationMetrics(
+            extra={"held_out_accuracy": metrics.get("accuracy")}
+        )
+        manifest.extra = {
+            **manifest.extra,
             "ondevice": bundle.get("ondevice", {}),
-            "files": files,
             "federated": {
                 "session_id": session.id,
                 "round": rnd.number,
@@ -118,22 +133,7 @@ class Publisher:
                 "noise_std": result.get("noise_std", 0.0),
                 "clip_norm": session.config.clip_norm,
             },
-            "metrics": {"held_out_accuracy": metrics.get("accuracy")},
-            "job_id": session.job_id,
-            "project": {"id": project.id, "name": project.name},
         }
-        classifier = bundle.get("ondevice", {}).get("classifier")
-        if classifier and ModelFormat.FLOAT32 in artifacts:
-            # The same tensor description as a trained version's float32 file.
-            for key, tensors in (
-                ("input", classifier["inputs"]),
-                ("output", classifier["outputs"]),
-            ):
-                manifest["formats"][ModelFormat.FLOAT32.value][key] = {
-                    "dtype": tensors[0]["dtype"],
-                    "shape": tensors[0]["shape"],
-                    "quantization": None,
-                }
         version_metrics: dict[str, Any] = {
             **metrics,
             "labels": list(session.labels),
@@ -150,7 +150,7 @@ class Publisher:
                 job_id=session.job_id,
                 created_at=now(),
                 metrics=version_metrics,
-                manifest=manifest,
+                manifest=manifest.to_dict(),
                 artifacts=artifacts,
             )
         )

@@ -19,6 +19,7 @@ import pytest
 from mobiletrain.core.auth import Principal, Role, acting_as
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.events import EventHub
+from mobiletrain.core.manifest import SCHEMA_VERSION, manifest_of
 from mobiletrain.core.services import ProjectService
 from mobiletrain.core.types import ColorMode, EventKind, InputSpec, JobState, ModelFormat
 from mobiletrain.core.validation import Limits
@@ -237,6 +238,13 @@ def test_rounds_aggregate_publish_and_finish(world: World) -> None:
     assert [v.version for v in versions] == [2, 1]
     latest = versions[0]
     assert latest.manifest["federated"]["round"] == 2
+    card = manifest_of(latest)  # the typed card reads what publishing wrote
+    assert card.schema_version == SCHEMA_VERSION and card.labels == ["a", "b", "c"]
+    assert card.job_id == session.job_id and card.project_name == "digits"
+    assert card.files[ModelFormat.FLOAT32.value].file == ModelFormat.FLOAT32.file_name
+    assert (
+        card.files[ModelFormat.FLOAT32.value].sha256 == latest.artifacts[ModelFormat.FLOAT32].sha256
+    )
     assert set(latest.artifacts) >= {
         ModelFormat.FLOAT32,
         ModelFormat.TRAIN_STEP,
