@@ -114,7 +114,7 @@ def mobiletrain_cmd(data_dir: Path, grpc_port: int, http_port: int) -> list[str]
     return [
         sys.executable,
         "-c",
-        "from mobiletrain.client.cli import app; app()",
+        "from mobiletrain.cli import app; app()",
         "serve",
         "--data-dir",
         str(data_dir),

@@ -314,7 +314,7 @@ def test_compact_dispatches_by_store_and_one_run_at_a_time(tmp_path: Path) -> No
 def test_mobiletrain_compact_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mobiletrain.client.cli import app
+    from mobiletrain.cli import app
 
     data_dir = tmp_path / "data"
     meta = SqlMetadataStore(f"sqlite:///{data_dir / 'mobiletrain.db'}")

@@ -50,7 +50,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2,
     training_pb2_grpc,
 )
-from mobiletrain.client.demo import digits_split, png_bytes
+from mobiletrain.cli.demo import digits_split, png_bytes
 from mobiletrain.client.sdk import Client, LocalSample
 from mobiletrain.config import Settings
 from mobiletrain.core.auth import OPERATIONS

@@ -27,11 +27,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mobiletrain.client.demo import digits_split, write_digits_folder
-from mobiletrain.client.pairing import PairingInfo, is_loopback
+from mobiletrain.cli.demo import digits_split, write_digits_folder
+from mobiletrain.cli.pairing import PairingInfo, is_loopback
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "mobiletrain.client.cli"]
+CLI = [sys.executable, "-m", "mobiletrain.cli"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200"}
 for _name in ("MOBILETRAIN_TOKEN", "MOBILETRAIN_SERVER", "MOBILETRAIN_TLS_CA", "MOBILETRAIN_DEBUG"):
     ENV.pop(_name, None)
@@ -295,7 +295,7 @@ def test_doctor_says_what_to_fix_without_importing_tensorflow(tmp_path: Path) ->
         free = _free_port()
         script = (
             "import sys\n"
-            "from mobiletrain.client.cli import app\n"
+            "from mobiletrain.cli import app\n"
             f"sys.argv = ['mobiletrain', 'doctor', '--grpc-port', '{taken}', "
             f"'--http-port', '{free}', '--data-dir', 'data']\n"
             "try:\n"

@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 import pytest
 
-from mobiletrain.client.demo import digits_split, png_bytes, write_digits_folder
+from mobiletrain.cli.demo import digits_split, png_bytes, write_digits_folder
 from mobiletrain.client.sdk import Client, LocalSample
 from mobiletrain.config import Settings
 from mobiletrain.core.types import Artifact, ModelFormat, ModelVersion
@@ -137,7 +137,7 @@ def _serve(data_dir: Path, grpc_port: int, http_port: int) -> subprocess.Popen[b
         [
             sys.executable,
             "-m",
-            "mobiletrain.client.cli",
+            "mobiletrain.cli",
             "serve",
             "--data-dir",
             str(data_dir),

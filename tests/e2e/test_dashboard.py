@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from mobiletrain.api.rest.web import DIST_DIR
-from mobiletrain.client.demo import digits_split, png_bytes, write_digits_folder
+from mobiletrain.cli.demo import digits_split, png_bytes, write_digits_folder
 from mobiletrain.config import Settings
 from mobiletrain.server import RunningServer, start_server
 

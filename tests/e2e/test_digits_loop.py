@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from mobiletrain.client.demo import digits_split, litert_accuracy, png_bytes
+from mobiletrain.cli.demo import digits_split, litert_accuracy, png_bytes
 from mobiletrain.client.sdk import Client, LocalSample
 from mobiletrain.config import Settings
 from mobiletrain.server import RunningServer, start_server
@@ -253,8 +253,8 @@ def test_predict_over_both_transports(loop: Loop, tmp_path: Path) -> None:
 def test_cli_against_the_running_server(loop: Loop, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mobiletrain.client.cli import app
-    from mobiletrain.client.demo import write_digits_folder
+    from mobiletrain.cli import app
+    from mobiletrain.cli.demo import write_digits_folder
 
     runner = CliRunner()
     admin = (loop.server.container.settings.data_dir / "admin-token").read_text().strip()

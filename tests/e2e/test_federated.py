@@ -294,7 +294,7 @@ def test_server_restart_mid_round_resumes_the_round(env: Env) -> None:
 def test_simulate_devices_command(env: Env) -> None:
     from typer.testing import CliRunner
 
-    from mobiletrain.client.cli import app
+    from mobiletrain.cli import app
 
     result = CliRunner().invoke(
         app,

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from mobiletrain.client.demo import digits_split, png_bytes
+from mobiletrain.cli.demo import digits_split, png_bytes
 from mobiletrain.client.sdk import Client, LocalSample
 from mobiletrain.config import Settings
 from mobiletrain.server import RunningServer, start_server

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mobiletrain.client.demo import digits_split, png_bytes
+from mobiletrain.cli.demo import digits_split, png_bytes
 from mobiletrain.client.sdk import Client, LocalSample
 
 POSTGRES_URL = os.environ.get("MOBILETRAIN_TEST_POSTGRES_URL", "")
@@ -73,7 +73,7 @@ class Replica:
             [
                 sys.executable,
                 "-m",
-                "mobiletrain.client.cli",
+                "mobiletrain.cli",
                 "serve",
                 "--data-dir",
                 str(data_dir),

@@ -35,6 +35,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2,
     training_pb2_grpc,
 )
+from mobiletrain.proto_enums import cli_name, cli_names
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -43,29 +44,14 @@ _BATCH_BYTES = 2 * 1024 * 1024
 _INLINE_LIMIT = 1024 * 1024
 _CHUNK = 256 * 1024
 
-FORMATS = {
-    "keras": common_pb2.MODEL_FORMAT_KERAS,
-    "float32": common_pb2.MODEL_FORMAT_FLOAT32,
-    "float16": common_pb2.MODEL_FORMAT_FLOAT16,
-    "dynamic-int8": common_pb2.MODEL_FORMAT_DYNAMIC_INT8,
-    "int8": common_pb2.MODEL_FORMAT_INT8,
-    "feature-extractor": common_pb2.MODEL_FORMAT_FEATURE_EXTRACTOR,
-    "train-step": common_pb2.MODEL_FORMAT_TRAIN_STEP,
-    "head-inference": common_pb2.MODEL_FORMAT_HEAD_INFERENCE,
-    "head-signatures": common_pb2.MODEL_FORMAT_HEAD_SIGNATURES,
-    "head-weights": common_pb2.MODEL_FORMAT_HEAD_WEIGHTS,
-}
-COLOR_MODES = {"rgb": common_pb2.COLOR_MODE_RGB, "grayscale": common_pb2.COLOR_MODE_GRAYSCALE}
-NORMALIZATIONS = {
-    "zero-one": common_pb2.NORMALIZATION_ZERO_ONE,
-    "minus-one-one": common_pb2.NORMALIZATION_MINUS_ONE_ONE,
-    "raw": common_pb2.NORMALIZATION_RAW,
-}
-ARCHITECTURES = {
-    "small-cnn": training_pb2.ARCHITECTURE_SMALL_CNN,
-    "mobilenet-v3-small": training_pb2.ARCHITECTURE_MOBILENET_V3_SMALL,
-    "mobilenet-v2": training_pb2.ARCHITECTURE_MOBILENET_V2,
-}
+# Names as the CLI and REST spell them, derived from the proto naming rule (proto_enums.py).
+FORMATS = cli_names(common_pb2.ModelFormat)
+COLOR_MODES = cli_names(common_pb2.ColorMode)
+NORMALIZATIONS = cli_names(common_pb2.Normalization)
+ARCHITECTURES = cli_names(training_pb2.Architecture)
+TASKS = cli_names(common_pb2.TaskType)
+_TOKEN_KINDS = cli_names(tokens_pb2.TokenKind)
+_RELEASE_MODES = cli_names(models_pb2.ReleaseMode)
 TERMINAL_STATES = {
     training_pb2.JOB_STATE_SUCCEEDED,
     training_pb2.JOB_STATE_FAILED,
@@ -194,12 +180,26 @@ def prepare_image(data: bytes, width: int, height: int, grayscale: bool) -> byte
     return buf.getvalue()
 
 
-def scan_directory(root: Path) -> list[tuple[str, str, Path]]:
-    """(client_id, label, path) for DIR/<label>/<file>, like Keras image_dataset_from_directory."""
+def task_suffixes(task: str) -> frozenset[str]:
+    """The file suffixes (lower case, with the dot) of a task's samples in DIR/<label>/.
+
+    ``task`` is the task's name (``image-classification``, as :data:`TASKS` spells it).
+    """
+    # One call to switch once the task registry names each task's sample files.
+    return frozenset(IMAGE_SUFFIXES)
+
+
+def scan_directory(
+    root: Path, suffixes: frozenset[str] | set[str] = frozenset(IMAGE_SUFFIXES)
+) -> list[tuple[str, str, Path]]:
+    """(client_id, label, path) for DIR/<label>/<file>, like Keras image_dataset_from_directory.
+
+    Only files whose suffix is in ``suffixes`` count (default: images; see :func:`task_suffixes`).
+    """
     found = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for path in sorted(label_dir.rglob("*")):
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.is_file() and path.suffix.lower() in suffixes:
                 rel = path.relative_to(root).as_posix()
                 found.append((rel, label_dir.name, path))
     return found
@@ -275,7 +275,7 @@ class Client:
         task: str = "image-classification",
     ) -> Any:
         """Create a project (empty labels = open label set)."""
-        if task != "image-classification":
+        if task not in TASKS:
             raise ClientError(14, "INVALID_ARGUMENT", f"unsupported task {task!r}")
         spec = common_pb2.InputSpec(
             width=width,
@@ -285,7 +285,7 @@ class Client:
         )
         request = projects_pb2.CreateProjectRequest(
             name=name,
-            task=common_pb2.TASK_TYPE_IMAGE_CLASSIFICATION,
+            task=TASKS[task],
             labels=list(labels),
             input_spec=spec,
         )
@@ -294,6 +294,11 @@ class Client:
     def get_project(self, project: str) -> Any:
         """A project by id or name."""
         return self._call(self.projects.GetProject, projects_pb2.GetProjectRequest(project=project))
+
+    def project_task(self, project: str) -> str:
+        """The project's task by name (``image-classification``; unset means images)."""
+        number = self.get_project(project).task
+        return cli_name(common_pb2.TaskType, number) if number else "image-classification"
 
     def list_projects(self) -> list[Any]:
         """Every project (all pages)."""
@@ -417,7 +422,10 @@ class Client:
         info = self.get_project(project)
         spec = info.input_spec
         grayscale = spec.color_mode == common_pb2.COLOR_MODE_GRAYSCALE
-        files = scan_directory(root)
+        task = cli_name(common_pb2.TaskType, info.task) if info.task else "image-classification"
+        files = scan_directory(root, task_suffixes(task))
+        # Images are resized like the phone app does; other samples go as they are.
+        resize = task == "image-classification"
         report = UploadReport(rejections=[])
         for attempt in range(retries + 1):
             try:
@@ -428,7 +436,8 @@ class Client:
                     on_total(len(todo))
                 if not todo:
                     return report
-                part = self.upload(info.id, self._prepared(todo, spec, grayscale), on_sent=on_sent)
+                samples = self._prepared(todo, spec, grayscale, resize)
+                part = self.upload(info.id, samples, on_sent=on_sent)
             except ClientError as err:
                 # A dropped connection or a restarting server: ask what arrived, send the rest.
                 if err.status != "UNAVAILABLE" or attempt == retries:
@@ -444,10 +453,13 @@ class Client:
 
     @staticmethod
     def _prepared(
-        todo: list[tuple[str, str, Path]], spec: Any, grayscale: bool
+        todo: list[tuple[str, str, Path]], spec: Any, grayscale: bool, resize: bool = True
     ) -> Iterator[LocalSample]:
         for client_id, label, path in todo:
             raw = path.read_bytes()
+            if not resize:
+                yield LocalSample(client_id, label, raw)
+                continue
             try:
                 data = prepare_image(raw, spec.width, spec.height, grayscale)
             except Exception:
@@ -625,7 +637,7 @@ class Client:
     def set_release_policy(self, project: str, **fields: Any) -> Any:
         """Replace the release policy: ``mode`` ("auto"/"manual"), ``margin``,
         ``min_accuracy``, ``min_per_class_recall``, ``max_int8_drop`` (None = unset)."""
-        modes = {"auto": models_pb2.RELEASE_MODE_AUTO, "manual": models_pb2.RELEASE_MODE_MANUAL}
+        modes = _RELEASE_MODES
         mode = fields.pop("mode", None) or "auto"
         if mode not in modes:
             raise ClientError(56, "INVALID_ARGUMENT", f"mode must be auto or manual, got {mode!r}")
@@ -649,7 +661,7 @@ class Client:
         self, kind: str, project: str = "", name: str = "", ttl_days: int = 0
     ) -> tuple[Any, str]:
         """Create an admin or device token; returns (record, secret)."""
-        kinds = {"admin": tokens_pb2.TOKEN_KIND_ADMIN, "device": tokens_pb2.TOKEN_KIND_DEVICE}
+        kinds = _TOKEN_KINDS
         if kind not in kinds:
             raise ClientError(2, "INVALID_ARGUMENT", f"kind must be admin or device, not {kind!r}")
         resp = self._call(

@@ -231,8 +231,8 @@ def test_revoked_and_expired_tokens_stop_working(env: Env, monkeypatch: pytest.M
 
 
 def test_cli_tokens_commands(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mobiletrain.client import cli
-    from mobiletrain.client.cli import app
+    from mobiletrain import cli
+    from mobiletrain.cli import app
 
     monkeypatch.setattr(cli.console, "width", 200)  # tables must not wrap the ids
 

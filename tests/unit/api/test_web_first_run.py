@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mobiletrain.client.cli import QUICK_START
+from mobiletrain.cli import QUICK_START
 
 PROJECTS_PAGE = Path(__file__).resolve().parents[3] / "web" / "src" / "pages" / "projects.tsx"
 

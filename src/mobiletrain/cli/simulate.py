@@ -1,8 +1,8 @@
 """``mobiletrain simulate-devices``: simulated phones taking part in a federated session.
 
-Registered on the CLI by ``client/cli.py``. Every device runs the session's .tflite files in
-LiteRT on its own share of scikit-learn's digits (non-IID: mostly two classes per device);
-this process never imports TensorFlow.
+Registered on the CLI by :mod:`mobiletrain.cli.main`. Every device runs the session's .tflite
+files in LiteRT on its own share of scikit-learn's digits (non-IID: mostly two classes per
+device); this process never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import typer
 from PIL import Image
-from rich.console import Console
 from rich.table import Table
 
+from mobiletrain.cli.common import console, options
 from mobiletrain.client.federated import GrpcFederatedClient, RestFederatedClient
 from mobiletrain.client.sdk import Client, ClientError, LocalSample
 
 if TYPE_CHECKING:
     from mobiletrain.client.simulator import SimulatedDevice
-
-console = Console()
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -78,7 +76,6 @@ def simulate_devices(
 ) -> None:
     """Simulate phones taking part in the project's federated session (LiteRT, no TF)."""
     # LiteRT and the simulator load only when the command runs (a fast CLI start).
-    from mobiletrain.client.cli import _state
     from mobiletrain.client.simulator import (
         Behaviour,
         FileCache,
@@ -89,7 +86,7 @@ def simulate_devices(
         run_devices,
     )
 
-    server, token = _state["server"], _state["token"] or None
+    server, token = options.server, options.token or None
     pixels, labels = digits()
     train, test = held_out_split(labels, held_out, seed)
     if setup:
@@ -168,9 +165,6 @@ def simulate_devices(
         _print_rounds(admin, session_id, time.monotonic() - began)
         if personalize_epochs:
             _personalize(admin, session_id, phones, personalize_epochs)
-    except ClientError as err:
-        console.print(f"[red]error {err.code}[/red] ({err.status}): {err.message}")
-        raise typer.Exit(code=1) from None
     finally:
         admin.close()
 

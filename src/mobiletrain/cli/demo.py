@@ -10,14 +10,29 @@ from __future__ import annotations
 import io
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from mobiletrain.cli.common import console
+from mobiletrain.cli.jobs import watch_with_progress
 from mobiletrain.client.sdk import Client
+
+
+def demo(
+    epochs: Annotated[int, typer.Option(help="Training epochs")] = 15,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Keep the demo's data here (default: temporary)")
+    ] = None,
+) -> None:
+    """Run the whole loop on scikit-learn's digits against an embedded server."""
+    result = run_demo(console, epochs=epochs, data_dir=data_dir)
+    if result["float32"] < 0.9:
+        raise typer.Exit(code=1)
 
 
 def digits_split(
@@ -68,7 +83,6 @@ def litert_accuracy(
 
 def run_demo(console: Console, epochs: int = 15, data_dir: Path | None = None) -> dict[str, float]:
     """Run the loop; returns the held-out LiteRT accuracy per format."""
-    from mobiletrain.client.cli import watch_with_progress
     from mobiletrain.config import Settings
     from mobiletrain.server import start_server
 

@@ -1,0 +1,161 @@
+"""``mobiletrain projects``, ``tokens`` and ``upload``: the project's set-up and its data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mobiletrain._proto.mobiletrain.v1 import tokens_pb2
+from mobiletrain.cli.common import CommandGroup, ProjectOpt, choice, console, options, usage
+from mobiletrain.client.sdk import COLOR_MODES, NORMALIZATIONS, scan_directory, task_suffixes
+
+projects_app = CommandGroup(help="Create, list and delete projects.")
+tokens_app = CommandGroup(help="Create, list and revoke admin and device tokens.")
+
+
+@projects_app.command("create")
+def projects_create(
+    name: str,
+    task: Annotated[str, typer.Option(help="Task type")] = "image-classification",
+    labels: Annotated[str, typer.Option(help="Comma-separated fixed label set")] = "",
+    width: Annotated[int, typer.Option(help="Model input width")] = 96,
+    height: Annotated[int, typer.Option(help="Model input height")] = 96,
+    color_mode: Annotated[str, typer.Option(help="rgb or grayscale")] = "rgb",
+    normalization: Annotated[str, typer.Option(help="zero-one, minus-one-one or raw")] = "zero-one",
+) -> None:
+    """Create a project."""
+    choice("--color-mode", color_mode, COLOR_MODES)
+    choice("--normalization", normalization, NORMALIZATIONS)
+    label_list = [x.strip() for x in labels.split(",") if x.strip()]
+    with options.client() as c:
+        p = c.create_project(name, label_list, width, height, color_mode, normalization, task)
+    console.print(f"created project [bold]{p.name}[/bold] ({p.id})")
+
+
+@projects_app.command("list")
+def projects_list() -> None:
+    """List projects."""
+    with options.client() as c:
+        projects = c.list_projects()
+    table = Table("name", "id", "labels", "input")
+    for p in projects:
+        s = p.input_spec
+        table.add_row(p.name, p.id, ", ".join(p.labels) or "(open)", f"{s.width}x{s.height}")
+    console.print(table)
+
+
+@projects_app.command("delete")
+def projects_delete(
+    name: Annotated[str, typer.Argument(help="Project name or id")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Delete a project: samples, jobs, models, tokens. Its bytes go at the next compaction."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise usage(f"deleting {name!r} cannot be undone; confirm with --yes")
+        typer.confirm(f"Delete project {name!r} and everything in it?", abort=True)
+    with options.client() as c:
+        resp = c.delete_project(name)
+    console.print(
+        f"deleted project [bold]{resp.project.name}[/bold] ({resp.samples_deleted} samples); "
+        "the server frees their bytes at its next compaction pass (now: mobiletrain compact)"
+    )
+
+
+@tokens_app.command("create")
+def tokens_create(
+    kind: Annotated[str, typer.Option(help="admin or device")] = "device",
+    project: Annotated[str, typer.Option(help="Project of a device token")] = "",
+    name: Annotated[str, typer.Option(help="A name to recognise it by")] = "",
+    ttl_days: Annotated[int, typer.Option(help="Lifetime in days (0 = no expiry)")] = 0,
+) -> None:
+    """Create a token and print its secret (shown only now)."""
+    with options.client() as c:
+        token, secret = c.create_token(kind, project, name, ttl_days)
+    console.print(f"token {token.id} created; its secret (shown only now):")
+    console.print(secret, highlight=False, soft_wrap=True)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    project: Annotated[str, typer.Option(help="Only this project's tokens")] = "",
+) -> None:
+    """List tokens (never their secrets)."""
+    with options.client() as c:
+        tokens = c.list_tokens(project)
+    table = Table("id", "kind", "project", "name", "expires", "revoked")
+    for t in tokens:
+        kind = tokens_pb2.TokenKind.Name(t.kind).removeprefix("TOKEN_KIND_").lower()
+        expires = t.expires_at.ToDatetime().isoformat() if t.HasField("expires_at") else "never"
+        revoked = t.revoked_at.ToDatetime().isoformat() if t.HasField("revoked_at") else ""
+        table.add_row(t.id, kind, t.project_id, t.name, expires, revoked)
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token at once."""
+    with options.client() as c:
+        c.revoke_token(token_id)
+    console.print(f"token {token_id} revoked")
+
+
+def _suffix_list(suffixes: frozenset[str]) -> str:
+    """``.jpg, .png or .webp`` (``.jpeg`` goes without saying next to ``.jpg``)."""
+    shown = sorted(s for s in suffixes if s != ".jpeg" or ".jpg" not in suffixes)
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
+def upload(
+    directory: Annotated[Path, typer.Argument(help="DIR/<label>/*.jpg|png|webp")],
+    project: ProjectOpt,
+) -> None:
+    """Upload a folder of labelled images (resized client-side, like the phone app)."""
+    if not directory.is_dir():
+        raise usage(
+            f"{directory} is not a folder; give a folder with one subfolder per label "
+            f"(e.g. mobiletrain upload ./images -p {project}, with images/cat/1.jpg)"
+        )
+    with options.client() as c:
+        # Which files count as samples depends on the project's task (images, WAV, CSV/JSON).
+        suffixes = task_suffixes(c.project_task(project))
+        if not scan_directory(directory, suffixes):
+            raise usage(f"nothing to upload: {_layout_problem(directory, suffixes)}")
+        with Progress(
+            TextColumn("uploading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+        ) as bar:
+            task = bar.add_task("upload", total=None)
+            report = c.upload_directory(
+                project,
+                directory,
+                on_total=lambda n: bar.update(task, total=n, completed=0),
+                on_sent=lambda n: bar.advance(task, n),
+            )
+    console.print(
+        f"accepted {report.accepted}, duplicates {report.duplicates}, "
+        f"rejected {report.rejected}, already on the server {report.skipped}"
+    )
+    for client_id, code, reason in report.rejections or []:
+        console.print(f"  [red]rejected[/red] {client_id}: [{code}] {reason}")
+    if report.rejected and not (report.accepted or report.duplicates or report.skipped):
+        # Nothing stored: a success exit code would hide it from scripts.
+        raise typer.Exit(code=1)
+
+
+def _layout_problem(directory: Path, suffixes: frozenset[str]) -> str:
+    """Why a folder holds nothing to upload: a wrong layout, or no files of the task's kind."""
+    # An upload of nothing "succeeding" hides a wrong path or layout: say which it is.
+    loose = [p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in suffixes]
+    if loose:
+        noun = "images" if ".png" in suffixes else "samples"
+        return (
+            f"{len(loose)} {noun} lie directly in {directory}, not in label subfolders: move "
+            f"them to {directory}/<label>/ (e.g. {directory}/cat/{loose[0].name})"
+        )
+    kind = " images" if ".png" in suffixes else " files"
+    return f"no {_suffix_list(suffixes)}{kind} in {directory}/<label>/ subfolders"
