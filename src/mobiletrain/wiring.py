@@ -174,4 +174,5 @@ def build_executor(settings: Settings, store: MetadataStore, hub: EventHub) -> J
         max_attempts=settings.max_job_attempts,
         lease_seconds=settings.job_lease_seconds,
         base_models_dir=settings.base_models_dir,
+        warm_worker=settings.warm_worker,
     )

@@ -4,85 +4,192 @@ The API process never imports TensorFlow: workers are separate Python processes 
 ``python -m mobiletrain.compute.worker``. A worker that crashes (even SIGKILL) only costs its
 job one attempt; the scheduler re-queues it or fails it with a reason, and the server goes on.
 
-Running jobs hold a lease that their worker renews (heartbeats). When a worker vanishes without
-this scheduler seeing it exit (the whole server was killed, or another replica's worker died),
-the lease runs out and the reaper re-queues the job; the retry resumes from the job's last
-epoch checkpoint.
+Scheduling (claims, leases, the cancel grace, retries) is :mod:`mobiletrain.compute.scheduler`'s;
+this module is its :class:`LocalLauncher`. Running jobs hold a lease that their worker renews
+(heartbeats); a job whose worker vanished without this scheduler seeing it exit is re-queued when
+the lease runs out, and the retry resumes from the job's last epoch checkpoint.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 from mobiletrain.compute import checkpoints
+from mobiletrain.compute.scheduler import Scheduler
 from mobiletrain.core.events import EventHub
-from mobiletrain.core.ports import JobExecutor, MetadataStore
-from mobiletrain.core.storage import is_storage_full
-from mobiletrain.core.types import EventKind, JobState
+from mobiletrain.core.ports import MetadataStore
+from mobiletrain.core.types import Job
 
 log = logging.getLogger(__name__)
 
-SWEEP_INTERVAL_S = 60.0
-"""How often the scheduler removes the checkpoints of jobs that ended while no worker ran."""
-
 
 @dataclass
-class _Running:
+class LocalAttempt:
+    """A job's worker process on this machine."""
+
     process: subprocess.Popen[bytes]
-    started: float
-    cancel_seen_at: float | None = None
-    log_path: Path = field(default_factory=Path)
+
+    def exit_reason(self) -> str | None:
+        """None while the process runs, else its exit code in words."""
+        code = self.process.poll()
+        return None if code is None else f"the worker process exited with code {code}"
+
+    def cancel_requested(self) -> None:
+        """The worker reads the flag from the store itself."""
+
+    def kill(self) -> None:
+        """SIGKILL: the cancel grace ran out."""
+        self.process.kill()
+
+    def stop(self) -> None:
+        """Terminate, wait up to 10 s, then kill."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def pids(self) -> list[int]:
+        """The worker's process id."""
+        return [self.process.pid]
 
 
-class SchedulingExecutor(JobExecutor):
-    """What every executor records when an attempt ends: a retry, or the job's final state.
+class LocalLauncher:
+    """Starts each attempt as ``python -m mobiletrain.compute.worker`` in ``work_dir/<job>``.
 
-    Subclasses set ``store``, ``hub``, ``max_attempts`` and ``_wake`` (their scheduler's wake-up).
+    With ``warm`` one worker is kept started ahead (``--warm``: interpreter up, TensorFlow
+    imported, stores open) and waiting on its stdin; a job claimed while it waits goes to it
+    (seconds sooner than a cold start), and a new warm worker starts once a slot is free
+    again, so it never competes for the CPU with the job that runs in the only slot.
     """
 
-    store: MetadataStore
-    hub: EventHub
-    max_attempts: int
-    _wake: threading.Event
+    def __init__(
+        self,
+        database_url: str,
+        blob_url: str,
+        work_dir: Path,
+        base_models_dir: Path | None = None,
+        lease_seconds: float = 30.0,
+        warm: bool = False,
+    ) -> None:
+        self.database_url = database_url
+        self.blob_url = blob_url
+        self.work_dir = work_dir
+        self.base_models_dir = base_models_dir
+        self.lease_seconds = lease_seconds
+        self.warm = warm
+        self._warm: subprocess.Popen[bytes] | None = None
 
-    def _retry_or_fail(self, job_id: str, attempts: int, reason: str) -> None:
-        if attempts < self.max_attempts:
-            self.store.finish_job(job_id, JobState.QUEUED, reason)
-            self.store.append_event(
-                job_id,
-                EventKind.STATE,
-                {"state": JobState.QUEUED.value, "error": f"{reason}; retrying"},
+    def _command(self, extra: list[str]) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "mobiletrain.compute.worker",
+            "--database-url",
+            self.database_url,
+            "--blob-url",
+            self.blob_url,
+            "--lease-seconds",
+            str(self.lease_seconds),
+            *extra,
+        ]
+        if self.base_models_dir is not None:
+            cmd += ["--base-models-dir", str(self.base_models_dir)]
+        return cmd
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    # -- Launcher ------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Start the warm worker (when enabled)."""
+        self.idle(1)
+
+    def idle(self, free_slots: int) -> None:
+        """Keep one warm worker while a slot is free."""
+        if not self.warm or free_slots <= 0:
+            return
+        if self._warm is not None and self._warm.poll() is None:
+            return
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.work_dir / "warm-worker.log", "ab") as log_file:
+            self._warm = subprocess.Popen(
+                self._command(["--warm"]),
+                stdin=subprocess.PIPE,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
             )
-            self.hub.notify()
-            self._wake.set()
-        else:
-            self._finish(job_id, JobState.FAILED, f"{reason} (after {attempts} attempts)")
+        log.info("warm worker pid %d started", self._warm.pid)
 
-    def _finish(self, job_id: str, state: JobState, error: str) -> None:
-        self.store.finish_job(job_id, state, error)
-        data = {"state": state.value}
-        if error:
-            data["error"] = error
-        self.store.append_event(job_id, EventKind.STATE, data)
-        self.hub.notify()
+    def launch(self, job: Job) -> LocalAttempt:
+        """Hand the job to the warm worker if one waits, else start a worker for it."""
+        job_dir = self.work_dir / job.id
+        log_path = job_dir / f"worker-{job.attempts}.log"
+        job_dir.mkdir(parents=True, exist_ok=True)  # OSError (disk full) fails the job
+        log_path.touch()
+        process = self._take_warm(job, job_dir, log_path)
+        if process is None:
+            cmd = self._command(["--job-id", job.id, "--work-dir", str(job_dir)])
+            with open(log_path, "ab") as log_file:
+                process = subprocess.Popen(
+                    cmd, stdout=log_file, stderr=subprocess.STDOUT, env=self._env()
+                )
+        return LocalAttempt(process)
+
+    def _take_warm(self, job: Job, job_dir: Path, log_path: Path) -> subprocess.Popen[bytes] | None:
+        warm, self._warm = self._warm, None
+        if warm is None or warm.stdin is None or warm.poll() is not None:
+            return None
+        order = {"job_id": job.id, "work_dir": str(job_dir), "log_path": str(log_path)}
         try:
-            self._job_ended(job_id)
-        except OSError:  # cleanup must never keep the scheduler from going on
-            log.warning("could not remove the checkpoints of job %s", job_id, exc_info=True)
+            warm.stdin.write(json.dumps(order).encode() + b"\n")
+            warm.stdin.close()
+        except OSError:  # it died meanwhile: a cold start instead
+            warm.kill()
+            warm.wait()
+            return None
+        return warm
 
-    def _job_ended(self, job_id: str) -> None:
-        """The job reached a final state here: remove what only a retry would have used."""
+    def job_ended(self, job_id: str) -> None:
+        """Remove the job's checkpoints (its logs stay)."""
+        checkpoints.remove(self.work_dir / job_id)
+
+    def sweep(self, store: MetadataStore) -> None:
+        """Checkpoints of jobs that ended while no worker of this server ran them."""
+        checkpoints.sweep(self.work_dir, store)
+
+    def close(self) -> None:
+        """End the warm worker: end of its stdin, then terminate if it lingers."""
+        warm, self._warm = self._warm, None
+        if warm is None:
+            return
+        try:
+            if warm.stdin is not None:
+                warm.stdin.close()
+            warm.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            warm.terminate()
+            try:
+                warm.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                warm.kill()
+                warm.wait()
+
+    def warm_pid(self) -> int | None:
+        """Process id of the waiting warm worker, if any (tests, operators)."""
+        return self._warm.pid if self._warm is not None else None
 
 
-class LocalExecutor(SchedulingExecutor):
+class LocalExecutor(Scheduler):
     """Schedules queued jobs onto at most ``max_workers`` worker processes on this machine."""
 
     def __init__(
@@ -97,173 +204,19 @@ class LocalExecutor(SchedulingExecutor):
         base_models_dir: Path | None = None,
         cancel_grace_seconds: float = 30.0,
         lease_seconds: float = 30.0,
+        warm_worker: bool = False,
     ) -> None:
-        self.store = store
-        self.hub = hub
-        self.database_url = database_url
-        self.blob_url = blob_url
+        self.local = LocalLauncher(
+            database_url, blob_url, work_dir, base_models_dir, lease_seconds, warm_worker
+        )
+        super().__init__(
+            store,
+            hub,
+            self.local,
+            capacity=max_workers,
+            max_attempts=max_attempts,
+            lease_seconds=lease_seconds,
+            cancel_grace_seconds=cancel_grace_seconds,
+        )
         self.work_dir = work_dir
-        self._full_logged = float("-inf")  # when "storage is full" was last logged
         self.max_workers = max_workers
-        self.max_attempts = max_attempts
-        self.base_models_dir = base_models_dir
-        self.cancel_grace_seconds = cancel_grace_seconds
-        self.lease_seconds = lease_seconds
-        self._running: dict[str, _Running] = {}
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_sweep = 0.0
-
-    # -- JobExecutor ---------------------------------------------------------------------------
-    def notify_queued(self, job_id: str) -> None:
-        """Wake the scheduler."""
-        self._wake.set()
-
-    def notify_cancel(self, job_id: str) -> None:
-        """The worker sees the flag in the store; wake the scheduler to enforce the grace time."""
-        self._wake.set()
-
-    def worker_pid(self, job_id: str) -> int | None:
-        """Process id of the worker running ``job_id`` here, if any (for operators and tests)."""
-        running = self._running.get(job_id)
-        return running.process.pid if running is not None else None
-
-    def start(self) -> None:
-        """Start scheduling (jobs a previous server left running come back as leases expire)."""
-        self._sweep()
-        self._thread = threading.Thread(target=self._loop, name="local-executor", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop scheduling; running workers are terminated and their jobs re-queued on restart."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        for running in self._running.values():
-            running.process.terminate()
-        for job_id, running in self._running.items():
-            try:
-                running.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                running.process.kill()
-            # Back to the queue at once (not after the lease): the next start resumes it.
-            job = self.store.get_job(job_id)
-            if job is not None and job.state is JobState.RUNNING:
-                self._retry_or_fail(job_id, 0, "the server stopped while the job ran")
-        self._running.clear()
-
-    # -- scheduling ----------------------------------------------------------------------------
-    def _job_ended(self, job_id: str) -> None:
-        checkpoints.remove(self.work_dir / job_id)
-
-    def _sweep(self) -> None:
-        """Checkpoints of jobs that ended while no worker of this server ran them (a queued
-        retry cancelled, a crash before cleanup) go; worker logs stay."""
-        self._last_sweep = time.monotonic()
-        try:
-            checkpoints.sweep(self.work_dir, self.store)
-        except Exception:  # a busy database or a vanished folder: next time
-            log.warning("checkpoint sweep failed", exc_info=True)
-
-    def _reap_expired_leases(self) -> None:
-        for job in self.store.expired_jobs(datetime.now(UTC)):
-            if job.id in self._running:
-                continue  # our own child: _reap sees its exit
-            self._retry_or_fail(job.id, job.attempts, "the job's worker stopped sending heartbeats")
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._reap()
-                self._reap_expired_leases()
-                self._enforce_cancel()
-                self._launch()
-                if time.monotonic() - self._last_sweep > SWEEP_INTERVAL_S:
-                    self._sweep()
-            except Exception as exc:  # the scheduler must survive a transient database error
-                if not is_storage_full(exc):
-                    log.exception("executor loop failed; retrying")
-                elif time.monotonic() - self._full_logged > 60:  # one line a minute, no trace
-                    self._full_logged = time.monotonic()
-                    log.warning("the server's storage is full: jobs wait until space is back")
-            self._wake.wait(timeout=0.5)
-            self._wake.clear()
-
-    def _launch(self) -> None:
-        while len(self._running) < self.max_workers and not self._stop.is_set():
-            job = self.store.claim_job(lease_seconds=self.lease_seconds)
-            if job is None:
-                return
-            self.store.append_event(
-                job.id, EventKind.STATE, {"state": JobState.RUNNING.value, "attempt": job.attempts}
-            )
-            self.hub.notify()
-            job_dir = self.work_dir / job.id
-            log_path = job_dir / f"worker-{job.attempts}.log"
-            try:
-                job_dir.mkdir(parents=True, exist_ok=True)
-                log_path.touch()
-            except OSError as exc:
-                if not is_storage_full(exc):
-                    raise
-                # Expected, not a bug: one line, and the job ends with the reason at once
-                # (retrying would only burn its attempts while the disk stays full).
-                log.warning("job %s not started: the server's storage is full", job.id)
-                self._finish(
-                    job.id,
-                    JobState.FAILED,
-                    "the server's storage is full (no room for the job's folder); free space "
-                    "and train again",
-                )
-                continue
-            cmd = [
-                sys.executable,
-                "-m",
-                "mobiletrain.compute.worker",
-                "--job-id",
-                job.id,
-                "--database-url",
-                self.database_url,
-                "--blob-url",
-                self.blob_url,
-                "--work-dir",
-                str(job_dir),
-                "--lease-seconds",
-                str(self.lease_seconds),
-            ]
-            if self.base_models_dir is not None:
-                cmd += ["--base-models-dir", str(self.base_models_dir)]
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-            with open(log_path, "ab") as log_file:
-                process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-            self._running[job.id] = _Running(process, time.monotonic(), log_path=log_path)
-            log.info(
-                "job %s attempt %d started in worker pid %d", job.id, job.attempts, process.pid
-            )
-
-    def _reap(self) -> None:
-        for job_id, running in list(self._running.items()):
-            code = running.process.poll()
-            if code is None:
-                continue
-            del self._running[job_id]
-            job = self.store.get_job(job_id)
-            if job is None or job.state is not JobState.RUNNING:
-                continue  # the worker recorded the outcome itself
-            if job.cancel_requested:
-                self._finish(job_id, JobState.CANCELLED, "")
-                continue
-            self._retry_or_fail(job_id, job.attempts, f"the worker process exited with code {code}")
-
-    def _enforce_cancel(self) -> None:
-        now = time.monotonic()
-        for job_id, running in self._running.items():
-            job = self.store.get_job(job_id)
-            if job is None or not job.cancel_requested:
-                continue
-            if running.cancel_seen_at is None:
-                running.cancel_seen_at = now
-            elif now - running.cancel_seen_at > self.cancel_grace_seconds:
-                running.process.kill()

@@ -7,7 +7,9 @@ only kind of process that imports TensorFlow (through ``compute.keras``).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -17,8 +19,14 @@ from typing import Any
 from mobiletrain.compute import checkpoints
 from mobiletrain.compute.protocol import TrainingRequest
 from mobiletrain.compute.release_step import publish_version, split_eval_set
-from mobiletrain.compute.sample_bytes import load_training_bytes
+from mobiletrain.compute.sample_bytes import (
+    Skipped,
+    load_training_bytes,
+    read_sample_bytes,
+    skipped_event,
+)
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.lifecycle import JobLifecycle
 from mobiletrain.core.ports import BlobStore, MetadataStore
 from mobiletrain.core.storage import is_storage_full
 from mobiletrain.core.types import (
@@ -116,13 +124,14 @@ def _training_request(
     base_models_dir: Path | None,
     reporter: StoreReporter | None = None,
 ) -> tuple[TrainingRequest, list[Sample]]:
+    if reporter is not None:  # first thing: the watcher learns the job left the queue
+        reporter.emit(
+            EventKind.PHASE, {"phase": JobPhase.PREPARING_DATA.value, "eta_seconds": None}
+        )
     everything = store.all_samples(project.id)
     # The project's fixed evaluation set never trains: only the other samples go on.
     samples = split_eval_set(store, project, everything)
     if reporter is not None:
-        reporter.emit(
-            EventKind.PHASE, {"phase": JobPhase.PREPARING_DATA.value, "eta_seconds": None}
-        )
         reporter.emit(
             EventKind.LOG,
             {
@@ -131,9 +140,7 @@ def _training_request(
             },
         )
     # Damaged samples are skipped with a warning event naming them (see compute.sample_bytes).
-    samples, images = load_training_bytes(
-        blobs, project, samples, reporter.emit if reporter is not None else None
-    )
+    samples, images = _load_bytes(blobs, project, samples, job.hyperparameters.epochs, reporter)
     present = {s.label for s in samples}
     label_names = [lab for lab in project.labels if lab in present]
     index = {lab: i for i, lab in enumerate(label_names)}
@@ -149,6 +156,85 @@ def _training_request(
         expected_post_seconds=_expected_post_seconds(store, project),
     )
     return request, everything
+
+
+LOAD_CHUNK = 256
+"""Samples read per blob-store round trip while preparing data (one PROGRESS event each,
+throttled): the dashboard shows data loading move instead of a silent "Preparing data"."""
+
+PREPARE_PROGRESS_INTERVAL_S = 0.5
+
+
+def _load_bytes(
+    blobs: BlobStore,
+    project: Project,
+    samples: list[Sample],
+    epochs: int,
+    reporter: StoreReporter | None,
+) -> tuple[list[Sample], list[bytes]]:
+    """:func:`load_training_bytes` in chunks, with PROGRESS events (phase "preparing data",
+    ``batch``/``batches`` = samples read / to read) while it goes."""
+    started = time.monotonic()
+    if reporter is None or len(samples) <= LOAD_CHUNK:
+        emit = reporter.emit if reporter is not None else None
+        loaded = load_training_bytes(blobs, project, samples, emit)
+        if reporter is not None:
+            _prepare_progress(reporter, len(samples), len(samples), epochs, started)
+        return loaded
+    kept: list[Sample] = []
+    images: list[bytes] = []
+    skipped: Skipped = []
+    last = float("-inf")
+    for start in range(0, len(samples), LOAD_CHUNK):
+        chunk = samples[start : start + LOAD_CHUNK]
+        usable, data, lost = read_sample_bytes(blobs, chunk)
+        kept += usable
+        images += data
+        skipped += lost
+        done = start + len(chunk)
+        now = time.monotonic()
+        if now - last >= PREPARE_PROGRESS_INTERVAL_S or done == len(samples):
+            last = now
+            _prepare_progress(reporter, done, len(samples), epochs, started)
+    if skipped:
+        _check_skipped(project, kept, skipped, reporter)
+    return kept, images
+
+
+def _check_skipped(
+    project: Project, kept: list[Sample], skipped: Skipped, reporter: StoreReporter
+) -> None:
+    """What :func:`load_training_bytes` does after a read that skipped samples: a warning
+    naming them, NOT_ENOUGH_DATA when too few are left (kept in step with it)."""
+    reporter.emit(EventKind.LOG, skipped_event(project, skipped))
+    counts: dict[str, int] = {}
+    for sample in kept:
+        counts[sample.label] = counts.get(sample.label, 0) + 1
+    if len(counts) < 2 or min(counts.values()) < 2:
+        raise MobiletrainError(
+            ErrorCode.NOT_ENOUGH_DATA,
+            f"{len(skipped)} samples were skipped because their stored bytes are missing or "
+            f"damaged; the {len(kept)} left are too few to train ({counts or 'none'})",
+        )
+
+
+def _prepare_progress(
+    reporter: StoreReporter, done: int, total: int, epochs: int, started: float
+) -> None:
+    # epoch 0: no epoch has begun; the rate and ETA are those of reading the samples.
+    rate = done / max(time.monotonic() - started, 1e-6)
+    reporter.emit(
+        EventKind.PROGRESS,
+        {
+            "phase": JobPhase.PREPARING_DATA.value,
+            "epoch": 0,
+            "epochs": epochs,
+            "batch": done,
+            "batches": total,
+            "samples_per_second": round(rate, 1),
+            "eta_seconds": round((total - done) / rate, 1) if rate > 0 else None,
+        },
+    )
 
 
 def _expected_post_seconds(store: MetadataStore, project: Project) -> float | None:
@@ -280,41 +366,75 @@ def _finish(
     model_version: int | None = None,
     error_code: ErrorCode | None = None,
 ) -> JobState:
-    # Watchers end their stream at the terminal state event.
-    store.finish_job(job_id, state, error, model_version)
-    data: dict[str, Any] = {"state": state.value}
-    if error:
-        data["error"] = error
-    if error_code is not None:
-        data["error_code"] = error_code.number
-    if model_version is not None:
-        data["model_version"] = model_version
-    store.append_event(job_id, EventKind.STATE, data)
-    return state
+    # Watchers end their stream at the terminal state event (JobLifecycle writes both).
+    return JobLifecycle(store).finish(job_id, state, error, model_version, error_code)
+
+
+def _wait_for_order() -> dict[str, str] | None:
+    """A warm worker's order: one JSON line on stdin ({job_id, work_dir, log_path}); None on
+    end of input (the server stopped or went away: nothing to do)."""
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    order: dict[str, str] = json.loads(line)
+    return order
+
+
+def _redirect_output(log_path: Path) -> None:
+    """From now on this process's stdout and stderr (TensorFlow's C++ logs included) go to the
+    job's log file, as a cold worker's do."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the worker process."""
+    """Entry point of the worker process.
+
+    With ``--warm`` the process imports TensorFlow and opens the stores first, then waits for
+    its job on stdin (the local executor keeps one such process ready, so a job skips the
+    interpreter start and the TensorFlow import: see docs/architecture.md).
+    """
     parser = argparse.ArgumentParser(description="mobiletrain training worker")
-    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--job-id", default="")
+    parser.add_argument("--warm", action="store_true", help="wait for the job on stdin")
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--blob-url", required=True)
-    parser.add_argument("--work-dir", required=True, type=Path)
+    parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--base-models-dir", type=Path, default=None)
     parser.add_argument("--lease-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
+    if not args.warm and (not args.job_id or args.work_dir is None):
+        parser.error("--job-id and --work-dir are required (or --warm)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.warm:
+        import mobiletrain.compute.keras.train  # noqa: F401  (the slow import, done ahead)
     store = SqlMetadataStore(args.database_url, run_migrations=False)
     blobs = open_blob_store(args.blob_url)
-    heartbeat = Heartbeat(store, args.job_id, args.lease_seconds)
+    job_id, work_dir = args.job_id, args.work_dir
+    if args.warm:
+        log.info("warm worker pid %d ready", os.getpid())  # the bench waits for this line
+        sys.stderr.flush()
+        order = _wait_for_order()
+        if order is None:
+            blobs.close()
+            store.close()
+            return 0
+        job_id, work_dir = order["job_id"], Path(order["work_dir"])
+        _redirect_output(Path(order["log_path"]))
+        log.info("warm worker pid %d took job %s", os.getpid(), job_id)
+    heartbeat = Heartbeat(store, job_id, args.lease_seconds)
     heartbeat.start()
     try:
-        state = run_job(store, blobs, args.job_id, args.work_dir, args.base_models_dir)
+        state = run_job(store, blobs, job_id, work_dir, args.base_models_dir)
     finally:
         heartbeat.stop()
         blobs.close()
         store.close()
-    log.info("job %s ended: %s", args.job_id, state.value)
+    log.info("job %s ended: %s", job_id, state.value)
     return 0
 
 
