@@ -37,27 +37,25 @@ def _tensor_summary(detail: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-class LiteRTModel:
-    """A loaded .tflite classifier that takes ``uint8`` images and returns probabilities.
+class LiteRTClassifier:
+    """A loaded .tflite classifier of any task kind: float32 model input in, probabilities out.
 
-    Float models get the pixels normalised per ``spec``; quantised (uint8/int8) inputs get
-    the normalised value quantised with the input tensor's scale and zero point, and
-    quantised outputs are dequantised.
+    Quantised (uint8/int8) inputs get the float input quantised with the input tensor's scale
+    and zero point, quantised outputs are dequantised, exactly as an app does it.
     """
 
-    def __init__(self, model_bytes: bytes, spec: InputSpec, num_threads: int | None = None) -> None:
-        self.spec = spec
+    def __init__(self, model_bytes: bytes, num_threads: int | None = None) -> None:
         self._interpreter = Interpreter(model_content=bytes(model_bytes), num_threads=num_threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
-        expected = (spec.height, spec.width, spec.channels)
-        if tuple(int(v) for v in self._input["shape"][1:]) != expected:
-            raise ValueError(
-                f"model input shape {list(self._input['shape'])} does not match spec {expected}"
-            )
         signature = self._input.get("shape_signature", self._input["shape"])
         self._dynamic_batch = int(signature[0]) == -1
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """The input shape without the batch dimension."""
+        return tuple(int(v) for v in self._input["shape"][1:])
 
     def input_details(self) -> dict[str, Any]:
         """``{name, dtype, shape, quantization: {scale, zero_point} | None}`` of the input."""
@@ -67,8 +65,7 @@ class LiteRTModel:
         """``{name, dtype, shape, quantization: {scale, zero_point} | None}`` of the output."""
         return _tensor_summary(self._output)
 
-    def _quantize_input(self, pixels: np.ndarray) -> np.ndarray:
-        values = normalize(pixels, self.spec)
+    def _quantize_input(self, values: np.ndarray) -> np.ndarray:
         dtype = np.dtype(self._input["dtype"])
         if dtype.kind == "f":
             return values.astype(dtype)
@@ -100,19 +97,66 @@ class LiteRTModel:
         # get_tensor copies, so the result survives the next invoke.
         return self._dequantize_output(self._interpreter.get_tensor(self._output["index"]))
 
+    def predict(self, model_input: np.ndarray) -> np.ndarray:
+        """Class probabilities ``float32 (N, classes)`` for float32 model input ``(N, ...)``."""
+        values = np.asarray(model_input, dtype=np.float32)
+        if values.shape[1:] != self.example_shape:
+            raise ValueError(
+                f"input of shape {list(values.shape[1:])} does not match the model's "
+                f"{list(self.example_shape)}"
+            )
+        step = _MAX_BATCH if self._dynamic_batch else int(self._input["shape"][0])
+        outputs = [
+            self._run(self._quantize_input(values[start : start + step]))
+            for start in range(0, len(values), step)
+        ]
+        if not outputs:
+            return np.zeros((0, int(self._output["shape"][-1])), dtype=np.float32)
+        return np.concatenate(outputs, axis=0).reshape(len(values), -1)
+
+
+class LiteRTModel(LiteRTClassifier):
+    """A loaded .tflite image classifier that takes ``uint8`` images and returns probabilities.
+
+    Float models get the pixels normalised per ``spec``; quantised inputs get the normalised
+    value quantised (see :class:`LiteRTClassifier`).
+    """
+
+    def __init__(self, model_bytes: bytes, spec: InputSpec, num_threads: int | None = None) -> None:
+        super().__init__(model_bytes, num_threads)
+        self.spec = spec
+        expected = (spec.height, spec.width, spec.channels)
+        if self.example_shape != expected:
+            raise ValueError(
+                f"model input shape {list(self._input['shape'])} does not match spec {expected}"
+            )
+
     def predict_uint8(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities ``float32 (N, classes)`` for ``uint8 (N, H, W, C)`` images."""
         pixels = np.asarray(batch, dtype=np.uint8)
         if pixels.ndim == 3:
             pixels = pixels[..., np.newaxis]
-        step = _MAX_BATCH if self._dynamic_batch else int(self._input["shape"][0])
-        outputs = [
-            self._run(self._quantize_input(pixels[start : start + step]))
-            for start in range(0, len(pixels), step)
-        ]
-        if not outputs:
-            return np.zeros((0, int(self._output["shape"][-1])), dtype=np.float32)
-        return np.concatenate(outputs, axis=0).reshape(len(pixels), -1)
+        return self.predict(normalize(pixels, self.spec))
+
+
+def predict_samples(model_bytes: bytes, spec: InputSpec, samples: Sequence[bytes]) -> np.ndarray:
+    """Probabilities ``float32 (len(samples), classes)`` for stored samples of any task kind.
+
+    Each sample is decoded by its kind exactly as training decoded it; a sample that gives
+    several examples (sensor windows, split audio clips) gets the mean of their
+    probabilities. Used by the release gate and server-side prediction.
+    """
+    from mobiletrain.tasks import kind as task_kind
+
+    kind = task_kind(spec.task)
+    model = LiteRTClassifier(model_bytes)
+    rows = []
+    for data in samples:
+        probabilities = model.predict(kind.model_input(kind.decode_examples(data, spec), spec))
+        rows.append(probabilities.mean(axis=0))
+    if not rows:
+        return np.zeros((0, int(model.output_details()["shape"][-1])), dtype=np.float32)
+    return np.stack(rows).astype(np.float32)
 
 
 def evaluate(

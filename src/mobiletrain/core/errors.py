@@ -116,6 +116,42 @@ class ErrorCode(Enum):
         95, "RESOURCE_EXHAUSTED", 429, "this token has registered the most devices it may"
     )
     FIELD_TOO_LONG = _Spec(96, "INVALID_ARGUMENT", 400, "a field is longer than allowed")
+    # Audio samples (110-114): WAV structure, encoding and duration, checked before anything is stored.
+    CORRUPT_AUDIO = _Spec(
+        110, "INVALID_ARGUMENT", 400, "audio could not be decoded: not a well-formed WAV file"
+    )
+    UNSUPPORTED_AUDIO_FORMAT = _Spec(
+        111,
+        "INVALID_ARGUMENT",
+        415,
+        "unsupported audio encoding: WAV with PCM 8/16/24/32-bit integer or 32-bit float samples",
+    )
+    AUDIO_TOO_LONG = _Spec(112, "INVALID_ARGUMENT", 400, "audio clip is longer than allowed")
+    AUDIO_TOO_SHORT = _Spec(113, "INVALID_ARGUMENT", 400, "audio clip is too short")
+    UNSUPPORTED_SAMPLE_RATE = _Spec(
+        114, "INVALID_ARGUMENT", 400, "audio sample rate is outside the supported range"
+    )
+
+    # Sensor time-series samples (115-119): CSV or JSON readings, checked before anything is stored.
+    CORRUPT_SENSOR_DATA = _Spec(
+        115,
+        "INVALID_ARGUMENT",
+        400,
+        "sensor data could not be read: expected CSV with a header of channel names or JSON "
+        '{"rate_hz", "channels", "values"}',
+    )
+    SENSOR_CHANNELS_MISMATCH = _Spec(
+        116, "INVALID_ARGUMENT", 400, "the sample's channels are not the project's channels"
+    )
+    SENSOR_MISSING_VALUE = _Spec(
+        117, "INVALID_ARGUMENT", 400, "sensor data has a missing, NaN or infinite value"
+    )
+    SENSOR_TOO_LONG = _Spec(118, "INVALID_ARGUMENT", 400, "sensor recording is longer than allowed")
+    SENSOR_TOO_SHORT = _Spec(119, "INVALID_ARGUMENT", 400, "sensor recording is too short")
+    # Task kinds (100-109): a sample or a request that does not fit the project's task.
+    WRONG_TASK_SPEC = _Spec(
+        100, "INVALID_ARGUMENT", 400, "the input spec does not belong to the project's task"
+    )
 
     @property
     def number(self) -> int:

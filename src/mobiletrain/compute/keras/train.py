@@ -1,9 +1,12 @@
 """Train a classifier from a :class:`TrainingRequest`, export it and evaluate every export.
 
-Runs in the training worker process. Pipeline: decode all images once (uint8, in memory),
-seeded stratified split, tf.data pipeline (normalise, augment for training), Keras fit with a
-progress/cancellation callback, then export to every requested format and evaluate each
-.tflite file in LiteRT on the validation split, exactly as a phone would run it.
+Runs in the training worker process, the same stages for every task kind, each calling the
+kind's hooks (``compute/keras/tasks``): **data** (decode every sample once into examples in
+memory, seeded stratified split by sample), **fit** (tf.data pipeline mapping examples to
+model input with augmentation for training, Keras fit with a progress/cancellation callback
+and per-epoch checkpoints), **evaluate** (the Keras model on the validation split) and
+**export** (every requested format, each .tflite file run in LiteRT on the validation split
+exactly as a phone would run it), then the metrics and the manifest.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import importlib.metadata
 import math
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +27,14 @@ import tensorflow as tf
 from mobiletrain.compute import litert
 from mobiletrain.compute.checkpoints import CHECKPOINT_DIR
 from mobiletrain.compute.keras import distributed
-from mobiletrain.compute.keras.builders import build_augmentation, build_model
 from mobiletrain.compute.keras.checkpoint import EpochCheckpoint
 from mobiletrain.compute.keras.export import (
     REPRESENTATIVE_SAMPLES,
     embed_manifest,
-    export,
     write_saved_model,
 )
+from mobiletrain.compute.keras.tasks import KerasTask, TaskData, keras_task
 from mobiletrain.compute.metrics import classification_report, cross_entropy
-from mobiletrain.compute.preprocess import decode_batch, normalize
 from mobiletrain.compute.protocol import (
     MANIFEST_SCHEMA_VERSION,
     Reporter,
@@ -48,8 +50,8 @@ from mobiletrain.core.types import (
     InputSpec,
     JobPhase,
     ModelFormat,
-    TaskType,
 )
+from mobiletrain.tasks import kind as task_kind
 
 # At most this many PROGRESS events (and should_stop() polls) per second, plus each epoch's
 # last batch.
@@ -151,37 +153,23 @@ def _check_request(request: TrainingRequest) -> None:
         )
 
 
-def _decode(request: TrainingRequest) -> np.ndarray:
-    try:
-        return decode_batch(request.images, request.input_spec)
-    except MobiletrainError:
-        pass
-    # Slow path only to name the offending sample.
-    for sample_id, data in zip(request.sample_ids, request.images, strict=True):
-        try:
-            decode_batch([data], request.input_spec)
-        except MobiletrainError as exc:
-            raise MobiletrainError(
-                exc.code, f"sample {sample_id} could not be decoded", sample_id=sample_id
-            ) from None
-    raise MobiletrainError(ErrorCode.CORRUPT_IMAGE)  # pragma: no cover - unreachable
-
-
 MAX_MISCLASSIFIED = 100
 """At most this many wrongly classified validation samples are listed in the metrics."""
+# Validation examples fed to LiteRT per call (bounds the float copy of a large image set).
+_EVAL_CHUNK = 256
 
 
 def _misclassified(
-    probabilities: np.ndarray, y_true: np.ndarray, val_idx: np.ndarray, request: TrainingRequest
+    probabilities: np.ndarray, y_true: np.ndarray, owners: np.ndarray, data: _Data
 ) -> list[dict[str, Any]]:
-    """The validation samples the Keras model got wrong, most confident mistakes first."""
+    """The validation examples the Keras model got wrong, most confident mistakes first."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != y_true)
     scores = probabilities[wrong, predicted[wrong]]
-    names = request.label_names
+    names = data.task_data.label_names
     return [
         {
-            "sample_id": request.sample_ids[int(val_idx[i])],
+            "sample_id": data.sample_ids[int(owners[i])],
             "label": names[int(y_true[i])],
             "predicted": names[int(predicted[i])],
             "score": float(probabilities[i, predicted[i]]),
@@ -198,50 +186,6 @@ def _class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
         c: float(len(labels) / (present * counts[c])) if counts[c] else 1.0
         for c in range(num_classes)
     }
-
-
-def _datasets(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    spec: InputSpec,
-    hp: Hyperparameters,
-) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """uint8 arrays -> batched float datasets; normalisation (and augmentation) run per batch.
-
-    The training set is not cached after normalisation: it is already in memory as uint8 and
-    a cache placed after shuffle/augment would freeze one order/augmentation for all epochs.
-    """
-    scale, offset = spec.normalization.scale_offset()
-    autotune = tf.data.AUTOTUNE
-
-    def norm(x: tf.Tensor) -> tf.Tensor:
-        return tf.cast(x, tf.float32) * scale + offset
-
-    augment = build_augmentation(hp, hp.seed)
-
-    def train_map(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        if augment is None:
-            return norm(x), y
-        # Augment pixel values 0..255 first: RandomContrast clips to that range.
-        return norm(augment(tf.cast(x, tf.float32), training=True)), y
-
-    train = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(x_train), seed=hp.seed, reshuffle_each_iteration=True)
-        .batch(hp.batch_size)
-        .map(train_map, num_parallel_calls=autotune)
-        .prefetch(autotune)
-    )
-    val = (
-        tf.data.Dataset.from_tensor_slices((x_val, y_val))
-        .batch(hp.batch_size)
-        .map(lambda x, y: (norm(x), y), num_parallel_calls=autotune)
-        .cache()
-        .prefetch(autotune)
-    )
-    return train, val
 
 
 def _library_versions() -> dict[str, str]:
@@ -266,67 +210,126 @@ def _cancelled(split: dict[str, Any], metrics: dict[str, Any] | None = None) -> 
     )
 
 
-def _keras_format_details(spec: InputSpec, num_classes: int) -> dict[str, Any]:
+def _keras_format_details(model: keras.Model, num_classes: int) -> dict[str, Any]:
     def tensor(shape: list[int | None]) -> dict[str, Any]:
         return {"dtype": "float32", "shape": shape, "quantization": None}
 
+    example = [int(d) for d in model.inputs[0].shape[1:]]
     return {
         "file": artifact_file_name(ModelFormat.KERAS),
-        "input": tensor([None, spec.height, spec.width, spec.channels]),
+        "input": tensor([None, *example]),
         "output": tensor([None, num_classes]),
     }
 
 
-def train_and_export(
-    request: TrainingRequest,
-    reporter: Reporter,
-    strategy: tf.distribute.Strategy | None = None,
-) -> TrainingOutput:
-    """Train, export every requested format and evaluate each export on the validation split.
+# --- stage 1: data ---------------------------------------------------------------------------
 
-    With a multi-worker ``strategy`` (see :mod:`mobiletrain.compute.keras.distributed`) every
-    worker calls this; the gradients are all-reduced, and only the chief (worker 0) goes on to
-    evaluate and export — the others return an output without artifacts after ``fit``.
 
-    Returns a :class:`TrainingOutput` whose .tflite artifacts already embed the manifest; when
-    ``reporter.should_stop()`` turns true, returns ``cancelled=True`` without artifacts.
-    Raises ``MobiletrainError`` for bad requests (``NOT_ENOUGH_DATA``, ``CORRUPT_IMAGE``,
-    ``INVALID_HYPERPARAMETERS``, ``INVALID_INPUT_SPEC`` ...) and ``INTERNAL`` for export failures.
-    ``hp.learning_rate`` is the initial rate of a cosine decay over the planned epochs.
-    """
+@dataclass
+class _Data:
+    """The decoded examples and the seeded split by sample (rows index ``task_data``)."""
+
+    task_data: TaskData
+    sample_ids: list[str]
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    split: dict[str, Any]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.task_data.label_names)
+
+    def xy(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.task_data.x[rows], self.task_data.y[rows]
+
+
+def _prepare_data(request: TrainingRequest, task: KerasTask, reporter: Reporter) -> _Data:
+    """Decode every sample through the task, then split by sample (never by example, so one
+    recording's windows never sit on both sides)."""
     hp = request.hyperparameters
-    spec = request.input_spec
-    hp.validate()  # also adds the keras format, which is always produced
-    spec.validate()
-    _check_request(request)
-    num_classes = len(request.label_names)
-    job_start = time.monotonic()
-
-    reporter.emit(EventKind.LOG, {"message": f"decoding {len(request.images)} images"})
-    images = _decode(request)
-    labels = np.asarray(request.labels, dtype=np.int64)
-    train_idx, val_idx = stratified_split(request.labels, hp.validation_split, hp.seed)
-    if val_idx.size == 0:
+    reporter.emit(EventKind.LOG, {"message": f"decoding {len(request.images)} samples"})
+    data = task.prepare(request)
+    # One label per sample that gave examples, in sample order.
+    owners, first = np.unique(data.owner, return_index=True)
+    train_s, val_s = stratified_split(data.y[first].tolist(), hp.validation_split, hp.seed)
+    if val_s.size == 0:
         raise MobiletrainError(
             ErrorCode.NOT_ENOUGH_DATA, "no label has the two samples a validation split needs"
         )
-    split = {
-        "seed": hp.seed,
-        "validation_fraction": hp.validation_split,
-        "train_ids": [request.sample_ids[i] for i in train_idx],
-        "validation_ids": [request.sample_ids[i] for i in val_idx],
-    }
-    if reporter.should_stop():
-        return _cancelled(split)
+    train_owners, val_owners = owners[train_s], owners[val_s]
+    return _Data(
+        task_data=data,
+        sample_ids=list(request.sample_ids),
+        train_rows=np.flatnonzero(np.isin(data.owner, train_owners)),
+        val_rows=np.flatnonzero(np.isin(data.owner, val_owners)),
+        split={
+            "seed": hp.seed,
+            "validation_fraction": hp.validation_split,
+            "train_ids": [request.sample_ids[i] for i in train_owners],
+            "validation_ids": [request.sample_ids[i] for i in val_owners],
+        },
+    )
 
-    x_train, y_train = images[train_idx], labels[train_idx]
-    x_val, y_val = images[val_idx], labels[val_idx]
+
+def _datasets(
+    request: TrainingRequest, task: KerasTask, data: _Data
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Stored examples -> batched model-input datasets; the task maps (and augments) per batch.
+
+    The training set is not cached after the map: it is already in memory and a cache placed
+    after shuffle/augment would freeze one order/augmentation for all epochs.
+    """
+    hp = request.hyperparameters
+    autotune = tf.data.AUTOTUNE
+    x_train, y_train = data.xy(data.train_rows)
+    x_val, y_val = data.xy(data.val_rows)
+    train_map = task.batch_map(request, data.task_data, training=True)
+    val_map = task.batch_map(request, data.task_data, training=False)
+    train = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=hp.seed, reshuffle_each_iteration=True)
+        .batch(hp.batch_size)
+        .map(lambda x, y: (train_map(x), y), num_parallel_calls=autotune)
+        .prefetch(autotune)
+    )
+    val = (
+        tf.data.Dataset.from_tensor_slices((x_val, y_val))
+        .batch(hp.batch_size)
+        .map(lambda x, y: (val_map(x), y), num_parallel_calls=autotune)
+        .cache()
+        .prefetch(autotune)
+    )
+    return train, val
+
+
+# --- stage 2: fit ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Fitted:
+    model: keras.Model
+    history: dict[str, Any]
+    train_seconds: float
+    val_ds: tf.data.Dataset
+    post_seconds: float
+
+
+def _fit(
+    request: TrainingRequest,
+    task: KerasTask,
+    data: _Data,
+    reporter: Reporter,
+    strategy: tf.distribute.Strategy | None,
+) -> _Fitted | TrainingOutput:
+    """Build, compile and fit (resuming from the job's checkpoint); a TrainingOutput when
+    the job was cancelled or this is a non-chief worker."""
+    hp = request.hyperparameters
+    n_train = len(data.train_rows)
+    scope = strategy.scope if strategy is not None else contextlib.nullcontext
     keras.utils.set_random_seed(hp.seed)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_model(
-            hp.architecture, spec, num_classes, hp, request.base_model_path, reporter=reporter
-        )
-        steps = math.ceil(len(x_train) / hp.batch_size)
+    with scope():
+        model = task.build_model(request, data.task_data, data.train_rows, reporter)
+        steps = math.ceil(n_train / hp.batch_size)
         schedule = keras.optimizers.schedules.CosineDecay(
             hp.learning_rate, decay_steps=steps * hp.epochs, alpha=_LR_FLOOR
         )
@@ -335,7 +338,7 @@ def train_and_export(
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-    train_ds, val_ds = _datasets(x_train, y_train, x_val, y_val, spec, hp)
+    train_ds, val_ds = _datasets(request, task, data)
     if strategy is not None:
         train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
         distributed.prepare_model(model, strategy)
@@ -347,7 +350,7 @@ def train_and_export(
     # tear it, see compute/checkpoints.py): a worker killed mid-epoch is retried by the executor
     # and resumes from the last finished epoch, with the history of every attempt.
     checkpoint = EpochCheckpoint(request.work_dir / CHECKPOINT_DIR, reporter)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+    with scope():
         initial_epoch = checkpoint.restore(model)
     post_seconds = request.expected_post_seconds
     if post_seconds is None:  # no earlier version to learn from: a rough per-format guess
@@ -355,7 +358,7 @@ def train_and_export(
     # Checkpoint first, then the EPOCH event: an announced epoch is never trained again.
     callbacks: list[keras.callbacks.Callback] = [
         checkpoint,
-        ProgressCallback(reporter, hp.epochs, hp.batch_size, len(x_train), post_seconds),
+        ProgressCallback(reporter, hp.epochs, hp.batch_size, n_train, post_seconds),
     ]
     if hp.early_stopping_patience > 0:
         callbacks.append(
@@ -365,18 +368,21 @@ def train_and_export(
         )
     reporter.emit(
         EventKind.LOG,
-        {"message": f"training on {len(x_train)} images, validating on {len(x_val)}"},
+        {"message": f"training on {n_train} examples, validating on {len(data.val_rows)}"},
     )
     reporter.emit(EventKind.PHASE, {"phase": JobPhase.TRAINING.value, "eta_seconds": None})
     fit_start = time.monotonic()
     try:
         if not checkpoint.finished:  # an attempt killed during export has nothing to train
+            y_train = data.task_data.y[data.train_rows]
             model.fit(
                 train_ds,
                 validation_data=val_ds,
                 epochs=hp.epochs,
                 initial_epoch=min(initial_epoch, hp.epochs),
-                class_weight=_class_weights(y_train, num_classes) if hp.class_weights else None,
+                class_weight=_class_weights(y_train, data.num_classes)
+                if hp.class_weights
+                else None,
                 callbacks=callbacks,
                 shuffle=False,  # train_ds shuffles itself each epoch
                 verbose=0,
@@ -385,56 +391,109 @@ def train_and_export(
             # a crash during export goes straight to the export.
             checkpoint.save(model, finished=True)
     except _CancelledError:
-        return _cancelled(split, {"history": checkpoint.history})
+        return _cancelled(data.split, {"history": checkpoint.history})
     train_seconds = time.monotonic() - fit_start
     hist = checkpoint.history  # every epoch of every attempt
     if strategy is not None:
         if not distributed.is_chief(strategy):
-            return TrainingOutput(artifacts={}, metrics={"history": hist}, split=split, manifest={})
+            return TrainingOutput(
+                artifacts={}, metrics={"history": hist}, split=data.split, manifest={}
+            )
         model = distributed.local_copy(model)  # evaluate and export on the chief alone
+    return _Fitted(model, hist, train_seconds, val_ds, post_seconds)
 
-    # Keras reference quality on the validation split.
-    probabilities = np.asarray(model.predict(val_ds, verbose=0))
-    keras_predictions = probabilities.argmax(axis=1)
-    keras_report = classification_report(y_val, keras_predictions, num_classes, request.label_names)
-    keras_report["loss"] = cross_entropy(probabilities, y_val)
-    misclassified = _misclassified(probabilities, y_val, val_idx, request)
 
+# --- stage 3: evaluate and export ------------------------------------------------------------
+
+
+@dataclass
+class _Exported:
+    artifacts: dict[ModelFormat, bytes]
+    tflite_metrics: dict[str, dict[str, Any]]
+    formats: dict[str, dict[str, Any]]
+    ondevice: dict[str, Any] | None
+    seconds: float
+
+
+def _litert_probabilities(
+    runner: litert.LiteRTClassifier, task: KerasTask, request: TrainingRequest, x: np.ndarray
+) -> np.ndarray:
+    """What the .tflite file says for stored examples ``x``, fed as an app feeds it."""
+    parts = [
+        runner.predict(task.model_input(request, x[i : i + _EVAL_CHUNK]))
+        for i in range(0, len(x), _EVAL_CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def _export_formats(request: TrainingRequest, reporter: Reporter) -> list[ModelFormat]:
+    """The requested formats the task kind supports (de-duplicated, in request order); the
+    others are skipped with a warning."""
+    supported = set(task_kind(request.input_spec.task).export_formats)
+    wanted = list(dict.fromkeys(request.hyperparameters.formats))
+    skipped = [f.value for f in wanted if f not in supported]
+    if skipped:
+        reporter.emit(
+            EventKind.LOG,
+            {
+                "level": "warning",
+                "message": f"{request.input_spec.task.value} cannot export "
+                f"{', '.join(skipped)}; skipped",
+            },
+        )
+    return [f for f in wanted if f in supported]
+
+
+def _export_and_verify(
+    request: TrainingRequest,
+    task: KerasTask,
+    data: _Data,
+    fitted: _Fitted,
+    keras_predictions: np.ndarray,
+    reporter: Reporter,
+) -> _Exported | TrainingOutput:
+    """Export every requested format; run each .tflite file in LiteRT on the validation
+    split exactly as a phone would (builtin ops only, else INTERNAL)."""
+    hp = request.hyperparameters
+    model = fitted.model
+    x_train, _ = data.xy(data.train_rows)
+    x_val, y_val = data.xy(data.val_rows)
+    names = data.task_data.label_names
     rng = np.random.default_rng(hp.seed)
-    representative = normalize(
-        x_train[rng.permutation(len(x_train))[:REPRESENTATIVE_SAMPLES]], spec
+    representative = task.model_input(
+        request, x_train[rng.permutation(len(x_train))[:REPRESENTATIVE_SAMPLES]]
     )
     artifacts: dict[ModelFormat, bytes] = {}
     tflite_metrics: dict[str, dict[str, Any]] = {}
     formats: dict[str, dict[str, Any]] = {}
     reporter.emit(
-        EventKind.PHASE, {"phase": JobPhase.EXPORTING.value, "eta_seconds": round(post_seconds, 1)}
+        EventKind.PHASE,
+        {"phase": JobPhase.EXPORTING.value, "eta_seconds": round(fitted.post_seconds, 1)},
     )
+    wanted = _export_formats(request, reporter)
     export_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="export-", dir=_scratch(request.work_dir)) as tmp:
         saved_model_dir = write_saved_model(model, Path(tmp) / "saved_model")
-        for fmt in dict.fromkeys(hp.formats):  # de-duplicated, in request order
+        for fmt in wanted:
             if fmt.is_on_device:
                 continue  # written together below
             if reporter.should_stop():
-                return _cancelled(split, {"history": hist})
+                return _cancelled(data.split, {"history": fitted.history})
             reporter.emit(EventKind.LOG, {"message": f"exporting {fmt.value}"})
-            data = export(model, fmt, representative, saved_model_dir)
-            artifacts[fmt] = data
+            blob = task.export(model, fmt, representative, saved_model_dir)
+            artifacts[fmt] = blob
             if not fmt.is_tflite:
-                formats[fmt.value] = _keras_format_details(spec, num_classes)
+                formats[fmt.value] = _keras_format_details(model, data.num_classes)
                 continue
-            custom = litert.custom_op_names(data)
+            custom = litert.custom_op_names(blob)
             if custom:
                 raise MobiletrainError(
                     ErrorCode.INTERNAL,
                     f"the {fmt.value} export needs non-builtin ops: {', '.join(custom)}",
                 )
-            runner = litert.LiteRTModel(data, spec)
-            predicted = runner.predict_uint8(x_val)
-            report = classification_report(
-                y_val, predicted.argmax(axis=1), num_classes, request.label_names
-            )
+            runner = litert.LiteRTClassifier(blob)
+            predicted = _litert_probabilities(runner, task, request, x_val)
+            report = classification_report(y_val, predicted.argmax(axis=1), data.num_classes, names)
             tflite_metrics[fmt.value] = {
                 "accuracy": report["accuracy"],
                 "macro_f1": report["macro_f1"],
@@ -442,7 +501,7 @@ def train_and_export(
                 "agreement_with_keras": float(
                     np.mean(predicted.argmax(axis=1) == keras_predictions)
                 ),
-                "size_bytes": len(data),
+                "size_bytes": len(blob),
             }
             formats[fmt.value] = {
                 "file": artifact_file_name(fmt),
@@ -450,54 +509,121 @@ def train_and_export(
                 "output": runner.output_details(),
             }
     ondevice_section: dict[str, Any] | None = None
-    if any(fmt.is_on_device for fmt in hp.formats):
+    if any(fmt.is_on_device for fmt in wanted):
         reporter.emit(EventKind.LOG, {"message": "exporting the on-device training files"})
-        ondevice_section = _export_ondevice(model, spec, hp, artifacts, formats)
-    export_seconds = time.monotonic() - export_start
+        ondevice_section = _export_ondevice(model, request.input_spec, hp, artifacts, formats)
+    return _Exported(
+        artifacts, tflite_metrics, formats, ondevice_section, time.monotonic() - export_start
+    )
 
+
+def train_and_export(
+    request: TrainingRequest,
+    reporter: Reporter,
+    strategy: tf.distribute.Strategy | None = None,
+) -> TrainingOutput:
+    """Train, export every requested format and evaluate each export on the validation split.
+
+    Stages, each calling the project's task kind (``compute/keras/tasks``): data (decode,
+    split by sample), fit, evaluate in Keras, export and verify every file in LiteRT.
+    With a multi-worker ``strategy`` (see :mod:`mobiletrain.compute.keras.distributed`) every
+    worker calls this; the gradients are all-reduced, and only the chief (worker 0) goes on to
+    evaluate and export — the others return an output without artifacts after ``fit``.
+
+    Returns a :class:`TrainingOutput` whose .tflite artifacts already embed the manifest; when
+    ``reporter.should_stop()`` turns true, returns ``cancelled=True`` without artifacts.
+    Raises ``MobiletrainError`` for bad requests (``NOT_ENOUGH_DATA``, ``CORRUPT_IMAGE``,
+    ``INVALID_HYPERPARAMETERS``, ``INVALID_INPUT_SPEC`` ...) and ``INTERNAL`` for export failures.
+    ``hp.learning_rate`` is the initial rate of a cosine decay over the planned epochs.
+    """
+    hp = request.hyperparameters
+    hp.validate()  # also adds the keras format, which is always produced
+    request.input_spec.validate()
+    _check_request(request)
+    task = keras_task(request.input_spec.task)
+    job_start = time.monotonic()
+
+    data = _prepare_data(request, task, reporter)
+    if reporter.should_stop():
+        return _cancelled(data.split)
+    fitted = _fit(request, task, data, reporter, strategy)
+    if isinstance(fitted, TrainingOutput):
+        return fitted
+
+    # Keras reference quality on the validation split.
+    _, y_val = data.xy(data.val_rows)
+    names = data.task_data.label_names
+    probabilities = np.asarray(fitted.model.predict(fitted.val_ds, verbose=0))
+    keras_predictions = probabilities.argmax(axis=1)
+    keras_report = classification_report(y_val, keras_predictions, data.num_classes, names)
+    keras_report["loss"] = cross_entropy(probabilities, y_val)
+    misclassified = _misclassified(probabilities, y_val, data.task_data.owner[data.val_rows], data)
+
+    exported = _export_and_verify(request, task, data, fitted, keras_predictions, reporter)
+    if isinstance(exported, TrainingOutput):
+        return exported
+    output = _finish(request, task, data, fitted, exported, keras_report, misclassified, job_start)
+    reporter.emit(EventKind.EVALUATION, output.metrics)
+    return output
+
+
+def _finish(
+    request: TrainingRequest,
+    task: KerasTask,
+    data: _Data,
+    fitted: _Fitted,
+    exported: _Exported,
+    keras_report: dict[str, Any],
+    misclassified: list[dict[str, Any]],
+    job_start: float,
+) -> TrainingOutput:
+    """Metrics and the manifest (embedded in every .tflite file)."""
+    hp = request.hyperparameters
+    names = list(data.task_data.label_names)
+    n_train, n_val = len(data.train_rows), len(data.val_rows)
     # Top level: the Keras model on the validation split (the shape both transports read);
     # "tflite" holds the same measure for every exported file, run in LiteRT.
     metrics: dict[str, Any] = {
         "accuracy": keras_report["accuracy"],
         "loss": keras_report["loss"],
         "macro_f1": keras_report["macro_f1"],
-        "labels": list(request.label_names),
+        "labels": names,
         "per_class": keras_report["per_class"],
         "confusion_matrix": keras_report["confusion_matrix"],
         "misclassified": misclassified,
-        "tflite": tflite_metrics,
-        "history": hist,
-        "epochs_run": len(hist["loss"]),
-        "train_seconds": round(train_seconds, 3),
-        "export_seconds": round(export_seconds, 3),
+        "tflite": exported.tflite_metrics,
+        "history": fitted.history,
+        "epochs_run": len(fitted.history["loss"]),
+        "train_seconds": round(fitted.train_seconds, 3),
+        "export_seconds": round(exported.seconds, 3),
         "total_seconds": round(time.monotonic() - job_start, 3),
-        "num_train": len(x_train),
-        "num_validation": len(x_val),
+        "num_train": n_train,
+        "num_validation": n_val,
     }
     accuracies = {"keras": keras_report["accuracy"]}
-    accuracies.update({name: m["accuracy"] for name, m in tflite_metrics.items()})
+    accuracies.update({name: m["accuracy"] for name, m in exported.tflite_metrics.items()})
     manifest: dict[str, Any] = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
-        "task": TaskType.IMAGE_CLASSIFICATION.value,
-        "labels": list(request.label_names),
-        "input": spec.to_dict(),
-        "output": {"kind": "probabilities", "num_classes": num_classes},
-        "formats": formats,
+        "task": request.input_spec.task.value,
+        "labels": names,
+        "input": task.manifest_input(request, fitted.model),
+        "output": {"kind": "probabilities", "num_classes": data.num_classes},
+        "formats": exported.formats,
         "hyperparameters": hp.to_dict(),
         "metrics": {
             "validation_accuracy": accuracies,
-            "num_train": len(x_train),
-            "num_validation": len(x_val),
+            "num_train": n_train,
+            "num_validation": n_val,
         },
         "library_versions": _library_versions(),
     }
-    if ondevice_section is not None:
-        manifest["ondevice"] = ondevice_section
-    for fmt, data in artifacts.items():
+    if exported.ondevice is not None:
+        manifest["ondevice"] = exported.ondevice
+    artifacts = exported.artifacts
+    for fmt, blob in artifacts.items():
         if fmt.is_tflite:
-            artifacts[fmt] = embed_manifest(data, manifest)
-    reporter.emit(EventKind.EVALUATION, metrics)
-    return TrainingOutput(artifacts=artifacts, metrics=metrics, split=split, manifest=manifest)
+            artifacts[fmt] = embed_manifest(blob, manifest)
+    return TrainingOutput(artifacts=artifacts, metrics=metrics, split=data.split, manifest=manifest)
 
 
 def _export_ondevice(

@@ -1,6 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -9,6 +11,20 @@ class TaskType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_TYPE_UNSPECIFIED: _ClassVar[TaskType]
     TASK_TYPE_IMAGE_CLASSIFICATION: _ClassVar[TaskType]
+    TASK_TYPE_AUDIO_CLASSIFICATION: _ClassVar[TaskType]
+    TASK_TYPE_SENSOR_CLASSIFICATION: _ClassVar[TaskType]
+
+class LongClips(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LONG_CLIPS_UNSPECIFIED: _ClassVar[LongClips]
+    LONG_CLIPS_REJECT: _ClassVar[LongClips]
+    LONG_CLIPS_SPLIT: _ClassVar[LongClips]
+
+class SensorFraming(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SENSOR_FRAMING_UNSPECIFIED: _ClassVar[SensorFraming]
+    SENSOR_FRAMING_WINDOWS: _ClassVar[SensorFraming]
+    SENSOR_FRAMING_PAD: _ClassVar[SensorFraming]
 
 class ColorMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -98,8 +114,27 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_DEVICE_NOT_OWNED: _ClassVar[ErrorCode]
     ERROR_CODE_TOO_MANY_DEVICES: _ClassVar[ErrorCode]
     ERROR_CODE_FIELD_TOO_LONG: _ClassVar[ErrorCode]
+    ERROR_CODE_WRONG_TASK_SPEC: _ClassVar[ErrorCode]
+    ERROR_CODE_CORRUPT_AUDIO: _ClassVar[ErrorCode]
+    ERROR_CODE_UNSUPPORTED_AUDIO_FORMAT: _ClassVar[ErrorCode]
+    ERROR_CODE_AUDIO_TOO_LONG: _ClassVar[ErrorCode]
+    ERROR_CODE_AUDIO_TOO_SHORT: _ClassVar[ErrorCode]
+    ERROR_CODE_UNSUPPORTED_SAMPLE_RATE: _ClassVar[ErrorCode]
+    ERROR_CODE_CORRUPT_SENSOR_DATA: _ClassVar[ErrorCode]
+    ERROR_CODE_SENSOR_CHANNELS_MISMATCH: _ClassVar[ErrorCode]
+    ERROR_CODE_SENSOR_MISSING_VALUE: _ClassVar[ErrorCode]
+    ERROR_CODE_SENSOR_TOO_LONG: _ClassVar[ErrorCode]
+    ERROR_CODE_SENSOR_TOO_SHORT: _ClassVar[ErrorCode]
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_IMAGE_CLASSIFICATION: TaskType
+TASK_TYPE_AUDIO_CLASSIFICATION: TaskType
+TASK_TYPE_SENSOR_CLASSIFICATION: TaskType
+LONG_CLIPS_UNSPECIFIED: LongClips
+LONG_CLIPS_REJECT: LongClips
+LONG_CLIPS_SPLIT: LongClips
+SENSOR_FRAMING_UNSPECIFIED: SensorFraming
+SENSOR_FRAMING_WINDOWS: SensorFraming
+SENSOR_FRAMING_PAD: SensorFraming
 COLOR_MODE_UNSPECIFIED: ColorMode
 COLOR_MODE_RGB: ColorMode
 COLOR_MODE_GRAYSCALE: ColorMode
@@ -177,9 +212,46 @@ ERROR_CODE_DEVICE_NOT_REGISTERED: ErrorCode
 ERROR_CODE_DEVICE_NOT_OWNED: ErrorCode
 ERROR_CODE_TOO_MANY_DEVICES: ErrorCode
 ERROR_CODE_FIELD_TOO_LONG: ErrorCode
+ERROR_CODE_WRONG_TASK_SPEC: ErrorCode
+ERROR_CODE_CORRUPT_AUDIO: ErrorCode
+ERROR_CODE_UNSUPPORTED_AUDIO_FORMAT: ErrorCode
+ERROR_CODE_AUDIO_TOO_LONG: ErrorCode
+ERROR_CODE_AUDIO_TOO_SHORT: ErrorCode
+ERROR_CODE_UNSUPPORTED_SAMPLE_RATE: ErrorCode
+ERROR_CODE_CORRUPT_SENSOR_DATA: ErrorCode
+ERROR_CODE_SENSOR_CHANNELS_MISMATCH: ErrorCode
+ERROR_CODE_SENSOR_MISSING_VALUE: ErrorCode
+ERROR_CODE_SENSOR_TOO_LONG: ErrorCode
+ERROR_CODE_SENSOR_TOO_SHORT: ErrorCode
+
+class AudioSpec(_message.Message):
+    __slots__ = ("sample_rate_hz", "clip_ms", "long_clips", "clip_samples")
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    CLIP_MS_FIELD_NUMBER: _ClassVar[int]
+    LONG_CLIPS_FIELD_NUMBER: _ClassVar[int]
+    CLIP_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    sample_rate_hz: int
+    clip_ms: int
+    long_clips: LongClips
+    clip_samples: int
+    def __init__(self, sample_rate_hz: _Optional[int] = ..., clip_ms: _Optional[int] = ..., long_clips: _Optional[_Union[LongClips, str]] = ..., clip_samples: _Optional[int] = ...) -> None: ...
+
+class SensorSpec(_message.Message):
+    __slots__ = ("channels", "rate_hz", "window", "stride", "framing")
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    STRIDE_FIELD_NUMBER: _ClassVar[int]
+    FRAMING_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedScalarFieldContainer[str]
+    rate_hz: float
+    window: int
+    stride: int
+    framing: SensorFraming
+    def __init__(self, channels: _Optional[_Iterable[str]] = ..., rate_hz: _Optional[float] = ..., window: _Optional[int] = ..., stride: _Optional[int] = ..., framing: _Optional[_Union[SensorFraming, str]] = ...) -> None: ...
 
 class InputSpec(_message.Message):
-    __slots__ = ("width", "height", "color_mode", "normalization", "channels", "scale", "offset")
+    __slots__ = ("width", "height", "color_mode", "normalization", "channels", "scale", "offset", "audio", "sensor")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     COLOR_MODE_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +259,8 @@ class InputSpec(_message.Message):
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    SENSOR_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     color_mode: ColorMode
@@ -194,7 +268,9 @@ class InputSpec(_message.Message):
     channels: int
     scale: float
     offset: float
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., color_mode: _Optional[_Union[ColorMode, str]] = ..., normalization: _Optional[_Union[Normalization, str]] = ..., channels: _Optional[int] = ..., scale: _Optional[float] = ..., offset: _Optional[float] = ...) -> None: ...
+    audio: AudioSpec
+    sensor: SensorSpec
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., color_mode: _Optional[_Union[ColorMode, str]] = ..., normalization: _Optional[_Union[Normalization, str]] = ..., channels: _Optional[int] = ..., scale: _Optional[float] = ..., offset: _Optional[float] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., sensor: _Optional[_Union[SensorSpec, _Mapping]] = ...) -> None: ...
 
 class FormatAccuracy(_message.Message):
     __slots__ = ("format", "accuracy")

@@ -1,0 +1,96 @@
+"""gRPC conversion of the task-kind part of a project: task types and ``InputSpec.task_spec``.
+
+Kept apart from ``serde.py`` so a new task kind touches this module only; ``serde.py`` calls
+:func:`task_spec_to_proto` / :func:`task_spec_from_proto` from its InputSpec conversions.
+Enum tables follow the proto naming rule (``TASK_TYPE_`` + member name), so they are
+derived, never written by hand.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, TypeVar
+
+from mobiletrain._proto.mobiletrain.v1 import common_pb2
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.types import (
+    AudioSpec,
+    LongClips,
+    SensorFraming,
+    SensorSpec,
+    TaskSpec,
+    TaskType,
+)
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _table(domain: type[E], proto_enum: Any, prefix: str) -> dict[E, int]:
+    return {member: proto_enum.Value(f"{prefix}_{member.name}") for member in domain}
+
+
+TASK_TYPES: dict[TaskType, int] = _table(TaskType, common_pb2.TaskType, "TASK_TYPE")
+LONG_CLIPS: dict[LongClips, int] = _table(LongClips, common_pb2.LongClips, "LONG_CLIPS")
+SENSOR_FRAMINGS: dict[SensorFraming, int] = _table(
+    SensorFraming, common_pb2.SensorFraming, "SENSOR_FRAMING"
+)
+
+
+def _from_number(table: dict[E, int], number: int, what: str, default: E) -> E:
+    if number == 0:
+        return default
+    for member, value in table.items():
+        if value == number:
+            return member
+    allowed = ", ".join(str(m.value) for m in table)
+    raise MobiletrainError(
+        ErrorCode.INVALID_INPUT_SPEC, f"unknown {what} {number}; allowed: {allowed}"
+    )
+
+
+def task_spec_to_proto(spec: TaskSpec | None, msg: common_pb2.InputSpec) -> None:
+    """Fill ``msg``'s ``task_spec`` oneof from the domain (nothing for image projects)."""
+    if isinstance(spec, AudioSpec):
+        msg.audio.CopyFrom(
+            common_pb2.AudioSpec(
+                sample_rate_hz=spec.sample_rate_hz,
+                clip_ms=spec.clip_ms,
+                long_clips=LONG_CLIPS[spec.long_clips],  # type: ignore[arg-type]
+                clip_samples=spec.clip_samples,
+            )
+        )
+    elif isinstance(spec, SensorSpec):
+        msg.sensor.CopyFrom(
+            common_pb2.SensorSpec(
+                channels=list(spec.channels),
+                rate_hz=spec.rate_hz,
+                window=spec.window,
+                stride=spec.stride,
+                framing=SENSOR_FRAMINGS[spec.framing],  # type: ignore[arg-type]
+            )
+        )
+
+
+def task_spec_from_proto(msg: common_pb2.InputSpec) -> TaskSpec | None:
+    """``InputSpec``'s oneof → domain; 0 / empty fields take the defaults, derived ones are
+    ignored. Ranges are checked by the project service (INVALID_INPUT_SPEC)."""
+    which = msg.WhichOneof("task_spec")
+    if which == "audio":
+        audio, default_audio = msg.audio, AudioSpec()
+        return AudioSpec(
+            sample_rate_hz=audio.sample_rate_hz or default_audio.sample_rate_hz,
+            clip_ms=audio.clip_ms or default_audio.clip_ms,
+            long_clips=_from_number(LONG_CLIPS, audio.long_clips, "long_clips", LongClips.REJECT),
+        )
+    if which == "sensor":
+        sensor, default = msg.sensor, SensorSpec()
+        return SensorSpec(
+            channels=tuple(sensor.channels) or default.channels,
+            rate_hz=sensor.rate_hz or default.rate_hz,
+            window=sensor.window or default.window,
+            stride=sensor.stride or default.stride,
+            framing=_from_number(
+                SENSOR_FRAMINGS, sensor.framing, "sensor framing", SensorFraming.WINDOWS
+            ),
+        )
+    return None
