@@ -24,6 +24,8 @@ interface Progress {
   samples_per_second: number;
   eta_seconds: number;
   job_eta_seconds?: number;
+  // "preparing data" while the worker reads the samples (batch/batches = samples read / to read).
+  phase?: string;
 }
 
 interface ReleaseOutcome {
@@ -188,6 +190,9 @@ export function JobPage({ project, jobId }: { project: Project; jobId: string })
   if (state === "succeeded") {
     done = 1;
     progressText = "Done";
+  } else if (s.progress && s.progress.phase === "preparing data") {
+    const p = s.progress;
+    progressText = `Preparing data: ${p.batch} of ${p.batches} samples read…`;
   } else if (s.progress) {
     const p = s.progress;
     const epochDone = Math.max(rows.length, p.epoch - 1 + p.batch / Math.max(1, p.batches));
@@ -195,7 +200,7 @@ export function JobPage({ project, jobId }: { project: Project; jobId: string })
     // The job-level ETA covers every epoch left plus the export and the evaluation.
     progressText = `Training: epoch ${p.epoch} of ${p.epochs} · batch ${p.batch}/${p.batches} · ${Math.round(
       p.samples_per_second,
-    )} images/s · job ends in ${formatDuration(p.job_eta_seconds ?? p.eta_seconds)}`;
+    )} samples/s · job ends in ${formatDuration(p.job_eta_seconds ?? p.eta_seconds)}`;
     if (running && (s.phase === "exporting" || s.phase === "evaluating")) {
       progressText =
         s.phase === "exporting"
