@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from mobiletrain._proto.mobiletrain.v1 import federated_pb2, federated_pb2_grpc
+from mobiletrain._proto.mobiletrain.v1 import common_pb2, federated_pb2, federated_pb2_grpc
 from mobiletrain.api import longpoll
 from mobiletrain.api.federated_access import federated_service as _service
 from mobiletrain.api.grpc import serde
 from mobiletrain.api.grpc.bridge import CallEnded, RequestPump
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.types import ModelFormat
+from mobiletrain.federated.device import TaskReply, TaskStatus
 from mobiletrain.federated.records import FederatedSession
 from mobiletrain.federated.service import FederatedService
 
@@ -38,6 +40,58 @@ def _session_to_proto(
     service: FederatedService, session: FederatedSession
 ) -> federated_pb2.FederatedSession:
     return serde.federated_session_to_proto(session, service.weights_size(session))
+
+
+# The wire keeps its names (GetTask, TaskMessage, TaskHeader, FederatedTask, TaskStatus): they are
+# public and frozen. In Python a device's round work is an *assignment*; "task" means only a
+# project's task type (image, audio, sensor classification).
+_ASSIGNMENT_STATUSES: dict[TaskStatus, federated_pb2.TaskStatus] = {
+    TaskStatus.TASK: federated_pb2.TASK_STATUS_TASK,
+    TaskStatus.WAIT: federated_pb2.TASK_STATUS_WAIT,
+    TaskStatus.FINISHED: federated_pb2.TASK_STATUS_FINISHED,
+}
+
+
+def assignment_header_to_proto(reply: TaskReply) -> federated_pb2.TaskHeader:
+    """The answer to a device asking for work → the wire's ``TaskHeader`` (the weights travel
+    in the chunks after it, or inline in a Participate stream)."""
+    msg = federated_pb2.TaskHeader(
+        status=_ASSIGNMENT_STATUSES[reply.status],
+        session_id=reply.session_id,
+        message=reply.message,
+        retry_after_seconds=reply.retry_after_seconds,
+    )
+    work = reply.task
+    if work is not None:
+        order = list(ModelFormat)
+        msg.task.CopyFrom(
+            federated_pb2.FederatedTask(
+                session_id=work.session_id,
+                round=work.round,
+                rounds=work.rounds,
+                deadline=serde.timestamp_to_proto(work.deadline),
+                tensors=[
+                    federated_pb2.WeightTensor(name=name, shape=list(shape))
+                    for name, shape in work.tensors
+                ],
+                weights_size=len(work.weights),
+                learning_rate=work.learning_rate,
+                local_epochs=work.local_epochs,
+                batch_size=work.batch_size,
+                mu=work.mu,
+                labels=list(work.labels),
+                files=[
+                    common_pb2.Artifact(
+                        format=serde.model_format_to_proto(ModelFormat(name)),
+                        size=int(work.files[name]["size"]),
+                        sha256=str(work.files[name]["sha256"]),
+                    )
+                    for name in sorted(work.files, key=lambda n: order.index(ModelFormat(n)))
+                ],
+                model_version=work.model_version or 0,
+            )
+        )
+    return msg
 
 
 def update_chunks(requests: Iterator[federated_pb2.PushUpdateRequest]) -> Iterator[bytes]:
@@ -154,7 +208,7 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
         reply = await longpoll.get_task(
             _service(self._c), request.project, request.device_id, request.wait_seconds
         )
-        yield federated_pb2.TaskMessage(header=serde.task_header_to_proto(reply))
+        yield federated_pb2.TaskMessage(header=assignment_header_to_proto(reply))
         if reply.task is None:
             return
         for i, data in enumerate(self._weight_chunks(reply.task.weights)):
@@ -212,7 +266,7 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
             )
         while True:
             reply = await longpoll.get_task(service, project, device_id, PARTICIPATE_WAIT_SECONDS)
-            header = serde.task_header_to_proto(reply)
+            header = assignment_header_to_proto(reply)
             weights = reply.task.weights if reply.task is not None else b""
             if len(weights) <= WEIGHTS_CHUNK_BYTES:
                 header.weights = weights
