@@ -227,9 +227,7 @@ def flower_overhead(side: int, devices: int, rounds: int) -> dict[str, Any]:
 
 def accuracy_comparison(rounds: int = 20, devices: int = 10) -> dict[str, Any]:
     """Held-out accuracy after ``rounds`` on the same non-IID partitions."""
-    from mobiletrain.client.federated import GrpcFederatedClient
-    from mobiletrain.client.sdk import LocalSample
-    from mobiletrain.client.simulator import (
+    from mobiletrain.cli.simulator import (
         FileCache,
         SimulatedDevice,
         digits,
@@ -237,6 +235,8 @@ def accuracy_comparison(rounds: int = 20, devices: int = 10) -> dict[str, Any]:
         non_iid_partitions,
         run_devices,
     )
+    from mobiletrain.client.federated import GrpcFederatedClient
+    from mobiletrain.client.sdk import LocalSample
     from mobiletrain.federated.head import HeadSpec
 
     settings = {"lr": 0.3, "batch": 32, "epochs": 1, "seed": 42}

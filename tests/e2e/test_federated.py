@@ -23,13 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobiletrain.client.federated import (
-    GrpcFederatedClient,
-    RestFederatedClient,
-    StreamingFederatedClient,
-)
-from mobiletrain.client.sdk import Client, LocalSample
-from mobiletrain.client.simulator import (
+from mobiletrain.cli.simulator import (
     Behaviour,
     DeviceRuntime,
     FileCache,
@@ -40,6 +34,12 @@ from mobiletrain.client.simulator import (
     personalize,
     run_devices,
 )
+from mobiletrain.client.federated import (
+    GrpcFederatedClient,
+    RestFederatedClient,
+    StreamingFederatedClient,
+)
+from mobiletrain.client.sdk import Client, LocalSample
 from mobiletrain.compute.ondevice import weights_from_bytes
 from mobiletrain.config import Settings
 from mobiletrain.server import RunningServer, start_server

@@ -21,7 +21,7 @@ from mobiletrain.client.federated import GrpcFederatedClient, RestFederatedClien
 from mobiletrain.client.sdk import Client, ClientError, LocalSample
 
 if TYPE_CHECKING:
-    from mobiletrain.client.simulator import SimulatedDevice
+    from mobiletrain.cli.simulator import SimulatedDevice
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -76,7 +76,7 @@ def simulate_devices(
 ) -> None:
     """Simulate phones taking part in the project's federated session (LiteRT, no TF)."""
     # LiteRT and the simulator load only when the command runs (a fast CLI start).
-    from mobiletrain.client.simulator import (
+    from mobiletrain.cli.simulator import (
         Behaviour,
         FileCache,
         SimulatedDevice,
@@ -206,7 +206,7 @@ def _personalize(
     admin: GrpcFederatedClient, session_id: str, phones: list[SimulatedDevice], epochs: int
 ) -> None:
     """Each phone fine-tunes the final head on its own data (no server round)."""
-    from mobiletrain.client.simulator import DeviceRuntime, personalize
+    from mobiletrain.cli.simulator import DeviceRuntime, personalize
     from mobiletrain.compute.ondevice import weights_from_bytes
 
     session = admin.get_session(session_id)
