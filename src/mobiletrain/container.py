@@ -69,6 +69,9 @@ class Container:
     pool_gauges: dict[str, Callable[[], tuple[int, int]]] = field(default_factory=dict)
     # Drops unreferenced blobs from the blob store every compaction_interval_seconds.
     compaction: BackgroundLoop | None = None
+    # More background loops, started after the executor (e.g. the job-lease reaper that only
+    # the replica holding its leader lease runs, see core/leader.py).
+    background: list[BackgroundLoop] = field(default_factory=list)
     _closed: bool = field(default=False, repr=False)
 
     def start(self) -> None:
@@ -76,6 +79,8 @@ class Container:
         self.check_integrity()
         self.hub.start()
         self.executor.start()
+        for loop in self.background:
+            loop.start()
         if self.federated is not None:
             self.federated.start()
         if self.compaction is not None:
@@ -132,6 +137,8 @@ class Container:
             self.compaction.stop()
         if self.federated is not None:
             self.federated.stop()
+        for loop in reversed(self.background):
+            loop.stop()
         self.executor.stop()
         self.hub.stop()
         self.blobs.close()

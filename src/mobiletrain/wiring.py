@@ -13,10 +13,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mobiletrain.compute.executor import LocalExecutor
+from mobiletrain.compute.scheduler import Scheduler
 from mobiletrain.config import Settings
-from mobiletrain.container import Container
+from mobiletrain.container import BackgroundLoop, Container
 from mobiletrain.core.events import EventHub
-from mobiletrain.core.leader import SingletonLoop, leader_only, replica_id
+from mobiletrain.core.leader import PeriodicLoop, SingletonLoop, leader_only, replica_id
 from mobiletrain.core.ports import BlobStore, JobExecutor, MetadataStore
 from mobiletrain.core.ratelimit import RateLimiter, StreamSlots
 from mobiletrain.core.services import DatasetService, ModelService, ProjectService, TrainingService
@@ -47,6 +48,7 @@ def build_container(settings: Settings) -> Container:
     # NOTIFY or a local datagram; the watermark poll stays as a slow fallback.
     hub = EventHub(store, signal=open_event_signal(settings.resolved_database_url()))
     executor = build_executor(settings, store, hub)
+    holder = replica_id()  # this process, in the leader leases of the fleet's singleton loops
     projects = ProjectService(store, limits)
     space = build_space_guard(settings)
     datasets = DatasetService(
@@ -75,7 +77,8 @@ def build_container(settings: Settings) -> Container:
         ),
         federated=build_federated(settings, store, blobs, projects, hub),
         space=space,
-        compaction=build_compaction(settings, store, blobs),
+        compaction=build_compaction(settings, store, blobs, holder),
+        background=build_leader_loops(store, executor, holder),
     )
 
 
@@ -84,7 +87,7 @@ LEADER_LEASE_SECONDS = 10.0
 
 
 def build_compaction(
-    settings: Settings, store: SqlMetadataStore, blobs: BlobStore
+    settings: Settings, store: SqlMetadataStore, blobs: BlobStore, holder: str
 ) -> SingletonLoop | None:
     """Blob compaction, run by one replica at a time: the holder of the ``compaction`` lease
     (replicas sharing a blob store would otherwise rewrite the same packs at once)."""
@@ -93,7 +96,7 @@ def build_compaction(
     return leader_only(
         SqlLeaseStore(store.engine),
         "compaction",
-        replica_id(),
+        holder,
         lambda: CompactionLoop(
             blobs,
             store.referenced_blobs,
@@ -104,6 +107,32 @@ def build_compaction(
         ),
         ttl_s=LEADER_LEASE_SECONDS,
     )
+
+
+REAPER_INTERVAL_SECONDS = 1.0
+"""How often the leader looks for running jobs whose lease expired (their replica died)."""
+
+
+def build_leader_loops(
+    store: SqlMetadataStore, executor: JobExecutor, holder: str
+) -> list[BackgroundLoop]:
+    """Loops one replica runs for the whole fleet: the job-lease reaper (re-queues the jobs of
+    a dead replica or worker) moves out of every replica's scheduler onto the leader, so two
+    replicas never re-queue the same job (and charge it two attempts) at once."""
+    if not isinstance(executor, Scheduler):
+        return []
+    executor.reap_leases = False
+    return [
+        leader_only(
+            SqlLeaseStore(store.engine),
+            "job-reaper",
+            holder,
+            lambda: PeriodicLoop(
+                executor.reap_expired_leases, REAPER_INTERVAL_SECONDS, "job-reaper"
+            ),
+            ttl_s=LEADER_LEASE_SECONDS,
+        )
+    ]
 
 
 def build_space_guard(settings: Settings) -> SpaceGuard:

@@ -5,14 +5,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from mobiletrain.core.types import Hyperparameters, InputSpec, Job, JobState, Project, TaskType
-from mobiletrain.store.sql import SqlMetadataStore
 
 POSTGRES_URL = os.environ.get("MOBILETRAIN_TEST_POSTGRES_URL", "")
 
@@ -43,28 +39,3 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'mobiletrain.db'}"
     url: str = request.getfixturevalue("postgres_schema_url")
     return url
-
-
-def new_job(store: SqlMetadataStore) -> Job:
-    """A project with one queued job, for event tests."""
-    now = datetime.now(UTC)
-    project = store.create_project(
-        Project(
-            id=str(uuid.uuid4()),
-            name=f"p{uuid.uuid4().hex[:8]}",
-            task=TaskType.IMAGE_CLASSIFICATION,
-            labels=[],
-            labels_fixed=False,
-            input_spec=InputSpec(32, 32),
-            created_at=now,
-        )
-    )
-    return store.create_job(
-        Job(
-            id=str(uuid.uuid4()),
-            project_id=project.id,
-            state=JobState.QUEUED,
-            hyperparameters=Hyperparameters(epochs=1),
-            created_at=now,
-        )
-    )

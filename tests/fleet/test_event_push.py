@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from conftest import new_job
+from fleet_support import new_job
 
 from mobiletrain.core.events import EventHub
 from mobiletrain.core.types import EventKind, JobEvent
