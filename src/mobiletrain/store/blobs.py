@@ -295,6 +295,10 @@ class LocalPackBlobStore(BlobStore):
         self._pack_limit = pack_limit
         self._pack_max_age = pack_max_age_s
         self._lock = threading.RLock()
+        # Group commit of fsyncs (see sync): one caller fsyncs at a time, outside ``_lock``.
+        self._sync_lock = threading.Lock()
+        self._put_gen = 0  # records appended by this instance so far
+        self._synced_gen = 0  # every record up to this one is durable
         # sha256 hex -> (pack name, data offset, length)
         self._index: dict[str, tuple[str, int, int]] = {}
         # pack name -> offset up to which it has been scanned
@@ -552,33 +556,66 @@ class LocalPackBlobStore(BlobStore):
         self._scanned[w.name] = w.size
         self._index[key] = (w.name, good_end + len(header), len(data))
         w.unsynced.append(key)
+        self._put_gen += 1
+
+    def _synced(self, target: int) -> bool:
+        """True when every record up to ``target`` and every pending folder/foreign pack is
+        durable. Lock held."""
+        return self._synced_gen >= target and not self._foreign and not self._dir_dirty
 
     def sync(self) -> None:
-        """fsync the active pack (and the folder after a new pack) so blobs survive power loss."""
+        """fsync the active pack (and the folder after a new pack) so blobs survive power loss.
+
+        Group commit: the fsync runs outside the index lock, so puts go on while it waits for
+        the disk (8 ms here), and a caller that arrives while another caller's fsync runs waits
+        for it and then finds its own records already covered; one fsync serves them all.
+        """
         with self._lock:
-            w = self._writer
-            if w is not None and w.unsynced:
-                try:
-                    os.fsync(w.fd)
-                except OSError:
-                    # After a failed fsync the kernel may have dropped the dirty pages: the
-                    # records are not trusted, and are written again by a later put.
-                    self._abandon_writer(w)
-                    raise
-                w.unsynced.clear()
-            for name in sorted(self._foreign):
-                try:
-                    fd = os.open(self.packs / name, os.O_RDONLY)
-                except FileNotFoundError:
-                    continue
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            self._foreign.clear()
-            if self._dir_dirty:
-                fsync_dir(self.packs)
-                self._dir_dirty = False
+            target = self._put_gen
+            if self._synced(target):
+                return
+        with self._sync_lock:
+            with self._lock:
+                if self._synced(target):  # a concurrent sync covered our records
+                    return
+                w = self._writer
+                gen = self._put_gen
+                keys = list(w.unsynced) if w is not None else []
+                # A duplicate of the descriptor: a put may close the pack (size limit) meanwhile.
+                fd = os.dup(w.fd) if w is not None and keys else -1
+                foreign, self._foreign = sorted(self._foreign), set()
+                dir_dirty, self._dir_dirty = self._dir_dirty, False
+            try:
+                if fd >= 0:
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                for name in foreign:
+                    try:
+                        ffd = os.open(self.packs / name, os.O_RDONLY)
+                    except FileNotFoundError:
+                        continue
+                    try:
+                        os.fsync(ffd)
+                    finally:
+                        os.close(ffd)
+                if dir_dirty:
+                    fsync_dir(self.packs)
+            except OSError:
+                with self._lock:
+                    self._foreign.update(foreign)
+                    self._dir_dirty = self._dir_dirty or dir_dirty
+                    if w is not None and w is self._writer:
+                        # After a failed fsync the kernel may have dropped the dirty pages: the
+                        # records are not trusted, and are written again by a later put.
+                        self._abandon_writer(w)
+                raise
+            with self._lock:
+                if w is not None:
+                    synced = set(keys)
+                    w.unsynced = [k for k in w.unsynced if k not in synced]
+                self._synced_gen = max(self._synced_gen, gen)
 
     def seal(self) -> None:
         """Close the active pack (fsynced); the next put starts a new one.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +45,7 @@ from mobiletrain.core.types import (
     UploadSession,
 )
 from mobiletrain.store import schema as t
+from mobiletrain.store.event_signals import attach_event_publisher
 
 T = TypeVar("T")
 
@@ -59,6 +62,20 @@ def _utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is fsynced before it returns, so a sample answered "accepted"
+        # keeps its row through a power loss, not only through a process crash (NORMAL
+        # may roll the last commits back). One fsync per commit; see GroupWriter.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+
 def create_engine(database_url: str) -> Engine:
     """Create an engine; SQLite gets WAL mode and a busy timeout for multi-process use."""
     if database_url.startswith("sqlite"):
@@ -66,21 +83,154 @@ def create_engine(database_url: str) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(database_url, connect_args={"timeout": 60})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is fsynced before it returns, so a sample answered "accepted"
-            # keeps its row through a power loss, not only through a process crash (NORMAL
-            # may roll the last commits back). About 1 ms per commit; commits are per batch.
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.close()
-
+        _sqlite_pragmas(engine)
         return engine
     return sa.create_engine(database_url, pool_pre_ping=True)
+
+
+def create_sqlite_writer_engine(database_url: str) -> Engine:
+    """An SQLite engine whose transactions start with ``BEGIN IMMEDIATE``.
+
+    The write lock is taken at the start, so a transaction that reads before it writes (the
+    next event number, a sample's twins) cannot be overtaken by another process between its
+    read and its write, and a waiting writer queues in SQLite's busy handler instead of failing
+    a lock upgrade. pysqlite's own transaction handling is switched off (it would begin lazily
+    and break SAVEPOINTs), as SQLAlchemy's documentation describes for pysqlite.
+    """
+    engine = sa.create_engine(database_url, connect_args={"timeout": 60, "isolation_level": None})
+    _sqlite_pragmas(engine)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class _Write:
+    """One caller's transaction function waiting in a :class:`GroupWriter`."""
+
+    __slots__ = ("done", "error", "fn", "lead", "result")
+
+    def __init__(self, fn: Callable[[Connection], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.lead = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupWriter:
+    """Group commit for one process's SQLite writes: one transaction, one fsync, many callers.
+
+    With ``synchronous=FULL`` every SQLite commit costs an fsync (8 ms on the CI disk) under the
+    database's single write lock. A thousand upload streams committing one by one queued on that
+    lock and on SQLite's busy handler (which sleeps up to 100 ms between tries), so calls waited
+    for tens of seconds. Here the callers of one process queue in memory instead: the first
+    becomes the leader, takes the write lock once (``BEGIN IMMEDIATE``), runs every waiting
+    function (up to ``max_group``) each in its own SAVEPOINT, commits once and wakes them all;
+    the next waiting caller then leads the next group. So SQLite sees one writer per process.
+
+    Each function keeps its own outcome: an exception it raises (an ``IntegrityError``, a
+    :class:`MobiletrainError`) rolls back its savepoint only and is raised to its caller; a
+    database failure of the transaction itself (disk full, a failed commit) reaches every caller
+    of the group, none of whose writes is then stored. A function that calls back into the writer
+    from inside the group runs in a nested savepoint of the same transaction.
+    """
+
+    def __init__(self, engine: Engine, max_group: int = 128) -> None:
+        self.engine = engine
+        self.max_group = max_group
+        self._lock = threading.Lock()
+        self._queue: deque[_Write] = deque()
+        self._leading = False
+        self._local = threading.local()
+        self.groups = 0  # transactions committed (for tests and benchmarks)
+        self.writes = 0  # functions run in them
+
+    def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in a write transaction; returns once it is committed (fsynced)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:  # called from a function of the group this thread leads
+            with conn.begin_nested():
+                return fn(conn)
+        write = _Write(fn)
+        with self._lock:
+            self._queue.append(write)
+            if not self._leading:
+                self._leading = write.lead = True
+        if not write.lead:
+            write.done.wait()
+        if write.lead:  # first in the queue, or woken by the previous leader to lead
+            self._lead()
+        if write.error is not None:
+            raise write.error
+        return write.result  # type: ignore[no-any-return]
+
+    def _lead(self) -> None:
+        with self._lock:
+            group = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
+        try:
+            self._run_group(group)
+        finally:
+            for write in group:
+                if not write.lead:
+                    write.done.set()
+            with self._lock:
+                if self._queue:  # hand over: the oldest waiter leads the next group
+                    nxt = self._queue[0]
+                    nxt.lead = True
+                    nxt.done.set()
+                else:
+                    self._leading = False
+
+    def _run_group(self, group: list[_Write]) -> None:
+        for attempt in range(20):
+            for write in group:
+                write.result, write.error = None, None
+            try:
+                with self.engine.begin() as conn:
+                    self._local.conn = conn
+                    try:
+                        for write in group:
+                            savepoint = conn.begin_nested()
+                            try:
+                                write.result = write.fn(conn)
+                            except OperationalError:
+                                # Locked, full, I/O: the transaction itself failed (SQLite may
+                                # have rolled it back already, savepoint included).
+                                raise
+                            except Exception as exc:  # this caller's own failure or conflict
+                                savepoint.rollback()
+                                write.error = exc
+                            else:
+                                savepoint.commit()
+                    finally:
+                        self._local.conn = None
+                self.groups += 1
+                self.writes += len(group)
+                return
+            except OperationalError as exc:
+                full = storage_full_error(exc)
+                if full is not None:  # SQLite's "database or disk is full"
+                    self._fail(group, full, exc)
+                    return
+                if "locked" not in str(exc) or attempt == 19:
+                    self._fail(group, exc, None)
+                    return
+                time.sleep(0.05 * (attempt + 1))
+            except BaseException as exc:
+                self._fail(group, exc, None)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+
+    @staticmethod
+    def _fail(group: list[_Write], error: BaseException, cause: BaseException | None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+        for write in group:
+            write.result, write.error = None, error
 
 
 def migrate(database_url: str) -> None:
@@ -211,14 +361,34 @@ class SqlMetadataStore(MetadataStore):
             migrate(database_url)
         self.url = database_url
         self.engine = create_engine(database_url)
+        attach_event_publisher(self.engine, database_url)
+        # SQLite: every write of this process goes through one group-committing writer.
+        self._writer: GroupWriter | None = None
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
+            None,
+            "",
+            ":memory:",
+        ):
+            writer_engine = create_sqlite_writer_engine(database_url)
+            attach_event_publisher(writer_engine, database_url)
+            self._writer = GroupWriter(writer_engine)
+
+    @property
+    def write_engine(self) -> Engine:
+        """The engine this store writes through (SQLite: the group writer's own engine)."""
+        return self._writer.engine if self._writer is not None else self.engine
 
     def close(self) -> None:
-        """Dispose the connection pool."""
+        """Dispose the connection pools."""
         self.engine.dispose()
+        if self._writer is not None:
+            self._writer.engine.dispose()
 
     # SQLite can report "database is locked" under multi-process write bursts despite
     # busy_timeout (e.g. on WAL checkpoints); a short retry keeps writers from failing.
     def _tx(self, fn: Callable[[Connection], T]) -> T:
+        if self._writer is not None:
+            return self._writer.run(fn)
         for attempt in range(20):
             try:
                 with self.engine.begin() as conn:
@@ -545,9 +715,7 @@ class SqlMetadataStore(MetadataStore):
         def collect(c: Connection) -> None:
             keys.update(r[0] for r in c.execute(sa.select(t.samples.c.sha256).distinct()))
             keys.update(r[0] for r in c.execute(sa.select(t.upload_sessions.c.sha256)))
-            keys.update(
-                r[0] for r in c.execute(sa.select(t.federated_sessions.c.weights_sha256))
-            )
+            keys.update(r[0] for r in c.execute(sa.select(t.federated_sessions.c.weights_sha256)))
             for table, names in json_columns:
                 for row in c.execute(sa.select(*(table.c[n] for n in names))):
                     for value in row:
@@ -729,16 +897,11 @@ class SqlMetadataStore(MetadataStore):
 
         def tx(c: Connection) -> int:
             # Writers of one job (worker, executor, replicas) queue on the job's row instead
-            # of colliding on (job_id, seq) and retrying.
+            # of colliding on (job_id, seq) and retrying. SQLite needs no lock here: its write
+            # transactions begin IMMEDIATE (GroupWriter), so no other writer can come between
+            # the max(seq) read and the insert.
             if c.dialect.name == "postgresql":
                 c.execute(sa.select(t.jobs.c.id).where(t.jobs.c.id == job_id).with_for_update())
-            else:
-                # SQLite: a write first takes the database's write lock, so the max(seq) read
-                # below already sees every other writer's event. Reading first let several
-                # writers read the same max under load and collide again and again.
-                c.execute(
-                    t.jobs.update().where(t.jobs.c.id == job_id).values(state=t.jobs.c.state)
-                )
             last = c.execute(
                 sa.select(sa.func.max(t.job_events.c.seq)).where(t.job_events.c.job_id == job_id)
             ).scalar()

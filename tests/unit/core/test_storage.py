@@ -55,9 +55,9 @@ def test_wrapped_causes_are_followed_and_other_errors_are_not_storage_full() -> 
 def test_sqlite_database_or_disk_is_full_is_storage_full(tmp_path: Path) -> None:
     """A real SQLITE_FULL: the database may not grow past a few pages."""
     store = SqlMetadataStore(f"sqlite:///{tmp_path}/meta.db")
-    store.engine.dispose()
+    store.write_engine.dispose()
 
-    @event.listens_for(store.engine, "connect")
+    @event.listens_for(store.write_engine, "connect")
     def _cap(dbapi_conn: object, _record: object) -> None:
         cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
         pages = cur.execute("PRAGMA page_count").fetchone()[0]
