@@ -4,23 +4,24 @@ The SDK preprocesses like a phone (resize to the project's input size before sen
 in streamed batches with client-chosen ids (so a retry never doubles a sample), watches jobs with
 automatic resume from the last sequence number, and downloads models with a sha256 check.
 
-Errors: every failed call raises :class:`ClientError` with the server's stable ``code`` number
-(see ``mobiletrain.core.errors.ErrorCode``) and message.
+Results are the typed protobuf messages of ``proto/mobiletrain/v1`` (``Project``, ``Job``,
+``ModelVersion`` ...). Errors: every failed call raises a :class:`ClientError` subclass by
+gRPC status (:class:`NotFound`, :class:`InvalidArgument`, :class:`Unauthenticated` ... see
+:mod:`mobiletrain.client.errors`) with the server's stable ``code`` number (see
+``mobiletrain.core.errors.ErrorCode``) and message; ``except ClientError`` catches them all.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
-from PIL import Image, ImageOps
 
 from mobiletrain._proto.mobiletrain.v1 import (
     common_pb2,
@@ -35,10 +36,66 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2,
     training_pb2_grpc,
 )
+from mobiletrain.client.channel import DEFAULT_SERVER, BearerToken, find_token, open_channel
+from mobiletrain.client.errors import (
+    AlreadyExists,
+    ClientError,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from mobiletrain.client.samples import (
+    IMAGE_SUFFIXES,
+    LocalSample,
+    UploadReport,
+    prepare_image,
+    scan_directory,
+    task_suffixes,
+)
 from mobiletrain.proto_enums import cli_name, cli_names
 
-DEFAULT_SERVER = "127.0.0.1:50051"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+# The SDK's public surface: the client, its errors and the sample helpers it takes.
+__all__ = [
+    "ARCHITECTURES",
+    "COLOR_MODES",
+    "DEFAULT_SERVER",
+    "FORMATS",
+    "IMAGE_SUFFIXES",
+    "NORMALIZATIONS",
+    "TASKS",
+    "AlreadyExists",
+    "BearerToken",
+    "Client",
+    "ClientError",
+    "DataLoss",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "LocalSample",
+    "NotFound",
+    "OutOfRange",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "UploadReport",
+    "find_token",
+    "prepare_image",
+    "scan_directory",
+    "task_suffixes",
+]
+
+R = TypeVar("R")
+
 # Keep each stream message well under gRPC's default 4 MiB limit.
 _BATCH_BYTES = 2 * 1024 * 1024
 _INLINE_LIMIT = 1024 * 1024
@@ -59,152 +116,6 @@ TERMINAL_STATES = {
 }
 
 
-class BearerToken(
-    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
-):
-    """Adds ``authorization: Bearer <token>`` to every call of a channel."""
-
-    def __init__(self, token: str) -> None:
-        self._metadata = (("authorization", f"Bearer {token}"),)
-
-    def _details(self, details: Any) -> Any:
-        metadata = (*(details.metadata or ()), *self._metadata)
-        return details._replace(metadata=metadata)
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        """Unary call."""
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        """Server-streaming call."""
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        """Client-streaming call."""
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        """Bidirectional call."""
-        return continuation(self._details(details), requests)
-
-
-def find_token(token: str | None = None, data_dir: str | Path | None = None) -> str | None:
-    """The token to use: given, else ``MOBILETRAIN_TOKEN``, else the local admin-token file.
-
-    The file is the one a server on this machine wrote on its first start
-    (``$MOBILETRAIN_DATA_DIR`` or ``./mobiletrain-data``, file ``admin-token``).
-    """
-    if token:
-        return token
-    if os.environ.get("MOBILETRAIN_TOKEN"):
-        return os.environ["MOBILETRAIN_TOKEN"]
-    folder = Path(data_dir or os.environ.get("MOBILETRAIN_DATA_DIR") or "mobiletrain-data")
-    path = folder / "admin-token"
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
-class ClientError(Exception):
-    """A call failed; ``code`` is the server's stable error number (0 if none was sent)."""
-
-    def __init__(self, code: int, status: str, message: str) -> None:
-        self.code = code
-        self.status = status
-        self.message = message
-        super().__init__(f"[{code}] {status}: {message}")
-
-    @classmethod
-    def from_rpc(cls, err: grpc.RpcError) -> ClientError:
-        """Read the code from the trailing metadata ``mobiletrain-error-code``."""
-        code = 0
-        trailers: Any = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-        for item in trailers or ():
-            if item[0] == "mobiletrain-error-code":
-                code = int(item[1])
-        status = err.code().name if hasattr(err, "code") and err.code() else "UNKNOWN"
-        details = err.details() if hasattr(err, "details") else str(err)
-        return cls(code, status, details or "")
-
-
-@dataclass
-class LocalSample:
-    """One sample to upload: its id (idempotency key), label and encoded bytes."""
-
-    client_id: str
-    label: str
-    data: bytes
-
-
-@dataclass
-class UploadReport:
-    """What an upload did, sample by sample."""
-
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    skipped: int = 0
-    rejections: list[tuple[str, int, str]] | None = None
-
-    def add(self, response: Any) -> None:
-        """Fold one server response in."""
-        self.accepted += response.accepted
-        self.duplicates += response.duplicates
-        self.rejected += response.rejected
-        self.rejections = self.rejections or []
-        for r in response.results:
-            if r.status == datasets_pb2.SAMPLE_STATUS_REJECTED:
-                self.rejections.append((r.client_id, r.error_code, r.reason))
-
-
-def prepare_image(data: bytes, width: int, height: int, grayscale: bool) -> bytes:
-    """Resize and convert like the phone app does before sending.
-
-    PNG stays lossless (small images, grayscale); photos go as JPEG quality 95.
-    """
-    img: Image.Image = Image.open(io.BytesIO(data))
-    was_png = img.format == "PNG"
-    img = ImageOps.exif_transpose(img) or img
-    img = img.convert("L" if grayscale else "RGB")
-    if img.size != (width, height):
-        img = img.resize((width, height), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    if was_png or grayscale:
-        img.save(buf, format="PNG")
-    else:
-        img.save(buf, format="JPEG", quality=95)
-    return buf.getvalue()
-
-
-def task_suffixes(task: str) -> frozenset[str]:
-    """The file suffixes (lower case, with the dot) of a task's samples in DIR/<label>/.
-
-    ``task`` is the task's name (``image-classification``, as :data:`TASKS` spells it).
-    """
-    # One call to switch once the task registry names each task's sample files.
-    return frozenset(IMAGE_SUFFIXES)
-
-
-def scan_directory(
-    root: Path, suffixes: frozenset[str] | set[str] = frozenset(IMAGE_SUFFIXES)
-) -> list[tuple[str, str, Path]]:
-    """(client_id, label, path) for DIR/<label>/<file>, like Keras image_dataset_from_directory.
-
-    Only files whose suffix is in ``suffixes`` count (default: images; see :func:`task_suffixes`).
-    """
-    found = []
-    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for path in sorted(label_dir.rglob("*")):
-            if path.is_file() and path.suffix.lower() in suffixes:
-                rel = path.relative_to(root).as_posix()
-                found.append((rel, label_dir.name, path))
-    return found
-
-
 class Client:
     """A connection to a mobiletrain server's gRPC API."""
 
@@ -221,26 +132,13 @@ class Client:
         ``MOBILETRAIN_TLS_CA``), with a client certificate for mutual TLS."""
         self.server = server or os.environ.get("MOBILETRAIN_SERVER") or DEFAULT_SERVER
         self.timeout = timeout
-        options = [
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.max_send_message_length", 16 * 1024 * 1024),
-            # Keepalive suited to phones and laptops on flaky networks (the server allows it).
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-        ]
-        ca = tls_ca_file or os.environ.get("MOBILETRAIN_TLS_CA")
-        if ca:
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=Path(ca).read_bytes(),
-                private_key=Path(tls_key_file).read_bytes() if tls_key_file else None,
-                certificate_chain=Path(tls_cert_file).read_bytes() if tls_cert_file else None,
-            )
-            channel = grpc.secure_channel(self.server, credentials, options=options)
-        else:
-            channel = grpc.insecure_channel(self.server, options=options)
+        self._raw_channel = open_channel(self.server, tls_ca_file, tls_cert_file, tls_key_file)
         secret = find_token(token)
-        self.channel = grpc.intercept_channel(channel, BearerToken(secret)) if secret else channel
-        self._raw_channel = channel
+        self.channel: grpc.Channel = (
+            grpc.intercept_channel(self._raw_channel, BearerToken(secret))
+            if secret
+            else self._raw_channel
+        )
         self.projects = projects_pb2_grpc.ProjectServiceStub(self.channel)
         self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
         self.training = training_pb2_grpc.TrainingServiceStub(self.channel)
@@ -257,7 +155,7 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, fn: Callable[..., Any], request: Any, **kw: Any) -> Any:
+    def _call(self, fn: Callable[..., R], request: Any, **kw: Any) -> R:
         try:
             return fn(request, timeout=kw.pop("timeout", self.timeout), **kw)
         except grpc.RpcError as err:
@@ -273,7 +171,7 @@ class Client:
         color_mode: str = "rgb",
         normalization: str = "zero-one",
         task: str = "image-classification",
-    ) -> Any:
+    ) -> projects_pb2.Project:
         """Create a project (empty labels = open label set)."""
         if task not in TASKS:
             raise ClientError(14, "INVALID_ARGUMENT", f"unsupported task {task!r}")
@@ -291,7 +189,7 @@ class Client:
         )
         return self._call(self.projects.CreateProject, request)
 
-    def get_project(self, project: str) -> Any:
+    def get_project(self, project: str) -> projects_pb2.Project:
         """A project by id or name."""
         return self._call(self.projects.GetProject, projects_pb2.GetProjectRequest(project=project))
 
@@ -300,7 +198,7 @@ class Client:
         number = self.get_project(project).task
         return cli_name(common_pb2.TaskType, number) if number else "image-classification"
 
-    def list_projects(self) -> list[Any]:
+    def list_projects(self) -> list[projects_pb2.Project]:
         """Every project (all pages)."""
         out, token = [], ""
         while True:
@@ -312,7 +210,7 @@ class Client:
             if not token:
                 return out
 
-    def delete_project(self, project: str) -> Any:
+    def delete_project(self, project: str) -> projects_pb2.DeleteProjectResponse:
         """Delete a project and all it owns; its bytes go at the next compaction."""
         return self._call(
             self.projects.DeleteProject, projects_pb2.DeleteProjectRequest(project=project)
@@ -341,12 +239,12 @@ class Client:
     ) -> UploadReport:
         """Stream samples in one UploadSamples call (batched; large ones chunked)."""
 
-        def requests() -> Iterator[Any]:
+        def requests() -> Iterator[datasets_pb2.UploadSamplesRequest]:
             first = True
-            batch: list[Any] = []
+            batch: list[datasets_pb2.InlineSample] = []
             size = 0
 
-            def flush() -> Any:
+            def flush() -> datasets_pb2.UploadSamplesRequest:
                 nonlocal first, batch, size
                 msg = datasets_pb2.UploadSamplesRequest(
                     project=project if first else "",
@@ -377,14 +275,16 @@ class Client:
         report.add(self._call(self.datasets.UploadSamples, requests(), timeout=3600))
         return report
 
-    def upload_offset(self, project: str, client_id: str) -> Any:
+    def upload_offset(self, project: str, client_id: str) -> datasets_pb2.UploadOffset:
         """How many bytes of a chunked sample the server holds (``stored`` if all of it)."""
         return self._call(
             self.datasets.GetUploadOffset,
             datasets_pb2.GetUploadOffsetRequest(project=project, client_id=client_id),
         )
 
-    def _chunked(self, project: str, stream_project: str, s: LocalSample) -> Iterator[Any]:
+    def _chunked(
+        self, project: str, stream_project: str, s: LocalSample
+    ) -> Iterator[datasets_pb2.UploadSamplesRequest]:
         # Resume where an earlier, broken stream left this sample.
         have = self.upload_offset(project, s.client_id)
         start = 0 if have.stored or have.size != len(s.data) else int(have.offset)
@@ -453,7 +353,10 @@ class Client:
 
     @staticmethod
     def _prepared(
-        todo: list[tuple[str, str, Path]], spec: Any, grayscale: bool, resize: bool = True
+        todo: list[tuple[str, str, Path]],
+        spec: common_pb2.InputSpec,
+        grayscale: bool,
+        resize: bool = True,
     ) -> Iterator[LocalSample]:
         for client_id, label, path in todo:
             raw = path.read_bytes()
@@ -474,7 +377,7 @@ class Client:
         return {c.label: c.count for c in resp.counts}
 
     # -- training ------------------------------------------------------------------------------
-    def start_job(self, project: str, **hyperparameters: Any) -> Any:
+    def start_job(self, project: str, **hyperparameters: Any) -> training_pb2.Job:
         """Queue a training job; keyword arguments are the Hyperparameters fields."""
         hp = training_pb2.Hyperparameters()
         for key, value in hyperparameters.items():
@@ -491,11 +394,11 @@ class Client:
             training_pb2.StartJobRequest(project=project, hyperparameters=hp),
         )
 
-    def get_job(self, job_id: str) -> Any:
+    def get_job(self, job_id: str) -> training_pb2.Job:
         """A job by id."""
         return self._call(self.training.GetJob, training_pb2.GetJobRequest(job_id=job_id))
 
-    def list_jobs(self, project: str) -> list[Any]:
+    def list_jobs(self, project: str) -> list[training_pb2.Job]:
         """A project's jobs (all pages), in the server's order (newest first)."""
         out, token = [], ""
         while True:
@@ -508,11 +411,13 @@ class Client:
             if not token:
                 return out
 
-    def cancel_job(self, job_id: str) -> Any:
+    def cancel_job(self, job_id: str) -> training_pb2.Job:
         """Ask a job to stop."""
         return self._call(self.training.CancelJob, training_pb2.CancelJobRequest(job_id=job_id))
 
-    def watch_job(self, job_id: str, after_seq: int = 0, retries: int = 10) -> Iterator[Any]:
+    def watch_job(
+        self, job_id: str, after_seq: int = 0, retries: int = 10
+    ) -> Iterator[training_pb2.JobEvent]:
         """Yield JobEvents until the job ends, reconnecting from the last seq seen."""
         seq = after_seq
         failures = 0
@@ -537,7 +442,7 @@ class Client:
                 time.sleep(min(0.5 * 2**failures, 10))
 
     # -- models --------------------------------------------------------------------------------
-    def list_versions(self, project: str) -> list[Any]:
+    def list_versions(self, project: str) -> list[models_pb2.ModelVersion]:
         """Model versions, newest first."""
         resp = self._call(
             self.models.ListModelVersions, models_pb2.ListModelVersionsRequest(project=project)
@@ -546,8 +451,6 @@ class Client:
 
     def manifest(self, project: str, version: int = 0) -> dict[str, Any]:
         """The manifest of a version (0 = current) as a dict."""
-        import json
-
         resp = self._call(
             self.models.GetManifest, models_pb2.GetManifestRequest(project=project, version=version)
         )
@@ -560,7 +463,7 @@ class Client:
         fmt: str = "float32",
         version: int = 0,
         on_progress: Callable[[int, int], None] | None = None,
-    ) -> Any:
+    ) -> models_pb2.ModelFileInfo:
         """Download a model file to ``path`` (resuming a partial ``path.part``), verify sha256."""
         part = path.with_name(path.name + ".part")
         offset = part.stat().st_size if part.exists() else 0
@@ -590,7 +493,9 @@ class Client:
         part.replace(path)  # atomic switch: the app never sees a half-written model
         return info
 
-    def check_for_update(self, project: str, fmt: str, current_sha256: str = "") -> Any:
+    def check_for_update(
+        self, project: str, fmt: str, current_sha256: str = ""
+    ) -> models_pb2.CheckForUpdateResponse:
         """Ask whether a newer model exists than the one the app has."""
         return self._call(
             self.models.CheckForUpdate,
@@ -599,13 +504,15 @@ class Client:
             ),
         )
 
-    def list_versions_page(self, project: str) -> Any:
+    def list_versions_page(self, project: str) -> models_pb2.ListModelVersionsResponse:
         """The ListModelVersions response (versions newest first and ``current_version``)."""
         return self._call(
             self.models.ListModelVersions, models_pb2.ListModelVersionsRequest(project=project)
         )
 
-    def promote(self, project: str, version: int, pin: bool = False, reason: str = "") -> Any:
+    def promote(
+        self, project: str, version: int, pin: bool = False, reason: str = ""
+    ) -> models_pb2.ModelVersion:
         """Make ``version`` current (a candidate too); ``pin`` holds new versions back."""
         return self._call(
             self.models.PromoteVersion,
@@ -614,27 +521,27 @@ class Client:
             ),
         )
 
-    def rollback(self, project: str, reason: str = "") -> Any:
+    def rollback(self, project: str, reason: str = "") -> models_pb2.ModelVersion:
         """Make the previously current version current again."""
         return self._call(
             self.models.RollbackVersion,
             models_pb2.RollbackVersionRequest(project=project, reason=reason),
         )
 
-    def releases(self, project: str, limit: int = 100) -> list[Any]:
+    def releases(self, project: str, limit: int = 100) -> list[models_pb2.ReleaseRecord]:
         """Which version was current when, and why (newest first)."""
         resp = self._call(
             self.models.ListReleases, models_pb2.ListReleasesRequest(project=project, limit=limit)
         )
         return list(resp.releases)
 
-    def release_policy(self, project: str) -> Any:
+    def release_policy(self, project: str) -> models_pb2.ReleasePolicyState:
         """The project's release policy and pin (``ReleasePolicyState``)."""
         return self._call(
             self.models.GetReleasePolicy, models_pb2.GetReleasePolicyRequest(project=project)
         )
 
-    def set_release_policy(self, project: str, **fields: Any) -> Any:
+    def set_release_policy(self, project: str, **fields: Any) -> models_pb2.ReleasePolicyState:
         """Replace the release policy: ``mode`` ("auto"/"manual"), ``margin``,
         ``min_accuracy``, ``min_per_class_recall``, ``max_int8_drop`` (None = unset)."""
         modes = _RELEASE_MODES
@@ -649,7 +556,9 @@ class Client:
             models_pb2.SetReleasePolicyRequest(project=project, policy=policy),
         )
 
-    def predict(self, project: str, image: bytes, top_k: int = 3, version: int = 0) -> Any:
+    def predict(
+        self, project: str, image: bytes, top_k: int = 3, version: int = 0
+    ) -> models_pb2.PredictResponse:
         """Server-side inference on one encoded image."""
         return self._call(
             self.models.Predict,
@@ -659,7 +568,7 @@ class Client:
     # -- tokens --------------------------------------------------------------------------------
     def create_token(
         self, kind: str, project: str = "", name: str = "", ttl_days: int = 0
-    ) -> tuple[Any, str]:
+    ) -> tuple[tokens_pb2.Token, str]:
         """Create an admin or device token; returns (record, secret)."""
         kinds = _TOKEN_KINDS
         if kind not in kinds:
@@ -672,11 +581,11 @@ class Client:
         )
         return resp.token, resp.secret
 
-    def list_tokens(self, project: str = "") -> list[Any]:
+    def list_tokens(self, project: str = "") -> list[tokens_pb2.Token]:
         """Token records, newest first."""
         resp = self._call(self.tokens.ListTokens, tokens_pb2.ListTokensRequest(project=project))
         return list(resp.tokens)
 
-    def revoke_token(self, token_id: str) -> Any:
+    def revoke_token(self, token_id: str) -> tokens_pb2.Token:
         """Revoke a token."""
         return self._call(self.tokens.RevokeToken, tokens_pb2.RevokeTokenRequest(id=token_id))
