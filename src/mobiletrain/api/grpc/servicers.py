@@ -293,10 +293,6 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.PromoteVersionRequest, context: grpc.ServicerContext
     ) -> models_pb2.ModelVersion:
         """Make a version the current one (0: remove the promotion)."""
-        if request.version < 0:
-            raise MobiletrainError(
-                ErrorCode.INVALID_ARGUMENT, f"version must be at least 0, got {request.version}"
-            )
         model = self._c.models.promote(
             request.project, request.version, pin=request.pin, reason=request.reason
         )
@@ -313,7 +309,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.ListReleasesRequest, context: grpc.ServicerContext
     ) -> models_pb2.ListReleasesResponse:
         """The release history, newest first."""
-        records = self._c.models.history(request.project, request.limit or 100)
+        records = self._c.models.history(request.project, request.limit)
         return models_pb2.ListReleasesResponse(
             releases=[serde.release_record_to_proto(r) for r in records]
         )

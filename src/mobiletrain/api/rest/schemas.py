@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.manifest import VersionMetrics
 from mobiletrain.core.release import ReleasePolicy, ReleaseRecord, Rollout, VersionStatus
-from mobiletrain.core.services import Prediction
+from mobiletrain.core.services import DEFAULT_TOP_K, Prediction
 from mobiletrain.core.types import (
     Architecture,
     ColorMode,
@@ -604,7 +604,9 @@ class Base64PredictRequest(BaseModel):
 
     image: str = Field(description="Encoded JPEG, PNG or WebP file in base64.")
     version: int = Field(default=0, description="Model version; 0 = the current version.")
-    top_k: int = Field(default=0, description="Number of best classes to return; 0 = 5.")
+    top_k: int = Field(
+        default=0, description=f"Number of best classes to return; 0 = {DEFAULT_TOP_K}."
+    )
 
 
 # --- conversions ---------------------------------------------------------------------------

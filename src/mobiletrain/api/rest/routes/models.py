@@ -36,7 +36,7 @@ from mobiletrain.api.rest.schemas import (
     release_record_to_public,
 )
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.services import ModelService
+from mobiletrain.core.services import DEFAULT_RELEASES_LIMIT, DEFAULT_TOP_K, ModelService
 from mobiletrain.core.types import DEFAULT_MODEL_FORMAT, ModelFormat, ModelVersion
 
 router = APIRouter(tags=["models"], responses=error_docs(400, 404, 409, 500))
@@ -286,7 +286,9 @@ def rollback_model(
 def list_releases(
     project: ProjectRef,
     models: ModelsDep,
-    limit: Annotated[int, Query(description="Most records, 1..1000.")] = 100,
+    limit: Annotated[
+        int, Query(description=f"Most records, 1..1000; 0 = {DEFAULT_RELEASES_LIMIT}.")
+    ] = 0,
 ) -> ReleaseHistoryPublic:
     """Which version was current when, and why: every promotion by the release gate, every
     promotion and rollback by a person, newest first."""
@@ -325,7 +327,7 @@ def predict(
     models: ModelsDep,
     file: Annotated[UploadFile, File(description="The image file (JPEG, PNG or WebP).")],
     version: Annotated[int, Form(description="Model version; 0 = the current version.")] = 0,
-    top_k: Annotated[int, Form(description="Number of best classes; 0 = 5.")] = 0,
+    top_k: Annotated[int, Form(description=f"Number of best classes; 0 = {DEFAULT_TOP_K}.")] = 0,
 ) -> PredictionPublic:
     """Run the version's float32 TFLite model on one image, preprocessed as its input spec
     says (handy to compare with on-device results). Fails with NO_MODEL, MODEL_NOT_FOUND,
