@@ -128,7 +128,6 @@ class EventHub:
         self._signal = signal
         # With a push signal the poll is only the safety net for a lost signal.
         self._poll_interval = fallback_interval if signal is not None else poll_interval
-        self._kick = threading.Event()
         self._cond = threading.Condition()
         self._watermark = 0
         self._generation = 0  # bumped by notify(): events appended in this process
@@ -147,7 +146,16 @@ class EventHub:
             self._thread = threading.Thread(target=self._run, name="event-hub", daemon=True)
             self._thread.start()
             if self._signal is not None:
-                self._signal.start(self._kick.set)
+                # The signal's thread wakes the watchers itself: no hop through the hub's
+                # thread (each hop is a scheduling delay on a busy machine).
+                self._signal.start(self._pushed)
+
+    def _pushed(self) -> None:
+        # Some process committed an event. Every watched job's tail becomes stale and is read
+        # once more (a watermark compare could miss an event whose id is below one already
+        # committed: PostgreSQL ids are not in commit order).
+        if not self._stop.is_set():
+            self.notify()
 
     @property
     def pushed(self) -> bool:
@@ -159,7 +167,6 @@ class EventHub:
         self._stop.set()
         if self._signal is not None and self._thread is not None:
             self._signal.stop()
-        self._kick.set()
         self.notify()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -236,22 +243,14 @@ class EventHub:
 
     def _run(self) -> None:
         polls = 0
-        while not self._stop.is_set():
-            if self._kick.wait(self._poll_interval):
-                # Pushed: some process committed an event. Every watched job's tail becomes
-                # stale and is read once more (a watermark compare could miss an event whose
-                # id is below one already committed: PostgreSQL ids are not in commit order).
-                self._kick.clear()
-                if not self._stop.is_set():
-                    self.notify()
-                continue
+        while not self._stop.wait(self._poll_interval):
             try:
                 mark = self._store.event_watermark()
             except Exception:  # a transient database error must not kill the hub
                 continue
             polls += 1
             # With a signal, also wake every few fallback polls: covers a lost signal for an
-            # event whose id is below the watermark already seen (see above).
+            # event whose id is below the watermark already seen (see _pushed).
             if mark != self._watermark or (self._signal is not None and polls % 4 == 0):
                 self._watermark = mark
                 self.notify()

@@ -60,8 +60,15 @@ def _local_supported() -> bool:
     return sys.platform.startswith("linux")  # abstract-namespace UNIX sockets
 
 
+PUSH_ENV = "MOBILETRAIN_EVENT_PUSH"
+"""Set to ``0`` to turn the push off (the hub then polls every 50 ms, as before push existed):
+for comparisons (bench/fleet_latency.py) and as an escape hatch."""
+
+
 def open_event_signal(database_url: str) -> EventSignal | None:
-    """The signal for this database, or None when only polling works."""
+    """The signal for this database, or None when only polling works (or push is off)."""
+    if os.environ.get(PUSH_ENV, "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
     if database_url.startswith("postgresql"):
         return PostgresEventSignal(database_url)
     db_file = sqlite_path(database_url)
