@@ -112,10 +112,14 @@ def _suffix_list(suffixes: frozenset[str]) -> str:
 
 
 def upload(
-    directory: Annotated[Path, typer.Argument(help="DIR/<label>/*.jpg|png|webp")],
+    directory: Annotated[
+        Path,
+        typer.Argument(help="DIR/<label>/*.jpg|png|webp (audio: *.wav; sensor: *.csv|json)"),
+    ],
     project: ProjectOpt,
 ) -> None:
-    """Upload a folder of labelled images (resized client-side, like the phone app)."""
+    """Upload a folder of labelled samples: the files of the project's task (images are
+    resized client-side, like the phone app)."""
     if not directory.is_dir():
         raise usage(
             f"{directory} is not a folder; give a folder with one subfolder per label "

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from mobiletrain import tasks
 from mobiletrain._proto.mobiletrain.v1 import datasets_pb2
+from mobiletrain.client.errors import ClientError
+from mobiletrain.core.errors import MobiletrainError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 """The image files ``upload`` sends (the formats the server decodes)."""
@@ -69,12 +72,26 @@ def prepare_image(data: bytes, width: int, height: int, grayscale: bool) -> byte
 
 
 def task_suffixes(task: str) -> frozenset[str]:
-    """The file suffixes (lower case, with the dot) of a task's samples in DIR/<label>/.
+    """The file suffixes (lower case, with the dot) of a task's samples in DIR/<label>/:
+    images, ``.wav`` (audio), ``.csv``/``.json`` (sensor time series).
 
-    ``task`` is the task's name (``image-classification``, as :data:`TASKS` spells it).
+    ``task`` is the task's name as the wire spells it (``image-classification``).
     """
-    # One call to switch once the task registry names each task's sample files.
-    return IMAGE_SUFFIXES
+    return frozenset(tasks.sample_extensions(_known(task)))
+
+
+def client_resizes(task: str) -> bool:
+    """Whether samples of ``task`` are shrunk to the project's input before upload (images)."""
+    return tasks.client_resizes(_known(task))
+
+
+def _known(task: str) -> str:
+    # A task this SDK does not know (a newer server's) is the caller's failure, as a ClientError.
+    try:
+        tasks.parse_task(task)
+    except MobiletrainError as err:
+        raise ClientError(err.code.number, err.code.grpc_status, err.message) from None
+    return task
 
 
 def scan_directory(

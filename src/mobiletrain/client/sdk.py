@@ -56,6 +56,7 @@ from mobiletrain.client.samples import (
     IMAGE_SUFFIXES,
     LocalSample,
     UploadReport,
+    client_resizes,
     prepare_image,
     scan_directory,
     task_suffixes,
@@ -88,6 +89,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UploadReport",
+    "client_resizes",
     "find_token",
     "prepare_image",
     "scan_directory",
@@ -95,6 +97,9 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+
+_RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+"""Statuses after which watch_job reconnects from the last event it saw."""
 
 # Keep each stream message well under gRPC's default 4 MiB limit.
 _BATCH_BYTES = 2 * 1024 * 1024
@@ -325,7 +330,7 @@ class Client:
         task = cli_name(common_pb2.TaskType, info.task) if info.task else "image-classification"
         files = scan_directory(root, task_suffixes(task))
         # Images are resized like the phone app does; other samples go as they are.
-        resize = task == "image-classification"
+        resize = client_resizes(task)
         report = UploadReport(rejections=[])
         for attempt in range(retries + 1):
             try:
@@ -434,7 +439,9 @@ class Client:
             except grpc.RpcError as err:
                 if err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                     continue  # the stream reached the server's maximum age: reconnect at once
-                if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+                # A balancer ends a dead replica's stream without a status: UNKNOWN. Every one
+                # of these is resumable from `seq`.
+                if err.code() not in _RESUMABLE:
                     raise ClientError.from_rpc(err) from None
                 failures += 1
                 if failures > retries:

@@ -74,3 +74,14 @@ def test_upload_discovery_takes_the_tasks_files_only(tmp_path: Path) -> None:
         ("cat/3.webp", "cat"),
     ]
     assert sdk.scan_directory(tmp_path, frozenset({".txt"}))[0][0] == "cat/notes.txt"
+
+
+def test_each_task_names_its_sample_files_and_whether_the_client_resizes() -> None:
+    assert sdk.task_suffixes("image-classification") == {".jpg", ".jpeg", ".png", ".webp"}
+    assert sdk.task_suffixes("audio-classification") == {".wav"}
+    assert sdk.task_suffixes("sensor-classification") == {".csv", ".json"}
+    assert sdk.client_resizes("image-classification")
+    assert not sdk.client_resizes("sensor-classification")
+    with pytest.raises(sdk.InvalidArgument) as err:  # a newer server's task: one clear error
+        sdk.task_suffixes("video-classification")
+    assert err.value.code == 14
