@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mobiletrain.core.types import AudioSpec
 from mobiletrain.tasks.audio import BACKGROUND_LABEL
-from mobiletrain.tasks.audio_codec import encode_wav, read_wav, resample, to_mono
+from mobiletrain.tasks.audio_codec import decode_clips, encode_wav, read_wav, resample, to_mono
 
 DEFAULT_WORDS: tuple[str, ...] = ("yes", "no", "up", "down")
 
@@ -198,3 +199,40 @@ def make_speech_dataset(
         (folder / f"{kind}-{i}.wav").write_bytes(encode_wav(clip, rate_hz))
     result.counts[f"train/{BACKGROUND_LABEL}"] = background_clips
     return result
+
+
+def held_out_examples(
+    held_out_dir: Path, labels: Sequence[str], spec: AudioSpec | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``held_out_dir/<label>/*.wav`` as the server does: float32 clips and label indices."""
+    audio = spec or AudioSpec()
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    for index, label in enumerate(labels):
+        for path in sorted((held_out_dir / label).glob("*.wav")):
+            xs.append(decode_clips(path.read_bytes(), audio)[0])
+            ys.append(index)
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+def litert_accuracy(
+    model: bytes, labels: Sequence[str], held_out_dir: Path, spec: AudioSpec | None = None
+) -> float:
+    """Accuracy of a downloaded ``.tflite`` on held-out clips, fed as an app feeds it.
+
+    Runs the LiteRT interpreter (the runtime tflite_flutter wraps) one clip at a time on
+    float32 PCM ``[1, clip_samples]``; the model's output order is ``labels``.
+    """
+    from ai_edge_litert.interpreter import Interpreter  # only demo/test callers pay for it
+
+    x, y = held_out_examples(held_out_dir, labels, spec)
+    interpreter = Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    hits = 0
+    for clip, label in zip(x, y, strict=True):
+        interpreter.set_tensor(inp["index"], clip[None].astype(np.float32))
+        interpreter.invoke()
+        hits += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == label)
+    return hits / len(y)
