@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from mobiletrain.compute.keras.export import export_float32, export_keras, write_saved_model
+from mobiletrain.compute.keras.export import export, export_keras, write_saved_model
 from mobiletrain.compute.keras.tasks import keras_task
 from mobiletrain.compute.keras.tasks.audio import (
     MEL_BANDS,
@@ -27,7 +27,7 @@ from mobiletrain.compute.keras.tasks.audio import (
 )
 from mobiletrain.compute.litert import custom_op_names
 from mobiletrain.compute.protocol import TrainingRequest
-from mobiletrain.core.types import AudioSpec, Hyperparameters, InputSpec, TaskType
+from mobiletrain.core.types import AudioSpec, Hyperparameters, InputSpec, ModelFormat, TaskType
 from mobiletrain.tasks.audio_codec import encode_wav
 
 RATE = 16000
@@ -79,14 +79,20 @@ def _speechlike(n: int, seed: int) -> np.ndarray:
     return out
 
 
-def test_front_end_converts_to_builtins_and_matches_keras(saved: tuple[keras.Model, Path]) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "atol"),
+    [(ModelFormat.FLOAT32, 1e-4), (ModelFormat.FLOAT16, 5e-3), (ModelFormat.DYNAMIC_INT8, 0.05)],
+)
+def test_front_end_converts_to_builtins_and_matches_keras(
+    saved: tuple[keras.Model, Path], fmt: ModelFormat, atol: float
+) -> None:
     model, path = saved
-    tflite = export_float32(path)
+    tflite = export(model, fmt, np.zeros((0, RATE), np.float32), path)
     assert custom_op_names(tflite) == []
     names = {name for name, _, _ in _ops(tflite)}
     assert {"RFFT2D", "COMPLEX_ABS", "LOG"} <= names
     x = _speechlike(4, 1)
-    np.testing.assert_allclose(_run(tflite, x), model.predict(x, verbose=0), atol=1e-4)
+    np.testing.assert_allclose(_run(tflite, x), model.predict(x, verbose=0), atol=atol)
 
 
 def test_log_mel_puts_a_tone_in_its_mel_band() -> None:
