@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from mobiletrain.compute.preprocess import decode_image, normalize
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.types import InputSpec, ModelFormat, TaskType
 from mobiletrain.core.validation import Limits, verify_image
@@ -45,10 +44,15 @@ class ImageClassification:
 
     def decode_examples(self, data: bytes, spec: InputSpec) -> np.ndarray:
         """One uint8 ``(1, H, W, C)`` image, decoded as apps do (see ``compute.preprocess``)."""
+        # Imported here: the SDK asks this kind for its extensions and must not load compute.
+        from mobiletrain.compute.preprocess import decode_image
+
         return decode_image(data, spec)[np.newaxis]
 
     def model_input(self, examples: np.ndarray, spec: InputSpec) -> np.ndarray:
         """``pixel * scale + offset`` per the spec's normalisation."""
+        from mobiletrain.compute.preprocess import normalize
+
         return normalize(examples, spec)
 
     def manifest_input(self, spec: InputSpec) -> dict[str, Any]:

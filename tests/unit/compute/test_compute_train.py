@@ -24,6 +24,7 @@ from mobiletrain.compute.litert import (  # noqa: E402
 from mobiletrain.compute.preprocess import decode_batch  # noqa: E402
 from mobiletrain.compute.protocol import TrainingOutput, TrainingRequest  # noqa: E402
 from mobiletrain.core.errors import ErrorCode, MobiletrainError  # noqa: E402
+from mobiletrain.core.manifest import SCHEMA_VERSION  # noqa: E402
 from mobiletrain.core.types import (  # noqa: E402
     CLASSIFIER_FORMATS,
     TFLITE_FORMATS,
@@ -163,7 +164,7 @@ def _write(data: bytes, path: Path) -> Path:
 def test_manifest_content(trained: Any) -> None:
     _, out, _ = trained
     manifest = out.manifest
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["task"] == "image-classification"
     assert manifest["labels"] == [str(d) for d in range(10)]
     assert manifest["input"] == SPEC.to_dict()

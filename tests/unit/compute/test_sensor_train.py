@@ -85,7 +85,9 @@ def test_manifest_describes_the_input_exactly(trained: tuple[TrainingOutput, Rep
     section = manifest["input"]
     assert section["shape"] == [1, 100, 3] and section["channels"] == ["ax", "ay", "az"]
     assert section["rate_hz"] == 50.0 and section["dtype"] == "float32"
-    norm = section["normalization"]
+    (tensor,) = manifest["inputs"]
+    assert tensor["layout"] == "NTC" and tensor["length"] == 100 and tensor["rate_hz"] == 50.0
+    norm = manifest["task_spec"]["normalization"]
     assert len(norm["mean"]) == 3 and all(s > 0 for s in norm["std"])
     # Gravity (9.81) shows in the means, spread in the stds: raw units go in.
     assert np.linalg.norm(norm["mean"]) > 5

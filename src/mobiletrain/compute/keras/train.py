@@ -36,14 +36,19 @@ from mobiletrain.compute.keras.export import (
 from mobiletrain.compute.keras.tasks import KerasTask, TaskData, keras_task
 from mobiletrain.compute.metrics import classification_report, cross_entropy
 from mobiletrain.compute.protocol import (
-    MANIFEST_SCHEMA_VERSION,
     Reporter,
     TrainingOutput,
     TrainingRequest,
-    artifact_file_name,
 )
 from mobiletrain.compute.split import stratified_split
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.manifest import (
+    FormatInfo,
+    ModelManifest,
+    ModelOutput,
+    TensorInfo,
+    ValidationMetrics,
+)
 from mobiletrain.core.types import (
     EventKind,
     Hyperparameters,
@@ -210,16 +215,13 @@ def _cancelled(split: dict[str, Any], metrics: dict[str, Any] | None = None) -> 
     )
 
 
-def _keras_format_details(model: keras.Model, num_classes: int) -> dict[str, Any]:
-    def tensor(shape: list[int | None]) -> dict[str, Any]:
-        return {"dtype": "float32", "shape": shape, "quantization": None}
-
-    example = [int(d) for d in model.inputs[0].shape[1:]]
-    return {
-        "file": artifact_file_name(ModelFormat.KERAS),
-        "input": tensor([None, *example]),
-        "output": tensor([None, num_classes]),
-    }
+def _keras_format_details(model: keras.Model, num_classes: int) -> FormatInfo:
+    example: list[int | None] = [int(d) for d in model.inputs[0].shape[1:]]
+    return FormatInfo.for_format(
+        ModelFormat.KERAS,
+        TensorInfo("float32", [None, *example]),
+        TensorInfo("float32", [None, num_classes]),
+    )
 
 
 # --- stage 1: data ---------------------------------------------------------------------------
@@ -410,7 +412,7 @@ def _fit(
 class _Exported:
     artifacts: dict[ModelFormat, bytes]
     tflite_metrics: dict[str, dict[str, Any]]
-    formats: dict[str, dict[str, Any]]
+    formats: dict[str, FormatInfo]
     ondevice: dict[str, Any] | None
     seconds: float
 
@@ -465,7 +467,7 @@ def _export_and_verify(
     )
     artifacts: dict[ModelFormat, bytes] = {}
     tflite_metrics: dict[str, dict[str, Any]] = {}
-    formats: dict[str, dict[str, Any]] = {}
+    formats: dict[str, FormatInfo] = {}
     reporter.emit(
         EventKind.PHASE,
         {"phase": JobPhase.EXPORTING.value, "eta_seconds": round(fitted.post_seconds, 1)},
@@ -503,11 +505,11 @@ def _export_and_verify(
                 ),
                 "size_bytes": len(blob),
             }
-            formats[fmt.value] = {
-                "file": artifact_file_name(fmt),
-                "input": runner.input_details(),
-                "output": runner.output_details(),
-            }
+            formats[fmt.value] = FormatInfo.for_format(
+                fmt,
+                TensorInfo.from_dict(runner.input_details()),
+                TensorInfo.from_dict(runner.output_details()),
+            )
     ondevice_section: dict[str, Any] | None = None
     if any(fmt.is_on_device for fmt in wanted):
         reporter.emit(EventKind.LOG, {"message": "exporting the on-device training files"})
@@ -602,23 +604,19 @@ def _finish(
     }
     accuracies = {"keras": keras_report["accuracy"]}
     accuracies.update({name: m["accuracy"] for name, m in exported.tflite_metrics.items()})
-    manifest: dict[str, Any] = {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "task": request.input_spec.task.value,
-        "labels": names,
-        "input": task.manifest_input(request, fitted.model),
-        "output": {"kind": "probabilities", "num_classes": data.num_classes},
-        "formats": exported.formats,
-        "hyperparameters": hp.to_dict(),
-        "metrics": {
-            "validation_accuracy": accuracies,
-            "num_train": n_train,
-            "num_validation": n_val,
-        },
-        "library_versions": _library_versions(),
-    }
-    if exported.ondevice is not None:
-        manifest["ondevice"] = exported.ondevice
+    manifest = ModelManifest(
+        task=request.input_spec.task.value,
+        labels=names,
+        input=task.manifest_input(request, fitted.model),
+        inputs=task.manifest_inputs(request, fitted.model),
+        task_spec=task.manifest_task_spec(request, fitted.model),
+        output=ModelOutput(num_classes=data.num_classes),
+        formats=exported.formats,
+        validation=ValidationMetrics(accuracies, n_train, n_val),
+        hyperparameters=hp.to_dict(),
+        library_versions=_library_versions(),
+        extra={"ondevice": exported.ondevice} if exported.ondevice is not None else {},
+    ).to_dict()
     artifacts = exported.artifacts
     for fmt, blob in artifacts.items():
         if fmt.is_tflite:
@@ -631,7 +629,7 @@ def _export_ondevice(
     spec: InputSpec,
     hp: Hyperparameters,
     artifacts: dict[ModelFormat, bytes],
-    formats: dict[str, dict[str, Any]],
+    formats: dict[str, FormatInfo],
 ) -> dict[str, Any]:
     """Add the requested on-device files: the trained model minus its head as the feature
     extractor, and its last dense layer as the head an app fine-tunes."""
@@ -644,7 +642,7 @@ def _export_ondevice(
     for fmt, data in result.files.items():
         if fmt in hp.formats:
             artifacts[fmt] = data
-            formats[fmt.value] = {"file": artifact_file_name(fmt)}
+            formats[fmt.value] = FormatInfo.for_format(fmt)
     return result.manifest
 
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 from mobiletrain.compute.keras import export as exporting
 from mobiletrain.compute.protocol import Reporter, TrainingRequest
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.manifest import TensorSpec
 from mobiletrain.core.types import ModelFormat, TaskType
 from mobiletrain.tasks import kind as task_kind
 
@@ -82,8 +83,17 @@ class KerasTask(Protocol):
         ...
 
     def manifest_input(self, request: TrainingRequest, model: keras.Model) -> dict[str, Any]:
-        """The manifest's ``input`` section, learned preprocessing (e.g. normalisation
-        statistics) included."""
+        """The manifest's ``input`` section: the task's input contract."""
+        ...
+
+    def manifest_inputs(self, request: TrainingRequest, model: keras.Model) -> list[TensorSpec]:
+        """The manifest's generic ``inputs`` (dtype, shape, layout, channels, rate, length);
+        empty keeps an image classifier's card as it always was."""
+        ...
+
+    def manifest_task_spec(self, request: TrainingRequest, model: keras.Model) -> dict[str, Any]:
+        """The manifest's ``task_spec``: what the kind learned or fixed inside the model
+        (normalisation statistics, a front end's parameters); empty for none."""
         ...
 
 
@@ -142,3 +152,11 @@ class KerasTaskBase:
     def manifest_input(self, request: TrainingRequest, model: keras.Model) -> dict[str, Any]:
         """The pure kind's ``manifest_input``."""
         return task_kind(self.task).manifest_input(request.input_spec)
+
+    def manifest_inputs(self, request: TrainingRequest, model: keras.Model) -> list[TensorSpec]:
+        """None (the ``input`` section says it all)."""
+        return []
+
+    def manifest_task_spec(self, request: TrainingRequest, model: keras.Model) -> dict[str, Any]:
+        """Nothing learned outside the weights."""
+        return {}

@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from mobiletrain.compute.keras.tasks.base import BatchMap, KerasTaskBase, TaskData
 from mobiletrain.compute.protocol import Reporter, TrainingRequest
-from mobiletrain.core.types import Hyperparameters, TaskType
-from mobiletrain.tasks import kind as task_kind
+from mobiletrain.core.manifest import TensorSpec
+from mobiletrain.core.types import Hyperparameters, SensorSpec, TaskType
 
 NORMALIZE_LAYER = "normalize"
 # Spread below this (a channel that never moved) is treated as 1, so it is not blown up.
@@ -94,17 +94,36 @@ class SensorTask(KerasTaskBase):
 
         return augment
 
-    def manifest_input(self, request: TrainingRequest, model: keras.Model) -> dict[str, Any]:
-        """The kind's contract plus the normalisation the model applies."""
+    def manifest_inputs(self, request: TrainingRequest, model: keras.Model) -> list[TensorSpec]:
+        """One window: float32 ``[1, window, channels]``, time-major, raw units."""
+        sensor = request.input_spec.task_spec
+        assert isinstance(sensor, SensorSpec)
+        return [
+            TensorSpec(
+                name="readings",
+                dtype="float32",
+                shape=[1, sensor.window, len(sensor.channels)],
+                layout="NTC",
+                role="window",
+                channels=list(sensor.channels),
+                rate_hz=sensor.rate_hz,
+                length=sensor.window,
+                description="raw sensor units at rate_hz, channels in this order; a shorter "
+                "recording is padded by repeating its last reading; normalised inside the model",
+            )
+        ]
+
+    def manifest_task_spec(self, request: TrainingRequest, model: keras.Model) -> dict[str, Any]:
+        """The per-channel normalisation the model applies (training split statistics)."""
         layer = model.get_layer(NORMALIZE_LAYER)
-        section = task_kind(self.task).manifest_input(request.input_spec)
-        section["normalization"] = {
-            "inside_model": True,
-            "mean": [float(v) for v in np.asarray(layer.mean).ravel()],
-            "std": [float(v) for v in np.sqrt(np.asarray(layer.variance).ravel())],
-            "computed_on": "training split",
+        return {
+            "normalization": {
+                "inside_model": True,
+                "mean": [float(v) for v in np.asarray(layer.mean).ravel()],
+                "std": [float(v) for v in np.sqrt(np.asarray(layer.variance).ravel())],
+                "computed_on": "training split",
+            }
         }
-        return section
 
 
 TASK = SensorTask()
