@@ -41,6 +41,7 @@ class AudioClassification:
     task = TaskType.AUDIO_CLASSIFICATION
     short_name = "audio"
     sample_extensions: tuple[str, ...] = (".wav",)
+    client_resizes = False  # WAVs go up as recorded; the server resamples
     media_types: tuple[str, ...] = (WAV_MEDIA_TYPE,)
     # The whole-classifier formats; the on-device training files assume an image backbone.
     export_formats: tuple[ModelFormat, ...] = CLASSIFIER_FORMATS

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.types import AudioSpec, InputSpec, LongClips, TaskType
 from mobiletrain.core.validation import Limits
-from mobiletrain.tasks import kind, sample_extensions, validate_sample
+from mobiletrain.tasks import TaskKind, kind, sample_extensions, validate_sample
 from mobiletrain.tasks.audio import KIND
 from mobiletrain.tasks.audio_codec import (
     WAVE_FORMAT_EXTENSIBLE,
@@ -80,6 +80,9 @@ def test_the_kind_is_registered() -> None:
     assert kind(TaskType.AUDIO_CLASSIFICATION) is KIND
     assert set(sample_extensions(TaskType.AUDIO_CLASSIFICATION)) == {".wav"}
     assert KIND.check_spec(InputSpec()).task_spec == AudioSpec()
+    missing = [name for name in TaskKind.__annotations__ if not hasattr(KIND, name)]
+    assert not missing, f"AudioClassification lacks TaskKind attributes {missing}"
+    assert KIND.client_resizes is False
 
 
 @pytest.mark.parametrize("bits", [8, 16, 24, 32])
