@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from fleet_support import new_job
@@ -93,3 +94,39 @@ def test_a_listener_killed_without_cleanup_is_dropped_by_the_writer(tmp_path: Pa
         hub.stop()
         store.close()
     assert list(signal_dir.iterdir()) == []  # unregistered on stop
+
+
+def test_watchers_of_one_job_share_the_finished_check(tmp_path: Path) -> None:
+    """A job with no new events: each watcher asks "finished?" once a second, but the hub
+    asks the store at most once a second for all of them (not once per watcher)."""
+    import asyncio
+
+    url = f"sqlite:///{tmp_path / 'mobiletrain.db'}"
+    store = SqlMetadataStore(url)
+    job = new_job(store)
+    hub = EventHub(store)
+    hub.start()
+    calls: list[float] = []
+
+    def is_finished() -> bool:
+        calls.append(time.monotonic())
+        return False
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        async def watcher() -> None:
+            async for _ in hub.watch_async(job.id, 0, is_finished, stop=stop):
+                pass
+
+        tasks = [asyncio.ensure_future(watcher()) for _ in range(50)]
+        await asyncio.sleep(3.2)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    try:
+        asyncio.run(main())
+    finally:
+        hub.stop()
+        store.close()
+    assert 1 <= len(calls) <= 5, len(calls)  # 50 watchers x 3 s would be ~150 without sharing

@@ -56,6 +56,11 @@ class _Tail:
     base_seq: int = 0  # events with seq > base_seq are all in ``events``
     checked: tuple[int, int] = (-1, -1)  # (watermark, generation) when last read
     watchers: int = 0
+    # The answer of the last is_finished() for this job and when it was asked (monotonic):
+    # shared by the job's watchers, so a thousand of them ask the store once a second, not
+    # a thousand times.
+    finished: bool = False
+    finished_asked: float = float("-inf")
 
 
 @dataclass
@@ -241,6 +246,27 @@ class EventHub:
                 if tail.watchers <= 0:
                     del self._tails[job_id]
 
+    def _finished_cached(self, job_id: str) -> bool | None:
+        """The job's shared is_finished() answer if under a second old, else None."""
+        with self._tails_lock:
+            tail = self._tails.get(job_id)
+        if tail is None or time.monotonic() - tail.finished_asked >= 1.0:
+            return None
+        return tail.finished
+
+    def _is_finished(self, job_id: str, is_finished: Callable[[], bool]) -> bool:
+        """``is_finished()`` asked at most once a second per job for all its watchers."""
+        cached = self._finished_cached(job_id)
+        if cached is not None:
+            return cached
+        asked = time.monotonic()
+        finished = is_finished()
+        with self._tails_lock:
+            tail = self._tails.get(job_id)
+        if tail is not None:
+            tail.finished, tail.finished_asked = finished, asked
+        return finished
+
     def _run(self) -> None:
         polls = 0
         while not self._stop.wait(self._poll_interval):
@@ -293,7 +319,7 @@ class EventHub:
                     return
             if events:
                 continue
-            if w.finish_check_due() and is_finished():
+            if w.finish_check_due() and self._is_finished(job_id, is_finished):
                 w.finished_since = time.monotonic()
             if w.gave_up():
                 return
@@ -335,8 +361,12 @@ class EventHub:
                         return
                 if events:
                     continue
-                if w.finish_check_due() and await asyncio.to_thread(is_finished):
-                    w.finished_since = time.monotonic()
+                if w.finish_check_due():
+                    finished = self._finished_cached(job_id)  # no thread hop when fresh
+                    if finished is None:
+                        finished = await asyncio.to_thread(self._is_finished, job_id, is_finished)
+                    if finished:
+                        w.finished_since = time.monotonic()
                 if w.gave_up():
                     return
                 with contextlib.suppress(TimeoutError):
