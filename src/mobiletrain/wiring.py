@@ -75,7 +75,7 @@ def build_container(settings: Settings) -> Container:
         uploads=ResumableUploads(
             store, blobs, projects, datasets, ttl=timedelta(hours=settings.upload_ttl_hours)
         ),
-        federated=build_federated(settings, store, blobs, projects, hub),
+        federated=build_federated(settings, store, blobs, projects, hub, holder),
         space=space,
         compaction=build_compaction(settings, store, blobs, holder),
         background=build_leader_loops(store, executor, holder),
@@ -150,20 +150,22 @@ def build_federated(
     blobs: BlobStore,
     projects: ProjectService,
     hub: EventHub,
+    holder: str,
 ) -> FederatedService:
-    """Federated sessions over the same stores (exports run in child processes)."""
+    """Federated sessions over the same stores (exports run in child processes); each session
+    is coordinated by the replica holding its lease, any replica takes device calls."""
     from mobiletrain.compute.federated_toolkit import LocalOnDeviceToolkit
     from mobiletrain.store.federated import SqlFederatedStore
-    from mobiletrain.store.spool import LocalUpdateSpool
 
     return FederatedService(
         store,
         SqlFederatedStore(store),
         blobs,
-        LocalUpdateSpool((settings.data_dir / "federated-updates").resolve()),
         LocalOnDeviceToolkit((settings.data_dir / "jobs").resolve()),
         projects,
         hub,
+        leases=SqlLeaseStore(store.engine),
+        holder=holder,
         devices_per_token=settings.federated_devices_per_token,
     )
 

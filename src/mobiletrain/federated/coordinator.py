@@ -1,9 +1,17 @@
-"""The round loop: open rounds when enough devices are available, close, aggregate, publish.
+"""The round loop: one coordinator per session across replicas, elected through the store.
 
-A coordinator thread looks at every running session each tick (or when woken): it opens a
-round by selecting devices, closes it per the configuration (everyone answered, quorum, or
-deadline), aggregates the accepted updates with the session's strategy, evaluates and
-publishes the new model, and reports the round as the EPOCH event of the session's job.
+Every replica runs this loop. Each tick it looks at the active sessions in the store: a session
+nobody coordinates (new, or its coordinator died and its lease expired) is taken over by the
+replica that gets its lease (``federated:<session id>``, with a fencing token), which then
+rebuilds the session from the stores as a restart does. For the sessions it holds, the
+coordinator reads the answers devices left through any replica (rows and blobs), opens rounds
+when enough devices are available, closes them per the configuration (everyone answered,
+quorum, or deadline), aggregates with the session's strategy, evaluates and publishes the new
+model, and reports the round as the EPOCH event of the session's job.
+
+Round transitions are conditional writes (a round opens only after the one before it, a round
+stops admitting updates once), and the coordinator's writes are fenced by its lease: a replica
+that lost its lease (paused, cut off) cannot overwrite its successor's work.
 """
 
 from __future__ import annotations
@@ -11,27 +19,43 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
+from mobiletrain.core.leader import Lease, LeaseLost
 from mobiletrain.core.types import EventKind
 from mobiletrain.federated.head import weights_from_bytes, weights_to_bytes
 from mobiletrain.federated.lifecycle import Lifecycle
 from mobiletrain.federated.privacy import add_noise, clip, noise_std
 from mobiletrain.federated.publishing import Publisher, summary, without_device_ids
-from mobiletrain.federated.records import SessionState
+from mobiletrain.federated.records import FederatedSession, SessionState, UpdateStatus
 from mobiletrain.federated.rounds import RoundPhase, RoundState, select_devices
-from mobiletrain.federated.state import Context, LiveSession, LiveSessions
+from mobiletrain.federated.state import (
+    ACTIVE_STATES,
+    Context,
+    LiveSession,
+    LiveSessions,
+    now,
+    ts,
+)
 from mobiletrain.federated.strategy import cap_weight_shares
 
 log = logging.getLogger("mobiletrain.federated")
 
-_CANCEL_CHECK_S = 1.0
+T = TypeVar("T")
+
+_CHECK_S = 1.0
+"""How often a coordinator checks that its session was not cancelled or stopped elsewhere."""
+_PROGRESS_INTERVAL_S = 0.5
+SCAN_SECONDS = 0.2
+"""How often every replica looks at the active sessions in the store (new ones, ones without
+a coordinator, and changes that devices waiting here must hear of)."""
 
 
 class Coordinator:
-    """Runs the rounds of every live session in one background thread."""
+    """Coordinates the sessions whose lease this replica holds, in one background thread."""
 
     def __init__(
         self,
@@ -40,13 +64,17 @@ class Coordinator:
         lifecycle: Lifecycle,
         publisher: Publisher,
         tick_seconds: float,
+        lease_ttl_s: float,
     ) -> None:
         self.ctx = ctx
         self.sessions = sessions
         self.lifecycle = lifecycle
         self.publisher = publisher
         self.tick_seconds = tick_seconds
+        self.lease_ttl_s = lease_ttl_s
         self._thread: threading.Thread | None = None
+        self._seen: tuple[Any, ...] = ()
+        self._next_scan = 0.0
 
     @property
     def running(self) -> bool:
@@ -54,88 +82,236 @@ class Coordinator:
         return self._thread is not None
 
     def start(self) -> None:
-        """Start the coordinator thread."""
+        """Start the coordinator thread (it takes over the sessions that need a coordinator)."""
+        self._next_scan = 0.0
         self._thread = threading.Thread(target=self._run, name="federated", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop the thread (``ctx.stopping`` must be set)."""
+    def stop(self, hand_over: bool = True) -> None:
+        """Stop the thread (``ctx.stopping`` must be set) and hand every lease back, so another
+        replica takes the sessions over at once (``hand_over=False``: once they expire)."""
         self.ctx.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        for live in self.sessions.all():
+            self.lifecycle.release(live, lost=not hand_over)
 
+    def acquire(self, session_id: str) -> Lease | bool | None:
+        """The session's lease for this replica: a Lease, True without leases (one replica),
+        or None when another replica holds it."""
+        ctx = self.ctx
+        if ctx.leases is None:
+            return True
+        return ctx.leases.acquire(f"federated:{session_id}", ctx.holder, self.lease_ttl_s)
+
+    def adopt(
+        self, session: FederatedSession, lease: Lease | bool | None = None, fresh: bool = False
+    ) -> LiveSession | None:
+        """Coordinate ``session`` if its lease can be had (None: another replica holds it)."""
+        held = lease if lease is not None else self.acquire(session.id)
+        if held is None or held is False:
+            return None
+        return self.lifecycle.resume(
+            session, held if isinstance(held, Lease) else None, fresh=fresh
+        )
+
+    # -- the loop --------------------------------------------------------------------------------
     def _run(self) -> None:
         ctx = self.ctx
         while not ctx.stopping.is_set():
+            if time.monotonic() >= self._next_scan:
+                self._next_scan = time.monotonic() + SCAN_SECONDS
+                try:
+                    self._scan()
+                except Exception:  # the store may be briefly unreachable: try again
+                    log.warning("looking for federated sessions failed", exc_info=True)
             for live in self.sessions.all():
                 try:
                     self.step(live)
+                except LeaseLost:
+                    log.warning(
+                        "federated session %s: another replica coordinates it now", live.session.id
+                    )
+                    self.lifecycle.release(live, lost=True)
                 except Exception as exc:  # a failing session must not stop the others
                     log.exception("federated session %s failed", live.session.id)
-                    self.lifecycle.finish(live, SessionState.FAILED, f"{type(exc).__name__}: {exc}")
+                    try:
+                        self.lifecycle.finish(
+                            live, SessionState.FAILED, f"{type(exc).__name__}: {exc}"
+                        )
+                    except LeaseLost:
+                        self.lifecycle.release(live, lost=True)
             ctx.wake.wait(self.tick_seconds)
             ctx.wake.clear()
 
-    def step(self, live: LiveSession) -> None:
-        """Advance one session: check for cancelling, open, close or finish."""
-        if not live.ready:
+    def _scan(self) -> None:
+        """Take over the sessions nobody coordinates; wake the devices waiting here when a
+        session or its round changed in the store (another replica may coordinate it)."""
+        fstore = self.ctx.fstore
+        active = fstore.list_sessions(states=ACTIVE_STATES)
+        seen: list[Any] = []
+        for session in active:
+            rnd = fstore.get_round(session.id, session.current_round)
+            seen.append(
+                (
+                    session.id,
+                    session.state,
+                    session.current_round,
+                    session.weights_sha256,
+                    rnd.phase if rnd else None,
+                    rnd.closed_at if rnd else None,
+                )
+            )
+            if self.sessions.get(session.id) is None and not self.ctx.stopping.is_set():
+                self.adopt(session)
+        signature = tuple(seen)
+        if signature != self._seen:
+            self._seen = signature
+            self.ctx.notify()
+
+    def _renew(self, live: LiveSession) -> None:
+        """Extend the lease well before it expires (LeaseLost when another replica has it)."""
+        leases, lease = self.ctx.leases, live.lease
+        if leases is None or lease is None:
             return
         mono = time.monotonic()
-        if mono >= live.next_cancel_check:
-            live.next_cancel_check = mono + _CANCEL_CHECK_S
-            job = self.ctx.store.get_job(live.session.job_id)
-            if job is None or job.cancel_requested:
-                self.lifecycle.finish(live, SessionState.CANCELLED, "cancelled")
+        if mono - live.lease_renewed < self.lease_ttl_s / 3:
+            return
+        renewed = leases.renew(lease, self.lease_ttl_s)
+        if renewed is None:
+            raise LeaseLost(lease)
+        live.lease, live.lease_renewed = renewed, mono
+
+    def _fenced(self, live: LiveSession, write: Callable[[], T]) -> T:
+        """``write()`` only while this replica still holds the session's lease."""
+        leases, lease = self.ctx.leases, live.lease
+        if leases is None or lease is None:
+            return write()
+        return leases.fenced(lease, write)
+
+    def step(self, live: LiveSession) -> None:
+        """Advance one session: check for cancelling, read answers, open, close or finish."""
+        with live.lock:
+            self._renew(live)
+            if live.preparing or not live.ready:
                 return
-        config = live.session.config
-        now = time.time()
-        closing: RoundState | None = None
-        with live.cond:
+            mono = time.monotonic()
+            if mono >= live.next_check:
+                live.next_check = mono + _CHECK_S
+                job = self.ctx.store.get_job(live.session.job_id)
+                if job is None or job.cancel_requested:
+                    self.lifecycle.finish(live, SessionState.CANCELLED, "cancelled")
+                    return
+                stored = self.ctx.fstore.get_session(live.session.id)
+                if stored is None or stored.state.is_terminal:
+                    self.lifecycle.ended_elsewhere(live, stored)
+                    return
+            config = live.session.config
             rnd = live.round
             if rnd is None or rnd.phase.is_closed:
                 if live.session.current_round >= config.rounds:
-                    finished = True
+                    self.lifecycle.finish(live, SessionState.FINISHED)
                 else:
-                    finished = False
-                    self._maybe_open(live, now, mono)
-            else:
-                finished = False
-                reason = rnd.should_close(now, config)
-                if reason:
-                    phase, why = rnd.decide(config)
-                    rnd.phase, rnd.closed_at = phase, now
-                    rnd.close_reason = f"{reason}; {why}"
-                    closing = rnd
-                    live.cond.notify_all()
-        if finished:
-            self.lifecycle.finish(live, SessionState.FINISHED)
-        elif closing is not None:
-            self._close(live, closing)
+                    self._maybe_open(live)
+                return
+            self._ingest(live, rnd)
+            if not live.closing:
+                reason = rnd.should_close(time.time(), config)
+                if not reason:
+                    return
+                self._fenced(
+                    live,
+                    lambda: self.ctx.fstore.begin_closing(live.session.id, rnd.number, now()),
+                )
+                live.closing = True
+                rnd.close_reason = reason
+                self._ingest(live, rnd)  # answers recorded before the round stopped admitting
+            phase, why = rnd.decide(config)
+            rnd.phase, rnd.closed_at = phase, time.time()
+            rnd.close_reason = f"{rnd.close_reason or 'closing'}; {why}"
+            self.ctx.notify()
+            self._close(live, rnd)
 
-    def _maybe_open(self, live: LiveSession, now: float, mono: float) -> None:
-        ctx = self.ctx
-        config = live.session.config
-        available = [
-            d
-            for d, seen in live.last_seen.items()
-            if mono - seen <= config.availability_seconds and d in live.devices
-        ]
+    def _ingest(self, live: LiveSession, rnd: RoundState) -> None:
+        """Take in the round's answers recorded since the last look (through any replica)."""
+        ctx, session = self.ctx, live.session
+        config = session.config
+        rows = ctx.fstore.list_updates(session.id, rnd.number, after_id=live.last_row)
+        for row in rows:
+            live.last_row = max(live.last_row, row.id)
+            device = row.device_id
+            if not row.counts or device in rnd.accepted or device in rnd.failed:
+                continue  # the first answer of a device counts
+            if device in rnd.rejected:
+                continue
+            if row.status is UpdateStatus.FAILED:
+                rnd.failed[device] = row.message
+            elif row.status is UpdateStatus.REJECTED:
+                rnd.rejected[device] = row.reason
+            else:
+                assert live.head is not None and live.strategy is not None
+                assert live.aggregator is not None
+                try:
+                    raw = ctx.blobs.get(row.payload)
+                except KeyError:  # lost with the page cache (power loss): as if never sent
+                    log.warning("update of %s in round %d is gone", device, rnd.number)
+                    continue
+                tensors = weights_from_bytes(raw, live.head, copy=False)
+                delta, norm, was_clipped = clip(
+                    [t - w for t, w in zip(tensors, live.weights, strict=True)], config.clip_norm
+                )
+                live.aggregator.add(delta, live.strategy.weight_of(row.num_samples))
+                counted = min(row.num_samples, config.max_samples_per_device)
+                rnd.accepted[device] = counted
+                live.payloads[device] = row.payload
+                live.device_metrics.append({**row.metrics, "num_samples": counted, "norm": norm})
+                live.clipped += int(was_clipped)
+        if rows:
+            self._progress(live, rnd)
+
+    def _progress(self, live: LiveSession, rnd: RoundState) -> None:
+        mono = time.monotonic()
+        if mono < live.next_progress:
+            return
+        live.next_progress = mono + _PROGRESS_INTERVAL_S
+        self.ctx.event(
+            live.session,
+            EventKind.PROGRESS,
+            {
+                "epoch": rnd.number,
+                "epochs": live.session.config.rounds,
+                "batch": len(rnd.answered),
+                "batches": len(rnd.selected),
+                "samples_per_second": 0.0,
+                "eta_seconds": round(max(rnd.deadline - time.time(), 0.0), 1),
+            },
+        )
+
+    def _maybe_open(self, live: LiveSession) -> None:
+        ctx, session = self.ctx, live.session
+        config = session.config
+        available = ctx.fstore.available_devices(
+            session.id, ts(time.time() - config.availability_seconds)
+        )
         selected = select_devices(available, config, live.select_rng)
         if not selected:
             return
         assert live.strategy is not None
-        number = live.session.current_round + 1
-        live.round = RoundState(number, selected, now, now + config.round_deadline_seconds)
+        started = time.time()
+        number = session.current_round + 1
+        rnd = RoundState(number, selected, started, started + config.round_deadline_seconds)
+        record = ctx.round_record(session, rnd)
+        if not self._fenced(live, lambda: ctx.fstore.open_round(record)):
+            # The stored session moved on without us (stopped, or another coordinator).
+            raise LeaseLost(live.lease) if live.lease else RuntimeError("round already open")
+        live.round, live.closing = rnd, False
         live.aggregator = live.strategy.aggregator()
-        live.device_metrics = []
-        live.clipped = 0
-        live.session.current_round = number
-        ctx.fstore.save_round(ctx.round_record(live.session, live.round))
-        ctx.fstore.save_session(live.session)
-        live.cond.notify_all()
+        live.device_metrics, live.clipped, live.last_row, live.payloads = [], 0, 0, {}
+        session.current_round = number
+        ctx.notify()
         ctx.event(
-            live.session,
+            session,
             EventKind.LOG,
             {
                 "message": f"round {number}/{config.rounds}: selected {len(selected)} of "
@@ -171,22 +347,27 @@ class Coordinator:
             result["noise_std"] = std
             new_bytes = weights_to_bytes(new_weights)
             metrics = self.publisher.evaluate(session, live.head, new_bytes)
-            version = self.publisher.publish(session, rnd, new_bytes, metrics, result)
+            version = self._fenced(
+                live, lambda: self.publisher.publish(session, rnd, new_bytes, metrics, result)
+            )
             result["model_version"] = version
             result["evaluation"] = summary(metrics)
             weights_sha = ctx.blobs.put(new_bytes)
             ctx.blobs.sync()
-            with live.cond:
-                live.weights, live.weights_bytes = new_weights, new_bytes
-                session.model_version = version
-                session.weights_sha256 = weights_sha
-                session.metrics = summary(metrics)
-        with live.cond:
-            rows, live.accepted_rows = live.accepted_rows, []
-        ctx.fstore.add_updates(rows)
-        ctx.fstore.save_round(ctx.round_record(session, rnd, result))
-        ctx.fstore.save_session(session)
-        ctx.spool.delete_prefix(f"{session.id}/{rnd.number}")
+            live.weights, live.weights_bytes = new_weights, new_bytes
+            session.model_version = version
+            session.weights_sha256 = weights_sha
+            session.metrics = summary(metrics)
+
+        def store_round() -> bool:
+            ctx.fstore.save_round(ctx.round_record(session, rnd, result))
+            return ctx.fstore.save_session_if_active(session)
+
+        if not self._fenced(live, store_round):
+            self.lifecycle.ended_elsewhere(live, ctx.fstore.get_session(session.id))
+            return
+        ctx.fstore.clear_payloads(session.id, rnd.number)
+        live.payloads = {}
         held_out = session.metrics if rnd.phase is RoundPhase.AGGREGATED else {}
         ctx.event(
             session,
@@ -217,13 +398,12 @@ class Coordinator:
                 )
             },
         )
-        with live.cond:
-            live.cond.notify_all()
+        ctx.notify()
         ctx.wake.set()
 
     def _cap_shares(self, live: LiveSession, rnd: RoundState) -> int:
         """Enforce ``max_weight_share``: when an update's weight is above its share of the
-        round, rebuild the round's aggregate from the spooled updates with the capped weights.
+        round, rebuild the round's aggregate from the stored updates with the capped weights.
         Returns how many updates were capped."""
         strategy, config = live.strategy, live.session.config
         assert strategy is not None and live.head is not None
@@ -237,8 +417,8 @@ class Coordinator:
             return 0
         aggregator = strategy.aggregator()
         for device_id, weight in zip(devices, capped, strict=True):
-            raw, _ = self.ctx.spool.get(f"{live.session.id}/{rnd.number}/{device_id}")
-            tensors = weights_from_bytes(raw, live.head)
+            raw = self.ctx.blobs.get(live.payloads[device_id])
+            tensors = weights_from_bytes(raw, live.head, copy=False)
             delta, _, _ = clip(
                 [t - w for t, w in zip(tensors, live.weights, strict=True)], config.clip_norm
             )

@@ -21,38 +21,37 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-
-from mobiletrain.core.auth import Action, Role, current, require
+from mobiletrain.core.auth import Action, Role, can_see, current, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.types import EventKind
-from mobiletrain.federated.head import weights_from_bytes
-from mobiletrain.federated.privacy import clip
+from mobiletrain.federated.head import HeadSpec, weights_from_bytes
+from mobiletrain.federated.inputs import (
+    MAX_ERROR_CHARS,
+    clean_info,
+    clean_metrics,
+    declared_samples,
+    join_update,
+)
 from mobiletrain.federated.records import (
     DeviceRecord,
     FederatedSession,
+    RoundRecord,
     SessionState,
     UpdateRecord,
     UpdateStatus,
 )
-from mobiletrain.federated.state import Context, LiveSession, LiveSessions, now, ts
+from mobiletrain.federated.state import ACTIVE_STATES, Context, now
+from mobiletrain.federated.strategy import make_strategy
 from mobiletrain.federated.validation import Rejection, RejectReason, check_update
 
 MAX_WAIT_SECONDS = 60.0
 """Longest a GetTask long-poll is held open."""
 RETRY_AFTER_SECONDS = 1.0
 """What a device is told to wait before polling again when it got no task."""
-MAX_INFO_ENTRIES = 16
-"""Most entries a device's registration ``info`` may have."""
-MAX_INFO_KEY = 64
-"""Longest key of a registration ``info`` entry."""
-MAX_INFO_VALUE = 256
-"""Longest string value of a registration ``info`` entry."""
-MAX_ERROR_CHARS = 1000
-"""Longest ``error`` an update may carry."""
-DECLARED_SAMPLES_KEY = "num_samples"
-"""The ``info`` entry in which a device declares its local dataset size at registration."""
-_PROGRESS_INTERVAL_S = 0.5
+VIEW_SECONDS = 0.2
+"""How long a replica answers devices from its copy of a session before reading it again."""
+_PROJECT_CACHE_S = 5.0
+_TOUCH_INTERVAL_S = 2.0
 
 
 class TaskStatus(enum.StrEnum):
@@ -108,25 +107,61 @@ class UpdateReply:
     message: str = ""
 
 
+@dataclass
+class _View:
+    """A replica's short-lived copy of a session and its current round, as stored."""
+
+    session: FederatedSession
+    round: RoundRecord | None  # the current round's row (None before the first round)
+    ended: bool  # the session is over and so is its job: devices are told FINISHED
+    fetched: float  # monotonic time of the read
+    generation: int  # of ctx.changes at the read: a change seen here since makes it stale
+
+    @property
+    def open_round(self) -> RoundRecord | None:
+        """The round that admits updates now, if any."""
+        rnd = self.round
+        if (
+            self.session.state is not SessionState.RUNNING
+            or rnd is None
+            or rnd.phase.is_closed
+            or rnd.closed_at is not None
+        ):
+            return None
+        return rnd
+
+
 class DeviceProtocol:
-    """The three device calls over the live sessions."""
+    """The three device calls. Any replica answers them from the stores and records what
+    devices send there; the replica coordinating the session reads it back (see
+    :mod:`.coordinator`), so consecutive calls of one device may reach different replicas."""
 
     def __init__(
         self,
         ctx: Context,
-        sessions: LiveSessions,
         update_concurrency: int,
         devices_per_token: int,
+        view_seconds: float = VIEW_SECONDS,
     ) -> None:
         self.ctx = ctx
-        self.sessions = sessions
         # How many devices one device token may register per session (admin tokens: any).
         self.devices_per_token = max(1, devices_per_token)
+        self.view_seconds = view_seconds
         self._register_lock = threading.Lock()
         # Bounds how many updates are decoded at once, so memory stays flat with many devices
         # (a streaming transport stops reading the others' bytes meanwhile).
         self._slots = threading.BoundedSemaphore(max(1, update_concurrency))
+        self._lock = threading.Lock()
+        # Devices call many times per round: what does not change is kept, the rest briefly.
+        self._views: dict[str, _View] = {}
+        self._project_ids: dict[str, tuple[str, float]] = {}
+        self._devices: dict[tuple[str, str], DeviceRecord] = {}
+        self._answered: set[tuple[str, int, str]] = set()
+        self._touched: dict[tuple[str, str], float] = {}
+        self._heads: dict[str, tuple[HeadSpec, float]] = {}
+        self._weights: tuple[str, bytes] = ("", b"")
 
+    # -- the three calls -------------------------------------------------------------------------
     def register(
         self, project_ref: str, info: dict[str, Any] | None = None
     ) -> tuple[FederatedSession, str]:
@@ -140,17 +175,31 @@ class DeviceProtocol:
         more.
         """
         principal = require(Action.FEDERATE)
-        live = self.sessions.active(self.sessions.project_id(project_ref))
-        clean = _clean_info(info or {})
-        declared = _declared_samples(clean)
-        with self._register_lock:
-            with live.cond:
-                own = [d for d, owner in live.owners.items() if owner == principal.token_id]
+        project_id = self._project_id(project_ref)
+        session = next(
+            (
+                s
+                for s in self.ctx.fstore.list_sessions(project_id, ACTIVE_STATES)
+                if not s.state.is_terminal
+            ),
+            None,
+        )
+        if session is None:
+            raise MobiletrainError(
+                ErrorCode.NO_ACTIVE_SESSION, "the project has no running federated session"
+            )
+        clean = clean_info(info or {})
+        declared = declared_samples(clean)
+        with self._register_lock:  # replicas racing may each register one: the cap is per replica
+            own = [
+                d.device_id
+                for d in self.ctx.fstore.list_devices(session.id)
+                if d.token_id == principal.token_id
+            ]
             if principal.role is Role.DEVICE and len(own) >= self.devices_per_token:
                 if self.devices_per_token == 1:
-                    with live.cond:
-                        live.last_seen[own[0]] = time.monotonic()
-                    return live.session, own[0]
+                    self._touch(session.id, own[0], force=True)
+                    return session, own[0]
                 raise MobiletrainError(
                     ErrorCode.TOO_MANY_DEVICES,
                     f"this token registered {len(own)} devices with the session; "
@@ -158,50 +207,42 @@ class DeviceProtocol:
                 )
             device_id = str(uuid.uuid4())
             self.ctx.fstore.add_device(
-                DeviceRecord(live.session.id, device_id, now(), clean, principal.token_id, declared)
+                DeviceRecord(
+                    session.id, device_id, now(), clean, principal.token_id, declared, now()
+                )
             )
-            with live.cond:
-                live.devices.add(device_id)
-                live.owners[device_id] = principal.token_id
-                if declared is not None:
-                    live.declared[device_id] = declared
-                live.last_seen[device_id] = time.monotonic()
+        with self._lock:
+            self._touched[(session.id, device_id)] = time.monotonic()
         self.ctx.wake.set()
-        return live.session, device_id
+        return session, device_id
 
     def get_task(self, project_ref: str, device_id: str, wait_seconds: float = 0.0) -> TaskReply:
         """Work for the device, waiting up to ``wait_seconds`` (max 60) for some."""
         require(Action.FEDERATE)
-        project_id = self.sessions.project_id(project_ref)
-        live = self.sessions.latest(project_id, device_id)
-        if live is None:
-            session = self._finished_session_of(project_id, device_id)
-            return TaskReply(
-                TaskStatus.FINISHED, session.id, message=f"session {session.state.value}"
-            )
-        _check_owner(live.owners.get(device_id, ""))
+        device = self._device(self._project_id(project_ref), device_id)
+        _check_owner(device.token_id)
         end = time.monotonic() + max(0.0, min(wait_seconds, MAX_WAIT_SECONDS))
-        with live.cond:
-            while True:
-                live.last_seen[device_id] = time.monotonic()
-                session = live.session
-                if live.ended:
-                    return TaskReply(
-                        TaskStatus.FINISHED, session.id, message=f"session {session.state.value}"
-                    )
-                task = self._task_for(live, device_id)
-                if task is not None:
-                    return TaskReply(TaskStatus.TASK, session.id, task=task)
-                remaining = end - time.monotonic()
-                if remaining <= 0 or self.ctx.stopping.is_set():
-                    return TaskReply(
-                        TaskStatus.WAIT,
-                        session.id,
-                        retry_after_seconds=RETRY_AFTER_SECONDS,
-                        message=self._why_waiting(live, device_id),
-                    )
-                self.ctx.wake.set()
-                live.cond.wait(min(remaining, 1.0))
+        while True:
+            view = self._view(device.session_id)
+            if view.ended:
+                return TaskReply(
+                    TaskStatus.FINISHED, view.session.id, message=f"session {view.session.state}"
+                )
+            self._touch(device.session_id, device_id)
+            work = self._work_for(view, device_id)
+            if work is not None:
+                return TaskReply(TaskStatus.TASK, view.session.id, task=work)
+            remaining = end - time.monotonic()
+            if remaining <= 0 or self.ctx.stopping.is_set():
+                return TaskReply(
+                    TaskStatus.WAIT,
+                    view.session.id,
+                    retry_after_seconds=RETRY_AFTER_SECONDS,
+                    message=self._why_waiting(view, device_id),
+                )
+            self.ctx.wake.set()
+            with self.ctx.cond:
+                self.ctx.cond.wait(min(remaining, self.view_seconds))
 
     def push_update(
         self,
@@ -218,39 +259,37 @@ class DeviceProtocol:
         """Receive a device's answer for a round: new weights (head-weights format), or
         ``error`` when local training failed. Rejected updates are excluded and reported."""
         require(Action.FEDERATE)
-        project_id = self.sessions.project_id(project_ref)
-        live = self.sessions.get(session_id)
-        if live is None or live.session.project_id != project_id:
-            session = self.ctx.fstore.get_session(session_id)
-            if session is None or session.project_id != project_id:
-                raise MobiletrainError(
-                    ErrorCode.SESSION_NOT_FOUND, f"federated session {session_id!r} not found"
-                )
-            return UpdateReply(
-                False,
-                round_number,
-                RejectReason.STALE_ROUND.value,
-                f"session {session.state.value}",
+        project_id = self._project_id(project_ref)
+        session = self.ctx.fstore.get_session(session_id)
+        if session is None or session.project_id != project_id:
+            raise MobiletrainError(
+                ErrorCode.SESSION_NOT_FOUND, f"federated session {session_id!r} not found"
             )
-        if device_id not in live.devices:
+        device = self._device(project_id, device_id)
+        if device.session_id != session_id:
+            if session.state.is_terminal:
+                return UpdateReply(
+                    False, round_number, RejectReason.STALE_ROUND.value, f"session {session.state}"
+                )
             raise MobiletrainError(ErrorCode.DEVICE_NOT_REGISTERED)
-        _check_owner(live.owners.get(device_id, ""))
+        _check_owner(device.token_id)
+        if session.state.is_terminal:
+            return UpdateReply(
+                False, round_number, RejectReason.STALE_ROUND.value, f"session {session.state}"
+            )
         if len(error) > MAX_ERROR_CHARS:
             raise MobiletrainError(
                 ErrorCode.FIELD_TOO_LONG,
                 f"error is {len(error)} characters; the limit is {MAX_ERROR_CHARS}",
             )
-        metrics = _clean_metrics(metrics or {})
+        metrics = clean_metrics(metrics or {})
         with self._slots:
-            return self._receive(
-                live, device_id, round_number, data, num_samples, dtype, metrics, error
-            )
+            return self._receive(device, round_number, data, num_samples, dtype, metrics, error)
 
     # -- internals: receiving updates ---------------------------------------------------------
     def _receive(
         self,
-        live: LiveSession,
-        device_id: str,
+        device: DeviceRecord,
         round_number: int,
         data: bytes | Iterable[bytes],
         num_samples: int,
@@ -258,23 +297,30 @@ class DeviceProtocol:
         metrics: dict[str, Any],
         error: str,
     ) -> UpdateReply:
-        with live.cond:
-            live.last_seen[device_id] = time.monotonic()
-            rnd = live.round
-            rejection = (
-                rnd.admit(device_id, round_number)
-                if rnd is not None and live.ready
-                else Rejection(RejectReason.STALE_ROUND, "no round is open")
+        view = self._view(device.session_id, fresh=True)
+        session, device_id = view.session, device.device_id
+        self._touch(session.id, device_id)
+        rnd = view.open_round
+        rejection: Rejection | None = None
+        if rnd is None or round_number != rnd.number:
+            rejection = Rejection(
+                RejectReason.STALE_ROUND,
+                f"round {round_number} is not open (the open round is "
+                f"{rnd.number if rnd is not None else 'none'})",
             )
-            head, weights = live.head, live.weights
+        elif device_id not in rnd.selected:
+            rejection = Rejection(
+                RejectReason.NOT_SELECTED, f"device {device_id} was not selected for this round"
+            )
+        elif self._has_answered(session.id, rnd.number, device_id):
+            rejection = Rejection(RejectReason.DUPLICATE, "this device already answered this round")
+        elif error:
+            rejection = Rejection(RejectReason.DEVICE_FAILED, error)
         if rejection is not None:
-            return self._reject(live, device_id, round_number, rejection, num_samples, metrics)
-        assert rnd is not None and head is not None
-        if error:
-            rejection = Rejection(RejectReason.DEVICE_FAILED, error or "local training failed")
-            return self._reject(live, device_id, round_number, rejection, num_samples, metrics)
+            return self._reject(session, device_id, round_number, rejection, num_samples, metrics)
+        head, _ = self._head(session)
         expected = 4 * head.num_parameters
-        raw = _join(data, expected)
+        raw = join_update(data, expected)
         if dtype != "float32":
             rejection = Rejection(RejectReason.DTYPE, f"weights are {dtype}, expected float32")
         elif len(raw) != expected:
@@ -284,7 +330,7 @@ class DeviceProtocol:
         else:
             tensors = weights_from_bytes(raw, head, copy=False)  # views of the buffer
             rejection = check_update(tensors, head.weight_shapes(), num_samples)
-            declared = live.declared.get(device_id)
+            declared = device.declared_samples
             if rejection is None and declared is not None and num_samples > declared:
                 rejection = Rejection(
                     RejectReason.SAMPLE_COUNT,
@@ -292,52 +338,42 @@ class DeviceProtocol:
                     "declared at registration",
                 )
         if rejection is not None:
-            return self._reject(live, device_id, round_number, rejection, num_samples, metrics)
-
-        delta, norm, was_clipped = clip(
-            [t - w for t, w in zip(tensors, weights, strict=True)], live.session.config.clip_norm
+            return self._reject(session, device_id, round_number, rejection, num_samples, metrics)
+        # The blob is the durable record of an accepted update, its row the admission: the
+        # coordinator (on whichever replica) aggregates from them; a new coordinator rebuilds
+        # the open round from them.
+        # Not fsynced, like the spool before it: an accepted update survives a process restart
+        # (the page cache keeps it); after a power loss the coordinator skips a missing one.
+        sha = self.ctx.blobs.put(raw)  # type: ignore[arg-type]  # bytes-like: hashed and written as is
+        why = self.ctx.fstore.add_accepted_update(
+            UpdateRecord(
+                session.id,
+                round_number,
+                device_id,
+                UpdateStatus.ACCEPTED,
+                "",
+                "",
+                num_samples,
+                metrics,
+                now(),
+                payload=sha,
+            )
         )
-        key = f"{live.session.id}/{round_number}/{device_id}"
-        # The spool entry is the durable record of an accepted update (a restart rebuilds the
-        # round from it); its row is written with the round's others when the round closes.
-        self.ctx.spool.put(key, raw, {"num_samples": num_samples, "metrics": metrics})
-        with live.cond:
-            late = rnd.admit(device_id, round_number) if live.round is rnd else None
-            if live.round is not rnd or late is not None:
-                rejection = late or Rejection(RejectReason.STALE_ROUND, "the round closed")
-            else:
-                assert live.strategy is not None and live.aggregator is not None
-                weight = live.strategy.weight_of(num_samples)
-                live.aggregator.add(delta, weight)
-                counted = min(num_samples, live.session.config.max_samples_per_device)
-                rnd.accepted[device_id] = counted
-                live.device_metrics.append({**metrics, "num_samples": counted, "norm": norm})
-                live.clipped += int(was_clipped)
-                live.accepted_rows.append(
-                    UpdateRecord(
-                        live.session.id,
-                        round_number,
-                        device_id,
-                        UpdateStatus.ACCEPTED,
-                        "",
-                        "",
-                        num_samples,
-                        metrics,
-                        now(),
-                        payload=key,
-                    )
-                )
-                # No notify here: waiting devices only care about rounds opening and
-                # closing; waking them all on every update would cost O(devices²) per round.
-        if rejection is not None:
-            return self._reject(live, device_id, round_number, rejection, num_samples, metrics)
-        self._progress(live)
+        if why:
+            rejection = (
+                Rejection(RejectReason.DUPLICATE, "this device already answered this round")
+                if why == "duplicate"
+                else Rejection(RejectReason.STALE_ROUND, "the round closed")
+            )
+            return self._reject(session, device_id, round_number, rejection, num_samples, metrics)
+        with self._lock:
+            self._answered.add((session.id, round_number, device_id))
         self.ctx.wake.set()
         return UpdateReply(True, round_number)
 
     def _reject(
         self,
-        live: LiveSession,
+        session: FederatedSession,
         device_id: str,
         round_number: int,
         rejection: Rejection,
@@ -345,23 +381,10 @@ class DeviceProtocol:
         metrics: dict[str, Any],
     ) -> UpdateReply:
         failed = rejection.reason is RejectReason.DEVICE_FAILED
-        with live.cond:
-            rnd = live.round
-            counts = (
-                rnd is not None
-                and rnd.number == round_number
-                and not rnd.phase.is_closed
-                and rejection.reason not in (RejectReason.DUPLICATE, RejectReason.STALE_ROUND)
-            )
-            if counts and rnd is not None:
-                if failed:
-                    rnd.failed[device_id] = rejection.message
-                else:
-                    rnd.rejected[device_id] = rejection.reason.value
         if rejection.reason is not RejectReason.DUPLICATE:
             self.ctx.fstore.add_update(
                 UpdateRecord(
-                    live.session.id,
+                    session.id,
                     round_number,
                     device_id,
                     UpdateStatus.FAILED if failed else UpdateStatus.REJECTED,
@@ -376,7 +399,7 @@ class DeviceProtocol:
                 "reported a failure" if failed else f"sent a rejected update ({rejection.reason})"
             )
             self.ctx.event(
-                live.session,
+                session,
                 EventKind.LOG,
                 {
                     "message": f"round {round_number}: device {device_id[:8]} {what}: "
@@ -386,69 +409,152 @@ class DeviceProtocol:
         self.ctx.wake.set()
         return UpdateReply(False, round_number, rejection.reason.value, rejection.message)
 
-    def _progress(self, live: LiveSession) -> None:
-        now_mono = time.monotonic()
-        with live.cond:
-            rnd = live.round
-            if rnd is None or now_mono < live.next_progress:
-                return
-            live.next_progress = now_mono + _PROGRESS_INTERVAL_S
-            data = {
-                "epoch": rnd.number,
-                "epochs": live.session.config.rounds,
-                "batch": len(rnd.answered),
-                "batches": len(rnd.selected),
-                "samples_per_second": 0.0,
-                "eta_seconds": round(max(rnd.deadline - time.time(), 0.0), 1),
-            }
-        self.ctx.event(live.session, EventKind.PROGRESS, data)
+    # -- internals: what the stores say, kept briefly ------------------------------------------
+    def _project_id(self, project_ref: str) -> str:
+        """The id of a project named by id or name, visible to the caller (names are
+        resolved through the project service at most every few seconds)."""
+        mono = time.monotonic()
+        with self._lock:
+            cached = self._project_ids.get(project_ref)
+        if cached is None or mono - cached[1] > _PROJECT_CACHE_S:
+            project_id = self.ctx.projects.get(project_ref).id
+            with self._lock:
+                self._project_ids[project_ref] = (project_id, mono)
+            return project_id
+        if not can_see(cached[0]):
+            raise MobiletrainError(
+                ErrorCode.PROJECT_NOT_FOUND, f"project {project_ref!r} not found"
+            )
+        return cached[0]
 
-    # -- internals: work for a device -----------------------------------------------------------
-    def _task_for(self, live: LiveSession, device_id: str) -> Task | None:
-        rnd = live.round
-        if not live.ready or rnd is None or rnd.phase.is_closed:
+    def _device(self, project_id: str, device_id: str) -> DeviceRecord:
+        """The device's registration (DEVICE_NOT_REGISTERED when it has none)."""
+        key = (project_id, device_id)
+        with self._lock:
+            known = self._devices.get(key)
+        if known is not None:
+            return known
+        found = self.ctx.fstore.find_device(project_id, device_id)
+        if found is None:
+            raise MobiletrainError(ErrorCode.DEVICE_NOT_REGISTERED)
+        device = found[1]
+        with self._lock:
+            self._devices[key] = device
+        return device
+
+    def _view(self, session_id: str, fresh: bool = False) -> _View:
+        """The session and its current round as stored, read at most every ``view_seconds``."""
+        mono = time.monotonic()
+        generation = self.ctx.changes.generation  # before the read: a change during it counts
+        with self._lock:
+            view = self._views.get(session_id)
+        if (
+            view is not None
+            and not fresh
+            and view.generation == generation
+            and mono - view.fetched < self.view_seconds
+        ):
+            return view
+        fstore = self.ctx.fstore
+        session = fstore.get_session(session_id)
+        if session is None:
+            raise MobiletrainError(
+                ErrorCode.SESSION_NOT_FOUND, f"federated session {session_id!r} not found"
+            )
+        rnd = fstore.get_round(session_id, session.current_round) if session.current_round else None
+        ended = False
+        if session.state.is_terminal:
+            # Devices hear of the end only once everything about it is stored (the job last).
+            job = self.ctx.store.get_job(session.job_id)
+            ended = job is None or job.state.is_terminal
+        view = _View(session, rnd, ended, mono, generation)
+        with self._lock:
+            self._views[session_id] = view
+        return view
+
+    def _touch(self, session_id: str, device_id: str, force: bool = False) -> None:
+        """Mark the device as available (written at most every few seconds per replica)."""
+        key = (session_id, device_id)
+        mono = time.monotonic()
+        with self._lock:
+            last = self._touched.get(key)
+            if not force and last is not None and mono - last < _TOUCH_INTERVAL_S:
+                return
+            self._touched[key] = mono
+        self.ctx.fstore.touch_device(session_id, device_id, now())
+        if last is None or mono - last > _TOUCH_INTERVAL_S:
+            self.ctx.wake.set()  # perhaps enough devices for a round now
+
+    def _has_answered(self, session_id: str, round_number: int, device_id: str) -> bool:
+        """Whether the device sent an answer that counts for the round (through any replica)."""
+        key = (session_id, round_number, device_id)
+        with self._lock:
+            if key in self._answered:
+                return True
+        rows = self.ctx.fstore.device_updates(session_id, round_number, device_id)
+        if any(r.counts for r in rows):
+            with self._lock:
+                self._answered.add(key)
+            return True
+        return False
+
+    def _head(self, session: FederatedSession) -> tuple[HeadSpec, float]:
+        """The session's head and the ``mu`` its strategy gives devices."""
+        with self._lock:
+            known = self._heads.get(session.id)
+        if known is None:
+            known = (
+                HeadSpec.from_dict(session.bundle["head"]),
+                float(make_strategy(session.config).device_settings().get("mu", 0.0)),
+            )
+            with self._lock:
+                self._heads[session.id] = known
+        return known
+
+    def _global_weights(self, sha256: str) -> bytes:
+        """The global weights by blob (the newest kept: every device of a round asks for it)."""
+        with self._lock:
+            cached_sha, data = self._weights
+        if cached_sha != sha256:
+            data = self.ctx.blobs.get(sha256)
+            with self._lock:
+                self._weights = (sha256, data)
+        return data
+
+    def _work_for(self, view: _View, device_id: str) -> Task | None:
+        rnd = view.open_round
+        if rnd is None or device_id not in rnd.selected or not view.session.weights_sha256:
             return None
-        if device_id not in rnd.selected or device_id in rnd.answered:
+        session = view.session
+        if self._has_answered(session.id, rnd.number, device_id):
             return None
-        assert live.head is not None and live.strategy is not None
-        config = live.session.config
+        head, mu = self._head(session)
+        config = session.config
         return Task(
-            session_id=live.session.id,
+            session_id=session.id,
             round=rnd.number,
             rounds=config.rounds,
-            deadline=ts(rnd.deadline),
-            weights=live.weights_bytes,
-            tensors=live.head.weight_shapes(),
+            deadline=rnd.deadline_at,
+            weights=self._global_weights(session.weights_sha256),
+            tensors=head.weight_shapes(),
             learning_rate=config.learning_rate,
             local_epochs=config.local_epochs,
-            batch_size=live.head.batch_size,
-            mu=float(live.strategy.device_settings().get("mu", 0.0)),
-            labels=list(live.session.labels),
-            files=dict(live.session.files),
-            model_version=live.session.model_version,
+            batch_size=head.batch_size,
+            mu=mu,
+            labels=list(session.labels),
+            files=dict(session.files),
+            model_version=session.model_version,
         )
 
-    @staticmethod
-    def _why_waiting(live: LiveSession, device_id: str) -> str:
-        if live.session.state is SessionState.PREPARING:
+    def _why_waiting(self, view: _View, device_id: str) -> str:
+        if view.session.state is SessionState.PREPARING:
             return "the session is preparing its files"
-        rnd = live.round
-        if rnd is None or rnd.phase.is_closed:
+        rnd = view.open_round
+        if rnd is None:
             return "waiting for enough devices to start the next round"
-        if device_id in rnd.answered:
+        if self._has_answered(view.session.id, rnd.number, device_id):
             return f"waiting for round {rnd.number} to close"
         return f"not selected for round {rnd.number}"
-
-    def _finished_session_of(self, project_id: str, device_id: str) -> FederatedSession:
-        fstore = self.ctx.fstore
-        for session in fstore.list_sessions(project_id):
-            if not session.state.is_terminal:
-                continue
-            for device in fstore.list_devices(session.id):
-                if device.device_id == device_id:
-                    _check_owner(device.token_id)
-                    return session
-        raise MobiletrainError(ErrorCode.DEVICE_NOT_REGISTERED)
 
 
 def _check_owner(owner: str) -> None:
@@ -458,86 +564,3 @@ def _check_owner(owner: str) -> None:
             ErrorCode.DEVICE_NOT_OWNED,
             "this device id was registered by another token; register your own device",
         )
-
-
-def _join(data: bytes | Iterable[bytes], limit: int) -> bytes | bytearray:
-    """The update's bytes in one buffer, reading at most ``limit + 1`` (a longer one is
-    wrong anyway)."""
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, bytearray | memoryview):
-        return bytes(data)
-    buffer = bytearray(limit)  # the expected size: filled in place, no regrowth
-    size = 0
-    for chunk in data:
-        end = size + len(chunk)
-        if end > limit:
-            return bytes(buffer[:size]) + bytes(chunk)  # too long: rejected as SHAPE anyway
-        buffer[size:end] = chunk
-        size = end
-    if size < limit:
-        del buffer[size:]
-    return buffer
-
-
-def _clean_info(info: dict[str, Any]) -> dict[str, Any]:
-    """A registration's ``info``: FIELD_TOO_LONG past the entry, key and value limits;
-    values that are not strings or numbers are dropped."""
-    if len(info) > MAX_INFO_ENTRIES:
-        raise MobiletrainError(
-            ErrorCode.FIELD_TOO_LONG,
-            f"info has {len(info)} entries; at most {MAX_INFO_ENTRIES} are allowed",
-        )
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        name = str(key)
-        if len(name) > MAX_INFO_KEY:
-            raise MobiletrainError(
-                ErrorCode.FIELD_TOO_LONG,
-                f"info key {name[:16]!r}... is {len(name)} characters; the limit is {MAX_INFO_KEY}",
-            )
-        if isinstance(value, str) and len(value) > MAX_INFO_VALUE:
-            raise MobiletrainError(
-                ErrorCode.FIELD_TOO_LONG,
-                f"info value of {name!r} is {len(value)} characters; the limit is {MAX_INFO_VALUE}",
-            )
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            out[name] = value
-    return out
-
-
-def _declared_samples(info: dict[str, Any]) -> int | None:
-    """The local dataset size a device declares (``info["num_samples"]``), if it does."""
-    value = info.get(DECLARED_SAMPLES_KEY)
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        number = int(value.strip())  # gRPC sends every attribute as a string
-    else:
-        number = 0
-    if number < 1:
-        raise MobiletrainError(
-            ErrorCode.INVALID_ARGUMENT,
-            f"info {DECLARED_SAMPLES_KEY} must be a positive whole number, got {value!r}",
-        )
-    return number
-
-
-def _clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """At most 16 numeric metrics with names of at most 64 characters (FIELD_TOO_LONG past
-    either); devices report loss, accuracy, ...; other values are dropped."""
-    if len(metrics) > MAX_INFO_ENTRIES or any(len(str(k)) > MAX_INFO_KEY for k in metrics):
-        raise MobiletrainError(
-            ErrorCode.FIELD_TOO_LONG,
-            f"at most {MAX_INFO_ENTRIES} metrics with names of at most {MAX_INFO_KEY} characters",
-        )
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        number = float(value)
-        if np.isfinite(number):
-            out[str(key)] = number
-    return out

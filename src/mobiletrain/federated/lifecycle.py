@@ -1,9 +1,10 @@
-"""A session's life: prepare its on-device files, resume it after a restart, finish it.
+"""A session's life on its coordinator: prepare its on-device files, resume it, finish it.
 
 Preparing exports the files a device runs (feature extractor, train-step model, ...) once per
 session in a child process (:class:`~mobiletrain.federated.ports.OnDeviceToolkit`). Everything
-a round needs is persisted (the round row, every answer, accepted updates in the spool), so a
-restarted server resumes an open round where it was.
+a round needs is persisted (the round row, every answer, accepted updates as blobs), so the
+replica that takes a session over (its coordinator died or stopped, or the server restarted)
+resumes an open round where it was.
 """
 
 from __future__ import annotations
@@ -11,30 +12,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.leader import Lease, LeaseLost
 from mobiletrain.core.manifest import ModelManifest, ModelOutput, manifest_of
 from mobiletrain.core.types import EventKind, JobState, ModelFormat, Project
-from mobiletrain.core.wakeup import WakingCondition
 from mobiletrain.federated.config import FederatedConfig
 from mobiletrain.federated.head import HeadSpec, weights_from_bytes
-from mobiletrain.federated.privacy import clip
 from mobiletrain.federated.publishing import Publisher
-from mobiletrain.federated.records import (
-    FederatedSession,
-    RoundRecord,
-    SessionState,
-    UpdateRecord,
-    UpdateStatus,
-)
+from mobiletrain.federated.records import FederatedSession, SessionState
 from mobiletrain.federated.rounds import RoundPhase, RoundState
 from mobiletrain.federated.state import Context, LiveSession, LiveSessions, now
 from mobiletrain.federated.strategy import make_strategy
 
 log = logging.getLogger("mobiletrain.federated")
+
+T = TypeVar("T")
 
 
 class Lifecycle:
@@ -75,6 +72,7 @@ class Lifecycle:
 
     def spawn_prepare(self, live: LiveSession) -> None:
         """Export the session's on-device files in a background thread."""
+        live.preparing = True
         thread = threading.Thread(
             target=self._prepare, args=(live,), name="federated-prepare", daemon=True
         )
@@ -114,7 +112,7 @@ class Lifecycle:
                 files[fmt.value] = {"sha256": ctx.blobs.put(data), "size": len(data)}
             weights_sha = ctx.blobs.put(prepared.weights)
             ctx.blobs.sync()
-            with live.cond:
+            with live.lock:
                 session.files = files
                 session.weights_sha256 = weights_sha
                 session.bundle = {
@@ -132,7 +130,10 @@ class Lifecycle:
                 if session.state is SessionState.PREPARING:
                     session.state = SessionState.RUNNING
                 self.load(live, prepared.weights)
-            ctx.fstore.save_session(session)
+                if not self._fenced(live, lambda: ctx.fstore.save_session_if_active(session)):
+                    self.ended_elsewhere(live, ctx.fstore.get_session(session.id))
+                    return
+                live.preparing = False
             head_spec = HeadSpec.from_dict(prepared.head)
             metrics = self.publisher.evaluate(session, head_spec, prepared.weights)
             ctx.event(
@@ -148,19 +149,31 @@ class Lifecycle:
                     )
                 },
             )
-            with live.cond:
-                live.cond.notify_all()
+            ctx.notify()
             ctx.wake.set()
+        except LeaseLost:
+            self.release(live, lost=True)
         except Exception as exc:
             log.exception("federated session %s could not be prepared", session.id)
             message = exc.message if isinstance(exc, MobiletrainError) else type(exc).__name__
-            self.finish(
-                live, SessionState.FAILED, f"preparing the on-device files failed: {message}"
-            )
+            live.preparing = False
+            try:
+                self.finish(
+                    live, SessionState.FAILED, f"preparing the on-device files failed: {message}"
+                )
+            except LeaseLost:
+                self.release(live, lost=True)
+
+    def _fenced(self, live: LiveSession, write: Callable[[], T]) -> T:
+        """``write()`` only while this replica holds the session's lease (LeaseLost if not)."""
+        leases, lease = self.ctx.leases, live.lease
+        if leases is None or lease is None:
+            return write()
+        return leases.fenced(lease, write)
 
     @staticmethod
     def load(live: LiveSession, weights: bytes) -> None:
-        """Fill the live state from a prepared session (call with live.cond held)."""
+        """Fill the coordinator's state from a prepared session (call with live.lock held)."""
         session = live.session
         live.head = HeadSpec.from_dict(session.bundle["head"])
         live.strategy = make_strategy(session.config)
@@ -170,110 +183,97 @@ class Lifecycle:
         live.select_rng = np.random.default_rng([seed, session.current_round, 1])
         live.noise_rng = np.random.default_rng([seed, session.current_round, 2])
 
-    def resume(self, session: FederatedSession) -> None:
-        """Run a session a previous server left active (an open round continues)."""
+    def resume(
+        self, session: FederatedSession, lease: Lease | None, fresh: bool = False
+    ) -> LiveSession:
+        """Coordinate ``session`` here: a new one is prepared; one a previous coordinator left
+        (it died, stopped, or the server restarted) is rebuilt from the stores and its open
+        round continues."""
         ctx = self.ctx
-        project = ctx.store.get_project(session.project_id)
-        live = LiveSession(
-            session=session,
-            project_name=project.name if project else "",
-            cond=WakingCondition(ctx.changes),
-        )
-        for device in ctx.fstore.list_devices(session.id):
-            live.devices.add(device.device_id)
-            live.owners[device.device_id] = device.token_id
-            if device.declared_samples is not None:
-                live.declared[device.device_id] = device.declared_samples
+        live = LiveSession(session=session, lease=lease, lease_renewed=time.monotonic())
         self.sessions.add(live)
         if session.state is SessionState.PREPARING or not session.weights_sha256:
             session.state = SessionState.PREPARING
             self.spawn_prepare(live)
-            return
-        with live.cond:
+            return live
+        with live.lock:
             self.load(live, ctx.blobs.get(session.weights_sha256))
-            records = [
-                r for r in ctx.fstore.list_rounds(session.id) if r.number == session.current_round
-            ]
-            if records and not records[0].phase.is_closed:
-                self._resume_round(live, records[0])
-        ctx.event(
-            session,
-            EventKind.LOG,
-            {"message": f"server restarted: resuming at round {session.current_round}"},
-        )
-
-    def _resume_round(self, live: LiveSession, record: RoundRecord) -> None:
-        """Rebuild an open round from its stored answers and spooled updates."""
-        assert live.head is not None and live.strategy is not None
-        ctx = self.ctx
-        config = live.session.config
-        rnd = RoundState(
-            record.number,
-            list(record.selected),
-            record.opened_at.timestamp(),
-            record.deadline_at.timestamp(),
-        )
-        aggregator = live.strategy.aggregator()
-        for update in ctx.fstore.list_updates(live.session.id, record.number):
-            if update.status is UpdateStatus.FAILED:
-                rnd.failed[update.device_id] = update.message
-            elif update.status is UpdateStatus.REJECTED:
-                rnd.rejected[update.device_id] = update.reason
-        for key in ctx.spool.list(f"{live.session.id}/{record.number}"):
-            device_id = key.rsplit("/", 1)[-1]
-            try:
-                raw, meta = ctx.spool.get(key)
-            except KeyError:
-                continue
-            num_samples = int(meta.get("num_samples", 1))
-            metrics = dict(meta.get("metrics", {}))
-            tensors = weights_from_bytes(raw, live.head)
-            delta, norm, was_clipped = clip(
-                [t - w for t, w in zip(tensors, live.weights, strict=True)], config.clip_norm
+            record = (
+                ctx.fstore.get_round(session.id, session.current_round)
+                if session.current_round
+                else None
             )
-            aggregator.add(delta, live.strategy.weight_of(num_samples))
-            counted = min(num_samples, config.max_samples_per_device)
-            rnd.accepted[device_id] = counted
-            live.device_metrics.append({**metrics, "num_samples": counted, "norm": norm})
-            live.clipped += int(was_clipped)
-            live.accepted_rows.append(
-                UpdateRecord(
-                    live.session.id,
+            if record is not None and not record.phase.is_closed:
+                live.round = RoundState(
                     record.number,
-                    device_id,
-                    UpdateStatus.ACCEPTED,
-                    "",
-                    "",
-                    num_samples,
-                    metrics,
-                    now(),
-                    payload=key,
+                    list(record.selected),
+                    record.opened_at.timestamp(),
+                    record.deadline_at.timestamp(),
                 )
+                # Its answers (and accepted updates' blobs) are read back by the next step.
+                live.aggregator = live.strategy.aggregator() if live.strategy else None
+                live.closing = record.closed_at is not None
+        if not fresh:
+            ctx.event(
+                session,
+                EventKind.LOG,
+                {"message": f"coordinator changed: resuming at round {session.current_round}"},
             )
-        live.round, live.aggregator = rnd, aggregator
+        return live
+
+    def release(self, live: LiveSession, lost: bool = False) -> None:
+        """Stop coordinating a session here (its lease is handed back unless it was lost)."""
+        self.sessions.remove(live.session.id)
+        leases, lease = self.ctx.leases, live.lease
+        if leases is not None and lease is not None and not lost:
+            try:
+                leases.release(lease)
+            except Exception:  # it expires anyway
+                log.warning("could not release the lease of %s", live.session.id, exc_info=True)
+        self.ctx.notify()
+
+    def ended_elsewhere(self, live: LiveSession, stored: FederatedSession | None) -> None:
+        """The stored session is over (stopped through another replica): cut its open round."""
+        ctx = self.ctx
+        with live.lock:
+            rnd = live.round
+            if rnd is not None and not rnd.phase.is_closed:
+                state = stored.state.value if stored is not None else "deleted"
+                rnd.phase, rnd.closed_at = RoundPhase.SKIPPED, time.time()
+                rnd.close_reason = f"session {state}"
+                if stored is not None:
+                    ctx.fstore.save_round(ctx.round_record(live.session, rnd))
+                ctx.fstore.clear_payloads(live.session.id, rnd.number)
+            if stored is not None:
+                live.session = stored
+        self.release(live)
 
     def finish(self, live: LiveSession, state: SessionState, error: str = "") -> None:
-        """End a session (an open round is cut) and its job; then tell the devices."""
+        """End a session (an open round is cut) and its job; devices hear of it last."""
         ctx = self.ctx
-        session = live.session
-        with live.cond:
+        with live.lock:
+            session = live.session
             if session.state.is_terminal:
                 return
-            session.state = state
-            session.finished_at = now()
-            session.error = error if state is not SessionState.FINISHED else ""
             cut = live.round if live.round is not None and not live.round.phase.is_closed else None
             if cut is not None:
                 cut.phase = RoundPhase.SKIPPED
                 cut.closed_at = time.time()
                 cut.close_reason = f"session {state.value}"
-        if cut is not None:
-            with live.cond:
-                rows, live.accepted_rows = live.accepted_rows, []
-            ctx.fstore.add_updates(rows)
-            ctx.fstore.save_round(ctx.round_record(session, cut))
-            ctx.spool.delete_prefix(f"{session.id}/{cut.number}")
-        ctx.fstore.save_session(session)
+            session.state = state
+            session.finished_at = now()
+            session.error = error if state is not SessionState.FINISHED else ""
+
+            def store() -> bool:
+                if cut is not None:
+                    ctx.fstore.save_round(ctx.round_record(session, cut))
+                return ctx.fstore.save_session_if_active(session)
+
+            if not self._fenced(live, store):
+                self.ended_elsewhere(live, ctx.fstore.get_session(session.id))
+                return
+            if cut is not None:
+                ctx.fstore.clear_payloads(session.id, cut.number)
         if state is SessionState.FINISHED:
             ctx.event(
                 session,
@@ -291,11 +291,9 @@ class Lifecycle:
             SessionState.FINISHED: JobState.SUCCEEDED,
             SessionState.CANCELLED: JobState.CANCELLED,
         }.get(state, JobState.FAILED)
+        # Devices are told of the end once the job is over too (see device._View.ended).
         self.finish_job(session, job_state, error)
-        # Devices hear of the end only now, when everything about it is stored.
-        with live.cond:
-            live.ended = True
-            live.cond.notify_all()
+        self.release(live)
 
     def finish_job(self, session: FederatedSession, state: JobState, error: str = "") -> None:
         """End the session's job with its STATE event."""
@@ -306,3 +304,4 @@ class Lifecycle:
         if session.model_version is not None:
             data["model_version"] = session.model_version
         self.ctx.event(session, EventKind.STATE, data)
+        self.ctx.notify()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from mobiletrain.core.types import InputSpec, ModelFormat
@@ -58,6 +59,10 @@ class FederatedStore(abc.ABC):
         """A session's rounds in order."""
 
     @abc.abstractmethod
+    def get_round(self, session_id: str, number: int) -> RoundRecord | None:
+        """One round of a session."""
+
+    @abc.abstractmethod
     def add_update(self, update: UpdateRecord) -> None:
         """Record one device answer."""
 
@@ -67,12 +72,63 @@ class FederatedStore(abc.ABC):
             self.add_update(update)
 
     @abc.abstractmethod
-    def list_updates(self, session_id: str, round_number: int) -> list[UpdateRecord]:
-        """The answers of one round in arrival order."""
+    def list_updates(
+        self, session_id: str, round_number: int, after_id: int = 0
+    ) -> list[UpdateRecord]:
+        """The answers of one round in arrival order (those with ``id > after_id``)."""
+
+    # -- what lets any replica take device calls (the coordinator reads them back) -----------
+    @abc.abstractmethod
+    def find_device(
+        self, project_id: str, device_id: str
+    ) -> tuple[FederatedSession, DeviceRecord] | None:
+        """The newest session of the project that the device registered with, and its row."""
+
+    @abc.abstractmethod
+    def touch_device(self, session_id: str, device_id: str, at: datetime) -> None:
+        """Record that the device asked for work at ``at``."""
+
+    @abc.abstractmethod
+    def available_devices(self, session_id: str, since: datetime) -> list[str]:
+        """The devices of a session seen at or after ``since``."""
+
+    @abc.abstractmethod
+    def device_updates(
+        self, session_id: str, round_number: int, device_id: str
+    ) -> list[UpdateRecord]:
+        """One device's answers to one round."""
+
+    @abc.abstractmethod
+    def add_accepted_update(self, update: UpdateRecord) -> str:
+        """Record an accepted update if its round is still open and the device has not answered
+        it yet, atomically (any replica may call this while the coordinator closes the round).
+        Returns "" when recorded, else why not: ``"closed"`` or ``"duplicate"``."""
+
+    @abc.abstractmethod
+    def open_round(self, record: RoundRecord) -> bool:
+        """Insert round ``record.number`` and make it the session's current round, only if the
+        current round is the one before and the session runs (False: someone else did)."""
+
+    @abc.abstractmethod
+    def begin_closing(self, session_id: str, round_number: int, at: datetime) -> bool:
+        """Stop admitting updates to an open round (sets ``closed_at``); False when it was
+        closing or closed already. Waits for updates being recorded."""
+
+    @abc.abstractmethod
+    def clear_payloads(self, session_id: str, round_number: int) -> None:
+        """Forget the update blobs of a closed round (they may be compacted away)."""
+
+    @abc.abstractmethod
+    def save_session_if_active(self, session: FederatedSession) -> bool:
+        """Write the session only while the stored one is not over (False: it ended)."""
 
 
 class UpdateSpool(abc.ABC):
-    """Short-lived storage of accepted updates, so an open round survives a restart."""
+    """Short-lived local storage of update bytes (one process's disk).
+
+    The federated service no longer uses it: accepted updates go to the blob store, which all
+    replicas share, and their rows name the blob.
+    """
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes | bytearray, meta: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from mobiletrain.federated.config import FederatedConfig
 from mobiletrain.federated.rounds import RoundPhase
+from mobiletrain.federated.validation import RejectReason
 
 
 class SessionState(enum.StrEnum):
@@ -70,6 +71,7 @@ class DeviceRecord:
     info: dict[str, Any] = field(default_factory=dict)
     token_id: str = ""  # the token that registered it: the only one that may act as it
     declared_samples: int | None = None  # local dataset size declared at registration
+    last_seen_at: datetime | None = None  # when it last asked for work (on any replica)
 
 
 @dataclass
@@ -88,7 +90,8 @@ class RoundRecord:
 
 @dataclass
 class UpdateRecord:
-    """One device answer; ``payload`` is the spool key of an accepted update's weights."""
+    """One device answer; ``payload`` is the blob (sha256) of an accepted update's weights
+    while its round is open (cleared when the round closes); ``id`` orders the answers."""
 
     session_id: str
     round: int
@@ -100,3 +103,9 @@ class UpdateRecord:
     metrics: dict[str, Any]
     created_at: datetime
     payload: str = ""
+    id: int = 0
+
+    @property
+    def counts(self) -> bool:
+        """True when the answer counts for its round (not a duplicate or a stale-round one)."""
+        return self.reason not in (RejectReason.DUPLICATE, RejectReason.STALE_ROUND)

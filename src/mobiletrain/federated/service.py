@@ -27,6 +27,7 @@ from typing import Any
 from mobiletrain.core.auth import Action, can_see, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.events import EventHub
+from mobiletrain.core.leader import LeaseStore
 from mobiletrain.core.ports import BlobStore, MetadataStore
 from mobiletrain.core.services import ProjectService
 from mobiletrain.core.types import (
@@ -37,18 +38,27 @@ from mobiletrain.core.types import (
     JobState,
     ModelFormat,
 )
-from mobiletrain.core.wakeup import AsyncWakeup, WakingCondition
+from mobiletrain.core.wakeup import AsyncWakeup
 from mobiletrain.federated.config import FederatedConfig
 from mobiletrain.federated.coordinator import Coordinator
 from mobiletrain.federated.device import DeviceProtocol, TaskReply, UpdateReply
 from mobiletrain.federated.lifecycle import Lifecycle
-from mobiletrain.federated.ports import FederatedStore, OnDeviceToolkit, UpdateSpool
+from mobiletrain.federated.ports import FederatedStore, OnDeviceToolkit
 from mobiletrain.federated.publishing import Publisher
-from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
-from mobiletrain.federated.state import ACTIVE_STATES, Context, LiveSession, LiveSessions, now
+from mobiletrain.federated.records import (
+    FederatedSession,
+    RoundRecord,
+    SessionState,
+    UpdateRecord,
+    UpdateStatus,
+)
+from mobiletrain.federated.state import ACTIVE_STATES, Context, LiveSessions, now
 
 log = logging.getLogger("mobiletrain.federated")
 
+LEASE_TTL_SECONDS = 10.0
+"""A session's coordinator renews its lease every third of this; when it dies, another replica
+takes the session over this long after its last renewal (at once when it stops cleanly)."""
 SESSION_FILE_FORMATS = (
     ModelFormat.FEATURE_EXTRACTOR,
     ModelFormat.TRAIN_STEP,
@@ -67,26 +77,29 @@ class FederatedService:
         store: MetadataStore,
         fstore: FederatedStore,
         blobs: BlobStore,
-        spool: UpdateSpool,
         toolkit: OnDeviceToolkit,
         projects: ProjectService,
         hub: EventHub,
+        *,
+        leases: LeaseStore | None = None,
+        holder: str | None = None,
         update_concurrency: int = 4,
         tick_seconds: float = 0.05,
         devices_per_token: int = 1,
+        lease_ttl_s: float = LEASE_TTL_SECONDS,
     ) -> None:
-        self.ctx = Context(store, fstore, blobs, spool, toolkit, projects, hub)
+        self.ctx = Context(store, fstore, blobs, toolkit, projects, hub, leases)
+        if holder:
+            self.ctx.holder = holder
         self.store, self.fstore, self.blobs = store, fstore, blobs
         self.projects = projects
-        self.sessions = LiveSessions(projects)
+        self.sessions = LiveSessions()
         self.publisher = Publisher(self.ctx)
         self.lifecycle = Lifecycle(self.ctx, self.sessions, self.publisher)
         self.coordinator = Coordinator(
-            self.ctx, self.sessions, self.lifecycle, self.publisher, tick_seconds
+            self.ctx, self.sessions, self.lifecycle, self.publisher, tick_seconds, lease_ttl_s
         )
-        self.devices = DeviceProtocol(
-            self.ctx, self.sessions, update_concurrency, devices_per_token
-        )
+        self.devices = DeviceProtocol(self.ctx, update_concurrency, devices_per_token)
 
     @property
     def toolkit(self) -> OnDeviceToolkit:
@@ -104,25 +117,21 @@ class FederatedService:
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Resume the sessions a previous server left active, then start the coordinator."""
+        """Start the coordinator loop: it takes over the active sessions that have no
+        coordinator (all of them after a restart of a single server)."""
         if self.coordinator.running:
             return
         self.ctx.stopping.clear()
-        for session in self.fstore.list_sessions(states=ACTIVE_STATES):
-            try:
-                self.lifecycle.resume(session)
-            except Exception:  # one broken session must not keep the server down
-                log.exception("federated session %s could not be resumed", session.id)
         self.coordinator.start()
 
-    def stop(self) -> None:
-        """Stop the coordinator (sessions stay active in the store and resume on start)."""
+    def stop(self, hand_over: bool = True) -> None:
+        """Stop coordinating (sessions stay active in the store: another replica, or this
+        server once restarted, takes them over). ``hand_over=False`` keeps the leases until
+        they expire, as a crashed server would (for tests of the takeover)."""
         self.ctx.stopping.set()
-        self.coordinator.stop()
+        self.coordinator.stop(hand_over)
         self.lifecycle.join_preparing()
-        for live in self.sessions.clear():
-            with live.cond:
-                live.cond.notify_all()
+        self.ctx.notify()
 
     # -- sessions (administrators) --------------------------------------------------------------
     def start_session(
@@ -134,14 +143,12 @@ class FederatedService:
         config = config or FederatedConfig()
         config.validate()
         if any(
-            not self.sessions.fresh(s).state.is_terminal
-            for s in self.fstore.list_sessions(project.id, ACTIVE_STATES)
+            not s.state.is_terminal for s in self.fstore.list_sessions(project.id, ACTIVE_STATES)
         ):
             raise MobiletrainError(
                 ErrorCode.SESSION_ACTIVE, "the project already has a running federated session"
             )
         labels = self.lifecycle.labels(project, config)
-        self.sessions.forget_ended(project.id)
         job = Job(
             id=str(uuid.uuid4()),
             project_id=project.id,
@@ -157,8 +164,12 @@ class FederatedService:
             started_at=now(),
         )
         self.store.create_job(job)
+        session_id = str(uuid.uuid4())
+        # This replica coordinates it (another one takes over if this one goes away): the lease
+        # is taken before the session is stored, so no other replica's scan gets it first.
+        lease = self.coordinator.acquire(session_id)
         session = FederatedSession(
-            id=str(uuid.uuid4()),
+            id=session_id,
             project_id=project.id,
             job_id=job.id,
             state=SessionState.PREPARING,
@@ -175,11 +186,8 @@ class FederatedService:
         self.ctx.event(
             session, EventKind.LOG, {"message": "exporting the on-device training files"}
         )
-        live = LiveSession(
-            session=session, project_name=project.name, cond=WakingCondition(self.ctx.changes)
-        )
-        self.sessions.add(live)
-        self.lifecycle.spawn_prepare(live)
+        if lease is not None:
+            self.coordinator.adopt(session, lease, fresh=True)
         return session
 
     def weights_size(self, session: FederatedSession) -> int | None:
@@ -187,10 +195,9 @@ class FederatedService:
         return self.blobs.size(session.weights_sha256) if session.weights_sha256 else None
 
     def get_session(self, session_id: str) -> FederatedSession:
-        """A session by id (live state when this server runs it)."""
+        """A session by id (as stored: every replica reads the same)."""
         require(Action.READ)
-        live = self.sessions.get(session_id)
-        session = live.session if live is not None else self.fstore.get_session(session_id)
+        session = self.fstore.get_session(session_id)
         if session is None or not can_see(session.project_id):
             raise MobiletrainError(
                 ErrorCode.SESSION_NOT_FOUND, f"federated session {session_id!r} not found"
@@ -201,7 +208,7 @@ class FederatedService:
         """A project's sessions, newest first."""
         require(Action.READ)
         project = self.projects.get(project_ref)
-        return [self.sessions.fresh(s) for s in self.fstore.list_sessions(project.id)]
+        return self.fstore.list_sessions(project.id)
 
     def rounds(self, session_id: str) -> list[RoundRecord]:
         """The rounds of a session (the open one with its answers so far); they name every
@@ -209,14 +216,12 @@ class FederatedService:
         require(Action.MONITOR)
         session = self.get_session(session_id)
         records = self.fstore.list_rounds(session.id)
-        live = self.sessions.get(session.id)
-        if live is not None:
-            with live.cond:
-                rnd = live.round
-                if rnd is not None and not rnd.phase.is_closed:
-                    for record in records:
-                        if record.number == rnd.number:
-                            record.result = {**record.result, **rnd.to_dict()}
+        for record in records:
+            if not record.phase.is_closed:
+                answers = answers_so_far(
+                    self.fstore.list_updates(session.id, record.number), session.config
+                )
+                record.result = {**record.result, **answers}
         return records
 
     def stop_session(self, session_id: str) -> FederatedSession:
@@ -228,14 +233,21 @@ class FederatedService:
                 ErrorCode.JOB_FINISHED, f"session is already {session.state.value}"
             )
         live = self.sessions.get(session.id)
-        if live is None:
-            session.state = SessionState.CANCELLED
-            session.finished_at = now()
-            self.fstore.save_session(session)
-            self.lifecycle.finish_job(session, JobState.CANCELLED)
-            return session
-        self.lifecycle.finish(live, SessionState.CANCELLED, "stopped on request")
-        return live.session
+        if live is not None:
+            self.lifecycle.finish(live, SessionState.CANCELLED, "stopped on request")
+            return live.session
+        # Coordinated by another replica (or by none right now): the stored state decides; the
+        # coordinator sees it within a second and cuts the open round.
+        session.state = SessionState.CANCELLED
+        session.finished_at = now()
+        session.error = "stopped on request"
+        if not self.fstore.save_session_if_active(session):
+            stored = self.get_session(session_id)
+            raise MobiletrainError(
+                ErrorCode.JOB_FINISHED, f"session is already {stored.state.value}"
+            )
+        self.lifecycle.finish_job(session, JobState.CANCELLED)
+        return session
 
     def file(self, session_id: str, fmt: str) -> Artifact:
         """One of the session's files (``format`` name); read it with :meth:`read_file`."""
@@ -297,3 +309,22 @@ class FederatedService:
             metrics=metrics,
             error=error,
         )
+
+
+def answers_so_far(rows: list[UpdateRecord], config: FederatedConfig) -> dict[str, Any]:
+    """An open round's answers from its rows, as the coordinator counts them: the first
+    answer of each device that counts (accepted samples capped per device)."""
+    accepted: dict[str, int] = {}
+    rejected: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for row in rows:
+        device = row.device_id
+        if not row.counts or device in accepted or device in failed or device in rejected:
+            continue
+        if row.status is UpdateStatus.ACCEPTED:
+            accepted[device] = min(row.num_samples, config.max_samples_per_device)
+        elif row.status is UpdateStatus.FAILED:
+            failed[device] = row.message
+        else:
+            rejected[device] = row.reason
+    return {"accepted": accepted, "rejected": rejected, "failed": failed}

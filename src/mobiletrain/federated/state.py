@@ -1,8 +1,8 @@
-"""What the parts of the federated service share: the stores, and the sessions this server runs.
+"""What the parts of the federated service share: the stores, and the sessions coordinated here.
 
-:class:`Context` bundles the stores and the wake-up signals; :class:`LiveSession` is the
-in-memory state of one running session; :class:`LiveSessions` is the set of them with the
-lookups the device calls need (a project's running session, the session a device is in).
+:class:`Context` bundles the stores, the leases and the wake-up signals; :class:`LiveSession`
+is the coordinator's in-memory state of one session; :class:`LiveSessions` is the set of the
+sessions this replica coordinates.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from mobiletrain.core.auth import can_see
-from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.events import EventHub
+from mobiletrain.core.leader import Lease, LeaseStore, replica_id
 from mobiletrain.core.ports import BlobStore, MetadataStore
 from mobiletrain.core.services import ProjectService
 from mobiletrain.core.types import EventKind
-from mobiletrain.core.wakeup import AsyncWakeup
+from mobiletrain.core.wakeup import AsyncWakeup, WakingCondition
 from mobiletrain.federated.head import HeadSpec
-from mobiletrain.federated.ports import FederatedStore, OnDeviceToolkit, UpdateSpool
-from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState, UpdateRecord
+from mobiletrain.federated.ports import FederatedStore, OnDeviceToolkit
+from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
 from mobiletrain.federated.rounds import RoundState
 from mobiletrain.federated.strategy import Aggregator, Strategy
 
@@ -43,21 +42,37 @@ def ts(seconds: float) -> datetime:
 
 @dataclass
 class Context:
-    """The stores and signals every part of the federated service works with."""
+    """The stores and signals every part of the federated service works with.
+
+    Every replica of the server has its own; they share the metadata store (sessions, devices,
+    rounds, answers) and the blob store (files, weights, accepted updates). ``leases`` elects
+    the one replica that coordinates each session (None: this process is the only replica).
+    """
 
     store: MetadataStore
     fstore: FederatedStore
     blobs: BlobStore
-    spool: UpdateSpool
     toolkit: OnDeviceToolkit
     projects: ProjectService
     hub: EventHub
-    # Pulled by every session's condition: long polls on an event loop wait on it.
+    leases: LeaseStore | None = None
+    holder: str = field(default_factory=replica_id)
+    # Pulled whenever a session changes (here or, seen in the store, on another replica):
+    # long polls on an event loop wait on it; ``cond`` wakes waiting threads and pulls it.
     changes: AsyncWakeup = field(default_factory=AsyncWakeup)
+    cond: threading.Condition = field(init=False)
     # Set to make the coordinator look at the sessions now rather than at its next tick.
     wake: threading.Event = field(default_factory=threading.Event)
     # Set while the service stops: waiting device calls return.
     stopping: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.cond = WakingCondition(self.changes)
+
+    def notify(self) -> None:
+        """Wake every device call waiting on this replica (they look at the store again)."""
+        with self.cond:
+            self.cond.notify_all()
 
     def event(self, session: FederatedSession, kind: EventKind, data: dict[str, Any]) -> None:
         """Append an event to the session's job and wake its watchers."""
@@ -83,29 +98,32 @@ class Context:
 
 @dataclass
 class LiveSession:
-    """In-memory state of a session this server runs."""
+    """The coordinator's in-memory state of a session (on the replica holding its lease).
+
+    Everything in it can be rebuilt from the stores: a replica taking the lease over (or a
+    restarted server) reads the session, its weights and the open round's answers back.
+    """
 
     session: FederatedSession
-    project_name: str = ""
-    devices: set[str] = field(default_factory=set)
-    owners: dict[str, str] = field(default_factory=dict)  # device -> registering token id
-    declared: dict[str, int] = field(default_factory=dict)  # device -> declared samples
-    last_seen: dict[str, float] = field(default_factory=dict)  # device -> monotonic time
-    cond: threading.Condition = field(default_factory=threading.Condition)
+    lease: Lease | None = None
+    lease_renewed: float = 0.0  # monotonic time of the last renewal
+    lock: threading.RLock = field(default_factory=threading.RLock)
     head: HeadSpec | None = None
     strategy: Strategy | None = None
     weights: list[np.ndarray] = field(default_factory=list)
     weights_bytes: bytes = b""
     round: RoundState | None = None
+    closing: bool = False  # the open round admits no more updates (begin_closing is stored)
     aggregator: Aggregator | None = None
+    last_row: int = 0  # the newest answer of the open round read so far
+    payloads: dict[str, str] = field(default_factory=dict)  # device -> its update's blob
     select_rng: np.random.Generator = field(default_factory=np.random.default_rng)
     noise_rng: np.random.Generator = field(default_factory=np.random.default_rng)
     device_metrics: list[dict[str, Any]] = field(default_factory=list)
     clipped: int = 0
-    accepted_rows: list[UpdateRecord] = field(default_factory=list)
-    ended: bool = False  # the session's end is stored: devices are told
+    preparing: bool = False  # a thread exports the on-device files
     next_progress: float = 0.0
-    next_cancel_check: float = 0.0
+    next_check: float = 0.0
 
     @property
     def ready(self) -> bool:
@@ -114,27 +132,31 @@ class LiveSession:
 
 
 class LiveSessions:
-    """The sessions this server runs, by id (thread-safe)."""
+    """The sessions this replica coordinates, by id (thread-safe)."""
 
-    def __init__(self, projects: ProjectService) -> None:
-        self._projects = projects
+    def __init__(self) -> None:
         self._live: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
 
     def add(self, live: LiveSession) -> None:
-        """Run ``live`` (replaces a session with the same id)."""
+        """Coordinate ``live`` (replaces a session with the same id)."""
         with self._lock:
             self._live[live.session.id] = live
 
     def get(self, session_id: str) -> LiveSession | None:
-        """The live state of a session, if this server runs it."""
+        """The live state of a session, if this replica coordinates it."""
         with self._lock:
             return self._live.get(session_id)
 
     def all(self) -> list[LiveSession]:
-        """Every session this server runs."""
+        """Every session this replica coordinates."""
         with self._lock:
             return list(self._live.values())
+
+    def remove(self, session_id: str) -> LiveSession | None:
+        """Stop coordinating a session; returns its state."""
+        with self._lock:
+            return self._live.pop(session_id, None)
 
     def clear(self) -> list[LiveSession]:
         """Forget every session; returns them."""
@@ -142,60 +164,3 @@ class LiveSessions:
             lives = list(self._live.values())
             self._live.clear()
         return lives
-
-    def forget_ended(self, project_id: str) -> None:
-        """Forget the project's sessions whose end is stored."""
-        with self._lock:
-            for key in [
-                k
-                for k, live in self._live.items()
-                if live.session.project_id == project_id and live.ended
-            ]:
-                del self._live[key]
-
-    def fresh(self, session: FederatedSession) -> FederatedSession:
-        """The live copy of a stored session when this server runs it."""
-        live = self.get(session.id)
-        return live.session if live is not None else session
-
-    def project_id(self, project_ref: str) -> str:
-        """The id of a project named by id or name, visible to the caller.
-
-        Devices call many times per round: the projects of running sessions are resolved in
-        memory, the others through the project service.
-        """
-        with self._lock:
-            found = next(
-                (
-                    live.session.project_id
-                    for live in self._live.values()
-                    if project_ref in (live.session.project_id, live.project_name)
-                ),
-                None,
-            )
-        if found is None:
-            return self._projects.get(project_ref).id
-        if not can_see(found):
-            raise MobiletrainError(
-                ErrorCode.PROJECT_NOT_FOUND, f"project {project_ref!r} not found"
-            )
-        return found
-
-    def active(self, project_id: str) -> LiveSession:
-        """The project's running session; NO_ACTIVE_SESSION when there is none."""
-        with self._lock:
-            for live in self._live.values():
-                if live.session.project_id == project_id and not live.session.state.is_terminal:
-                    return live
-        raise MobiletrainError(
-            ErrorCode.NO_ACTIVE_SESSION, "the project has no running federated session"
-        )
-
-    def latest(self, project_id: str, device_id: str) -> LiveSession | None:
-        """The session this server runs that the device belongs to (None: an ended one)."""
-        with self._lock:
-            lives = [live for live in self._live.values() if live.session.project_id == project_id]
-        for live in lives:
-            if device_id in live.devices:
-                return live
-        return None

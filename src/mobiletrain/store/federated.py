@@ -19,6 +19,7 @@ from mobiletrain.federated.records import (
     UpdateStatus,
 )
 from mobiletrain.federated.rounds import RoundPhase
+from mobiletrain.federated.validation import RejectReason
 from mobiletrain.store import schema as t
 from mobiletrain.store.sql import SqlMetadataStore
 
@@ -69,6 +70,55 @@ def _row_session(r: Any) -> FederatedSession:
     )
 
 
+def _row_device(r: Any) -> DeviceRecord:
+    return DeviceRecord(
+        session_id=r.session_id,
+        device_id=r.device_id,
+        registered_at=_utc(r.registered_at),  # type: ignore[arg-type]
+        info=dict(r.info),
+        token_id=r.token_id,
+        declared_samples=r.declared_samples,
+        last_seen_at=_utc(r.last_seen_at),
+    )
+
+
+def _row_update(r: Any) -> UpdateRecord:
+    return UpdateRecord(
+        session_id=r.session_id,
+        round=r.round,
+        device_id=r.device_id,
+        status=UpdateStatus(r.status),
+        reason=r.reason,
+        message=r.message,
+        num_samples=r.num_samples,
+        metrics=dict(r.metrics),
+        created_at=_utc(r.created_at),  # type: ignore[arg-type]
+        payload=r.payload,
+        id=r.id,
+    )
+
+
+def _update_values(u: UpdateRecord) -> dict[str, Any]:
+    return {
+        "session_id": u.session_id,
+        "round": u.round,
+        "device_id": u.device_id,
+        "status": u.status.value,
+        "reason": u.reason,
+        "message": u.message,
+        "num_samples": u.num_samples,
+        "metrics": u.metrics,
+        "payload": u.payload,
+        "created_at": u.created_at,
+    }
+
+
+_COUNTING = sa.not_(
+    t.federated_updates.c.reason.in_([RejectReason.DUPLICATE.value, RejectReason.STALE_ROUND.value])
+)
+"""Answers that count for their round (a duplicate or stale-round one does not)."""
+
+
 def _row_round(r: Any) -> RoundRecord:
     return RoundRecord(
         session_id=r.session_id,
@@ -80,6 +130,19 @@ def _row_round(r: Any) -> RoundRecord:
         closed_at=_utc(r.closed_at),
         result=dict(r.result),
     )
+
+
+def _round_values(record: RoundRecord) -> dict[str, Any]:
+    return {
+        "session_id": record.session_id,
+        "number": record.number,
+        "phase": record.phase.value,
+        "selected": list(record.selected),
+        "opened_at": record.opened_at,
+        "deadline_at": record.deadline_at,
+        "closed_at": record.closed_at,
+        "result": record.result,
+    }
 
 
 class SqlFederatedStore(FederatedStore):
@@ -134,6 +197,7 @@ class SqlFederatedStore(FederatedStore):
                     info=device.info,
                     token_id=device.token_id,
                     declared_samples=device.declared_samples,
+                    last_seen_at=device.last_seen_at,
                 )
             )
         )
@@ -145,32 +209,13 @@ class SqlFederatedStore(FederatedStore):
             .where(t.federated_devices.c.session_id == session_id)
             .order_by(t.federated_devices.c.seq)
         )
-        return [
-            DeviceRecord(
-                session_id=r.session_id,
-                device_id=r.device_id,
-                registered_at=_utc(r.registered_at),  # type: ignore[arg-type]
-                info=dict(r.info),
-                token_id=r.token_id,
-                declared_samples=r.declared_samples,
-            )
-            for r in self._store._read(lambda c: c.execute(q).all())
-        ]
+        return [_row_device(r) for r in self._store._read(lambda c: c.execute(q).all())]
 
     def save_round(self, record: RoundRecord) -> None:
         """Insert or replace a round (delete + insert works the same on every database)."""
         rounds = t.federated_rounds
         where = (rounds.c.session_id == record.session_id, rounds.c.number == record.number)
-        values = {
-            "session_id": record.session_id,
-            "number": record.number,
-            "phase": record.phase.value,
-            "selected": list(record.selected),
-            "opened_at": record.opened_at,
-            "deadline_at": record.deadline_at,
-            "closed_at": record.closed_at,
-            "result": record.result,
-        }
+        values = _round_values(record)
 
         def tx(c: Any) -> None:
             c.execute(rounds.delete().where(*where))
@@ -187,50 +232,196 @@ class SqlFederatedStore(FederatedStore):
         )
         return [_row_round(r) for r in self._store._read(lambda c: c.execute(q).all())]
 
+    def get_round(self, session_id: str, number: int) -> RoundRecord | None:
+        """One round of a session."""
+        rounds = t.federated_rounds
+        q = sa.select(rounds).where(rounds.c.session_id == session_id, rounds.c.number == number)
+        r = self._store._read(lambda c: c.execute(q).first())
+        return _row_round(r) if r else None
+
     def add_update(self, update: UpdateRecord) -> None:
         """Record one answer."""
         self.add_updates([update])
 
     def add_updates(self, updates: Sequence[UpdateRecord]) -> None:
         """Record many answers in one transaction."""
-        rows = [
-            {
-                "session_id": u.session_id,
-                "round": u.round,
-                "device_id": u.device_id,
-                "status": u.status.value,
-                "reason": u.reason,
-                "message": u.message,
-                "num_samples": u.num_samples,
-                "metrics": u.metrics,
-                "payload": u.payload,
-                "created_at": u.created_at,
-            }
-            for u in updates
-        ]
+        rows = [_update_values(u) for u in updates]
         if rows:
             self._store._tx(lambda c: c.execute(t.federated_updates.insert(), rows))
 
-    def list_updates(self, session_id: str, round_number: int) -> list[UpdateRecord]:
-        """Answers of one round in arrival order."""
+    def list_updates(
+        self, session_id: str, round_number: int, after_id: int = 0
+    ) -> list[UpdateRecord]:
+        """Answers of one round in arrival order, after ``after_id``."""
         u = t.federated_updates
         q = (
             sa.select(u)
-            .where(u.c.session_id == session_id, u.c.round == round_number)
+            .where(u.c.session_id == session_id, u.c.round == round_number, u.c.id > after_id)
             .order_by(u.c.id)
         )
-        return [
-            UpdateRecord(
-                session_id=r.session_id,
-                round=r.round,
-                device_id=r.device_id,
-                status=UpdateStatus(r.status),
-                reason=r.reason,
-                message=r.message,
-                num_samples=r.num_samples,
-                metrics=dict(r.metrics),
-                created_at=_utc(r.created_at),  # type: ignore[arg-type]
-                payload=r.payload,
+        return [_row_update(r) for r in self._store._read(lambda c: c.execute(q).all())]
+
+    # -- multi-replica device calls ----------------------------------------------------------
+    def find_device(
+        self, project_id: str, device_id: str
+    ) -> tuple[FederatedSession, DeviceRecord] | None:
+        """The newest session of the project the device registered with, and its row."""
+        d, s = t.federated_devices, t.federated_sessions
+        q = (
+            sa.select(d, s.c.id.label("sid"))
+            .join(s, s.c.id == d.c.session_id)
+            .where(s.c.project_id == project_id, d.c.device_id == device_id)
+            .order_by(s.c.seq.desc())
+            .limit(1)
+        )
+        row = self._store._read(lambda c: c.execute(q).first())
+        if row is None:
+            return None
+        session = self.get_session(row.sid)
+        return (session, _row_device(row)) if session is not None else None
+
+    def touch_device(self, session_id: str, device_id: str, at: datetime) -> None:
+        """Record that the device asked for work at ``at``."""
+        d = t.federated_devices
+        self._store._tx(
+            lambda c: c.execute(
+                d.update()
+                .where(d.c.session_id == session_id, d.c.device_id == device_id)
+                .values(last_seen_at=at)
             )
-            for r in self._store._read(lambda c: c.execute(q).all())
-        ]
+        )
+
+    def available_devices(self, session_id: str, since: datetime) -> list[str]:
+        """The devices of a session seen at or after ``since``."""
+        d = t.federated_devices
+        q = (
+            sa.select(d.c.device_id)
+            .where(d.c.session_id == session_id, d.c.last_seen_at >= since)
+            .order_by(d.c.seq)
+        )
+        return [r[0] for r in self._store._read(lambda c: c.execute(q).all())]
+
+    def device_updates(
+        self, session_id: str, round_number: int, device_id: str
+    ) -> list[UpdateRecord]:
+        """One device's answers to one round."""
+        u = t.federated_updates
+        q = (
+            sa.select(u)
+            .where(
+                u.c.session_id == session_id,
+                u.c.round == round_number,
+                u.c.device_id == device_id,
+            )
+            .order_by(u.c.id)
+        )
+        return [_row_update(r) for r in self._store._read(lambda c: c.execute(q).all())]
+
+    def add_accepted_update(self, update: UpdateRecord) -> str:
+        """Record an accepted update while its round is open and unanswered by the device."""
+        rounds, u = t.federated_rounds, t.federated_updates
+        values = _update_values(update)
+
+        def tx(c: Any) -> str:
+            # The round row is locked (PostgreSQL) or the database is (SQLite's one writer), so
+            # the coordinator's begin_closing waits for this insert or this insert sees it.
+            row = c.execute(
+                sa.select(rounds.c.phase, rounds.c.closed_at)
+                .where(rounds.c.session_id == update.session_id, rounds.c.number == update.round)
+                .with_for_update()
+            ).first()
+            if row is None or row.phase != RoundPhase.OPEN.value or row.closed_at is not None:
+                return "closed"
+            answered = c.execute(
+                sa.select(sa.func.count())
+                .select_from(u)
+                .where(
+                    u.c.session_id == update.session_id,
+                    u.c.round == update.round,
+                    u.c.device_id == update.device_id,
+                    _COUNTING,
+                )
+            ).scalar_one()
+            if answered:
+                return "duplicate"
+            c.execute(u.insert().values(**values))
+            return ""
+
+        return self._store._tx(tx)
+
+    def open_round(self, record: RoundRecord) -> bool:
+        """Insert the round and advance the session to it, if nobody did already."""
+        s, rounds = t.federated_sessions, t.federated_rounds
+
+        def tx(c: Any) -> bool:
+            advanced = c.execute(
+                s.update()
+                .where(
+                    s.c.id == record.session_id,
+                    s.c.current_round == record.number - 1,
+                    s.c.state == SessionState.RUNNING.value,
+                )
+                .values(current_round=record.number)
+            ).rowcount
+            if advanced != 1:
+                return False
+            c.execute(
+                rounds.delete().where(
+                    rounds.c.session_id == record.session_id, rounds.c.number == record.number
+                )
+            )
+            c.execute(rounds.insert().values(**_round_values(record)))
+            return True
+
+        return bool(self._store._tx(tx))
+
+    def begin_closing(self, session_id: str, round_number: int, at: datetime) -> bool:
+        """Stop admitting updates to an open round."""
+        rounds = t.federated_rounds
+        return bool(
+            self._store._tx(
+                lambda c: (
+                    c.execute(
+                        rounds.update()
+                        .where(
+                            rounds.c.session_id == session_id,
+                            rounds.c.number == round_number,
+                            rounds.c.phase == RoundPhase.OPEN.value,
+                            rounds.c.closed_at.is_(None),
+                        )
+                        .values(closed_at=at)
+                    ).rowcount
+                    == 1
+                )
+            )
+        )
+
+    def clear_payloads(self, session_id: str, round_number: int) -> None:
+        """Forget the update blobs of a closed round."""
+        u = t.federated_updates
+        self._store._tx(
+            lambda c: c.execute(
+                u.update()
+                .where(u.c.session_id == session_id, u.c.round == round_number, u.c.payload != "")
+                .values(payload="")
+            )
+        )
+
+    def save_session_if_active(self, session: FederatedSession) -> bool:
+        """Write the session only while the stored one is not over."""
+        s = t.federated_sessions
+        values = _session_values(session)
+        del values["id"]
+        active = [SessionState.PREPARING.value, SessionState.RUNNING.value]
+        return bool(
+            self._store._tx(
+                lambda c: (
+                    c.execute(
+                        s.update()
+                        .where(s.c.id == session.id, s.c.state.in_(active))
+                        .values(**values)
+                    ).rowcount
+                    == 1
+                )
+            )
+        )

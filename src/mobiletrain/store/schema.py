@@ -193,6 +193,8 @@ federated_devices = sa.Table(
     sa.Column("token_id", sa.String(36), nullable=False, server_default=""),
     # The local dataset size the device declared at registration (an update may not claim more).
     sa.Column("declared_samples", sa.Integer, nullable=True),
+    # When the device last asked for work (any replica writes it; the coordinator selects by it).
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("session_id", "device_id", name="uq_federated_devices"),
     sa.Index("ix_federated_devices_token", "session_id", "token_id"),
 )

@@ -32,7 +32,6 @@ from mobiletrain.federated.rounds import RoundPhase
 from mobiletrain.federated.service import FederatedService
 from mobiletrain.store.blobs import open_blob_store
 from mobiletrain.store.federated import SqlFederatedStore
-from mobiletrain.store.spool import LocalUpdateSpool
 from mobiletrain.store.sql import SqlMetadataStore
 
 SPEC = InputSpec(width=8, height=8, color_mode=ColorMode.GRAYSCALE)
@@ -125,7 +124,6 @@ def world(tmp_path: Path, make_image: Callable[..., bytes]) -> Iterator[World]:
             store,
             SqlFederatedStore(store),
             blobs,
-            LocalUpdateSpool(tmp_path / "spool"),
             NumpyToolkit(),
             projects,
             hub,
