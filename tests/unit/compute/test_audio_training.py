@@ -71,7 +71,15 @@ def test_keywords_train_and_export_to_litert(tmp_path: Path) -> None:
     embedded = read_embedded_manifest(out.artifacts[ModelFormat.INT8])
     assert embedded is not None
     assert embedded["input"]["shape"] == [1, 16000]
-    assert embedded["input"]["formats"]["int8"]["network"] == "int8"
+    [pcm] = embedded["inputs"]
+    assert (pcm["layout"], pcm["role"], pcm["rate_hz"], pcm["length"]) == (
+        "NT",
+        "waveform",
+        16000,
+        16000,
+    )
+    assert embedded["task_spec"]["front_end"]["type"] == "log_mel"
+    assert embedded["task_spec"]["formats"]["int8"]["network"] == "int8"
     logs = [d.get("message", "") for k, d in reporter.events if k is EventKind.LOG]
     assert any("background-noise clips for mixing" in m for m in logs), logs
     assert np.isfinite(out.metrics["accuracy"])

@@ -35,6 +35,7 @@ import tensorflow as tf
 from mobiletrain.compute.keras.tasks.base import BatchMap, KerasTaskBase, TaskData
 from mobiletrain.compute.protocol import Reporter, TrainingRequest
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
+from mobiletrain.core.manifest import TensorSpec
 from mobiletrain.core.types import (
     TFLITE_FORMATS,
     Architecture,
@@ -393,13 +394,32 @@ class AudioTask(KerasTaskBase):
                 ErrorCode.INTERNAL, "the model could not be exported as int8"
             ) from exc
 
-    def manifest_input(self, request: TrainingRequest, model: keras.Model) -> dict[str, Any]:
-        """The kind's input description plus the in-model front end and per-format dtypes."""
+    def manifest_inputs(self, request: TrainingRequest, model: keras.Model) -> list[TensorSpec]:
+        """One clip: float32 mono PCM ``[1, clip_samples]`` in -1..1 at the project's rate."""
+        spec = _audio_spec(request)
+        return [
+            TensorSpec(
+                name="pcm",
+                dtype="float32",
+                shape=[1, spec.clip_samples],
+                layout="NT",
+                role="waveform",
+                channels=["mono"],
+                rate_hz=float(spec.sample_rate_hz),
+                length=spec.clip_samples,
+                value_range=(-1.0, 1.0),
+                description="mono PCM as float32 (int16 / 32768; average stereo channels), "
+                "zero-padded at the end to length; the log-mel front end runs inside the model",
+            )
+        ]
+
+    def manifest_task_spec(self, request: TrainingRequest, model: keras.Model) -> dict[str, Any]:
+        """The in-model front end's parameters and, per format, what runs in float or int8."""
         spec = _audio_spec(request)
         return {
-            **super().manifest_input(request, model),
             "front_end": FrontEnd(spec.sample_rate_hz, spec.clip_samples).describe(),
             "formats": {fmt.value: describe_export(fmt.value) for fmt in TFLITE_FORMATS},
+            "background_label": BACKGROUND_LABEL,
         }
 
 
