@@ -64,11 +64,7 @@ def print_card(card: dict[str, Any]) -> None:
         f"[bold]{project_info.get('name', '?')}[/bold] version {card.get('version')} "
         f"(job {card.get('job_id', '?')}, {card.get('created_at', '?')})"
     )
-    spec = card.get("input") or {}
-    console.print(
-        f"input: {spec.get('width')}x{spec.get('height')} {spec.get('color_mode')}, "
-        f"value = pixel * {spec.get('scale')} + {spec.get('offset')}"
-    )
+    console.print(f"input: {describe_card_input(card.get('input') or {})}", markup=False)
     console.print(f"labels: {', '.join(card.get('labels') or [])}")
     release = card.get("release") or {}
     if release:
@@ -109,6 +105,26 @@ def print_card(card: dict[str, Any]) -> None:
         )
     for warning in card.get("warnings") or []:
         console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def describe_card_input(spec: dict[str, Any]) -> str:
+    """What the model takes, from the card's input section (its ``kind`` names the task's)."""
+    kind = spec.get("kind")
+    if kind == "audio-waveform":
+        return (
+            f"float32 {spec.get('shape')} mono PCM at {spec.get('sample_rate_hz')} Hz "
+            f"({spec.get('clip_ms')} ms clips, longer ones: {spec.get('long_clips')})"
+        )
+    if kind == "sensor-window":
+        return (
+            f"float32 {spec.get('shape')} ({spec.get('layout')}): "
+            f"{', '.join(spec.get('channels') or [])} at {spec.get('rate_hz')} Hz, "
+            f"window {spec.get('window')} every {spec.get('stride')}"
+        )
+    return (
+        f"{spec.get('width')}x{spec.get('height')} {spec.get('color_mode')}, "
+        f"value = pixel * {spec.get('scale')} + {spec.get('offset')}"
+    )
 
 
 @models_app.command("promote")

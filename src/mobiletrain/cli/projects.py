@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,19 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mobiletrain._proto.mobiletrain.v1 import tokens_pb2
+from mobiletrain._proto.mobiletrain.v1 import common_pb2, projects_pb2, tokens_pb2
 from mobiletrain.cli.common import CommandGroup, ProjectOpt, choice, console, options, usage
-from mobiletrain.client.sdk import COLOR_MODES, NORMALIZATIONS, scan_directory, task_suffixes
+from mobiletrain.client.sdk import (
+    COLOR_MODES,
+    LONG_CLIPS,
+    NORMALIZATIONS,
+    SENSOR_FRAMINGS,
+    TASKS,
+    audio_spec,
+    scan_directory,
+    sensor_spec,
+    task_suffixes,
+)
 
 projects_app = CommandGroup(help="Create, list and delete projects.")
 tokens_app = CommandGroup(help="Create, list and revoke admin and device tokens.")
@@ -21,20 +32,98 @@ tokens_app = CommandGroup(help="Create, list and revoke admin and device tokens.
 @projects_app.command("create")
 def projects_create(
     name: str,
-    task: Annotated[str, typer.Option(help="Task type")] = "image-classification",
+    task: Annotated[
+        str,
+        typer.Option(
+            help="Task type: image-classification, audio-classification or "
+            "sensor-classification (or image, audio, sensor)"
+        ),
+    ] = "image-classification",
     labels: Annotated[str, typer.Option(help="Comma-separated fixed label set")] = "",
     width: Annotated[int, typer.Option(help="Model input width")] = 96,
     height: Annotated[int, typer.Option(help="Model input height")] = 96,
     color_mode: Annotated[str, typer.Option(help="rgb or grayscale")] = "rgb",
     normalization: Annotated[str, typer.Option(help="zero-one, minus-one-one or raw")] = "zero-one",
+    sample_rate: Annotated[
+        int | None, typer.Option(help="Audio: sample rate the model hears, Hz [default: 16000]")
+    ] = None,
+    clip_ms: Annotated[
+        int | None, typer.Option(help="Audio: clip length in ms [default: 1000]")
+    ] = None,
+    long_clips: Annotated[
+        str,
+        typer.Option(help="Audio: reject or split clips longer than --clip-ms [default: reject]"),
+    ] = "",
+    channels: Annotated[
+        str, typer.Option(help="Sensor: comma-separated channel names in order [default: x,y,z]")
+    ] = "",
+    rate_hz: Annotated[
+        float | None, typer.Option(help="Sensor: sampling rate, Hz [default: 50]")
+    ] = None,
+    window: Annotated[
+        int | None, typer.Option(help="Sensor: window length in readings [default: 100]")
+    ] = None,
+    stride: Annotated[
+        int | None, typer.Option(help="Sensor: step between windows [default: 50]")
+    ] = None,
+    framing: Annotated[
+        str, typer.Option(help="Sensor: windows (cut recordings) or pad [default: windows]")
+    ] = "",
 ) -> None:
     """Create a project."""
+    choice("--task", _full_task(task), TASKS)
+    task = _full_task(task)
     choice("--color-mode", color_mode, COLOR_MODES)
     choice("--normalization", normalization, NORMALIZATIONS)
+    audio = {"--sample-rate": sample_rate, "--clip-ms": clip_ms, "--long-clips": long_clips}
+    sensor = {
+        "--channels": channels,
+        "--rate-hz": rate_hz,
+        "--window": window,
+        "--stride": stride,
+        "--framing": framing,
+    }
+    _only_for(task, "audio-classification", audio)
+    _only_for(task, "sensor-classification", sensor)
+    spec: common_pb2.AudioSpec | common_pb2.SensorSpec | None = None
+    if task == "audio-classification":
+        choice("--long-clips", long_clips or None, LONG_CLIPS)
+        spec = audio_spec(sample_rate or 0, clip_ms or 0, long_clips)
+    elif task == "sensor-classification":
+        choice("--framing", framing or None, SENSOR_FRAMINGS)
+        names = [c.strip() for c in channels.split(",") if c.strip()]
+        spec = sensor_spec(names, rate_hz or 0.0, window or 0, stride or 0, framing)
     label_list = [x.strip() for x in labels.split(",") if x.strip()]
     with options.client() as c:
-        p = c.create_project(name, label_list, width, height, color_mode, normalization, task)
+        p = c.create_project(
+            name, label_list, width, height, color_mode, normalization, task, task_spec=spec
+        )
     console.print(f"created project [bold]{p.name}[/bold] ({p.id})")
+
+
+def _full_task(task: str) -> str:
+    """``audio`` -> ``audio-classification`` (the wire name); other text as given."""
+    return f"{task}-classification" if f"{task}-classification" in TASKS else task
+
+
+def _only_for(task: str, owner: str, given: Mapping[str, object]) -> None:
+    """Refuse another task's settings rather than ignore them."""
+    used = [flag for flag, value in given.items() if value not in (None, "")]
+    if used and task != owner:
+        short = owner.removesuffix("-classification")
+        raise usage(f"{', '.join(used)} apply to {short} projects (add --task {short})")
+
+
+def describe_input(p: projects_pb2.Project) -> str:
+    """A project's input in a few words, by its task (as ``projects list`` shows it)."""
+    s = p.input_spec
+    which = s.WhichOneof("task_spec")
+    if which == "audio":
+        return f"audio {s.audio.sample_rate_hz} Hz, {s.audio.clip_ms} ms"
+    if which == "sensor":
+        sensor = s.sensor
+        return f"{','.join(sensor.channels)} @ {sensor.rate_hz:g} Hz, window {sensor.window}"
+    return f"{s.width}x{s.height}"
 
 
 @projects_app.command("list")
@@ -44,8 +133,7 @@ def projects_list() -> None:
         projects = c.list_projects()
     table = Table("name", "id", "labels", "input")
     for p in projects:
-        s = p.input_spec
-        table.add_row(p.name, p.id, ", ".join(p.labels) or "(open)", f"{s.width}x{s.height}")
+        table.add_row(p.name, p.id, ", ".join(p.labels) or "(open)", describe_input(p))
     console.print(table)
 
 

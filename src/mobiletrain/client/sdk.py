@@ -61,7 +61,21 @@ from mobiletrain.client.samples import (
     scan_directory,
     task_suffixes,
 )
-from mobiletrain.proto_enums import cli_name, cli_names
+from mobiletrain.client.spec import (
+    ARCHITECTURES,
+    COLOR_MODES,
+    FORMATS,
+    LONG_CLIPS,
+    NORMALIZATIONS,
+    RELEASE_MODES,
+    SENSOR_FRAMINGS,
+    TASKS,
+    TOKEN_KINDS,
+    audio_spec,
+    sensor_spec,
+    task_name,
+)
+from mobiletrain.proto_enums import cli_name
 
 # The SDK's public surface: the client, its errors and the sample helpers it takes.
 __all__ = [
@@ -70,7 +84,9 @@ __all__ = [
     "DEFAULT_SERVER",
     "FORMATS",
     "IMAGE_SUFFIXES",
+    "LONG_CLIPS",
     "NORMALIZATIONS",
+    "SENSOR_FRAMINGS",
     "TASKS",
     "AlreadyExists",
     "BearerToken",
@@ -89,10 +105,13 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UploadReport",
+    "audio_spec",
     "client_resizes",
     "find_token",
     "prepare_image",
     "scan_directory",
+    "sensor_spec",
+    "task_name",
     "task_suffixes",
 ]
 
@@ -106,14 +125,6 @@ _BATCH_BYTES = 2 * 1024 * 1024
 _INLINE_LIMIT = 1024 * 1024
 _CHUNK = 256 * 1024
 
-# Names as the CLI and REST spell them, derived from the proto naming rule (proto_enums.py).
-FORMATS = cli_names(common_pb2.ModelFormat)
-COLOR_MODES = cli_names(common_pb2.ColorMode)
-NORMALIZATIONS = cli_names(common_pb2.Normalization)
-ARCHITECTURES = cli_names(training_pb2.Architecture)
-TASKS = cli_names(common_pb2.TaskType)
-_TOKEN_KINDS = cli_names(tokens_pb2.TokenKind)
-_RELEASE_MODES = cli_names(models_pb2.ReleaseMode)
 TERMINAL_STATES = {
     training_pb2.JOB_STATE_SUCCEEDED,
     training_pb2.JOB_STATE_FAILED,
@@ -176,16 +187,29 @@ class Client:
         color_mode: str = "rgb",
         normalization: str = "zero-one",
         task: str = "image-classification",
+        task_spec: common_pb2.AudioSpec | common_pb2.SensorSpec | None = None,
     ) -> projects_pb2.Project:
-        """Create a project (empty labels = open label set)."""
-        if task not in TASKS:
-            raise ClientError(14, "INVALID_ARGUMENT", f"unsupported task {task!r}")
-        spec = common_pb2.InputSpec(
-            width=width,
-            height=height,
-            color_mode=COLOR_MODES[color_mode],
-            normalization=NORMALIZATIONS[normalization],
-        )
+        """Create a project (empty labels = open label set).
+
+        ``task``: ``image-classification`` (``width`` ... ``normalization`` apply),
+        ``audio-classification`` or ``sensor-classification`` (short: ``audio``, ``sensor``),
+        whose settings come from :func:`audio_spec` / :func:`sensor_spec` (None: the server's
+        defaults).
+        """
+        task = task_name(task)
+        if task == "image-classification":
+            spec = common_pb2.InputSpec(
+                width=width,
+                height=height,
+                color_mode=COLOR_MODES[color_mode],
+                normalization=NORMALIZATIONS[normalization],
+            )
+        else:
+            spec = common_pb2.InputSpec()  # the image fields do not apply
+        if isinstance(task_spec, common_pb2.AudioSpec):
+            spec.audio.CopyFrom(task_spec)
+        elif isinstance(task_spec, common_pb2.SensorSpec):
+            spec.sensor.CopyFrom(task_spec)
         request = projects_pb2.CreateProjectRequest(
             name=name,
             task=TASKS[task],
@@ -551,7 +575,7 @@ class Client:
     def set_release_policy(self, project: str, **fields: Any) -> models_pb2.ReleasePolicyState:
         """Replace the release policy: ``mode`` ("auto"/"manual"), ``margin``,
         ``min_accuracy``, ``min_per_class_recall``, ``max_int8_drop`` (None = unset)."""
-        modes = _RELEASE_MODES
+        modes = RELEASE_MODES
         mode = fields.pop("mode", None) or "auto"
         if mode not in modes:
             raise ClientError(56, "INVALID_ARGUMENT", f"mode must be auto or manual, got {mode!r}")
@@ -577,7 +601,7 @@ class Client:
         self, kind: str, project: str = "", name: str = "", ttl_days: int = 0
     ) -> tuple[tokens_pb2.Token, str]:
         """Create an admin or device token; returns (record, secret)."""
-        kinds = _TOKEN_KINDS
+        kinds = TOKEN_KINDS
         if kind not in kinds:
             raise ClientError(2, "INVALID_ARGUMENT", f"kind must be admin or device, not {kind!r}")
         resp = self._call(
