@@ -10,7 +10,7 @@ WEB_STAMP := web/node_modules/.installed-stamp
 WEB_DIST := src/mobiletrain/web/dist/index.html
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: run test lint typecheck proto proto-check bench demo install clean web examples
+.PHONY: run test lint typecheck proto proto-check bench bench-quick demo install clean web examples
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ test: $(STAMP) web examples proto-check lint typecheck
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# CI smoke test: every benchmark still runs, with small inputs (no timing assertion; figures go
+# to bench/results/partial.*, docs/benchmarks.md is left alone).
+bench-quick: $(STAMP)
+	$(PY) bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web/node_modules examples/node/node_modules src/mobiletrain/web/dist
