@@ -42,6 +42,8 @@ class AudioClassification:
     short_name = "audio"
     sample_extensions: tuple[str, ...] = (".wav",)
     client_resizes = False  # WAVs go up as recorded; the server resamples
+    # Labels that are not classes: noise for augmentation, never predicted or scored.
+    reserved_labels: frozenset[str] = frozenset({BACKGROUND_LABEL})
     media_types: tuple[str, ...] = (WAV_MEDIA_TYPE,)
     # The whole-classifier formats; the on-device training files assume an image backbone.
     export_formats: tuple[ModelFormat, ...] = CLASSIFIER_FORMATS
