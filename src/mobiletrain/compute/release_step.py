@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from mobiletrain.compute.metrics import classification_report
-from mobiletrain.compute.preprocess import decode_batch
 from mobiletrain.compute.protocol import TrainingOutput
 from mobiletrain.compute.sample_bytes import Skipped, read_sample_bytes, skipped_event
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
@@ -88,7 +87,7 @@ def split_eval_set(store: MetadataStore, project: Project, samples: list[Sample]
 
 @dataclass
 class _EvalData:
-    images: np.ndarray  # uint8 (N, H, W, C)
+    samples: list[bytes]  # the stored bytes; each kind decodes its own (images, audio, sensor)
     labels: list[str]
     info: EvalSetInfo
 
@@ -107,12 +106,7 @@ def _eval_data(
         class_counts=counts,
         snapshot_sha256=eval_set_snapshot([(s.sha256, s.label) for s in members]),
     )
-    images = (
-        decode_batch(raw, spec)
-        if members
-        else np.zeros((0, spec.height, spec.width, spec.channels), np.uint8)
-    )
-    return _EvalData(images=images, labels=[s.label for s in members], info=info), skipped
+    return _EvalData(samples=list(raw), labels=[s.label for s in members], info=info), skipped
 
 
 def _score(
@@ -123,15 +117,17 @@ def _score(
     report_labels: Sequence[str],
     evalset: _EvalData,
 ) -> FormatScore:
-    """Run one .tflite file in LiteRT on the evaluation set; classes in ``report_labels``."""
-    from mobiletrain.compute.litert import LiteRTModel
+    """Run one .tflite file in LiteRT on the evaluation set; classes in ``report_labels``.
+
+    Each sample is decoded by the project's task kind exactly as training decoded it."""
+    from mobiletrain.compute.litert import predict_samples
 
     index = {name: i for i, name in enumerate(report_labels)}
     y_true = np.asarray([index[name] for name in evalset.labels], dtype=np.int64)
     if len(y_true) == 0:
         predicted = np.zeros(0, dtype=np.int64)
     else:
-        probs = LiteRTModel(data, spec).predict_uint8(evalset.images)
+        probs = predict_samples(data, spec, evalset.samples)
         predicted = np.asarray(
             [index[model_labels[i]] for i in probs.argmax(axis=1)], dtype=np.int64
         )

@@ -31,6 +31,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     tokens_pb2,
     training_pb2,
 )
+from mobiletrain.api.grpc.serde_tasks import task_spec_from_proto, task_spec_to_proto
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError, error_by_number
 from mobiletrain.core.manifest import VersionMetrics, manifest_of
@@ -66,83 +67,32 @@ from mobiletrain.core.types import (
     UploadSummary,
 )
 from mobiletrain.federated.config import FederatedConfig, StragglerPolicy, StrategyName
-from mobiletrain.federated.device import TaskReply, TaskStatus, UpdateReply
+from mobiletrain.federated.device import UpdateReply
 from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
 from mobiletrain.federated.rounds import RoundPhase
 from mobiletrain.federated.validation import RejectReason
+from mobiletrain.proto_enums import domain_table
 
 E = TypeVar("E", bound=Enum)
 
 # --------------------------------------------------------------------------------------------
-# Enums. Each table maps a domain enum member to its proto number; value 0 (UNSPECIFIED) is
+# Enums. Each table maps a domain enum member to its proto number by the proto naming rule
+# (``TaskType.IMAGE_CLASSIFICATION`` <-> ``TASK_TYPE_IMAGE_CLASSIFICATION``, see
+# mobiletrain/proto_enums.py), built and checked complete at import. Value 0 (UNSPECIFIED) is
 # never in a table: requests resolve it to the default, responses never send it.
 # --------------------------------------------------------------------------------------------
 
-_TASK_TYPES: dict[TaskType, common_pb2.TaskType] = {
-    TaskType.IMAGE_CLASSIFICATION: common_pb2.TASK_TYPE_IMAGE_CLASSIFICATION,
-}
-_COLOR_MODES: dict[ColorMode, common_pb2.ColorMode] = {
-    ColorMode.RGB: common_pb2.COLOR_MODE_RGB,
-    ColorMode.GRAYSCALE: common_pb2.COLOR_MODE_GRAYSCALE,
-}
-_NORMALIZATIONS: dict[Normalization, common_pb2.Normalization] = {
-    Normalization.ZERO_ONE: common_pb2.NORMALIZATION_ZERO_ONE,
-    Normalization.MINUS_ONE_ONE: common_pb2.NORMALIZATION_MINUS_ONE_ONE,
-    Normalization.RAW: common_pb2.NORMALIZATION_RAW,
-}
-_MODEL_FORMATS: dict[ModelFormat, common_pb2.ModelFormat] = {
-    ModelFormat.KERAS: common_pb2.MODEL_FORMAT_KERAS,
-    ModelFormat.FLOAT32: common_pb2.MODEL_FORMAT_FLOAT32,
-    ModelFormat.FLOAT16: common_pb2.MODEL_FORMAT_FLOAT16,
-    ModelFormat.DYNAMIC_INT8: common_pb2.MODEL_FORMAT_DYNAMIC_INT8,
-    ModelFormat.INT8: common_pb2.MODEL_FORMAT_INT8,
-    ModelFormat.FEATURE_EXTRACTOR: common_pb2.MODEL_FORMAT_FEATURE_EXTRACTOR,
-    ModelFormat.TRAIN_STEP: common_pb2.MODEL_FORMAT_TRAIN_STEP,
-    ModelFormat.HEAD_INFERENCE: common_pb2.MODEL_FORMAT_HEAD_INFERENCE,
-    ModelFormat.HEAD_SIGNATURES: common_pb2.MODEL_FORMAT_HEAD_SIGNATURES,
-    ModelFormat.HEAD_WEIGHTS: common_pb2.MODEL_FORMAT_HEAD_WEIGHTS,
-}
-_ARCHITECTURES: dict[Architecture, training_pb2.Architecture] = {
-    Architecture.SMALL_CNN: training_pb2.ARCHITECTURE_SMALL_CNN,
-    Architecture.MOBILENET_V3_SMALL: training_pb2.ARCHITECTURE_MOBILENET_V3_SMALL,
-    Architecture.MOBILENET_V2: training_pb2.ARCHITECTURE_MOBILENET_V2,
-}
-_JOB_STATES: dict[JobState, training_pb2.JobState] = {
-    JobState.QUEUED: training_pb2.JOB_STATE_QUEUED,
-    JobState.RUNNING: training_pb2.JOB_STATE_RUNNING,
-    JobState.SUCCEEDED: training_pb2.JOB_STATE_SUCCEEDED,
-    JobState.FAILED: training_pb2.JOB_STATE_FAILED,
-    JobState.CANCELLED: training_pb2.JOB_STATE_CANCELLED,
-}
-_EVENT_KINDS: dict[EventKind, training_pb2.EventKind] = {
-    EventKind.STATE: training_pb2.EVENT_KIND_STATE,
-    EventKind.PROGRESS: training_pb2.EVENT_KIND_PROGRESS,
-    EventKind.EPOCH: training_pb2.EVENT_KIND_EPOCH,
-    EventKind.EVALUATION: training_pb2.EVENT_KIND_EVALUATION,
-    EventKind.LOG: training_pb2.EVENT_KIND_LOG,
-    EventKind.RELEASE: training_pb2.EVENT_KIND_RELEASE,
-    EventKind.PHASE: training_pb2.EVENT_KIND_PHASE,
-}
-_JOB_PHASES: dict[JobPhase, training_pb2.JobPhase] = {
-    JobPhase.PREPARING_DATA: training_pb2.JOB_PHASE_PREPARING_DATA,
-    JobPhase.TRAINING: training_pb2.JOB_PHASE_TRAINING,
-    JobPhase.EXPORTING: training_pb2.JOB_PHASE_EXPORTING,
-    JobPhase.EVALUATING: training_pb2.JOB_PHASE_EVALUATING,
-}
-_RELEASE_MODES: dict[ReleaseMode, models_pb2.ReleaseMode] = {
-    ReleaseMode.AUTO: models_pb2.RELEASE_MODE_AUTO,
-    ReleaseMode.MANUAL: models_pb2.RELEASE_MODE_MANUAL,
-}
-_VERSION_STATUSES: dict[VersionStatus, models_pb2.VersionStatus] = {
-    VersionStatus.CURRENT: models_pb2.VERSION_STATUS_CURRENT,
-    VersionStatus.CANDIDATE: models_pb2.VERSION_STATUS_CANDIDATE,
-    VersionStatus.RETIRED: models_pb2.VERSION_STATUS_RETIRED,
-}
-_SAMPLE_STATUSES: dict[SampleStatus, datasets_pb2.SampleStatus] = {
-    SampleStatus.ACCEPTED: datasets_pb2.SAMPLE_STATUS_ACCEPTED,
-    SampleStatus.DUPLICATE: datasets_pb2.SAMPLE_STATUS_DUPLICATE,
-    SampleStatus.REJECTED: datasets_pb2.SAMPLE_STATUS_REJECTED,
-}
+_TASK_TYPES = domain_table(TaskType, common_pb2.TaskType)
+_COLOR_MODES = domain_table(ColorMode, common_pb2.ColorMode)
+_NORMALIZATIONS = domain_table(Normalization, common_pb2.Normalization)
+_MODEL_FORMATS = domain_table(ModelFormat, common_pb2.ModelFormat)
+_ARCHITECTURES = domain_table(Architecture, training_pb2.Architecture)
+_JOB_STATES = domain_table(JobState, training_pb2.JobState)
+_EVENT_KINDS = domain_table(EventKind, training_pb2.EventKind)
+_JOB_PHASES = domain_table(JobPhase, training_pb2.JobPhase)
+_RELEASE_MODES = domain_table(ReleaseMode, models_pb2.ReleaseMode)
+_VERSION_STATUSES = domain_table(VersionStatus, models_pb2.VersionStatus)
+_SAMPLE_STATUSES = domain_table(SampleStatus, datasets_pb2.SampleStatus)
 
 _FORMAT_NAMES = frozenset(f.value for f in ModelFormat)
 
@@ -327,7 +277,7 @@ def _json(value: Any) -> str:
 def input_spec_to_proto(spec: InputSpec) -> common_pb2.InputSpec:
     """Domain input spec → ``InputSpec`` with every field (derived ones too) filled."""
     scale, offset = spec.normalization.scale_offset()
-    return common_pb2.InputSpec(
+    msg = common_pb2.InputSpec(
         width=spec.width,
         height=spec.height,
         color_mode=color_mode_to_proto(spec.color_mode),
@@ -336,6 +286,8 @@ def input_spec_to_proto(spec: InputSpec) -> common_pb2.InputSpec:
         scale=scale,
         offset=offset,
     )
+    task_spec_to_proto(spec.task_spec, msg)  # the task kind's part (audio, sensor)
+    return msg
 
 
 def input_spec_from_proto(msg: common_pb2.InputSpec) -> InputSpec:
@@ -349,6 +301,7 @@ def input_spec_from_proto(msg: common_pb2.InputSpec) -> InputSpec:
         height=msg.height or default.height,
         color_mode=color_mode_from_proto(msg.color_mode),
         normalization=normalization_from_proto(msg.normalization),
+        task_spec=task_spec_from_proto(msg),
     )
 
 
@@ -453,23 +406,9 @@ def sample_from_proto(msg: datasets_pb2.Sample) -> Sample:
     )
 
 
-def incoming_sample_to_proto(sample: IncomingSample, sha256: str = "") -> datasets_pb2.InlineSample:
-    """A sample to upload → ``InlineSample`` (``sha256`` optional)."""
-    return datasets_pb2.InlineSample(
-        client_id=sample.client_id, label=sample.label, data=sample.data, sha256=sha256
-    )
-
-
 def incoming_sample_from_proto(msg: datasets_pb2.InlineSample) -> IncomingSample:
     """``InlineSample`` → a sample for ``DatasetService.upload`` (checksums are the caller's)."""
     return IncomingSample(client_id=msg.client_id, label=msg.label, data=msg.data)
-
-
-def sample_header_to_proto(sample: IncomingSample, sha256: str = "") -> datasets_pb2.SampleHeader:
-    """A sample to upload in chunks → its ``SampleHeader``."""
-    return datasets_pb2.SampleHeader(
-        client_id=sample.client_id, label=sample.label, size=len(sample.data), sha256=sha256
-    )
 
 
 def sample_header_from_proto(
@@ -1017,12 +956,6 @@ def manifest_to_proto(model: ModelVersion, project: Project) -> models_pb2.Manif
     )
 
 
-def manifest_from_proto(msg: models_pb2.Manifest) -> dict[str, Any]:
-    """``Manifest`` → the complete manifest dict (from ``manifest_json``)."""
-    data = json.loads(msg.manifest_json or "{}")
-    return data if isinstance(data, dict) else {}
-
-
 def model_file_info_to_proto(
     model: ModelVersion, artifact: Artifact, file_name: str
 ) -> models_pb2.ModelFileInfo:
@@ -1037,14 +970,6 @@ def model_file_info_to_proto(
     )
 
 
-def model_file_info_from_proto(msg: models_pb2.ModelFileInfo) -> tuple[int, Artifact, str]:
-    """``ModelFileInfo`` → (version, artifact, file name)."""
-    artifact = Artifact(
-        format=model_format_from_proto(msg.format), sha256=msg.sha256, size=msg.size
-    )
-    return msg.version, artifact, msg.file_name
-
-
 def update_check_to_proto(
     not_modified: bool, model: ModelVersion, artifact: Artifact
 ) -> models_pb2.CheckForUpdateResponse:
@@ -1053,17 +978,6 @@ def update_check_to_proto(
         not_modified=not_modified,
         latest=model_version_to_proto(model, current=True),
         artifact=artifact_to_proto(artifact),
-    )
-
-
-def update_check_from_proto(
-    msg: models_pb2.CheckForUpdateResponse,
-) -> tuple[bool, ModelVersion, Artifact]:
-    """``CheckForUpdateResponse`` → (not_modified, current version, its artifact)."""
-    return (
-        msg.not_modified,
-        model_version_from_proto(msg.latest),
-        artifact_from_proto(msg.artifact),
     )
 
 
@@ -1090,20 +1004,10 @@ def predict_response_to_proto(
     )
 
 
-def predict_response_from_proto(
-    msg: models_pb2.PredictResponse,
-) -> tuple[int, list[Prediction], float]:
-    """``PredictResponse`` → (version, predictions, latency in ms)."""
-    return msg.version, [prediction_from_proto(p) for p in msg.predictions], msg.latency_ms
-
-
 # --------------------------------------------------------------------------------------------
 # Tokens
 # --------------------------------------------------------------------------------------------
-_TOKEN_KINDS: dict[Role, int] = {
-    Role.ADMIN: tokens_pb2.TOKEN_KIND_ADMIN,
-    Role.DEVICE: tokens_pb2.TOKEN_KIND_DEVICE,
-}
+_TOKEN_KINDS = domain_table(Role, tokens_pb2.TokenKind)
 
 
 def token_kind_from_proto(number: int) -> Role:
@@ -1131,43 +1035,11 @@ def token_to_proto(token: Token) -> tokens_pb2.Token:
 # Federated learning (proto/mobiletrain/v1/federated.proto)
 # --------------------------------------------------------------------------------------------
 
-_SESSION_STATES: dict[SessionState, federated_pb2.SessionState] = {
-    SessionState.PREPARING: federated_pb2.SESSION_STATE_PREPARING,
-    SessionState.RUNNING: federated_pb2.SESSION_STATE_RUNNING,
-    SessionState.FINISHED: federated_pb2.SESSION_STATE_FINISHED,
-    SessionState.FAILED: federated_pb2.SESSION_STATE_FAILED,
-    SessionState.CANCELLED: federated_pb2.SESSION_STATE_CANCELLED,
-}
-_STRATEGIES: dict[StrategyName, federated_pb2.FederatedStrategy] = {
-    StrategyName.FEDAVG: federated_pb2.FEDERATED_STRATEGY_FEDAVG,
-    StrategyName.FEDPROX: federated_pb2.FEDERATED_STRATEGY_FEDPROX,
-    StrategyName.MEDIAN: federated_pb2.FEDERATED_STRATEGY_MEDIAN,
-    StrategyName.TRIMMED_MEAN: federated_pb2.FEDERATED_STRATEGY_TRIMMED_MEAN,
-}
-_STRAGGLER_POLICIES: dict[StragglerPolicy, federated_pb2.StragglerPolicy] = {
-    StragglerPolicy.DEADLINE: federated_pb2.STRAGGLER_POLICY_DEADLINE,
-    StragglerPolicy.QUORUM: federated_pb2.STRAGGLER_POLICY_QUORUM,
-}
-_ROUND_PHASES: dict[RoundPhase, federated_pb2.RoundPhase] = {
-    RoundPhase.OPEN: federated_pb2.ROUND_PHASE_OPEN,
-    RoundPhase.AGGREGATED: federated_pb2.ROUND_PHASE_AGGREGATED,
-    RoundPhase.SKIPPED: federated_pb2.ROUND_PHASE_SKIPPED,
-}
-_TASK_STATUSES: dict[TaskStatus, federated_pb2.TaskStatus] = {
-    TaskStatus.TASK: federated_pb2.TASK_STATUS_TASK,
-    TaskStatus.WAIT: federated_pb2.TASK_STATUS_WAIT,
-    TaskStatus.FINISHED: federated_pb2.TASK_STATUS_FINISHED,
-}
-_REJECT_REASONS: dict[RejectReason, federated_pb2.RejectReason] = {
-    RejectReason.STALE_ROUND: federated_pb2.REJECT_REASON_STALE_ROUND,
-    RejectReason.NOT_SELECTED: federated_pb2.REJECT_REASON_NOT_SELECTED,
-    RejectReason.DUPLICATE: federated_pb2.REJECT_REASON_DUPLICATE,
-    RejectReason.SAMPLE_COUNT: federated_pb2.REJECT_REASON_SAMPLE_COUNT,
-    RejectReason.SHAPE: federated_pb2.REJECT_REASON_SHAPE,
-    RejectReason.DTYPE: federated_pb2.REJECT_REASON_DTYPE,
-    RejectReason.NOT_FINITE: federated_pb2.REJECT_REASON_NOT_FINITE,
-    RejectReason.DEVICE_FAILED: federated_pb2.REJECT_REASON_DEVICE_FAILED,
-}
+_SESSION_STATES = domain_table(SessionState, federated_pb2.SessionState)
+_STRATEGIES = domain_table(StrategyName, federated_pb2.FederatedStrategy)
+_STRAGGLER_POLICIES = domain_table(StragglerPolicy, federated_pb2.StragglerPolicy)
+_ROUND_PHASES = domain_table(RoundPhase, federated_pb2.RoundPhase)
+_REJECT_REASONS = domain_table(RejectReason, federated_pb2.RejectReason)
 _WEIGHTS_DTYPES: dict[int, str] = {
     federated_pb2.WEIGHTS_DTYPE_UNSPECIFIED: "float32",
     federated_pb2.WEIGHTS_DTYPE_FLOAT32: "float32",
@@ -1206,24 +1078,11 @@ def round_phase_to_proto(phase: RoundPhase) -> federated_pb2.RoundPhase:
     return _ROUND_PHASES[phase]
 
 
-def task_status_to_proto(status: TaskStatus) -> federated_pb2.TaskStatus:
-    """Domain task status → ``TaskStatus`` number."""
-    return _TASK_STATUSES[status]
-
-
 def reject_reason_to_proto(reason: str) -> federated_pb2.RejectReason:
     """A reject reason string ("" = accepted) → ``RejectReason`` number."""
     if not reason:
         return federated_pb2.REJECT_REASON_UNSPECIFIED
     return _REJECT_REASONS[RejectReason(reason)]
-
-
-def reject_reason_from_proto(number: int) -> str:
-    """``RejectReason`` number → its string ("" for UNSPECIFIED = accepted)."""
-    for reason, value in _REJECT_REASONS.items():
-        if value == number:
-            return reason.value
-    return ""
 
 
 def weights_dtype_from_proto(number: int) -> str:
@@ -1337,39 +1196,6 @@ def federated_round_to_proto(record: RoundRecord) -> federated_pb2.FederatedRoun
         msg.held_out_accuracy = float(evaluation["accuracy"])
     if record.closed_at is not None:
         msg.closed_at.CopyFrom(timestamp_to_proto(record.closed_at))
-    return msg
-
-
-def task_header_to_proto(reply: TaskReply) -> federated_pb2.TaskHeader:
-    """Domain task reply → ``TaskHeader`` (the weights travel in the chunks after it)."""
-    msg = federated_pb2.TaskHeader(
-        status=task_status_to_proto(reply.status),
-        session_id=reply.session_id,
-        message=reply.message,
-        retry_after_seconds=reply.retry_after_seconds,
-    )
-    task = reply.task
-    if task is not None:
-        msg.task.CopyFrom(
-            federated_pb2.FederatedTask(
-                session_id=task.session_id,
-                round=task.round,
-                rounds=task.rounds,
-                deadline=timestamp_to_proto(task.deadline),
-                tensors=[
-                    federated_pb2.WeightTensor(name=name, shape=list(shape))
-                    for name, shape in task.tensors
-                ],
-                weights_size=len(task.weights),
-                learning_rate=task.learning_rate,
-                local_epochs=task.local_epochs,
-                batch_size=task.batch_size,
-                mu=task.mu,
-                labels=list(task.labels),
-                files=_files_to_proto(task.files),
-                model_version=task.model_version or 0,
-            )
-        )
     return msg
 
 

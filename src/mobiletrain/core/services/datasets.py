@@ -27,8 +27,8 @@ from mobiletrain.core.validation import (
     Limits,
     check_client_id,
     check_label,
-    verify_image,
 )
+from mobiletrain.tasks import validate_sample
 
 
 def damaged_sample_error(sample: Sample, what: str = "missing or damaged") -> MobiletrainError:
@@ -183,7 +183,7 @@ class DatasetService:
                 f"label {incoming.label!r} is not one of the project's labels: "
                 f"{', '.join(project.labels)}",
             )
-        info = verify_image(incoming.data, self.limits)
+        info = validate_sample(project.input_spec, incoming.data, self.limits)
         self.check_space()
         if damaged and hashlib.sha256(incoming.data).hexdigest() in damaged:
             try:

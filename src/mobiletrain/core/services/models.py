@@ -32,10 +32,9 @@ from mobiletrain.core.types import (
     ModelVersion,
     Page,
     Project,
+    TaskType,
 )
-from mobiletrain.core.validation import (
-    verify_image,
-)
+from mobiletrain.tasks import validate_sample
 
 DEFAULT_TOP_K = 5
 """Number of predictions when a request leaves ``top_k`` unset (0), on every wire."""
@@ -329,8 +328,14 @@ class ModelService:
                 f"version {model.version} has no classifier file to predict with "
                 f"(float32, float16, dynamic-int8 or int8); it has: {have}",
             )
+        if project.task is not TaskType.IMAGE_CLASSIFICATION:
+            # The server's predictor decodes images only (the model files of other kinds are
+            # verified in LiteRT by the worker; apps run them on the device).
+            raise MobiletrainError(
+                ErrorCode.UNSUPPORTED_TASK, "server-side prediction serves image projects only"
+            )
         # Verify first so a bad image gets the same precise error as an upload.
-        verify_image(image, self.projects.limits)
+        validate_sample(project.input_spec, image, self.projects.limits)
         started = time.perf_counter()
         probs = self.predictor.predict(
             artifact.sha256, lambda: self.blobs.get(artifact.sha256), project.input_spec, image

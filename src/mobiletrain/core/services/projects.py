@@ -20,6 +20,7 @@ from mobiletrain.core.validation import (
     check_label,
     check_name,
 )
+from mobiletrain.tasks import parse_task, spec_for
 
 
 class ProjectService:
@@ -39,15 +40,10 @@ class ProjectService:
         """Create a project; empty ``labels`` means an open label set."""
         require(Action.CREATE_PROJECT)
         check_name(name, self.limits)
-        try:
-            task_type = TaskType(task)
-        except ValueError:
-            allowed = ", ".join(t.value for t in TaskType)
-            raise MobiletrainError(
-                ErrorCode.UNSUPPORTED_TASK, f"unsupported task {task!r}; allowed: {allowed}"
-            ) from None
-        spec = input_spec or InputSpec()
-        spec.validate()
+        task_type = parse_task(task)  # UNSUPPORTED_TASK naming the allowed ones
+        # Validated by the task kind, which fills its default settings (WRONG_TASK_SPEC when
+        # the settings belong to another kind).
+        spec = spec_for(task_type, input_spec)
         clean = [check_label(lab, self.limits) for lab in labels]
         if len(set(clean)) != len(clean):
             raise MobiletrainError(ErrorCode.INVALID_LABEL, "labels must be unique")
