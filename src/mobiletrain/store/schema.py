@@ -228,3 +228,14 @@ federated_updates = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_federated_updates_round", "session_id", "round"),
 )
+
+# Leader leases (store/leases.py, migration 0010): one row per lease name; the token is the
+# fencing token, expires_at epoch seconds on the database's clock.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=True),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)

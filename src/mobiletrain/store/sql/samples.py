@@ -220,6 +220,15 @@ class SampleRows(SqlStoreBase):
             keys.update(r[0] for r in c.execute(sa.select(t.samples.c.sha256).distinct()))
             keys.update(r[0] for r in c.execute(sa.select(t.upload_sessions.c.sha256)))
             keys.update(r[0] for r in c.execute(sa.select(t.federated_sessions.c.weights_sha256)))
+            # An open round's accepted updates live in the blob store (their row's payload).
+            keys.update(
+                r[0]
+                for r in c.execute(
+                    sa.select(t.federated_updates.c.payload).where(
+                        t.federated_updates.c.payload != ""
+                    )
+                )
+            )
             for table, names in json_columns:
                 for row in c.execute(sa.select(*(table.c[n] for n in names))):
                     for value in row:
