@@ -26,7 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import ingest, latency, load, training  # noqa: E402
+from bench import federated, ingest, latency, load, progress_first, training  # noqa: E402
 from bench.common import (  # noqa: E402
     TABLE_HEADER,
     Row,
@@ -50,12 +50,16 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], dict[str, Any]], Callable[..., list
     "ingest": (_ingest, ingest.rows),
     "training": (training.run_training, training.rows),
     "latency": (latency.run_latency, latency.rows),
+    "progress_first": (progress_first.run, progress_first.rows),
+    "federated": (federated.run_federated, federated.rows),
     "load": (load.run_load, load.rows),
 }
 DESCRIPTIONS = {
     "ingest": "1. ingest against Flask (and the in-process limit)",
     "training": "2. training overhead against a plain Keras script",
     "latency": "3-5. progress latency, model delivery, predict (one job)",
+    "progress_first": "StartJob → first progress event, warm worker against a cold one",
+    "federated": "federated round against Flower (50 devices)",
     "load": "6. 1,000 devices watching a job while uploading (correctness under load)",
 }
 
