@@ -85,15 +85,26 @@ def load_training_bytes(
 ) -> tuple[list[Sample], list[bytes]]:
     """The samples that can train and their bytes, in order; see the module docstring."""
     usable, images, skipped = read_sample_bytes(blobs, samples)
-    if skipped and emit is not None:
+    check_skipped(project, usable, skipped, emit)
+    return usable, images
+
+
+def check_skipped(
+    project: Project, usable: Sequence[Sample], skipped: Skipped, emit: Emit | None = None
+) -> None:
+    """After reading: name the skipped samples in a warning LOG event, and fail with
+    NOT_ENOUGH_DATA when, because of them, fewer than two labels with two samples each are
+    left (for callers that read in chunks, e.g. the worker)."""
+    if not skipped:
+        return
+    if emit is not None:
         emit(EventKind.LOG, skipped_event(project, skipped))
     counts: dict[str, int] = {}
     for sample in usable:
         counts[sample.label] = counts.get(sample.label, 0) + 1
-    if skipped and (len(counts) < 2 or min(counts.values()) < 2):
+    if len(counts) < 2 or min(counts.values()) < 2:
         raise MobiletrainError(
             ErrorCode.NOT_ENOUGH_DATA,
             f"{len(skipped)} samples were skipped because their stored bytes are missing or "
             f"damaged; the {len(usable)} left are too few to train ({counts or 'none'})",
         )
-    return usable, images
