@@ -260,8 +260,9 @@ class DeviceProtocol:
         ``error`` when local training failed. Rejected updates are excluded and reported."""
         require(Action.FEDERATE)
         project_id = self._project_id(project_ref)
-        session = self.ctx.fstore.get_session(session_id)
-        if session is None or session.project_id != project_id:
+        view = self._view(session_id, fresh=True)  # admission needs the stored round as it is
+        session = view.session
+        if session.project_id != project_id:
             raise MobiletrainError(
                 ErrorCode.SESSION_NOT_FOUND, f"federated session {session_id!r} not found"
             )
@@ -284,11 +285,14 @@ class DeviceProtocol:
             )
         metrics = clean_metrics(metrics or {})
         with self._slots:
-            return self._receive(device, round_number, data, num_samples, dtype, metrics, error)
+            return self._receive(
+                view, device, round_number, data, num_samples, dtype, metrics, error
+            )
 
     # -- internals: receiving updates ---------------------------------------------------------
     def _receive(
         self,
+        view: _View,
         device: DeviceRecord,
         round_number: int,
         data: bytes | Iterable[bytes],
@@ -297,7 +301,6 @@ class DeviceProtocol:
         metrics: dict[str, Any],
         error: str,
     ) -> UpdateReply:
-        view = self._view(device.session_id, fresh=True)
         session, device_id = view.session, device.device_id
         self._touch(session.id, device_id)
         rnd = view.open_round
