@@ -274,12 +274,14 @@ def _prepare_data(request: TrainingRequest, task: KerasTask, reporter: Reporter)
 
 
 def _datasets(
-    request: TrainingRequest, task: KerasTask, data: _Data
+    request: TrainingRequest, task: KerasTask, data: _Data, distributed: bool = False
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Stored examples -> batched model-input datasets; the task maps (and augments) per batch.
 
     The training set is not cached after the map: it is already in memory and a cache placed
-    after shuffle/augment would freeze one order/augmentation for all epochs.
+    after shuffle/augment would freeze one order/augmentation for all epochs. Data-parallel
+    training drops the last partial batch: sharded by data, it could leave a worker an empty
+    batch, which fails the step.
     """
     hp = request.hyperparameters
     autotune = tf.data.AUTOTUNE
@@ -290,7 +292,7 @@ def _datasets(
     train = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=hp.seed, reshuffle_each_iteration=True)
-        .batch(hp.batch_size)
+        .batch(hp.batch_size, drop_remainder=distributed and len(x_train) >= hp.batch_size)
         .map(lambda x, y: (train_map(x), y), num_parallel_calls=autotune)
         .prefetch(autotune)
     )
@@ -340,7 +342,7 @@ def _fit(
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-    train_ds, val_ds = _datasets(request, task, data)
+    train_ds, val_ds = _datasets(request, task, data, distributed=strategy is not None)
     if strategy is not None:
         train_ds, val_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(val_ds)
         distributed.prepare_model(model, strategy)
