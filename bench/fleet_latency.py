@@ -47,17 +47,20 @@ HAPROXY_CFG = ROOT / "deploy" / "haproxy.cfg"
 RESULTS = ROOT / "bench" / "results" / "fleet_latency.json"
 
 WRITER = """
-import sys, time
+import json, sys, time
 from mobiletrain.core.types import EventKind, JobState
 from mobiletrain.store.sql import SqlMetadataStore
 
 url, job_id, n, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 store = SqlMetadataStore(url, run_migrations=False)  # as a worker opens it
 start = time.monotonic()
+committed = {}
 for i in range(n):
     time.sleep(max(0.0, start + i / rate - time.monotonic()))
-    store.append_event(job_id, EventKind.PROGRESS, {"epoch": 1, "batch": i, "batches": n})
+    ev = store.append_event(job_id, EventKind.PROGRESS, {"epoch": 1, "batch": i, "batches": n})
+    committed[ev.seq] = time.time()  # the append returned: the row is committed
 store.append_event(job_id, EventKind.STATE, {"state": JobState.SUCCEEDED.value})
+print(json.dumps(committed))
 """
 
 
@@ -86,6 +89,9 @@ class Serve:
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "MOBILETRAIN_RATE_LIMIT_PER_SECOND": "0",
             "MOBILETRAIN_EVENT_PUSH": "1" if push else "0",
+            # No training here: a warm worker would import TensorFlow (seconds of both CPUs)
+            # during the measurement.
+            "MOBILETRAIN_WARM_WORKER": "0",
         }
         self.log = data_dir.with_name(data_dir.name + ".log")
         with open(self.log, "wb") as log:
@@ -184,7 +190,13 @@ def _running_job(database_url: str) -> str:
     return job.id
 
 
-def _watch(target: str, token: str, job_id: str, out: list[float], ready: threading.Event) -> None:
+def _watch(
+    target: str,
+    token: str,
+    job_id: str,
+    out: list[tuple[int, float, float]],
+    ready: threading.Event,
+) -> None:
     from mobiletrain._proto.mobiletrain.v1 import training_pb2
     from mobiletrain.client.sdk import Client
 
@@ -200,14 +212,14 @@ def _watch(target: str, token: str, job_id: str, out: list[float], ready: thread
                     return
                 continue
             created = ev.created_at.seconds + ev.created_at.nanos / 1e9
-            out.append((received - created) * 1000.0)
+            out.append((int(ev.seq), created, received))
 
 
 def _measure(
     database_url: str, targets: list[str], token: str, events: int, rate: float
 ) -> dict[str, Any]:
     job_id = _running_job(database_url)
-    lists: list[list[float]] = [[] for _ in targets]
+    lists: list[list[tuple[int, float, float]]] = [[] for _ in targets]
     threads = []
     for target, out in zip(targets, lists, strict=True):
         ready = threading.Event()
@@ -216,15 +228,24 @@ def _measure(
         ready.wait(30)
         threads.append(t)
     time.sleep(1.0)  # the watch streams are open and waiting
-    subprocess.run(
+    writer = subprocess.run(
         [sys.executable, "-c", WRITER, database_url, job_id, str(events), str(rate)],
         check=True,
+        capture_output=True,
         timeout=events / rate + 120,
     )
+    committed = {int(k): v for k, v in json.loads(writer.stdout).items()}
     for t in threads:
         t.join(timeout=60)
-    every = [v for out in lists for v in out]
-    p = percentiles(every)
+    every = [(received - created) * 1000.0 for out in lists for _, created, received in out]
+    delivery = [
+        (received - committed[seq]) * 1000.0
+        for out in lists
+        for seq, _, received in out
+        if seq in committed
+    ]
+    p, d = percentiles(every), percentiles(delivery)
+    write = percentiles([(committed[seq] - c) * 1000.0 for seq, c, _ in lists[0]])
     return {
         "watchers": len(targets),
         "events_per_watcher": [len(out) for out in lists],
@@ -232,6 +253,11 @@ def _measure(
         "p50_ms": round(p["p50"], 1),
         "p99_ms": round(p["p99"], 1),
         "max_ms": round(max(every), 1),
+        # The two parts: the append itself (commit, fsync) and commit -> watcher (delivery).
+        "write_p50_ms": round(write["p50"], 1),
+        "write_p99_ms": round(write["p99"], 1),
+        "delivery_p50_ms": round(d["p50"], 1),
+        "delivery_p99_ms": round(d["p99"], 1),
     }
 
 
@@ -316,9 +342,13 @@ def main() -> None:
     doc = run(60 if args.quick else args.events, args.rate)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"{'set-up':55} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    print(f"{'set-up':52} {'n':>4} {'p50/p99 ms':>14} {'write p50/p99':>14} {'commit->watch':>14}")
     for name, r in doc["results"].items():
-        print(f"{name:55} {r['n']:5d} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['max_ms']:8.1f}")
+        print(
+            f"{name:52} {r['n']:4d} {r['p50_ms']:6.1f}/{r['p99_ms']:<7.1f}"
+            f" {r['write_p50_ms']:6.1f}/{r['write_p99_ms']:<7.1f}"
+            f" {r['delivery_p50_ms']:6.1f}/{r['delivery_p99_ms']:<7.1f}"
+        )
     print(f"load average after: {doc['load_average_after']}")
 
 
