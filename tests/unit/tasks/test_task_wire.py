@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mobiletrain._proto.mobiletrain.v1 import common_pb2
@@ -59,3 +61,17 @@ def test_rest_models() -> None:
     with pytest.raises(MobiletrainError) as err:
         task_spec_from_models(None, SensorSpecModel(framing="sideways"))
     assert err.value.code is ErrorCode.INVALID_INPUT_SPEC
+
+
+def test_proto_enums_mirror_the_domain() -> None:
+    """LongClips / SensorFraming: one proto value per domain member, comments name the wire
+    string (as tests/unit/test_proto_drift.py checks for the older enums)."""
+    for domain, proto_enum, prefix in (
+        (LongClips, common_pb2.LongClips, "LONG_CLIPS_"),
+        (SensorFraming, common_pb2.SensorFraming, "SENSOR_FRAMING_"),
+    ):
+        names = {v.name for v in proto_enum.DESCRIPTOR.values} - {prefix + "UNSPECIFIED"}
+        assert names == {prefix + m.name for m in domain}
+    source = (Path(__file__).parents[3] / "proto/mobiletrain/v1/common.proto").read_text()
+    for member in (*LongClips, *SensorFraming):
+        assert f'("{member.value}")' in source, member
