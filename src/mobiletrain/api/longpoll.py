@@ -1,17 +1,18 @@
 """Federated long polls on the event loop: ``GetTask`` (gRPC) and ``federated/task`` (REST).
 
-A device asking for work may wait up to a minute. Waiting in a worker thread (as the core's
-synchronous ``get_task(..., wait_seconds)`` does) lets a few dozen devices starve every other
-call of the server; here a poll holds no thread while it waits:
+A device asking for its assignment may wait up to a minute. Waiting in a worker thread (as
+the federated service's synchronous ``get_assignment(..., wait_seconds)`` does) lets a few
+dozen devices starve every other call of the server; here a poll holds no thread while it waits:
 
-* the core is asked without waiting (``wait_seconds=0``) in a small pool of its own
+* the service is asked without waiting (``wait_seconds=0``) in a small pool of its own
   (:data:`POLL_THREADS` threads, so devices never compete with admin or upload calls);
 * between looks the poll waits on the event loop for the federated service's
   :class:`~mobiletrain.core.wakeup.AsyncWakeup` (pulled whenever a round opens or closes or the
   session ends), and at least once a second, which keeps the device counted as available just
   as the synchronous wait did.
 
-Who may ask, and for which device, stays entirely the core's ``get_task``'s business.
+Who may ask, and for which device, stays entirely ``get_assignment``'s business. (The wire's
+names, ``GetTask`` and ``/federated/task``, stay: in Python the device's work is an assignment.)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from mobiletrain.api.pools import CountingThreadPool
-from mobiletrain.federated.device import MAX_WAIT_SECONDS, TaskReply, TaskStatus
+from mobiletrain.federated.device import MAX_WAIT_SECONDS, AssignmentReply, AssignmentStatus
 from mobiletrain.federated.service import FederatedService
 
 T = TypeVar("T")
@@ -61,10 +62,11 @@ async def run_update(fn: Callable[..., T], *args: Any) -> T:
     return await loop.run_in_executor(_updates, context.run, fn, *args)
 
 
-async def get_task(
+async def get_assignment(
     service: FederatedService, project: str, device_id: str, wait_seconds: float
-) -> TaskReply:
-    """The core's ``get_task(project, device_id, wait_seconds)``, waiting on the event loop.
+) -> AssignmentReply:
+    """The service's ``get_assignment(project, device_id, wait_seconds)``, waiting on the
+    event loop.
 
     Runs as the caller (the principal bound in this context) like the synchronous call.
     """
@@ -74,9 +76,9 @@ async def get_task(
         seen = service.changes.generation  # before the look: a change during it is not lost
         context = contextvars.copy_context()
         reply = await loop.run_in_executor(
-            _pool, context.run, service.get_task, project, device_id, 0.0
+            _pool, context.run, service.get_assignment, project, device_id, 0.0
         )
         remaining = end - time.monotonic()
-        if reply.status is not TaskStatus.WAIT or remaining <= 0:
+        if reply.status is not AssignmentStatus.WAIT or remaining <= 0:
             return reply
         await service.changes.wait(seen, min(remaining, LOOK_INTERVAL_SECONDS))

@@ -4,8 +4,9 @@ Devices (phones, or the simulator) talk to a session in three calls, the same on
 transports:
 
 1. :meth:`DeviceProtocol.register` — join the project's running session, get a device id;
-2. :meth:`DeviceProtocol.get_task` — long-poll for work: the round number, the global
-   weights (head-weights format) and the training settings, or "wait" / "finished";
+2. :meth:`DeviceProtocol.get_assignment` — long-poll for the round's assignment: the round
+   number, the global weights (head-weights format) and the training settings, or "wait" /
+   "finished" (the wire calls it ``GetTask`` / ``federated/task``);
 3. :meth:`DeviceProtocol.push_update` — the new weights after local training, with the
    number of samples used (or an error when local training failed).
 """
@@ -45,26 +46,30 @@ from mobiletrain.federated.strategy import make_strategy
 from mobiletrain.federated.validation import Rejection, RejectReason, check_update
 
 MAX_WAIT_SECONDS = 60.0
-"""Longest a GetTask long-poll is held open."""
+"""Longest a long poll for an assignment (the wire's GetTask) is held open."""
 RETRY_AFTER_SECONDS = 1.0
-"""What a device is told to wait before polling again when it got no task."""
+"""What a device is told to wait before polling again when it got no assignment."""
 VIEW_SECONDS = 0.2
 """How long a replica answers devices from its copy of a session before reading it again."""
 _PROJECT_CACHE_S = 5.0
 _TOUCH_INTERVAL_S = 2.0
 
 
-class TaskStatus(enum.StrEnum):
-    """What a GetTask answer holds."""
+class AssignmentStatus(enum.StrEnum):
+    """What the answer to a device asking for work holds.
 
-    TASK = "task"  # train now
+    Member names and values mirror the wire's ``TaskStatus`` (``TASK_STATUS_TASK``, ...) and
+    REST's ``status`` strings, which stay as they are (the proto drift test pins them).
+    """
+
+    TASK = "task"  # an assignment: train now
     WAIT = "wait"  # nothing for this device yet: poll again after retry_after_seconds
     FINISHED = "finished"  # the session is over: stop polling
 
 
 @dataclass
-class Task:
-    """One round's work for one device.
+class Assignment:
+    """One round's work for one device (the wire calls it a ``FederatedTask``).
 
     ``weights`` are the global head weights (little-endian float32 tensors back to back, in
     the order and shapes of ``tensors``): the device trains from them with the train-step
@@ -87,12 +92,12 @@ class Task:
 
 
 @dataclass
-class TaskReply:
-    """The answer of :meth:`DeviceProtocol.get_task`."""
+class AssignmentReply:
+    """The answer of :meth:`DeviceProtocol.get_assignment`."""
 
-    status: TaskStatus
+    status: AssignmentStatus
     session_id: str
-    task: Task | None = None
+    assignment: Assignment | None = None
     retry_after_seconds: float = 0.0
     message: str = ""
 
@@ -216,7 +221,9 @@ class DeviceProtocol:
         self.ctx.wake.set()
         return session, device_id
 
-    def get_task(self, project_ref: str, device_id: str, wait_seconds: float = 0.0) -> TaskReply:
+    def get_assignment(
+        self, project_ref: str, device_id: str, wait_seconds: float = 0.0
+    ) -> AssignmentReply:
         """Work for the device, waiting up to ``wait_seconds`` (max 60) for some."""
         require(Action.FEDERATE)
         device = self._device(self._project_id(project_ref), device_id)
@@ -225,17 +232,19 @@ class DeviceProtocol:
         while True:
             view = self._view(device.session_id)
             if view.ended:
-                return TaskReply(
-                    TaskStatus.FINISHED, view.session.id, message=f"session {view.session.state}"
+                return AssignmentReply(
+                    AssignmentStatus.FINISHED,
+                    view.session.id,
+                    message=f"session {view.session.state}",
                 )
             self._touch(device.session_id, device_id)
-            work = self._work_for(view, device_id)
+            work = self._assignment_for(view, device_id)
             if work is not None:
-                return TaskReply(TaskStatus.TASK, view.session.id, task=work)
+                return AssignmentReply(AssignmentStatus.TASK, view.session.id, assignment=work)
             remaining = end - time.monotonic()
             if remaining <= 0 or self.ctx.stopping.is_set():
-                return TaskReply(
-                    TaskStatus.WAIT,
+                return AssignmentReply(
+                    AssignmentStatus.WAIT,
                     view.session.id,
                     retry_after_seconds=RETRY_AFTER_SECONDS,
                     message=self._why_waiting(view, device_id),
@@ -524,7 +533,7 @@ class DeviceProtocol:
                 self._weights = (sha256, data)
         return data
 
-    def _work_for(self, view: _View, device_id: str) -> Task | None:
+    def _assignment_for(self, view: _View, device_id: str) -> Assignment | None:
         rnd = view.open_round
         if rnd is None or device_id not in rnd.selected or not view.session.weights_sha256:
             return None
@@ -533,7 +542,7 @@ class DeviceProtocol:
             return None
         head, mu = self._head(session)
         config = session.config
-        return Task(
+        return Assignment(
             session_id=session.id,
             round=rnd.number,
             rounds=config.rounds,

@@ -4,7 +4,7 @@ A session belongs to a project and runs ``config.rounds`` rounds. :class:`Federa
 the one object the transports talk to; it is put together from one part per concern:
 
 * the administrator calls (start, get, list, stop a session, its rounds and files) — here;
-* the device protocol (register, get_task, push_update) — :mod:`.device`;
+* the device protocol (register, get_assignment, push_update) — :mod:`.device`;
 * the round loop (open, close, aggregate) — :mod:`.coordinator`;
 * evaluate-and-publish — :mod:`.publishing`;
 * prepare, resume after a restart, finish — :mod:`.lifecycle`;
@@ -41,7 +41,7 @@ from mobiletrain.core.types import (
 from mobiletrain.core.wakeup import AsyncWakeup
 from mobiletrain.federated.config import FederatedConfig
 from mobiletrain.federated.coordinator import Coordinator
-from mobiletrain.federated.device import DeviceProtocol, TaskReply, UpdateReply
+from mobiletrain.federated.device import AssignmentReply, DeviceProtocol, UpdateReply
 from mobiletrain.federated.lifecycle import Lifecycle
 from mobiletrain.federated.ports import FederatedStore, OnDeviceToolkit
 from mobiletrain.federated.publishing import Publisher
@@ -281,9 +281,11 @@ class FederatedService:
         """Join the project's running session; see :meth:`DeviceProtocol.register`."""
         return self.devices.register(project_ref, info)
 
-    def get_task(self, project_ref: str, device_id: str, wait_seconds: float = 0.0) -> TaskReply:
-        """Work for the device; see :meth:`DeviceProtocol.get_task`."""
-        return self.devices.get_task(project_ref, device_id, wait_seconds)
+    def get_assignment(
+        self, project_ref: str, device_id: str, wait_seconds: float = 0.0
+    ) -> AssignmentReply:
+        """The device's work for the open round; see :meth:`DeviceProtocol.get_assignment`."""
+        return self.devices.get_assignment(project_ref, device_id, wait_seconds)
 
     def push_update(
         self,

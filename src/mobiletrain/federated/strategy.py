@@ -66,7 +66,7 @@ class Strategy(abc.ABC):
         return 1.0
 
     def device_settings(self) -> dict[str, Any]:
-        """Extra settings sent to devices with each task."""
+        """Extra settings sent to devices with each assignment."""
         return {"mu": 0.0}
 
 

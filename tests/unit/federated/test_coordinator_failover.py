@@ -29,7 +29,7 @@ from mobiletrain.core.services import ProjectService
 from mobiletrain.core.types import EventKind
 from mobiletrain.core.validation import Limits
 from mobiletrain.federated.config import FederatedConfig
-from mobiletrain.federated.device import TaskStatus
+from mobiletrain.federated.device import AssignmentStatus
 from mobiletrain.federated.head import HeadSpec, weights_from_bytes, weights_to_bytes
 from mobiletrain.federated.records import SessionState
 from mobiletrain.federated.rounds import RoundPhase
@@ -138,10 +138,10 @@ def test_the_session_survives_its_coordinator_while_devices_alternate_replicas(
         def device(device_id: str, slow: bool) -> None:
             try:
                 while True:
-                    reply = next_replica().service.get_task("digits", device_id, 0.5)
-                    if reply.status is TaskStatus.FINISHED:
+                    reply = next_replica().service.get_assignment("digits", device_id, 0.5)
+                    if reply.status is AssignmentStatus.FINISHED:
                         return
-                    work = reply.task
+                    work = reply.assignment
                     if work is None:
                         continue
                     if slow and work.round == 2:

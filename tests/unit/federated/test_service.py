@@ -24,7 +24,7 @@ from mobiletrain.core.services import ProjectService
 from mobiletrain.core.types import ColorMode, EventKind, InputSpec, JobState, ModelFormat
 from mobiletrain.core.validation import Limits
 from mobiletrain.federated.config import FederatedConfig, StrategyName
-from mobiletrain.federated.device import TaskStatus
+from mobiletrain.federated.device import AssignmentStatus
 from mobiletrain.federated.head import HeadSpec, weights_from_bytes, weights_to_bytes
 from mobiletrain.federated.ports import OnDeviceToolkit, PreparedFiles
 from mobiletrain.federated.records import SessionState
@@ -165,13 +165,13 @@ def device_loop(
 
     def run() -> None:
         while stop is None or not stop.is_set():
-            reply = world.service.get_task("digits", device_id, wait_seconds=0.5)
-            if reply.status is TaskStatus.FINISHED:
+            reply = world.service.get_assignment("digits", device_id, wait_seconds=0.5)
+            if reply.status is AssignmentStatus.FINISHED:
                 return
-            if reply.task is None:
+            if reply.assignment is None:
                 continue
-            shapes = [s for _, s in reply.task.tensors]
-            flat = np.frombuffer(reply.task.weights, dtype="<f4")
+            shapes = [s for _, s in reply.assignment.tensors]
+            flat = np.frombuffer(reply.assignment.weights, dtype="<f4")
             tensors, start = [], 0
             for shape in shapes:
                 n = int(np.prod(shape))
@@ -183,8 +183,8 @@ def device_loop(
             world.service.push_update(
                 "digits",
                 device_id,
-                reply.task.session_id,
-                reply.task.round,
+                reply.assignment.session_id,
+                reply.assignment.round,
                 weights_to_bytes(new),
                 num_samples,
                 metrics={"loss": 0.5, "accuracy": 0.9},
@@ -259,14 +259,14 @@ def test_rounds_aggregate_publish_and_finish(world: World) -> None:
     assert epoch.data["epoch"] == 1 and epoch.data["epochs"] == 2
     assert epoch.data["round"]["model_version"] == 1
     # A device of the finished session is told so.
-    assert world.service.get_task("digits", devices[0]).status is TaskStatus.FINISHED
+    assert world.service.get_assignment("digits", devices[0]).status is AssignmentStatus.FINISHED
 
 
 def test_every_kind_of_bad_update_is_rejected_and_reported(world: World) -> None:
     sid = started(world, rounds=1, min_devices=2, min_available_devices=6, fraction=0.8)
     devices = register(world, 6)
     wait_for(lambda: world.service.get_session(sid).current_round == 1)
-    tasks = {d: world.service.get_task("digits", d).task for d in devices}
+    tasks = {d: world.service.get_assignment("digits", d).assignment for d in devices}
     chosen = [d for d, t in tasks.items() if t is not None]
     outsider = next(d for d, t in tasks.items() if t is None)
     assert len(chosen) == 5
@@ -343,7 +343,7 @@ def test_restart_mid_round_resumes_it(world: World) -> None:
     devices = register(world, 3)
     wait_for(lambda: world.service.get_session(sid).current_round == 1)
     for d in devices[:2]:
-        task = world.service.get_task("digits", d).task
+        task = world.service.get_assignment("digits", d).assignment
         assert task is not None
         ws = np.frombuffer(task.weights, "<f4") + 1.0
         assert world.service.push_update("digits", d, sid, 1, ws.tobytes(), 10).accepted
@@ -355,7 +355,7 @@ def test_restart_mid_round_resumes_it(world: World) -> None:
     assert rnd.phase is RoundPhase.OPEN and len(rnd.result["accepted"]) == 2
     world.service = second
     last = devices[2]
-    task = second.get_task("digits", last, wait_seconds=2).task
+    task = second.get_assignment("digits", last, wait_seconds=2).assignment
     assert task is not None and task.round == 1
     ws = np.frombuffer(task.weights, "<f4") + 4.0
     assert second.push_update("digits", last, sid, 1, ws.tobytes(), 10).accepted
@@ -425,7 +425,7 @@ def test_one_running_session_per_project_and_permissions(world: World) -> None:
     stranger = Principal(token_id="s", role=Role.DEVICE, project_id=other.id)
     with acting_as(device):
         _, device_id = world.service.register("digits")
-        assert world.service.get_task("digits", device_id).status is TaskStatus.WAIT
+        assert world.service.get_assignment("digits", device_id).status is AssignmentStatus.WAIT
         with pytest.raises(MobiletrainError) as info:
             world.service.start_session("digits", FederatedConfig())
         assert info.value.code is ErrorCode.PERMISSION_DENIED

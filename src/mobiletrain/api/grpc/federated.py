@@ -23,7 +23,7 @@ from mobiletrain.api.grpc import serde
 from mobiletrain.api.grpc.bridge import CallEnded, RequestPump
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.types import ModelFormat
-from mobiletrain.federated.device import TaskReply, TaskStatus
+from mobiletrain.federated.device import AssignmentReply, AssignmentStatus
 from mobiletrain.federated.records import FederatedSession
 from mobiletrain.federated.service import FederatedService
 
@@ -45,14 +45,14 @@ def _session_to_proto(
 # The wire keeps its names (GetTask, TaskMessage, TaskHeader, FederatedTask, TaskStatus): they are
 # public and frozen. In Python a device's round work is an *assignment*; "task" means only a
 # project's task type (image, audio, sensor classification).
-_ASSIGNMENT_STATUSES: dict[TaskStatus, federated_pb2.TaskStatus] = {
-    TaskStatus.TASK: federated_pb2.TASK_STATUS_TASK,
-    TaskStatus.WAIT: federated_pb2.TASK_STATUS_WAIT,
-    TaskStatus.FINISHED: federated_pb2.TASK_STATUS_FINISHED,
+_ASSIGNMENT_STATUSES: dict[AssignmentStatus, federated_pb2.TaskStatus] = {
+    AssignmentStatus.TASK: federated_pb2.TASK_STATUS_TASK,
+    AssignmentStatus.WAIT: federated_pb2.TASK_STATUS_WAIT,
+    AssignmentStatus.FINISHED: federated_pb2.TASK_STATUS_FINISHED,
 }
 
 
-def assignment_header_to_proto(reply: TaskReply) -> federated_pb2.TaskHeader:
+def assignment_header_to_proto(reply: AssignmentReply) -> federated_pb2.TaskHeader:
     """The answer to a device asking for work → the wire's ``TaskHeader`` (the weights travel
     in the chunks after it, or inline in a Participate stream)."""
     msg = federated_pb2.TaskHeader(
@@ -61,7 +61,7 @@ def assignment_header_to_proto(reply: TaskReply) -> federated_pb2.TaskHeader:
         message=reply.message,
         retry_after_seconds=reply.retry_after_seconds,
     )
-    work = reply.task
+    work = reply.assignment
     if work is not None:
         order = list(ModelFormat)
         msg.task.CopyFrom(
@@ -205,13 +205,13 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
 
         Asynchronous: a device waiting for work holds no handler thread (see ``api.longpoll``).
         """
-        reply = await longpoll.get_task(
+        reply = await longpoll.get_assignment(
             _service(self._c), request.project, request.device_id, request.wait_seconds
         )
         yield federated_pb2.TaskMessage(header=assignment_header_to_proto(reply))
-        if reply.task is None:
+        if reply.assignment is None:
             return
-        for i, data in enumerate(self._weight_chunks(reply.task.weights)):
+        for i, data in enumerate(self._weight_chunks(reply.assignment.weights)):
             yield federated_pb2.TaskMessage(
                 chunk=federated_pb2.WeightsChunk(offset=i * WEIGHTS_CHUNK_BYTES, data=data)
             )
@@ -265,9 +265,11 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
                 )
             )
         while True:
-            reply = await longpoll.get_task(service, project, device_id, PARTICIPATE_WAIT_SECONDS)
+            reply = await longpoll.get_assignment(
+                service, project, device_id, PARTICIPATE_WAIT_SECONDS
+            )
             header = assignment_header_to_proto(reply)
-            weights = reply.task.weights if reply.task is not None else b""
+            weights = reply.assignment.weights if reply.assignment is not None else b""
             if len(weights) <= WEIGHTS_CHUNK_BYTES:
                 header.weights = weights
                 yield federated_pb2.ParticipateResponse(task=header)
@@ -277,7 +279,7 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
                     yield federated_pb2.ParticipateResponse(
                         chunk=federated_pb2.WeightsChunk(offset=i * WEIGHTS_CHUNK_BYTES, data=data)
                     )
-            if reply.task is None:
+            if reply.assignment is None:
                 if header.status == federated_pb2.TASK_STATUS_FINISHED:
                     return
                 continue

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from mobiletrain.federated.config import FederatedConfig, StragglerPolicy, StrategyName
-from mobiletrain.federated.device import TaskReply, TaskStatus, UpdateReply
+from mobiletrain.federated.device import AssignmentReply, AssignmentStatus, UpdateReply
 from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
 from mobiletrain.federated.rounds import RoundPhase
 from mobiletrain.federated.validation import RejectReason
@@ -248,11 +248,12 @@ class FederatedTaskPublic(BaseModel):
 
 
 class TaskReplyPublic(BaseModel):
-    """The answer to a task request."""
+    """The answer to a device asking for work (REST keeps the wire's name ``task``; in Python
+    the device's round work is an *assignment*)."""
 
     status: str = Field(
         description="`task`: train now; `wait`: poll again later; `finished`: stop.",
-        json_schema_extra={"enum": [s.value for s in TaskStatus]},
+        json_schema_extra={"enum": [s.value for s in AssignmentStatus]},
     )
     session_id: str = Field(description="The session.")
     message: str = Field(description="Why there is no task (for people).")
@@ -260,9 +261,9 @@ class TaskReplyPublic(BaseModel):
     task: FederatedTaskPublic | None = Field(description="With `task`: the work.")
 
 
-def task_reply_to_public(reply: TaskReply) -> TaskReplyPublic:
-    """Domain task reply → public schema."""
-    task = reply.task
+def assignment_reply_to_public(reply: AssignmentReply) -> TaskReplyPublic:
+    """Domain assignment reply → the public ``task`` answer."""
+    task = reply.assignment
     return TaskReplyPublic(
         status=reply.status.value,
         session_id=reply.session_id,

@@ -24,10 +24,10 @@ from mobiletrain.api.rest.federated_schemas import (
     TaskReplyPublic,
     UpdateReplyPublic,
     UpdateRequest,
+    assignment_reply_to_public,
     config_from_model,
     round_to_public,
     session_to_public,
-    task_reply_to_public,
     update_reply_to_public,
 )
 from mobiletrain.api.rest.httputil import etag_matches, strong_etag
@@ -164,9 +164,10 @@ async def get_task(
 ) -> TaskReplyPublic:
     """`task` with the global weights (base64), `wait`, or `finished`. Fails with
     DEVICE_NOT_REGISTERED (404, code 93): register again."""
-    # Async: the wait holds no worker thread (see api.longpoll).
-    reply = await longpoll.get_task(_service(container), project, device_id, wait_seconds)
-    return task_reply_to_public(reply)
+    # Async: the wait holds no worker thread (see api.longpoll). The handler keeps the wire's
+    # name (path and operation id say "task"); in Python the device's work is an assignment.
+    reply = await longpoll.get_assignment(_service(container), project, device_id, wait_seconds)
+    return assignment_reply_to_public(reply)
 
 
 @router.post("/projects/{project}/federated/updates", summary="Send an update")
