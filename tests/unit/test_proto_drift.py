@@ -31,7 +31,7 @@ from google.protobuf.descriptor_pb2 import (
 from mobiletrain.core import release, types
 from mobiletrain.core.errors import ErrorCode
 from mobiletrain.federated.config import StragglerPolicy, StrategyName
-from mobiletrain.federated.device import TaskStatus
+from mobiletrain.federated.device import AssignmentStatus as TaskStatus
 from mobiletrain.federated.records import SessionState
 from mobiletrain.federated.rounds import RoundPhase
 from mobiletrain.federated.validation import RejectReason
