@@ -18,18 +18,9 @@ from sqlalchemy.exc import IntegrityError
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.leader import Lease, LeaseLost, LeaseStore
+from mobiletrain.store.schema import leases
 
 T = TypeVar("T")
-
-_metadata = sa.MetaData()
-leases = sa.Table(
-    "leases",
-    _metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("holder", sa.String(200), nullable=True),  # NULL: released
-    sa.Column("token", sa.BigInteger, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),  # epoch seconds, database clock
-)
 
 
 def _db_now(conn: Connection) -> sa.ColumnElement[float]:
