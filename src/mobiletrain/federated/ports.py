@@ -123,31 +123,6 @@ class FederatedStore(abc.ABC):
         """Write the session only while the stored one is not over (False: it ended)."""
 
 
-class UpdateSpool(abc.ABC):
-    """Short-lived local storage of update bytes (one process's disk).
-
-    The federated service no longer uses it: accepted updates go to the blob store, which all
-    replicas share, and their rows name the blob.
-    """
-
-    @abc.abstractmethod
-    def put(self, key: str, data: bytes | bytearray, meta: dict[str, Any]) -> None:
-        """Store ``data`` and its ``meta`` under ``key`` (``session/round/device``); the entry
-        is listed only once both are written."""
-
-    @abc.abstractmethod
-    def get(self, key: str) -> tuple[bytes, dict[str, Any]]:
-        """The bytes and meta under ``key``; KeyError when absent."""
-
-    @abc.abstractmethod
-    def list(self, prefix: str) -> list[str]:
-        """The complete entries under the folder ``prefix``, sorted."""
-
-    @abc.abstractmethod
-    def delete_prefix(self, prefix: str) -> None:
-        """Delete every key that starts with ``prefix`` (a closed round)."""
-
-
 @dataclass
 class PreparedFiles:
     """The on-device files of a session, from :meth:`OnDeviceToolkit.prepare`.
