@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import free_port, git_commit, load_average, machine, percentiles
+from bench.common import Row, free_port, git_commit, load_average, machine, percentiles, ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 HAPROXY_CFG = ROOT / "deploy" / "haproxy.cfg"
@@ -330,6 +330,40 @@ def run(events: int, rate: float) -> dict[str, Any]:
         "rate_per_s": rate,
         "results": rows,
     }
+
+
+def run_fleet(quick: bool = False) -> dict[str, Any]:
+    """Entry for ``bench/run.py``: 60 events per set-up when quick, else 200; also writes
+    ``bench/results/fleet_latency.json``."""
+    doc = run(60 if quick else 200, 20.0)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+def rows(result: dict[str, Any]) -> list[Row]:
+    """One row per set-up: pushed against the old 50 ms poll of the same run (goal: #18)."""
+    out: list[Row] = []
+    found = result["results"]
+    for setup in ("one server, SQLite", "two replicas via HAProxy, PostgreSQL"):
+        push, poll = found.get(f"{setup}, push"), found.get(f"{setup}, poll (50 ms)")
+        if push is None or poll is None:
+            continue
+        out.append(
+            Row(
+                f"progress latency, pushed: {setup} (writer process, {push['n']} deliveries)",
+                "callback → watcher (commit → watcher)",
+                f"p50 {push['p50_ms']:.1f} ms, p99 {push['p99_ms']:.1f} ms "
+                f"({push['delivery_p50_ms']:.1f} / {push['delivery_p99_ms']:.1f} ms)",
+                f"50 ms poll: p50 {poll['p50_ms']:.1f} ms, p99 {poll['p99_ms']:.1f} ms "
+                f"({poll['delivery_p50_ms']:.1f} / {poll['delivery_p99_ms']:.1f} ms)",
+                ratio(push["p99_ms"], poll["p99_ms"]),
+                "p99 ≤ 20 ms",
+                push["p99_ms"] <= 20.0,
+                "of the polled p99",
+            )
+        )
+    return out
 
 
 def main() -> None:

@@ -26,7 +26,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import federated, ingest, latency, load, progress_first, training  # noqa: E402
+from bench import (  # noqa: E402
+    federated,
+    fleet_latency,
+    ingest,
+    latency,
+    load,
+    progress_first,
+    training,
+)
 from bench.common import (  # noqa: E402
     TABLE_HEADER,
     Row,
@@ -53,6 +61,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], dict[str, Any]], Callable[..., list
     "progress_first": (progress_first.run, progress_first.rows),
     "federated": (federated.run_federated, federated.rows),
     "load": (load.run_load, load.rows),
+    "fleet_latency": (fleet_latency.run_fleet, fleet_latency.rows),
 }
 DESCRIPTIONS = {
     "ingest": "1. ingest against Flask (and the in-process limit)",
@@ -61,6 +70,7 @@ DESCRIPTIONS = {
     "progress_first": "StartJob → first progress event, warm worker against a cold one",
     "federated": "federated round against Flower (50 devices)",
     "load": "6. 1,000 devices watching a job while uploading (correctness under load)",
+    "fleet_latency": "progress latency pushed vs polled: one server, two replicas via HAProxy",
 }
 
 
