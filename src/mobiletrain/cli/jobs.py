@@ -106,6 +106,12 @@ class BarState:
         kind = ev.WhichOneof("payload")
         if kind == "progress":
             p = ev.progress
+            if p.phase == training_pb2.JOB_PHASE_PREPARING_DATA:
+                # Reading samples: batch/batches count samples read; there is no epoch yet.
+                self.description = "preparing data"
+                self.total, self.completed = p.batches, p.batch
+                self.rate = f"{p.samples_per_second:.0f} samples/s read"
+                return
             # The bar spans the whole job's batches, so the time left is the job's.
             self.description = f"training: epoch {p.epoch}/{p.epochs}"
             self.total = p.batches * p.epochs

@@ -57,3 +57,17 @@ def test_a_running_state_keeps_the_estimate() -> None:
     bar.apply(_progress(1, 3, 50.0))
     bar.apply(_state(training_pb2.JOB_STATE_RUNNING))
     assert "job ends in ~50s" in bar.rate
+
+
+def test_reading_the_samples_counts_samples_not_epochs() -> None:
+    bar = BarState()
+    reading = training_pb2.Progress(
+        phase=training_pb2.JOB_PHASE_PREPARING_DATA, epoch=0, batch=40, batches=157,
+        samples_per_second=80,
+    )  # fmt: skip
+    bar.apply(training_pb2.JobEvent(progress=reading))
+    assert bar.description == "preparing data"
+    assert (bar.completed, bar.total) == (40, 157)
+    assert bar.rate == "80 samples/s read"
+    bar.apply(_progress(1, 1, 30.0))  # training starts: the bar spans the job's batches again
+    assert (bar.completed, bar.total) == (1, 20) and "job ends in ~30s" in bar.rate
