@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import (  # noqa: E402
+    audio_training,
     federated,
     fleet_latency,
     ingest,
@@ -57,6 +58,7 @@ def _ingest(quick: bool) -> dict[str, Any]:
 BENCHMARKS: dict[str, tuple[Callable[[bool], dict[str, Any]], Callable[..., list[Row]]]] = {
     "ingest": (_ingest, ingest.rows),
     "training": (training.run_training, training.rows),
+    "audio_training": (audio_training.run_audio_training, audio_training.rows),
     "latency": (latency.run_latency, latency.rows),
     "progress_first": (progress_first.run, progress_first.rows),
     "federated": (federated.run_federated, federated.rows),
@@ -66,6 +68,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], dict[str, Any]], Callable[..., list
 DESCRIPTIONS = {
     "ingest": "1. ingest against Flask (and the in-process limit)",
     "training": "2. training overhead against a plain Keras script",
+    "audio_training": "2a. audio training overhead against plain Keras (espeak-ng keywords)",
     "latency": "3-5. progress latency, model delivery, predict (one job)",
     "progress_first": "StartJob → first progress event, warm worker against a cold one",
     "federated": "federated round against Flower (50 devices)",
