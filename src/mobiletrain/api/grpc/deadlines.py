@@ -3,7 +3,7 @@
 A phone may set no deadline at all, or go quiet in the middle of a client stream while its
 connection stays up; without a server-side bound such a call would hold its handler (and, for
 synchronous servicer code, one of the pool's threads) forever. Every call of the mobiletrain
-services therefore gets a :class:`CallDeadline` when it starts (see ``ErrorInterceptor``):
+services therefore gets a :class:`CallDeadline` when it starts (:class:`DeadlinePolicy`):
 
 * **unary calls** may run ``unary_seconds`` (default 60 s);
 * **streams** (uploads, downloads, ``WatchJob``, federated streams) may stay open
@@ -21,11 +21,16 @@ message, so the thread is freed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from contextvars import ContextVar
+from dataclasses import dataclass
+
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
 log = logging.getLogger("mobiletrain.api.grpc")
 
@@ -88,3 +93,34 @@ def deadline_message(deadline: CallDeadline) -> str:
             "reconnect and resume from the last sequence number or offset"
         )
     return f"the call ran longer than the server's deadline ({deadline.seconds:g} s)"
+
+
+def check_deadline() -> None:
+    """Raise DEADLINE_EXCEEDED once the current call's server-side deadline has expired."""
+    deadline = current_deadline()
+    if deadline is not None and deadline.expired.is_set():
+        raise MobiletrainError(ErrorCode.DEADLINE_EXCEEDED, deadline_message(deadline))
+
+
+@dataclass(frozen=True)
+class DeadlinePolicy:
+    """How long calls may run (see the module docstring)."""
+
+    unary_seconds: float = 60.0
+    stream_seconds: float = 3600.0
+    grace_seconds: float = 5.0
+
+    def start(self, stream: bool, stack: ExitStack) -> CallDeadline:
+        """The deadline of a call starting now, bound for its handlers until ``stack`` closes;
+        a stream's deadline also expires (wakes its waiting handlers) when it is reached."""
+        deadline = CallDeadline(self.stream_seconds if stream else self.unary_seconds, stream)
+        stack.callback(bind(deadline))
+        if stream:  # streams are told first, and cut only after the grace
+            loop = asyncio.get_running_loop()
+            stack.callback(loop.call_later(deadline.seconds, deadline.expire).cancel)
+        return deadline
+
+    def hard_stop(self, deadline: CallDeadline) -> asyncio.Timeout:
+        """The timeout that cuts a handler that did not notice its deadline."""
+        grace = self.grace_seconds if deadline.stream else 0.0
+        return asyncio.timeout(deadline.remaining() + grace)

@@ -6,7 +6,7 @@ package name, so the same servicer answers both: its replies are serialised by t
 classes, and the bytes are what a v1 client expects. The v1 file descriptor is made from the
 v1alpha one (package renamed) and added to the default pool, so ``v1`` can be described too.
 
-Reflection needs a valid token like every mobiletrain call (see ``errors.ErrorInterceptor``);
+Reflection needs a valid token like every mobiletrain call (see ``interceptor.CallInterceptor``);
 only the health service is open.
 """
 

@@ -32,8 +32,10 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2_grpc,
 )
 from mobiletrain.api import longpoll
-from mobiletrain.api.grpc.errors import ErrorInterceptor
+from mobiletrain.api.grpc.admission import Admission
+from mobiletrain.api.grpc.deadlines import DeadlinePolicy
 from mobiletrain.api.grpc.federated import FederatedServicer
+from mobiletrain.api.grpc.interceptor import CallInterceptor
 from mobiletrain.api.grpc.reflection import enable_reflection
 from mobiletrain.api.grpc.servicers import (
     DatasetServicer,
@@ -203,17 +205,22 @@ async def _build(
     server = grpc.aio.server(
         migration_thread_pool=executor,  # health and reflection are async; nothing else uses it
         interceptors=[
-            ErrorInterceptor(
+            CallInterceptor(
                 executor,
-                container.tokens.verify if settings.auth else None,
-                container.rate_limiter,
-                container.stream_slots,
-                address_limiter=RateLimiter(
-                    settings.unauthenticated_rate_per_second, settings.unauthenticated_burst
+                Admission(
+                    executor,
+                    container.tokens.verify if settings.auth else None,
+                    container.rate_limiter,
+                    container.stream_slots,
+                    address_limiter=RateLimiter(
+                        settings.unauthenticated_rate_per_second, settings.unauthenticated_burst
+                    ),
                 ),
-                unary_seconds=settings.grpc_unary_timeout_seconds,
-                stream_seconds=settings.stream_max_seconds,
-                grace_seconds=settings.grpc_deadline_grace_seconds,
+                DeadlinePolicy(
+                    unary_seconds=settings.grpc_unary_timeout_seconds,
+                    stream_seconds=settings.stream_max_seconds,
+                    grace_seconds=settings.grpc_deadline_grace_seconds,
+                ),
                 max_message_bytes=settings.grpc_max_message_bytes,
             ),
         ],

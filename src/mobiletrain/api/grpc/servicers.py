@@ -3,7 +3,7 @@
 Each method converts the request with :mod:`~mobiletrain.api.grpc.serde`, calls one core
 service and converts the result back. Failures are raised as
 :class:`~mobiletrain.core.errors.MobiletrainError` and mapped to statuses by
-:class:`~mobiletrain.api.grpc.errors.ErrorInterceptor`.
+:class:`~mobiletrain.api.grpc.interceptor.CallInterceptor`.
 """
 
 from __future__ import annotations
