@@ -212,12 +212,20 @@ def get_sample(project: ProjectRef, sample_id: SampleId, datasets: DatasetsDep) 
     response_class=Response,
     responses={
         200: {
-            "description": "The image bytes, with the sample's media type.",
-            "content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
+            "description": "The sample's bytes, with its media type (an image, a WAV "
+            "recording, or sensor readings as CSV or JSON, by the project's task).",
+            "content": {
+                "image/jpeg": {},
+                "image/png": {},
+                "image/webp": {},
+                "audio/wav": {},
+                "text/csv": {},
+                "application/json": {},
+            },
         },
         **error_docs(304),
     },
-    summary="Download a sample's image",
+    summary="Download a sample's bytes",
 )
 def get_sample_data(
     project: ProjectRef,
@@ -227,7 +235,8 @@ def get_sample_data(
         str | None, Header(description="ETag from an earlier download; 304 if unchanged.")
     ] = None,
 ) -> Response:
-    """Download the image bytes of a sample (for thumbnails). The ETag is the bytes' SHA-256;
+    """Download the bytes of a sample (image thumbnails, audio, sensor readings) with the
+    media type stored at upload. The ETag is the bytes' SHA-256;
     a sample's bytes never change, so caches may keep them."""
     sample = datasets.get(project, sample_id)
     etag = strong_etag(sample.sha256)
