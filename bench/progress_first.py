@@ -7,7 +7,8 @@ imported and the stores open). Each round starts a job over gRPC, watches it ove
 takes the ``created_at`` of its first PROGRESS event (data loading counts: the worker reports
 samples read) and of its first training PROGRESS event, then cancels the job. Before each warm
 round the bench waits until the replacement warm worker logged "ready", so a round measures a
-warm start, not a half-warm one. Baseline: the cold server in the same run.
+warm start, not a half-warm one; before each cold round it waits until the previous job's worker
+exited, so neither mode waits for a slot. Baseline: the cold server in the same run.
 """
 
 from __future__ import annotations
@@ -41,6 +42,29 @@ def _wait_warm(data_dir: Path, at_least: int, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("the warm worker did not get ready (is warm_worker on?)")
         time.sleep(0.1)
+
+
+def _wait_no_job_worker(server: MobiletrainServer, timeout: float = 120.0) -> None:
+    """Until the previous job's worker process has exited (its slot is free again)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_is_job_worker(c) for c in psutil.Process(server.proc.pid).children()):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the previous job's worker did not exit")
+
+
+def _is_job_worker(process: Any) -> bool:
+    """A worker process running a job (not the waiting warm one; an exited one is none)."""
+    import psutil
+
+    try:
+        cmdline = process.cmdline()
+    except psutil.Error:  # exited (a zombie until the scheduler reaps it)
+        return False
+    return "mobiletrain.compute.worker" in " ".join(cmdline) and "--warm" not in cmdline
 
 
 def _cancel(server: MobiletrainServer, job_id: str) -> None:
@@ -92,8 +116,8 @@ def run_mode(warm: bool, rounds: int, images: int, timeout: float) -> dict[str, 
                 for i in range(rounds):
                     if warm:
                         _wait_warm(data_dir, i + 1)
-                    else:
-                        time.sleep(1.0)  # the previous worker's exit settles, as in warm mode
+                    else:  # the previous job's slot is free, as in warm mode
+                        _wait_no_job_worker(server)
                     runs.append(_round(server, hp, timeout))
             finally:
                 server.stop()

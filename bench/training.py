@@ -178,11 +178,15 @@ def run_job(server: MobiletrainServer, hp: dict[str, Any], timeout: float) -> di
 def _worker_process(server: MobiletrainServer) -> psutil.Process | None:
     """The server's training worker process (a cold one: one per job), if it runs."""
     try:
-        for child in psutil.Process(server.proc.pid).children(recursive=True):
+        children = psutil.Process(server.proc.pid).children()
+    except psutil.Error:
+        return None
+    for child in children:
+        try:
             if "mobiletrain.compute.worker" in " ".join(child.cmdline()):
                 return child
-    except psutil.Error:
-        pass
+        except psutil.Error:  # exited: a zombie until the scheduler reaps it
+            continue
     return None
 
 
