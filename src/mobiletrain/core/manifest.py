@@ -27,13 +27,13 @@ The per-format file name comes from :attr:`ModelFormat.file_name` only
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mobiletrain.core.evaluation import ClassScore, Evaluation
+from mobiletrain.core.evaluation import Evaluation
+from mobiletrain.core.jsonvalues import integer, mapping, number, shape, strings, unmodelled
 from mobiletrain.core.release import ReleaseDecision
 from mobiletrain.core.types import ModelFormat, ModelVersion
 
@@ -49,69 +49,6 @@ EMBEDDED_SHA256_NOTE = (
 
 PROBABILITIES = "probabilities"
 """``output.kind`` of a classifier: one probability per label, in ``labels`` order."""
-
-
-# -- tolerant readers of stored JSON ---------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None for anything else (bools, strings, NaN, missing)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int past the largest double
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _integer(value: Any) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None else None
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, Mapping) else {}
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return [str(v) for v in value]
-    return []
-
-
-def _shape(value: Any) -> list[int | None]:
-    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
-        return []
-    return [None if v is None else int(v) for v in value if v is None or _integer(v) is not None]
-
-
-def _matrix(value: Any) -> list[list[int]]:
-    if not isinstance(value, list):
-        return []
-    return [[_integer(c) or 0 for c in row] for row in value if isinstance(row, list)]
-
-
-def _class_scores(value: Any) -> list[ClassScore]:
-    out: list[ClassScore] = []
-    for entry in value if isinstance(value, list) else []:
-        if not isinstance(entry, Mapping):
-            continue
-        out.append(
-            ClassScore(
-                label=str(entry.get("label", "")),
-                precision=_number(entry.get("precision")) or 0.0,
-                recall=_number(entry.get("recall")) or 0.0,
-                f1=_number(entry.get("f1")) or 0.0,
-                support=_integer(entry.get("support")) or 0,
-            )
-        )
-    return out
-
-
-def _rest(data: Mapping[str, Any], known: Sequence[str]) -> dict[str, Any]:
-    """The keys a type does not model, kept as they are (written back by ``to_dict``)."""
-    return {k: v for k, v in data.items() if k not in known}
 
 
 # -- files and their tensors -----------------------------------------------------------------
@@ -133,10 +70,10 @@ class Quantization:
         """Inverse of :meth:`to_dict`; None for ``null`` or an unreadable value."""
         if not isinstance(data, Mapping):
             return None
-        scale = _number(data.get("scale"))
+        scale = number(data.get("scale"))
         if scale is None:
             return None
-        return cls(scale=scale, zero_point=_integer(data.get("zero_point")) or 0)
+        return cls(scale=scale, zero_point=integer(data.get("zero_point")) or 0)
 
 
 @dataclass
@@ -166,7 +103,7 @@ class TensorInfo:
         name = data.get("name")
         return cls(
             dtype=str(data["dtype"]),
-            shape=_shape(data.get("shape")),
+            shape=shape(data.get("shape")),
             quantization=Quantization.from_dict(data.get("quantization")),
             name=None if name is None else str(name),
         )
@@ -205,12 +142,12 @@ class FormatInfo:
     @classmethod
     def from_dict(cls, data: Any) -> FormatInfo:
         """Inverse of :meth:`to_dict`."""
-        data = _mapping(data)
+        data = mapping(data)
         return cls(
             file=str(data.get("file", "")),
             input=TensorInfo.from_dict(data.get("input")),
             output=TensorInfo.from_dict(data.get("output")),
-            extra=_rest(data, ("file", "input", "output")),
+            extra=unmodelled(data, ("file", "input", "output")),
         )
 
 
@@ -234,11 +171,11 @@ class FileInfo:
     @classmethod
     def from_dict(cls, data: Any) -> FileInfo:
         """Inverse of :meth:`to_dict`."""
-        data = _mapping(data)
+        data = mapping(data)
         return cls(
             file=str(data.get("file", "")),
             sha256=str(data.get("sha256", "")),
-            size=_integer(data.get("size")) or 0,
+            size=integer(data.get("size")) or 0,
         )
 
 
@@ -299,11 +236,11 @@ class TensorSpec:
     @classmethod
     def from_dict(cls, data: Any) -> TensorSpec:
         """Inverse of :meth:`to_dict`."""
-        data = _mapping(data)
+        data = mapping(data)
         bounds = data.get("value_range")
         value_range: tuple[float, float] | None = None
         if isinstance(bounds, list) and len(bounds) == 2:
-            low, high = _number(bounds[0]), _number(bounds[1])
+            low, high = number(bounds[0]), number(bounds[1])
             if low is not None and high is not None:
                 value_range = (low, high)
         known = (
@@ -313,15 +250,15 @@ class TensorSpec:
         return cls(
             name=str(data.get("name", "")),
             dtype=str(data.get("dtype", "")),
-            shape=_shape(data.get("shape")),
+            shape=shape(data.get("shape")),
             layout=str(data.get("layout", "")),
             role=str(data.get("role", "")),
-            channels=_strings(data.get("channels")),
-            rate_hz=_number(data.get("rate_hz")),
-            length=_integer(data.get("length")),
+            channels=strings(data.get("channels")),
+            rate_hz=number(data.get("rate_hz")),
+            length=integer(data.get("length")),
             value_range=value_range,
             description=str(data.get("description", "")),
-            extra=_rest(data, known),
+            extra=unmodelled(data, known),
         )
 
 
@@ -340,15 +277,15 @@ class ModelOutput:
     @classmethod
     def from_dict(cls, data: Any) -> ModelOutput:
         """Inverse of :meth:`to_dict`."""
-        data = _mapping(data)
+        data = mapping(data)
         return cls(
             kind=str(data.get("kind", PROBABILITIES)),
-            num_classes=_integer(data.get("num_classes")) or 0,
-            extra=_rest(data, ("kind", "num_classes")),
+            num_classes=integer(data.get("num_classes")) or 0,
+            extra=unmodelled(data, ("kind", "num_classes")),
         )
 
 
-# -- metrics ---------------------------------------------------------------------------------
+# -- the trainer's measures in the card ------------------------------------------------------
 
 
 @dataclass
@@ -376,19 +313,19 @@ class ValidationMetrics:
     def from_dict(cls, data: Any) -> ValidationMetrics:
         """Inverse of :meth:`to_dict`; the card's derived ``per_class`` and
         ``confusion_matrix`` are left out (they come from the evaluation)."""
-        data = _mapping(data)
+        data = mapping(data)
         accuracies = {
             str(k): v
             for k, v in (
-                (k, _number(v)) for k, v in _mapping(data.get("validation_accuracy")).items()
+                (k, number(v)) for k, v in mapping(data.get("validation_accuracy")).items()
             )
             if v is not None
         }
         return cls(
             validation_accuracy=accuracies,
-            num_train=_integer(data.get("num_train")),
-            num_validation=_integer(data.get("num_validation")),
-            extra=_rest(
+            num_train=integer(data.get("num_train")),
+            num_validation=integer(data.get("num_validation")),
+            extra=unmodelled(
                 data,
                 (
                     "validation_accuracy",
@@ -399,86 +336,6 @@ class ValidationMetrics:
                 ),
             ),
         )
-
-
-@dataclass(frozen=True)
-class MetricsSummary:
-    """What both wires show of a version's metrics: its accuracy and each file's."""
-
-    accuracy: float | None
-    tflite_accuracy: dict[str, float]  # format name → accuracy, known formats only
-
-
-@dataclass
-class VersionMetrics:
-    """A version's metrics (``ModelVersion.metrics``, the EVALUATION event's data), read once.
-
-    The keys modelled are the ones both wires show; everything else (history, timings, the
-    split, the evaluation-set scores, federated details) stays in ``extra`` as stored.
-    ``tflite`` maps a format to its LiteRT measures on the validation split.
-    """
-
-    accuracy: float | None = None
-    labels: list[str] = field(default_factory=list)
-    per_class: list[ClassScore] = field(default_factory=list)
-    confusion_matrix: list[list[int]] = field(default_factory=list)
-    tflite: dict[str, float] = field(default_factory=dict)  # format → accuracy
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> VersionMetrics:
-        """Read a metrics dict; never fails (odd values are left out).
-
-        Per-format accuracy is read from ``tflite`` (``{format: {accuracy, ...}}``,
-        ``{format: accuracy}`` or ``[{format, accuracy}, ...]``), or from ``tflite_accuracy``
-        (the summary a client rebuilds); unknown formats are left out.
-        Labels default to the per-class rows' labels.
-        """
-        data = _mapping(data)
-        per_format_raw = data.get("tflite", data.get("tflite_accuracy"))
-        if isinstance(per_format_raw, list):  # [{"format", "accuracy"}, ...]
-            per_format_raw = {
-                str(e.get("format")): e for e in per_format_raw if isinstance(e, Mapping)
-            }
-        tflite: dict[str, float] = {}
-        formats = {f.value for f in ModelFormat}
-        for name, entry in _mapping(per_format_raw).items():
-            value = _number(entry.get("accuracy") if isinstance(entry, Mapping) else entry)
-            if value is not None and name in formats:
-                tflite[str(name)] = value
-        per_class = _class_scores(data.get("per_class"))
-        labels = _strings(data.get("labels")) if isinstance(data.get("labels"), list) else []
-        return cls(
-            accuracy=_number(data.get("accuracy")),
-            labels=labels or [c.label for c in per_class],
-            per_class=per_class,
-            confusion_matrix=_matrix(data.get("confusion_matrix")),
-            tflite=tflite,
-            extra=_rest(
-                data,
-                (
-                    "accuracy",
-                    "labels",
-                    "per_class",
-                    "confusion_matrix",
-                    "tflite",
-                    "tflite_accuracy",
-                ),
-            ),
-        )
-
-    def summary(self) -> MetricsSummary:
-        """Accuracy and per-format accuracy, in :class:`ModelFormat` order."""
-        order = [f.value for f in ModelFormat]
-        return MetricsSummary(
-            accuracy=self.accuracy,
-            tflite_accuracy={k: self.tflite[k] for k in sorted(self.tflite, key=order.index)},
-        )
-
-
-def metrics_of(model: ModelVersion) -> VersionMetrics:
-    """The typed metrics of a stored version."""
-    return VersionMetrics.from_dict(model.metrics)
 
 
 # -- the card --------------------------------------------------------------------------------
@@ -508,12 +365,12 @@ class DataSnapshot:
         if not isinstance(data, Mapping):
             return None
         return cls(
-            num_samples=_integer(data.get("num_samples")) or 0,
+            num_samples=integer(data.get("num_samples")) or 0,
             class_counts={
-                str(k): _integer(v) or 0 for k, v in _mapping(data.get("class_counts")).items()
+                str(k): integer(v) or 0 for k, v in mapping(data.get("class_counts")).items()
             },
             snapshot_sha256=str(data.get("snapshot_sha256", "")),
-            split=_mapping(data.get("split")),
+            split=mapping(data.get("split")),
         )
 
 
@@ -608,8 +465,8 @@ class ModelManifest:
 
         Keys this type does not model stay in ``extra`` and are written back as they were.
         """
-        data = _mapping(data)
-        project = _mapping(data.get("project"))
+        data = mapping(data)
+        project = mapping(data.get("project"))
         created = data.get("created_at")
         created_at: datetime | None = None
         if isinstance(created, str):
@@ -630,15 +487,15 @@ class ModelManifest:
             except Exception:  # an old or hand-edited decision must not make the card unreadable
                 release = None
         return cls(
-            labels=_strings(data.get("labels")),
-            input=_mapping(data.get("input")),
+            labels=strings(data.get("labels")),
+            input=mapping(data.get("input")),
             output=ModelOutput.from_dict(data.get("output")),
             formats={
-                str(k): FormatInfo.from_dict(v) for k, v in _mapping(data.get("formats")).items()
+                str(k): FormatInfo.from_dict(v) for k, v in mapping(data.get("formats")).items()
             },
-            files={str(k): FileInfo.from_dict(v) for k, v in _mapping(data.get("files")).items()},
+            files={str(k): FileInfo.from_dict(v) for k, v in mapping(data.get("files")).items()},
             validation=ValidationMetrics.from_dict(data.get("metrics")),
-            version=_integer(data.get("version")) or 0,
+            version=integer(data.get("version")) or 0,
             project_id=str(project.get("id", "")),
             project_name=str(project.get("name", "")),
             job_id=str(data.get("job_id", "")),
@@ -646,10 +503,10 @@ class ModelManifest:
             evaluation=evaluation,
             release=release,
             dataset=DataSnapshot.from_dict(data.get("dataset")),
-            warnings=_strings(data.get("warnings")),
-            hyperparameters=_mapping(data.get("hyperparameters")),
+            warnings=strings(data.get("warnings")),
+            hyperparameters=mapping(data.get("hyperparameters")),
             library_versions={
-                str(k): str(v) for k, v in _mapping(data.get("library_versions")).items()
+                str(k): str(v) for k, v in mapping(data.get("library_versions")).items()
             },
             task=str(data.get("task") or "image-classification"),
             inputs=[
@@ -658,10 +515,10 @@ class ModelManifest:
             outputs=[
                 TensorSpec.from_dict(t) for t in data.get("outputs") or [] if isinstance(t, Mapping)
             ],
-            task_spec=_mapping(data.get("task_spec")),
-            extra=_rest(data, _CARD_KEYS),
+            task_spec=mapping(data.get("task_spec")),
+            extra=unmodelled(data, _CARD_KEYS),
             embedded_note=str(data.get("embedded_note", "")),
-            schema_version=_integer(data.get("schema_version")) or 1,
+            schema_version=integer(data.get("schema_version")) or 1,
         )
 
     def embedded(self, fmt: str, embedding: Sequence[str]) -> dict[str, Any]:
@@ -690,14 +547,11 @@ __all__ = [
     "DataSnapshot",
     "FileInfo",
     "FormatInfo",
-    "MetricsSummary",
     "ModelManifest",
     "ModelOutput",
     "Quantization",
     "TensorInfo",
     "TensorSpec",
     "ValidationMetrics",
-    "VersionMetrics",
     "manifest_of",
-    "metrics_of",
 ]

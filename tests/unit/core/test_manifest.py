@@ -18,8 +18,8 @@ from mobiletrain.core.manifest import (
     TensorInfo,
     TensorSpec,
     ValidationMetrics,
-    VersionMetrics,
 )
+from mobiletrain.core.metrics import VersionMetrics
 from mobiletrain.core.release import ReleasePolicy, decide
 from mobiletrain.core.types import InputSpec, ModelFormat
 

@@ -34,7 +34,8 @@ from mobiletrain._proto.mobiletrain.v1 import (
 from mobiletrain.api.grpc.serde_tasks import task_spec_from_proto, task_spec_to_proto
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError, error_by_number
-from mobiletrain.core.manifest import VersionMetrics, manifest_of
+from mobiletrain.core.manifest import manifest_of
+from mobiletrain.core.metrics import VersionMetrics
 from mobiletrain.core.release import (
     ReleaseDecision,
     ReleaseMode,

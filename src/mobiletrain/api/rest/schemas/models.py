@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mobiletrain.api.rest.schemas.common import FORMAT_NAMES
-from mobiletrain.core.manifest import VersionMetrics
+from mobiletrain.core.metrics import VersionMetrics
 from mobiletrain.core.release import ReleasePolicy, ReleaseRecord, Rollout, VersionStatus
 from mobiletrain.core.services import DEFAULT_TOP_K, Prediction
 from mobiletrain.core.types import (
