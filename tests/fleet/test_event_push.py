@@ -24,12 +24,10 @@ from mobiletrain.store.sql import SqlMetadataStore
 WRITER = """
 import sys, time
 from mobiletrain.core.types import EventKind, JobState
-from mobiletrain.store.event_signals import attach_event_publisher
 from mobiletrain.store.sql import SqlMetadataStore
 
 url, job_id, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-store = SqlMetadataStore(url, run_migrations=False)
-attach_event_publisher(store.engine, url)
+store = SqlMetadataStore(url, run_migrations=False)  # as a worker opens it: it publishes
 time.sleep(0.5)  # the watcher is waiting by now
 for i in range(n):
     store.append_event(job_id, EventKind.PROGRESS, {"i": i})

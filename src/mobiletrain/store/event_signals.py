@@ -173,8 +173,9 @@ class _LocalPublisher:
 
     def __init__(self, db_file: Path) -> None:
         self._dir = _signal_dir(db_file)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)
+        self._sock: socket.socket | None = (
+            None  # made at the first event: most stores never write one
+        )
         self._lock = threading.Lock()
         self._names: list[str] = []
         self._seen_mtime = -1
@@ -191,14 +192,24 @@ class _LocalPublisher:
 
     def publish(self, payload: bytes) -> None:
         with self._lock:
-            for name in self._listeners():
+            names = self._listeners()
+            if names and self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sock.setblocking(False)
+            for name in names:
                 try:
-                    self._sock.sendto(payload, f"\0{_NAME_PREFIX}{name}")
+                    self._sock.sendto(payload, f"\0{_NAME_PREFIX}{name}")  # type: ignore[union-attr]
                 except ConnectionRefusedError:  # its process is gone (killed): unregister
                     with contextlib.suppress(OSError):
                         (self._dir / name).unlink()
                 except OSError:  # queue full (that listener wakes anyway) or other: skip
                     pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
 
 
 def attach_event_publisher(engine: Engine, database_url: str) -> None:
@@ -226,6 +237,10 @@ def attach_event_publisher(engine: Engine, database_url: str) -> None:
     @event.listens_for(engine, "rollback")
     def _rolled_back(conn: Any) -> None:
         conn.info.pop(_FLAG, None)
+
+    @event.listens_for(engine, "engine_disposed")
+    def _disposed(_engine: Any) -> None:
+        publisher.close()  # the store was closed: no socket left open
 
     @event.listens_for(engine.pool, "checkin")
     def _returned(dbapi_conn: Any, record: Any) -> None:
