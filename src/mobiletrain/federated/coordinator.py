@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,7 +31,12 @@ from mobiletrain.federated.head import weights_from_bytes, weights_to_bytes
 from mobiletrain.federated.lifecycle import Lifecycle
 from mobiletrain.federated.privacy import add_noise, clip, noise_std
 from mobiletrain.federated.publishing import Publisher, summary, without_device_ids
-from mobiletrain.federated.records import FederatedSession, SessionState, UpdateStatus
+from mobiletrain.federated.records import (
+    FederatedSession,
+    SessionState,
+    UpdateRecord,
+    UpdateStatus,
+)
 from mobiletrain.federated.rounds import RoundPhase, RoundState, select_devices
 from mobiletrain.federated.state import (
     ACTIVE_STATES,
@@ -49,6 +55,8 @@ T = TypeVar("T")
 _CHECK_S = 1.0
 """How often a coordinator checks that its session was not cancelled or stopped elsewhere."""
 _PROGRESS_INTERVAL_S = 0.5
+DECODE_THREADS = 4
+"""Accepted updates a coordinator reads and decodes at once."""
 SCAN_SECONDS = 0.2
 """How often every replica looks at the active sessions in the store (new ones, ones without
 a coordinator, and changes that devices waiting here must hear of)."""
@@ -73,6 +81,7 @@ class Coordinator:
         self.tick_seconds = tick_seconds
         self.lease_ttl_s = lease_ttl_s
         self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="federated-decode")
         self._seen: tuple[Any, ...] = ()
         self._next_scan = 0.0
 
@@ -234,41 +243,61 @@ class Coordinator:
             self._close(live, rnd)
 
     def _ingest(self, live: LiveSession, rnd: RoundState) -> None:
-        """Take in the round's answers recorded since the last look (through any replica)."""
-        ctx, session = self.ctx, live.session
-        config = session.config
-        rows = ctx.fstore.list_updates(session.id, rnd.number, after_id=live.last_row)
+        """Take in the round's answers recorded since the last look (through any replica).
+
+        Accepted updates are read from the blob store and turned into clipped deltas by a few
+        threads at once (NumPy and hashing release the GIL), at most :data:`DECODE_THREADS`
+        in flight so memory stays flat; they are added to the aggregator in arrival order.
+        """
+        session = live.session
+        rows = self.ctx.fstore.list_updates(session.id, rnd.number, after_id=live.last_row)
+        pending: list[UpdateRecord] = []
         for row in rows:
             live.last_row = max(live.last_row, row.id)
             device = row.device_id
-            if not row.counts or device in rnd.accepted or device in rnd.failed:
+            if not row.counts or device in rnd.answered or device in rnd.rejected:
                 continue  # the first answer of a device counts
-            if device in rnd.rejected:
+            if any(p.device_id == device for p in pending):
                 continue
             if row.status is UpdateStatus.FAILED:
                 rnd.failed[device] = row.message
             elif row.status is UpdateStatus.REJECTED:
                 rnd.rejected[device] = row.reason
             else:
-                assert live.head is not None and live.strategy is not None
-                assert live.aggregator is not None
-                try:
-                    raw = ctx.blobs.get(row.payload)
-                except KeyError:  # lost with the page cache (power loss): as if never sent
-                    log.warning("update of %s in round %d is gone", device, rnd.number)
+                pending.append(row)
+        for start in range(0, len(pending), DECODE_THREADS):
+            batch = pending[start : start + DECODE_THREADS]
+            for row, decoded in zip(
+                batch, self._pool.map(lambda r: self._delta(live, r), batch), strict=True
+            ):
+                if decoded is None:  # lost with the page cache (power loss): as if never sent
+                    log.warning("update of %s in round %d is gone", row.device_id, rnd.number)
                     continue
-                tensors = weights_from_bytes(raw, live.head, copy=False)
-                delta, norm, was_clipped = clip(
-                    [t - w for t, w in zip(tensors, live.weights, strict=True)], config.clip_norm
-                )
+                delta, norm, was_clipped = decoded
+                assert live.strategy is not None and live.aggregator is not None
                 live.aggregator.add(delta, live.strategy.weight_of(row.num_samples))
-                counted = min(row.num_samples, config.max_samples_per_device)
-                rnd.accepted[device] = counted
-                live.payloads[device] = row.payload
+                counted = min(row.num_samples, session.config.max_samples_per_device)
+                rnd.accepted[row.device_id] = counted
+                live.payloads[row.device_id] = row.payload
                 live.device_metrics.append({**row.metrics, "num_samples": counted, "norm": norm})
                 live.clipped += int(was_clipped)
         if rows:
             self._progress(live, rnd)
+
+    def _delta(
+        self, live: LiveSession, row: UpdateRecord
+    ) -> tuple[list[np.ndarray], float, bool] | None:
+        """An accepted update's clipped delta from the global weights (None: its blob is gone)."""
+        assert live.head is not None
+        try:
+            raw = self.ctx.blobs.get(row.payload)
+        except KeyError:
+            return None
+        tensors = weights_from_bytes(raw, live.head, copy=False)
+        return clip(
+            [t - w for t, w in zip(tensors, live.weights, strict=True)],
+            live.session.config.clip_norm,
+        )
 
     def _progress(self, live: LiveSession, rnd: RoundState) -> None:
         mono = time.monotonic()
