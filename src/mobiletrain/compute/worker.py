@@ -21,9 +21,9 @@ from mobiletrain.compute.protocol import TrainingRequest
 from mobiletrain.compute.release_step import publish_version, split_eval_set
 from mobiletrain.compute.sample_bytes import (
     Skipped,
+    check_skipped,
     load_training_bytes,
     read_sample_bytes,
-    skipped_event,
 )
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.lifecycle import JobLifecycle
@@ -197,25 +197,8 @@ def _load_bytes(
             last = now
             _prepare_progress(reporter, done, len(samples), epochs, started)
     if skipped:
-        _check_skipped(project, kept, skipped, reporter)
+        check_skipped(project, kept, skipped, reporter.emit)
     return kept, images
-
-
-def _check_skipped(
-    project: Project, kept: list[Sample], skipped: Skipped, reporter: StoreReporter
-) -> None:
-    """What :func:`load_training_bytes` does after a read that skipped samples: a warning
-    naming them, NOT_ENOUGH_DATA when too few are left (kept in step with it)."""
-    reporter.emit(EventKind.LOG, skipped_event(project, skipped))
-    counts: dict[str, int] = {}
-    for sample in kept:
-        counts[sample.label] = counts.get(sample.label, 0) + 1
-    if len(counts) < 2 or min(counts.values()) < 2:
-        raise MobiletrainError(
-            ErrorCode.NOT_ENOUGH_DATA,
-            f"{len(skipped)} samples were skipped because their stored bytes are missing or "
-            f"damaged; the {len(kept)} left are too few to train ({counts or 'none'})",
-        )
 
 
 def _prepare_progress(
@@ -232,7 +215,7 @@ def _prepare_progress(
             "batch": done,
             "batches": total,
             "samples_per_second": round(rate, 1),
-            "eta_seconds": round((total - done) / rate, 1) if rate > 0 else None,
+            "eta_seconds": round((total - done) / rate, 1) if rate > 0 else 0.0,
         },
     )
 
