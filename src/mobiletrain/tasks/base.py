@@ -52,6 +52,10 @@ class TaskKind(Protocol):
     """Media types a stored sample of this kind may have (served by the sample data endpoint)."""
     export_formats: tuple[ModelFormat, ...]
     """The model formats a training job of this kind can produce (KERAS always among them)."""
+    reserved_labels: frozenset[str]
+    """Labels a project may hold that are not classes the model predicts (audio:
+    ``_background_noise_``, clips mixed in as augmentation); the release gate and the
+    dashboard treat their samples apart."""
 
     def default_spec(self) -> InputSpec:
         """The input contract of a project created without one."""

@@ -22,6 +22,7 @@ class ImageClassification:
     media_types: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
     # Every format, the on-device training files included.
     export_formats: tuple[ModelFormat, ...] = tuple(ModelFormat)
+    reserved_labels: frozenset[str] = frozenset()
 
     def default_spec(self) -> InputSpec:
         """96x96 RGB, zero-one."""

@@ -242,6 +242,7 @@ class SensorClassification:
     media_types: tuple[str, ...] = (CSV_MEDIA_TYPE, JSON_MEDIA_TYPE)
     # The whole-classifier formats; the on-device training files assume an image backbone.
     export_formats: tuple[ModelFormat, ...] = CLASSIFIER_FORMATS
+    reserved_labels: frozenset[str] = frozenset()
 
     def default_spec(self) -> InputSpec:
         """Three channels x, y, z at 50 Hz, 2 s windows every 1 s."""

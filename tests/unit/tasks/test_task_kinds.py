@@ -19,6 +19,7 @@ def test_kind_conforms(task: TaskType) -> None:
     assert sample_extensions(task.value) == frozenset(k.sample_extensions)
     assert isinstance(client_resizes(task), bool)
     assert k.media_types and ModelFormat.KERAS in k.export_formats
+    assert isinstance(k.reserved_labels, frozenset)
     spec = k.default_spec()
     assert spec.task is task
     assert k.check_spec(spec) == spec

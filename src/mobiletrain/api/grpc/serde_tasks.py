@@ -9,7 +9,8 @@ derived, never written by hand.
 from __future__ import annotations
 
 import enum
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import TypeVar
 
 from mobiletrain._proto.mobiletrain.v1 import common_pb2
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
@@ -21,22 +22,17 @@ from mobiletrain.core.types import (
     TaskSpec,
     TaskType,
 )
+from mobiletrain.proto_enums import domain_table
 
 E = TypeVar("E", bound=enum.Enum)
 
 
-def _table(domain: type[E], proto_enum: Any, prefix: str) -> dict[E, int]:
-    return {member: proto_enum.Value(f"{prefix}_{member.name}") for member in domain}
+TASK_TYPES: Mapping[TaskType, int] = domain_table(TaskType, common_pb2.TaskType)
+LONG_CLIPS: Mapping[LongClips, int] = domain_table(LongClips, common_pb2.LongClips)
+SENSOR_FRAMINGS: Mapping[SensorFraming, int] = domain_table(SensorFraming, common_pb2.SensorFraming)
 
 
-TASK_TYPES: dict[TaskType, int] = _table(TaskType, common_pb2.TaskType, "TASK_TYPE")
-LONG_CLIPS: dict[LongClips, int] = _table(LongClips, common_pb2.LongClips, "LONG_CLIPS")
-SENSOR_FRAMINGS: dict[SensorFraming, int] = _table(
-    SensorFraming, common_pb2.SensorFraming, "SENSOR_FRAMING"
-)
-
-
-def _from_number(table: dict[E, int], number: int, what: str, default: E) -> E:
+def _from_number(table: Mapping[E, int], number: int, what: str, default: E) -> E:
     if number == 0:
         return default
     for member, value in table.items():
