@@ -1,4 +1,5 @@
-"""``mobiletrain demo``: the whole phone-to-model loop on scikit-learn's handwritten digits.
+"""``mobiletrain demo``: the whole phone-to-model loop on scikit-learn's handwritten digits
+(``--task audio|sensor``: :mod:`mobiletrain.cli.demo_tasks`).
 
 Starts an embedded server (SQLite + local folder), uploads the digits as PNG files the way an app
 would, trains with live progress, downloads every TFLite variant and measures its accuracy on a
@@ -18,20 +19,34 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from mobiletrain.cli.common import console
+from mobiletrain.cli.common import choice, console
 from mobiletrain.cli.jobs import watch_with_progress
 from mobiletrain.client.sdk import Client
 
 
 def demo(
-    epochs: Annotated[int, typer.Option(help="Training epochs")] = 15,
+    task: Annotated[
+        str, typer.Option(help="image (digits), audio (spoken keywords) or sensor (motion)")
+    ] = "image",
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs [default: 15 image, 30 audio, 20 sensor]")
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Keep the demo's data here (default: temporary)")
     ] = None,
 ) -> None:
-    """Run the whole loop on scikit-learn's digits against an embedded server."""
-    result = run_demo(console, epochs=epochs, data_dir=data_dir)
-    if result["float32"] < 0.9:
+    """Run the whole loop against an embedded server: scikit-learn's digits, keywords spoken
+    by espeak-ng voices (--task audio) or synthetic motion (--task sensor)."""
+    from mobiletrain.cli.demo_tasks import DEMOS, PASS_MARK, run_task_demo
+
+    choice("--task", task, ["image", *DEMOS])
+    if task == "image":
+        result = run_demo(console, epochs=epochs or 15, data_dir=data_dir)
+        passed = result["float32"] >= 0.9
+    else:
+        result = run_task_demo(console, task, epochs=epochs, data_dir=data_dir)
+        passed = result["float32"] >= PASS_MARK[task]
+    if not passed:
         raise typer.Exit(code=1)
 
 
