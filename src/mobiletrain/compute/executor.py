@@ -17,6 +17,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from mobiletrain.core.ports import MetadataStore
 from mobiletrain.core.types import Job
 
 log = logging.getLogger(__name__)
+
+WARM_RETRY_SECONDS = 30.0
+"""Wait before replacing a warm worker that exited without a job (jobs start cold meanwhile)."""
 
 
 @dataclass
@@ -86,6 +90,7 @@ class LocalLauncher:
         self.lease_seconds = lease_seconds
         self.warm = warm
         self._warm: subprocess.Popen[bytes] | None = None
+        self._warm_retry_at = 0.0  # monotonic time before which no new warm worker starts
 
     def _command(self, extra: list[str]) -> list[str]:
         cmd = [
@@ -119,6 +124,20 @@ class LocalLauncher:
             return
         if self._warm is not None and self._warm.poll() is None:
             return
+        now = time.monotonic()
+        if self._warm is not None:
+            # It exited before taking a job (a crash at import, a killed process): try again
+            # later, not on every round, and log why it matters once.
+            log.warning(
+                "warm worker pid %d exited with code %s before taking a job; next try in %.0f s",
+                self._warm.pid,
+                self._warm.returncode,
+                WARM_RETRY_SECONDS,
+            )
+            self._warm = None
+            self._warm_retry_at = now + WARM_RETRY_SECONDS
+        if now < self._warm_retry_at:
+            return
         self.work_dir.mkdir(parents=True, exist_ok=True)
         with open(self.work_dir / "warm-worker.log", "ab") as log_file:
             self._warm = subprocess.Popen(
@@ -147,7 +166,10 @@ class LocalLauncher:
 
     def _take_warm(self, job: Job, job_dir: Path, log_path: Path) -> subprocess.Popen[bytes] | None:
         warm, self._warm = self._warm, None
-        if warm is None or warm.stdin is None or warm.poll() is not None:
+        if warm is None or warm.stdin is None:
+            return None
+        if warm.poll() is not None:
+            self._warm = warm  # idle() logs it and waits before starting the next one
             return None
         order = {"job_id": job.id, "work_dir": str(job_dir), "log_path": str(log_path)}
         try:

@@ -184,3 +184,29 @@ def test_stop_requeues_a_running_job_without_costing_an_attempt(
     assert current is not None and current.state is JobState.QUEUED
     assert "server stopped" in str(_states(store, job.id)[-1]["error"])
     assert launcher.attempts[0].process.returncode is not None
+
+
+def test_a_warm_worker_that_dies_is_replaced_after_a_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mobiletrain.compute import executor
+
+    launcher = executor.LocalLauncher(
+        "sqlite://", str(tmp_path / "b"), tmp_path / "jobs", warm=True
+    )
+    # A warm worker that exits at once (as one whose TensorFlow import crashes would).
+    monkeypatch.setattr(launcher, "_command", lambda extra: [sys.executable, "-c", "pass"])
+    launcher.open()
+    first = launcher.warm_pid()
+    assert first is not None
+    assert launcher._warm is not None
+    launcher._warm.wait(timeout=30)
+    for _ in range(5):  # scheduler rounds: no respawn loop
+        launcher.idle(1)
+    assert launcher.warm_pid() is None
+    monkeypatch.setattr(executor, "WARM_RETRY_SECONDS", 0.0)
+    launcher._warm_retry_at = 0.0
+    launcher.idle(1)
+    second = launcher.warm_pid()
+    assert second is not None and second != first
+    launcher.close()
