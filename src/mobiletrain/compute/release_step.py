@@ -63,6 +63,7 @@ from mobiletrain.core.types import (
     Project,
     Sample,
 )
+from mobiletrain.tasks import kind as task_kind
 
 log = logging.getLogger("mobiletrain.worker")
 
@@ -95,9 +96,13 @@ class _EvalData:
 def _eval_data(
     blobs: BlobStore, spec: InputSpec, samples: Sequence[Sample]
 ) -> tuple[_EvalData, Skipped]:
-    """The evaluation set's images; damaged members are left out (and returned) rather than
-    failing every later job of the project, as training does with its own samples."""
-    members, raw, skipped = read_sample_bytes(blobs, [s for s in samples if s.in_eval_set])
+    """The evaluation set's samples; damaged members are left out (and returned) rather than
+    failing every later job of the project, as training does with its own samples. Samples of
+    a label the task kind reserves (audio's background noise: never a class) are not scored."""
+    reserved: frozenset[str] = getattr(task_kind(spec.task), "reserved_labels", frozenset())
+    members, raw, skipped = read_sample_bytes(
+        blobs, [s for s in samples if s.in_eval_set and s.label not in reserved]
+    )
     counts: dict[str, int] = {}
     for s in members:
         counts[s.label] = counts.get(s.label, 0) + 1
@@ -199,12 +204,17 @@ def publish_version(
         # A warning LOG event: the worker's reporter also adds it to the version's warnings.
         emit(EventKind.LOG, skipped_event(project, skipped, "evaluation"))
     current_version, current_files, current_labels = _current_files(store, blobs, project)
-    report_labels = list(label_names)
+    # What the trainer wrote (labels, input, output, formats, validation metrics, ...), read
+    # once; the gate adds the rest. Its labels are the model's output order, which may differ
+    # from the job's (a kind drops labels it reserves, such as audio's background noise).
+    base = ModelManifest.from_dict(output.manifest)
+    model_labels = base.labels or list(label_names)
+    report_labels = list(model_labels)
     for name in [*evalset.labels, *current_labels]:
         if name not in report_labels:
             report_labels.append(name)
     new_eval = _evaluate(
-        _classifier_files(output.artifacts), spec, label_names, report_labels, evalset
+        _classifier_files(output.artifacts), spec, model_labels, report_labels, evalset
     )
     current_eval: Evaluation | None = None
     if current_files:
@@ -248,9 +258,6 @@ def publish_version(
     snapshot = hashlib.sha256(
         json.dumps(sorted((s.sha256, s.label) for s in train_samples)).encode()
     ).hexdigest()
-    # What the trainer wrote (labels, input, output, formats, validation metrics, ...), read
-    # once; the gate adds the rest.
-    base = ModelManifest.from_dict(output.manifest)
     metrics = {
         **output.metrics,
         "split": output.split,
@@ -268,7 +275,7 @@ def publish_version(
             project_name=project.name,
             job_id=job.id,
             created_at=created_at,
-            labels=list(label_names),
+            labels=list(model_labels),
             input=spec.to_dict(),
             files={},
             evaluation=new_eval,
