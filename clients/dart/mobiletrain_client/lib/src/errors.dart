@@ -213,6 +213,39 @@ abstract final class ErrorCodes {
   /// A free-form field is longer than the server allows, or has too many entries.
   static const int fieldTooLong = 96;
 
+  /// The input spec does not belong to the project's task (an audio spec on an image project).
+  static const int wrongTaskSpec = 100;
+
+  /// The audio could not be decoded: not a well-formed WAV file.
+  static const int corruptAudio = 110;
+
+  /// The WAV encoding is not PCM 8/16/24/32-bit integer or 32-bit float.
+  static const int unsupportedAudioFormat = 111;
+
+  /// The audio clip is longer than the project allows.
+  static const int audioTooLong = 112;
+
+  /// The audio clip is too short.
+  static const int audioTooShort = 113;
+
+  /// The audio sample rate is outside the supported range.
+  static const int unsupportedSampleRate = 114;
+
+  /// The sensor data could not be read (CSV with a header row, or JSON `{rate_hz, channels, values}`).
+  static const int corruptSensorData = 115;
+
+  /// The sample's channels are not the project's channels.
+  static const int sensorChannelsMismatch = 116;
+
+  /// The sensor data has a missing, NaN or infinite value.
+  static const int sensorMissingValue = 117;
+
+  /// The sensor recording is longer than the project allows.
+  static const int sensorTooLong = 118;
+
+  /// The sensor recording is too short.
+  static const int sensorTooShort = 119;
+
   static const Map<int, String> _names = {
     network: 'network',
     timeout: 'timeout',
@@ -278,6 +311,17 @@ abstract final class ErrorCodes {
     deviceNotOwned: 'device_not_owned',
     tooManyDevices: 'too_many_devices',
     fieldTooLong: 'field_too_long',
+    wrongTaskSpec: 'wrong_task_spec',
+    corruptAudio: 'corrupt_audio',
+    unsupportedAudioFormat: 'unsupported_audio_format',
+    audioTooLong: 'audio_too_long',
+    audioTooShort: 'audio_too_short',
+    unsupportedSampleRate: 'unsupported_sample_rate',
+    corruptSensorData: 'corrupt_sensor_data',
+    sensorChannelsMismatch: 'sensor_channels_mismatch',
+    sensorMissingValue: 'sensor_missing_value',
+    sensorTooLong: 'sensor_too_long',
+    sensorTooShort: 'sensor_too_short',
   };
 
   /// The stable lower-case name of [code] (`corrupt_image`), or `error_<code>` if unknown.
