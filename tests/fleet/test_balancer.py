@@ -14,7 +14,8 @@ call goes to the balancer's one gRPC address or its one HTTP address:
    watch from seq 0 returns — and the model downloads byte-identical to its manifest.
 
 Needs PostgreSQL (``MOBILETRAIN_TEST_POSTGRES_URL``) and ``haproxy`` (``.ci/run`` has both).
-The federated part of issue 19 (a 20-round session through the balancer) is not in here yet.
+The federated part of issue 19 (a 20-round session through the balancer):
+test_balancer_sessions.py.
 """
 
 from __future__ import annotations
