@@ -276,7 +276,9 @@ def publish_version(
             job_id=job.id,
             created_at=created_at,
             labels=list(model_labels),
-            input=spec.to_dict(),
+            # The kind's description of the input (a sensor model's channels and normalisation
+            # statistics, an audio clip's rate and length); the spec for cards without one.
+            input=base.input or spec.to_dict(),
             files={},
             evaluation=new_eval,
             release=decision,
