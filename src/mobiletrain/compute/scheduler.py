@@ -266,22 +266,21 @@ class Scheduler(JobExecutor):
             log.warning("checkpoint sweep failed", exc_info=True)
 
     def _finish(self, job_id: str, state: JobState, error: str = "") -> None:
+        # Leftovers first: a watcher that sees the final state finds them gone.
+        self._job_ended(job_id)
         self.lifecycle.finish(job_id, state, error)
+
+    def _retry_or_fail(self, job_id: str, attempts: int, reason: str) -> None:
+        if self.lifecycle.retry_or_fail(
+            job_id, attempts, self.max_attempts, reason, before_final=self._job_ended
+        ):
+            self._wake.set()
+
+    def _job_ended(self, job_id: str) -> None:
+        """The job ends now: remove what only a retry would have used."""
         try:
             self.launcher.job_ended(job_id)
         except OSError:  # cleanup must never keep the scheduler from going on
-            log.warning("could not remove the checkpoints of job %s", job_id, exc_info=True)
-
-    def _retry_or_fail(self, job_id: str, attempts: int, reason: str) -> None:
-        if self.lifecycle.retry_or_fail(job_id, attempts, self.max_attempts, reason):
-            self._wake.set()
-        else:
-            self._job_ended(job_id)
-
-    def _job_ended(self, job_id: str) -> None:
-        try:
-            self.launcher.job_ended(job_id)
-        except OSError:
             log.warning("could not remove the checkpoints of job %s", job_id, exc_info=True)
 
     def _launch(self) -> None:

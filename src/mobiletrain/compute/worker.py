@@ -304,7 +304,7 @@ def _run_job(
         label_names = request.label_names
         output = train_and_export(request, reporter, strategy=strategy)
         if output.cancelled:
-            return _finish(store, job.id, JobState.CANCELLED)
+            return _finish(store, job.id, JobState.CANCELLED, work_dir=work_dir)
 
         # The release gate (compute/release_step.py): evaluate on the fixed evaluation set next
         # to the current version, decide, embed the model card, store and maybe promote.
@@ -322,9 +322,18 @@ def _run_job(
             reporter.warnings,
             reporter.emit,
         )
-        return _finish(store, job.id, JobState.SUCCEEDED, model_version=model.version)
+        return _finish(
+            store, job.id, JobState.SUCCEEDED, model_version=model.version, work_dir=work_dir
+        )
     except MobiletrainError as exc:
-        return _finish(store, job.id, JobState.FAILED, error=exc.message, error_code=exc.code)
+        return _finish(
+            store,
+            job.id,
+            JobState.FAILED,
+            error=exc.message,
+            error_code=exc.code,
+            work_dir=work_dir,
+        )
     except Exception as exc:  # a bug or a resource problem: fail the job, keep a reason
         if is_storage_full(exc):  # expected, not a bug: one line, and the stable code
             log.warning("job %s failed: the server's storage is full (%s)", job_id, exc)
@@ -334,10 +343,15 @@ def _run_job(
                 JobState.FAILED,
                 error="training failed: the server's storage is full; free space and train again",
                 error_code=ErrorCode.STORAGE_FULL,
+                work_dir=work_dir,
             )
         log.exception("job %s failed", job_id)
         return _finish(
-            store, job.id, JobState.FAILED, error=f"training failed: {type(exc).__name__}: {exc}"
+            store,
+            job.id,
+            JobState.FAILED,
+            error=f"training failed: {type(exc).__name__}: {exc}",
+            work_dir=work_dir,
         )
 
 
@@ -348,7 +362,17 @@ def _finish(
     error: str = "",
     model_version: int | None = None,
     error_code: ErrorCode | None = None,
+    work_dir: Path | None = None,
 ) -> JobState:
+    # A cancelled or failed job is never resumed: its checkpoints go before its final state is
+    # announced, so a watcher that sees the state finds them gone. A succeeded job keeps its
+    # "finished" checkpoint until the state is written (a crash in between must not retrain
+    # and publish twice); run_job removes it right after.
+    if work_dir is not None and state is not JobState.SUCCEEDED:
+        try:
+            checkpoints.remove(work_dir)
+        except OSError:  # cleanup must not keep the outcome from being recorded
+            log.warning("could not remove the checkpoints of job %s", job_id, exc_info=True)
     # Watchers end their stream at the terminal state event (JobLifecycle writes both).
     return JobLifecycle(store).finish(job_id, state, error, model_version, error_code)
 

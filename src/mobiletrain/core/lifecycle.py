@@ -70,14 +70,25 @@ class JobLifecycle:
         )
         return state
 
-    def retry_or_fail(self, job_id: str, attempts: int, max_attempts: int, reason: str) -> bool:
+    def retry_or_fail(
+        self,
+        job_id: str,
+        attempts: int,
+        max_attempts: int,
+        reason: str,
+        before_final: Callable[[str], None] | None = None,
+    ) -> bool:
         """An attempt was lost: re-queue while attempts remain, else fail with the reason.
 
+        ``before_final(job_id)`` runs just before a final FAILED is written (the scheduler
+        removes what only a retry would have used, so a watcher seeing FAILED finds it gone).
         Returns True when the job went back to the queue.
         """
         if attempts < max_attempts:
             self.requeue(job_id, reason)
             return True
+        if before_final is not None:
+            before_final(job_id)
         self.finish(job_id, JobState.FAILED, f"{reason} (after {attempts} attempts)")
         return False
 
