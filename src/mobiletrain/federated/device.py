@@ -481,7 +481,13 @@ class DeviceProtocol:
             ended = job is None or job.state.is_terminal
         view = _View(session, rnd, ended, mono, generation)
         with self._lock:
+            old = self._views.get(session_id)
             self._views[session_id] = view
+            if old is not None and old.session.current_round != session.current_round:
+                # Answers to closed rounds are never asked about again.
+                self._answered = {
+                    k for k in self._answered if k[0] != session_id or k[1] >= session.current_round
+                }
         return view
 
     def _touch(self, session_id: str, device_id: str, force: bool = False) -> None:
