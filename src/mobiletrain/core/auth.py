@@ -19,6 +19,7 @@ Code that runs in-process without an adapter (the worker, the demo, unit tests) 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -328,7 +329,10 @@ def acting_as(principal: Principal) -> Iterator[Principal]:
     try:
         yield principal
     finally:
-        _current.reset(token)
+        # Closed from another context (the event loop finalising an abandoned gRPC stream's
+        # generator) the reset fails: that context is discarded, there is nothing to restore.
+        with contextlib.suppress(ValueError):
+            _current.reset(token)
 
 
 def bind(principal: Principal) -> None:

@@ -22,6 +22,7 @@ message, so the thread is freed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -82,7 +83,14 @@ def current_deadline() -> CallDeadline | None:
 def bind(deadline: CallDeadline) -> Callable[[], None]:
     """Make ``deadline`` the current one; returns the function that unbinds it."""
     token = _current.set(deadline)
-    return lambda: _current.reset(token)
+
+    def unbind() -> None:
+        # Closed from another context (the event loop finalising an abandoned stream's
+        # generator) the reset fails: that context is discarded, there is nothing to restore.
+        with contextlib.suppress(ValueError):
+            _current.reset(token)
+
+    return unbind
 
 
 def deadline_message(deadline: CallDeadline) -> str:

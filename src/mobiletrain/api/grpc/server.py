@@ -95,6 +95,10 @@ def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
         *KEEPALIVE_OPTIONS,
         # Never share a port with another process: binding a taken port must fail.
         ("grpc.so_reuseport", 0),
+        # gRPC core cancels a call the server has not picked up within this time (default 30 s).
+        # Under load (thousands of watchers and uploaders) the loop accepts calls late and queued
+        # uploads died at 30 s; a queued call now waits, and still ends at its own deadline.
+        ("grpc.server_max_unrequested_time_in_server", 600),
     ]
 
 
