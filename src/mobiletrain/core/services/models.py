@@ -32,7 +32,6 @@ from mobiletrain.core.types import (
     ModelVersion,
     Page,
     Project,
-    TaskType,
 )
 from mobiletrain.tasks import validate_sample
 
@@ -304,8 +303,9 @@ class ModelService:
     def predict(
         self, project_ref: str, image: bytes, version: int = 0, top_k: int = 0
     ) -> tuple[ModelVersion, builtins.list[Prediction], float]:
-        """Top-k predictions for one encoded image, and latency in ms (``top_k`` 0 = unset:
-        :data:`DEFAULT_TOP_K`; below 0: INVALID_ARGUMENT).
+        """Top-k predictions for one sample of the project's task kind (an image, a WAV, a
+        sensor CSV/JSON), and latency in ms (``top_k`` 0 = unset: :data:`DEFAULT_TOP_K`;
+        below 0: INVALID_ARGUMENT).
 
         Uses the best classifier file the version has, in the order of :data:`PREDICT_FORMATS`
         (float32, float16, dynamic-int8, int8); FORMAT_NOT_FOUND only when it has none.
@@ -328,13 +328,8 @@ class ModelService:
                 f"version {model.version} has no classifier file to predict with "
                 f"(float32, float16, dynamic-int8 or int8); it has: {have}",
             )
-        if project.task is not TaskType.IMAGE_CLASSIFICATION:
-            # The server's predictor decodes images only (the model files of other kinds are
-            # verified in LiteRT by the worker; apps run them on the device).
-            raise MobiletrainError(
-                ErrorCode.UNSUPPORTED_TASK, "server-side prediction serves image projects only"
-            )
-        # Verify first so a bad image gets the same precise error as an upload.
+        # Verify first so a bad sample gets the same precise error as an upload (the kind's
+        # codes: corrupt image, WAV 110-114, sensor recording 115-119); every kind predicts.
         validate_sample(project.input_spec, image, self.projects.limits)
         started = time.perf_counter()
         probs = self.predictor.predict(
