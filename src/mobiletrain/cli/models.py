@@ -14,6 +14,7 @@ from rich.table import Table
 from mobiletrain._proto.mobiletrain.v1 import models_pb2
 from mobiletrain.cli.common import CommandGroup, ProjectOpt, console, options, usage
 from mobiletrain.cli.jobs import FORMAT_NAMES, status_name
+from mobiletrain.client.samples import task_suffixes
 from mobiletrain.client.sdk import FORMATS
 
 models_app = CommandGroup(help="List and download model versions.")
@@ -271,19 +272,31 @@ def models_pull(
 
 
 def predict(
-    image: Annotated[Path, typer.Argument(help="An image file")],
+    sample: Annotated[
+        Path, typer.Argument(help="A sample file: an image, a .wav clip or a sensor .csv/.json")
+    ],
     project: ProjectOpt,
     top_k: Annotated[int, typer.Option(help="How many classes")] = 3,
 ) -> None:
-    """Classify an image with the project's current model (server-side, LiteRT)."""
-    if not image.is_file():
-        what = "a folder" if image.is_dir() else "not found"
+    """Classify one sample with the project's current model (server-side, LiteRT): an image,
+    a WAV clip (audio projects) or a sensor recording as CSV or JSON (sensor projects)."""
+    if not sample.is_file():
+        what = "a folder" if sample.is_dir() else "not found"
         raise usage(
-            f"{image} is {what}; give one image file "
+            f"{sample} is {what}; give one sample file "
             f"(e.g. mobiletrain predict photo.jpg -p {project})"
         )
     with options.client() as c:
-        resp = c.predict(project, image.read_bytes(), top_k)
+        # The server decodes by the project's task kind; a file of another kind is a usage
+        # mistake caught here with the suffixes the project takes (as `upload` picks them).
+        task = c.project_task(project)
+        suffixes = task_suffixes(task)
+        if sample.suffix.lower() not in suffixes:
+            raise usage(
+                f"{sample.name}: {task} project {project} takes "
+                f"{' or '.join(sorted(suffixes))} files"
+            )
+        resp = c.predict(project, sample.read_bytes(), top_k)
     for p in resp.predictions:
         console.print(f"{p.label:>20}  {p.score:.4f}")
     console.print(f"(version {resp.version}, {resp.latency_ms:.1f} ms)")

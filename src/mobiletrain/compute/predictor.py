@@ -2,6 +2,11 @@
 
 LiteRT is not TensorFlow, so the API process may load it; interpreters are cached per model
 file and guarded by a lock each, since an interpreter is not thread-safe.
+
+Every task kind goes through the same path: the kind decodes the uploaded sample exactly as
+training decoded it (an image; a WAV's clips; a sensor recording's windows), the model runs on
+each example, and a sample that gives several examples gets the mean of their probabilities
+(as the release gate scores it, :func:`mobiletrain.compute.litert.predict_samples`).
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from mobiletrain.compute.litert import LiteRTModel
-from mobiletrain.compute.preprocess import decode_image
+import numpy as np
+
+from mobiletrain.compute.litert import LiteRTClassifier
 from mobiletrain.core.ports import Predictor
 from mobiletrain.core.types import InputSpec
+from mobiletrain.tasks import kind as task_kind
 
 
 class LiteRTPredictor(Predictor):
@@ -21,18 +28,18 @@ class LiteRTPredictor(Predictor):
 
     def __init__(self, capacity: int = 8) -> None:
         self.capacity = capacity
-        self._models: OrderedDict[str, tuple[LiteRTModel, threading.Lock]] = OrderedDict()
+        self._models: OrderedDict[str, tuple[LiteRTClassifier, threading.Lock]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _model(
-        self, key: str, load: Callable[[], bytes], spec: InputSpec
-    ) -> tuple[LiteRTModel, threading.Lock]:
+        self, key: str, load: Callable[[], bytes]
+    ) -> tuple[LiteRTClassifier, threading.Lock]:
         with self._lock:
             entry = self._models.get(key)
             if entry is not None:
                 self._models.move_to_end(key)
                 return entry
-        entry = (LiteRTModel(load(), spec), threading.Lock())
+        entry = (LiteRTClassifier(load()), threading.Lock())
         with self._lock:
             self._models[key] = entry
             while len(self._models) > self.capacity:
@@ -42,9 +49,14 @@ class LiteRTPredictor(Predictor):
     def predict(
         self, model_key: str, load_model: Callable[[], bytes], spec: InputSpec, image: bytes
     ) -> list[float]:
-        """Probabilities for one encoded image, preprocessed exactly as in training."""
-        pixels = decode_image(image, spec)[None, ...]
-        model, lock = self._model(model_key, load_model, spec)
+        """Probabilities for one encoded sample of the spec's task kind (``image`` is the
+        sample's bytes: an image, a WAV or a sensor CSV/JSON), preprocessed exactly as in
+        training; several windows or clips of one sample are averaged."""
+        kind = task_kind(spec.task)
+        # Decoding raises the kind's own error codes (corrupt image, WAV or recording).
+        model_input = kind.model_input(kind.decode_examples(image, spec), spec)
+        model, lock = self._model(model_key, load_model)
         with lock:
-            probs = model.predict_uint8(pixels)
-        return [float(p) for p in probs[0]]
+            probs = model.predict(model_input)
+        mean: np.ndarray = probs.mean(axis=0)
+        return [float(p) for p in mean]
