@@ -22,7 +22,9 @@ library;
 
 export 'mobiletrain_client.dart';
 export 'src/federated.dart';
+export 'src/audio.dart';
 export 'src/inference.dart';
 export 'src/model_manager.dart';
 export 'src/on_device_training.dart';
+export 'src/sensor.dart';
 export 'src/upload_queue.dart';
