@@ -115,8 +115,8 @@ class LocalLauncher:
 
     # -- Launcher ------------------------------------------------------------------------------
     def open(self) -> None:
-        """Start the warm worker (when enabled)."""
-        self.idle(1)
+        """Nothing to open: the scheduler's first round (at once) starts the warm worker when a
+        slot is free (never with ``max_workers=0``)."""
 
     def idle(self, free_slots: int) -> None:
         """Keep one warm worker while a slot is free."""

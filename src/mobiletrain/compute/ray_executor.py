@@ -413,7 +413,7 @@ class RayExecutor(Scheduler):
             store,
             hub,
             self.ray,
-            capacity=max_concurrent_jobs,
+            capacity=max(1, max_concurrent_jobs),
             max_attempts=max_attempts,
             lease_seconds=lease_seconds,
             cancel_grace_seconds=cancel_grace_seconds,

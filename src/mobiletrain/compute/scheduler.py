@@ -151,7 +151,8 @@ class Scheduler(JobExecutor):
         self.hub = hub
         self.launcher = launcher
         self.lifecycle = JobLifecycle(store, hub.notify)
-        self.capacity = max(1, capacity)
+        # 0: this server claims no job (it only serves the API); leases are still reaped.
+        self.capacity = max(0, capacity)
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
         self.cancel_grace_seconds = cancel_grace_seconds

@@ -197,6 +197,9 @@ def test_a_warm_worker_that_dies_is_replaced_after_a_pause(
     # A warm worker that exits at once (as one whose TensorFlow import crashes would).
     monkeypatch.setattr(launcher, "_command", lambda extra: [sys.executable, "-c", "pass"])
     launcher.open()
+    launcher.idle(0)  # no free slot: no warm worker
+    assert launcher.warm_pid() is None
+    launcher.idle(1)
     first = launcher.warm_pid()
     assert first is not None
     assert launcher._warm is not None
@@ -210,3 +213,13 @@ def test_a_warm_worker_that_dies_is_replaced_after_a_pause(
     second = launcher.warm_pid()
     assert second is not None and second != first
     launcher.close()
+
+
+def test_capacity_zero_claims_nothing(store: SqlMetadataStore) -> None:
+    launcher = ProcessLauncher("pass")
+    scheduler = Scheduler(store, EventHub(store), launcher, capacity=0)
+    job = _queued_job(store)
+    scheduler.run_once()
+    current = store.get_job(job.id)
+    assert current is not None and current.state is JobState.QUEUED
+    assert launcher.launched == [] and [s["state"] for s in _states(store, job.id)] == ["queued"]
