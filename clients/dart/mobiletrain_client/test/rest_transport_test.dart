@@ -300,6 +300,9 @@ void main() {
       expect(events.first.state, JobState.queued);
       final progress = events.firstWhere((e) => e.kind == EventKind.progress).progress!;
       expect(progress.samplesPerSecond, 0.5);
+      expect(progress.phase, 'preparing data');
+      final training = events.lastWhere((e) => e.kind == EventKind.progress).progress!;
+      expect(training.phase, 'training');
       final epoch = events.firstWhere((e) => e.kind == EventKind.epoch).epoch!;
       expect(epoch.valAccuracy, 0.5);
       final evaluation = events.firstWhere((e) => e.kind == EventKind.evaluation).evaluation!;

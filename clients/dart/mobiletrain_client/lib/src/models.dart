@@ -412,6 +412,7 @@ class ProgressInfo {
     required this.batches,
     required this.samplesPerSecond,
     required this.etaSeconds,
+    this.phase = 'training',
   });
 
   /// Parses a `progress` event's data.
@@ -422,6 +423,7 @@ class ProgressInfo {
         batches: _int(json['batches']),
         samplesPerSecond: _double(json['samples_per_second']),
         etaSeconds: _double(json['eta_seconds']),
+        phase: json['phase'] is String ? json['phase']! as String : 'training',
       );
 
   final int epoch;
@@ -430,6 +432,10 @@ class ProgressInfo {
   final int batches;
   final double samplesPerSecond;
   final double etaSeconds;
+
+  /// `training`, or `preparing data` while the worker reads the samples: then
+  /// [epoch] is 0 and [batch] / [batches] count samples read out of all.
+  final String phase;
 }
 
 /// Metrics at the end of an epoch.

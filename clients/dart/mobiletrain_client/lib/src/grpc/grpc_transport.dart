@@ -487,6 +487,7 @@ class GrpcTransport implements MobiletrainTransport {
               batches: e.progress.batches,
               samplesPerSecond: e.progress.samplesPerSecond,
               etaSeconds: e.progress.etaSeconds,
+              phase: e.progress.phase == pb.JobPhase.JOB_PHASE_PREPARING_DATA ? 'preparing data' : 'training',
             )
           : null,
       epoch: payload == pb.JobEvent_Payload.epochEnd
