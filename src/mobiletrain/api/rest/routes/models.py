@@ -320,18 +320,24 @@ def set_release_policy(
 @router.post(
     "/projects/{project}/predict",
     responses=error_docs(413, 415),
-    summary="Classify an image on the server (multipart)",
+    summary="Classify a sample on the server (multipart)",
 )
 def predict(
     project: ProjectRef,
     models: ModelsDep,
-    file: Annotated[UploadFile, File(description="The image file (JPEG, PNG or WebP).")],
+    file: Annotated[
+        UploadFile,
+        File(
+            description="One sample of the project's kind: an image, a WAV clip, a sensor CSV/JSON."
+        ),
+    ],
     version: Annotated[int, Form(description="Model version; 0 = the current version.")] = 0,
     top_k: Annotated[int, Form(description=f"Number of best classes; 0 = {DEFAULT_TOP_K}.")] = 0,
 ) -> PredictionPublic:
-    """Run the version's float32 TFLite model on one image, preprocessed as its input spec
-    says (handy to compare with on-device results). Fails with NO_MODEL, MODEL_NOT_FOUND,
-    FORMAT_NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, CORRUPT_IMAGE or IMAGE_TOO_LARGE."""
+    """Run the version's best classifier file in LiteRT on one sample, decoded and preprocessed
+    as the project's task kind and input spec say (handy to compare with on-device results).
+    Fails with NO_MODEL, MODEL_NOT_FOUND, FORMAT_NOT_FOUND, or the upload's validation codes for
+    the kind (UNSUPPORTED_MEDIA_TYPE, CORRUPT_IMAGE, CORRUPT_AUDIO, CORRUPT_SENSOR_DATA ...)."""
     data = file.file.read(models.projects.limits.max_sample_bytes + 1)
     model, predictions, latency = models.predict(project, data, version, top_k)
     return prediction_to_public(model, predictions, latency)
@@ -340,12 +346,12 @@ def predict(
 @router.post(
     "/projects/{project}/predict:base64",
     responses=error_docs(413, 415),
-    summary="Classify an image on the server (JSON, base64)",
+    summary="Classify a sample on the server (JSON, base64)",
 )
 def predict_base64(
     project: ProjectRef, models: ModelsDep, body: Base64PredictRequest
 ) -> PredictionPublic:
-    """Like the multipart predict, with the image base64-encoded in JSON."""
+    """Like the multipart predict, with the sample base64-encoded in JSON."""
     data = decode_base64(body.image)
     model, predictions, latency = models.predict(project, data, body.version, body.top_k)
     return prediction_to_public(model, predictions, latency)

@@ -217,11 +217,13 @@ class PredictionPublic(BaseModel):
 
 
 class Base64PredictRequest(BaseModel):
-    """One image to classify, base64-encoded in JSON."""
+    """One sample to classify, base64-encoded in JSON (the field keeps its name `image`)."""
 
     model_config = ConfigDict(strict=True)
 
-    image: str = Field(description="Encoded JPEG, PNG or WebP file in base64.")
+    image: str = Field(
+        description="The sample's file in base64: an image, a WAV clip or a sensor CSV/JSON."
+    )
     version: int = Field(default=0, description="Model version; 0 = the current version.")
     top_k: int = Field(
         default=0, description=f"Number of best classes to return; 0 = {DEFAULT_TOP_K}."
