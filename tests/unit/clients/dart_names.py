@@ -549,10 +549,12 @@ def check_library(project: Project, path: Path) -> list[Problem]:
 
 
 def checked_files() -> list[Path]:
-    """The package's and the example app's library sources (generated code excluded)."""
+    """The package's and the example app's library sources and the package's unit tests
+    (generated code excluded)."""
     files = [
         *sorted((PACKAGE / "lib").rglob("*.dart")),
         *sorted((EXAMPLE / "lib").rglob("*.dart")),
+        *sorted((PACKAGE / "test").rglob("*.dart")),
     ]
     return [p for p in files if "generated" not in p.parts]
 

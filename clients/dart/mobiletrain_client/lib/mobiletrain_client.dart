@@ -23,4 +23,5 @@ export 'src/models.dart';
 export 'src/preprocess.dart';
 export 'src/rest/rest_transport.dart' show RestTransport, SseDecoder, SseMessage;
 export 'src/settings.dart';
+export 'src/task_specs.dart';
 export 'src/transport.dart';

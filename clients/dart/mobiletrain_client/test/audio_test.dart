@@ -8,6 +8,8 @@ import 'dart:typed_data';
 import 'package:flutter_test/flutter_test.dart';
 import 'package:mobiletrain_client/src/audio.dart';
 import 'package:mobiletrain_client/src/errors.dart';
+import 'package:mobiletrain_client/src/models.dart';
+import 'package:mobiletrain_client/src/task_specs.dart';
 
 Map<String, Object?> golden() =>
     jsonDecode(File('test/fixtures/audio_sensor/golden.json').readAsStringSync()) as Map<String, Object?>;
@@ -55,5 +57,16 @@ void main() {
       () => readWav(Uint8List.fromList(utf8.encode('RIFF....WAVEjunk'))),
       throwsA(isA<MobiletrainException>().having((e) => e.code, 'code', ErrorCodes.corruptAudio)),
     );
+  });
+
+  test('InputSpec carries the audio contract of an audio project', () {
+    final spec = InputSpec.fromJson({
+      'width': 0, 'height': 0, 'color_mode': 'rgb', 'normalization': 'zero-one',
+      'audio': {'sample_rate_hz': 8000, 'clip_ms': 500, 'long_clips': 'split', 'clip_samples': 4000},
+      'sensor': null,
+    });
+    expect(spec.audio!.clipSamples, 4000);
+    expect(spec.audio!.splitLongClips, isTrue);
+    expect(spec.sensor, isNull);
   });
 }

@@ -6,7 +6,9 @@ import 'dart:io';
 
 import 'package:flutter_test/flutter_test.dart';
 import 'package:mobiletrain_client/src/errors.dart';
+import 'package:mobiletrain_client/src/models.dart';
 import 'package:mobiletrain_client/src/sensor.dart';
+import 'package:mobiletrain_client/src/task_specs.dart';
 
 Map<String, Object?> golden() =>
     jsonDecode(File('test/fixtures/audio_sensor/golden.json').readAsStringSync()) as Map<String, Object?>;
@@ -54,5 +56,15 @@ void main() {
       () => parseSensorData('{"channels": ["x"], "values": [["a"]]}'),
       throwsA(isA<MobiletrainException>().having((e) => e.code, 'code', ErrorCodes.corruptSensorData)),
     );
+  });
+
+  test('InputSpec carries the sensor contract of a sensor project', () {
+    final spec = InputSpec.fromJson({
+      'width': 0, 'height': 0, 'color_mode': 'rgb', 'normalization': 'zero-one',
+      'sensor': {'channels': ['gyro_x', 'gyro_y'], 'rate_hz': 25.0, 'window': 50, 'stride': 25, 'framing': 'pad'},
+    });
+    expect(spec.sensor!.channels, ['gyro_x', 'gyro_y']);
+    expect(spec.sensor!.pad, isTrue);
+    expect(spec.audio, isNull);
   });
 }

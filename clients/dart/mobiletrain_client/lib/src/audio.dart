@@ -20,6 +20,7 @@ import 'package:tflite_flutter/tflite_flutter.dart';
 import 'errors.dart';
 import 'inference.dart';
 import 'models.dart';
+import 'task_specs.dart';
 import 'tflite_memory.dart';
 
 const int _formatPcm = 0x0001;
@@ -28,30 +29,6 @@ const int _formatExtensible = 0xFFFE;
 
 /// Overshoot (seconds) trimmed silently, as the server does for late recorder stops.
 const double lengthToleranceSeconds = 0.01;
-
-/// The audio part of a project's input contract (`input_spec.audio` / manifest `input`).
-class AudioSpec {
-  /// A spec; the defaults are the server's (16 kHz, 1 s, reject longer clips).
-  const AudioSpec({this.sampleRateHz = 16000, this.clipMs = 1000, this.splitLongClips = false});
-
-  /// Reads `{sample_rate_hz, clip_ms, long_clips}` (REST input_spec.audio or manifest input).
-  factory AudioSpec.fromJson(Map<String, Object?> json) => AudioSpec(
-        sampleRateHz: (json['sample_rate_hz'] as num?)?.toInt() ?? 16000,
-        clipMs: (json['clip_ms'] as num?)?.toInt() ?? 1000,
-        splitLongClips: json['long_clips'] == 'split',
-      );
-
-  /// Samples per second the model expects.
-  final int sampleRateHz;
-  /// Clip length in milliseconds.
-  final int clipMs;
-
-  /// `long_clips = split`: longer audio becomes several clips instead of an error.
-  final bool splitLongClips;
-
-  /// Samples per clip: `sample_rate_hz * clip_ms / 1000`.
-  int get clipSamples => sampleRateHz * clipMs ~/ 1000;
-}
 
 /// Decoded WAV audio: float frames in [-1, 1], interleaved by channel.
 class WavAudio {

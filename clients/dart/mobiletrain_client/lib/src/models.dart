@@ -10,6 +10,8 @@
 /// wire is in use.
 library;
 
+import 'task_specs.dart';
+
 /// Lifecycle of a training job, mirroring `mobiletrain.v1.JobState`.
 enum JobState {
   unspecified,
@@ -137,6 +139,8 @@ class InputSpec {
     required this.channels,
     required this.scale,
     required this.offset,
+    this.audio,
+    this.sensor,
   });
 
   /// Parses the REST / manifest shape `{width, height, color_mode, normalization,
@@ -153,6 +157,9 @@ class InputSpec {
       channels: _int(json['channels'], colorMode == ColorMode.grayscale ? 1 : 3),
       scale: _double(json['scale'], derived.scale),
       offset: _double(json['offset'], derived.offset),
+      audio: json['audio'] is Map<String, Object?> ? AudioSpec.fromJson(json['audio']! as Map<String, Object?>) : null,
+      sensor:
+          json['sensor'] is Map<String, Object?> ? SensorSpec.fromJson(json['sensor']! as Map<String, Object?>) : null,
     );
   }
 
@@ -165,6 +172,12 @@ class InputSpec {
   /// `input = pixel * scale + offset`, the normalisation as two numbers.
   final double scale;
   final double offset;
+
+  /// The audio contract of an `audio-classification` project, else null.
+  final AudioSpec? audio;
+
+  /// The sensor contract of a `sensor-classification` project, else null.
+  final SensorSpec? sensor;
 }
 
 /// A project: one model's labels and input contract.

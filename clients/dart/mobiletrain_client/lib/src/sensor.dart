@@ -22,6 +22,7 @@ import 'audio.dart' show runFloatModel;
 import 'errors.dart';
 import 'inference.dart';
 import 'models.dart';
+import 'task_specs.dart';
 import 'tflite_memory.dart';
 
 /// Timestamp column names and their factor to seconds (the server's `TIMESTAMP_COLUMNS`).
@@ -31,39 +32,6 @@ const Map<String, double> timestampColumns = {
   'time': 1.0,
   'timestamp_ms': 1e-3,
 };
-
-/// The sensor part of a project's input contract (`input_spec.sensor` / manifest `input`).
-class SensorSpec {
-  /// A spec; the defaults are the server's (x, y, z at 50 Hz, windows of 100 every 50).
-  const SensorSpec({
-    this.channels = const ['x', 'y', 'z'],
-    this.rateHz = 50.0,
-    this.window = 100,
-    this.stride = 50,
-    this.pad = false,
-  });
-
-  /// Reads `{channels, rate_hz, window, stride, framing}`.
-  factory SensorSpec.fromJson(Map<String, Object?> json) => SensorSpec(
-        channels: [for (final c in (json['channels'] as List<Object?>? ?? const ['x', 'y', 'z'])) '$c'],
-        rateHz: (json['rate_hz'] as num?)?.toDouble() ?? 50.0,
-        window: (json['window'] as num?)?.toInt() ?? 100,
-        stride: (json['stride'] as num?)?.toInt() ?? 50,
-        pad: json['framing'] == 'pad',
-      );
-
-  /// Channel names in model order.
-  final List<String> channels;
-  /// Readings per second the model expects.
-  final double rateHz;
-  /// Readings per model window.
-  final int window;
-  /// Readings between window starts.
-  final int stride;
-
-  /// `framing = pad`: one window per recording instead of windows with a stride.
-  final bool pad;
-}
 
 /// A parsed recording: readings (row-major, `length x channels.length`), with
 /// either per-reading [timestampsS] or a declared [rateHz] (or neither).

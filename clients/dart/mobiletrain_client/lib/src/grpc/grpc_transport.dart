@@ -22,6 +22,7 @@ import '../generated/mobiletrain/v1/projects.pbgrpc.dart' as pb;
 import '../generated/mobiletrain/v1/training.pbgrpc.dart' as pb;
 import '../models.dart';
 import '../settings.dart';
+import '../task_specs.dart';
 import '../transport.dart';
 
 /// Trailing metadata key that carries the server's `ErrorCode` number.
@@ -403,6 +404,22 @@ class GrpcTransport implements MobiletrainTransport {
         channels: s.channels,
         scale: s.scale,
         offset: s.offset,
+        audio: s.hasAudio()
+            ? AudioSpec(
+                sampleRateHz: s.audio.sampleRateHz,
+                clipMs: s.audio.clipMs,
+                splitLongClips: s.audio.longClips == pb.LongClips.LONG_CLIPS_SPLIT,
+              )
+            : null,
+        sensor: s.hasSensor()
+            ? SensorSpec(
+                channels: List.of(s.sensor.channels),
+                rateHz: s.sensor.rateHz,
+                window: s.sensor.window,
+                stride: s.sensor.stride,
+                pad: s.sensor.framing == pb.SensorFraming.SENSOR_FRAMING_PAD,
+              )
+            : null,
       );
 
   static SampleResult _sampleResult(pb.SampleResult r) => SampleResult(
