@@ -37,8 +37,10 @@ class WavAudio {
 
   /// Interleaved samples, `frames * channels` values.
   final Float32List samples;
+
   /// Frames per second of the file.
   final int sampleRate;
+
   /// Channels interleaved in [samples].
   final int channels;
 
@@ -355,8 +357,10 @@ class AudioClassifier {
       AudioClassifier._(interpreterFromBytes(modelBytes, threads: threads), manifest);
 
   final Interpreter _interpreter;
+
   /// Labels, input contract and tensor details.
   final Manifest manifest;
+
   /// The project's audio contract (rate, clip length).
   final AudioSpec spec;
   late final bool _outputIsLogits;

@@ -41,10 +41,13 @@ class SensorRecording {
 
   /// Channel names, one per column of [values].
   final List<String> channels;
+
   /// One row per reading, values in [channels] order.
   final List<List<double>> values;
+
   /// The declared rate (JSON `rate_hz`), if any.
   final double? rateHz;
+
   /// Each reading's time in seconds, if recorded.
   final List<double>? timestampsS;
 
@@ -297,8 +300,10 @@ class SensorClassifier {
       SensorClassifier._(interpreterFromBytes(modelBytes, threads: threads), manifest);
 
   final Interpreter _interpreter;
+
   /// Labels, input contract and tensor details.
   final Manifest manifest;
+
   /// The project's sensor contract (channels, rate, window).
   final SensorSpec spec;
   late final bool _outputIsLogits;

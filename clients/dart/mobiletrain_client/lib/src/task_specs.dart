@@ -20,6 +20,7 @@ class AudioSpec {
 
   /// Samples per second the model expects.
   final int sampleRateHz;
+
   /// Clip length in milliseconds.
   final int clipMs;
 
@@ -52,10 +53,13 @@ class SensorSpec {
 
   /// Channel names in model order.
   final List<String> channels;
+
   /// Readings per second the model expects.
   final double rateHz;
+
   /// Readings per model window.
   final int window;
+
   /// Readings between window starts.
   final int stride;
 
