@@ -10,6 +10,39 @@ export interface InputSpec {
   channels?: number | null;
   scale?: number | null;
   offset?: number | null;
+  /** Audio settings (audio-classification projects only). */
+  audio?: AudioSpec | null;
+  /** Sensor settings (sensor-classification projects only). */
+  sensor?: SensorSpec | null;
+}
+
+export interface AudioSpec {
+  sample_rate_hz: number;
+  clip_ms: number;
+  long_clips: string;
+  clip_samples?: number | null;
+}
+
+export interface SensorSpec {
+  channels: string[];
+  rate_hz: number;
+  window: number;
+  stride: number;
+  framing: string;
+}
+
+/** One line describing what the model takes in, for any task (images, audio, sensors). */
+export function describeInput(task: string, spec: InputSpec): string {
+  if (spec.audio) {
+    const a = spec.audio;
+    return `${a.sample_rate_hz / 1000} kHz mono · ${a.clip_ms} ms clips (${a.clip_samples ?? Math.round((a.sample_rate_hz * a.clip_ms) / 1000)} samples)`;
+  }
+  if (spec.sensor) {
+    const s = spec.sensor;
+    return `${s.channels.join(", ")} at ${s.rate_hz} Hz · window ${s.window}, stride ${s.stride} (${s.framing})`;
+  }
+  if (task !== "image-classification") return task;
+  return `${spec.width}×${spec.height} ${spec.color_mode} · ${spec.normalization}`;
 }
 
 export interface Project {
@@ -168,7 +201,16 @@ export interface ModelCard {
   job_id: string;
   created_at: string;
   labels: string[];
-  input: { width: number; height: number; channels: number; color_mode: string; scale: number; offset: number };
+  /** Images: the keys below; audio and sensor tasks: their own keys (rate, clip or window, channels…). */
+  input: {
+    width?: number;
+    height?: number;
+    channels: number | string[];
+    color_mode?: string;
+    scale?: number;
+    offset?: number;
+    [key: string]: unknown;
+  };
   metrics: { validation_accuracy?: Record<string, number>; per_class?: PerClass[]; confusion_matrix?: number[][] };
   evaluation: {
     eval_set: { num_samples: number; class_counts: Record<string, number>; description: string };
@@ -309,7 +351,10 @@ export const api = {
     name: string;
     task: string;
     labels: string[];
-    input_spec: Pick<InputSpec, "width" | "height" | "color_mode" | "normalization">;
+    input_spec:
+      | Pick<InputSpec, "width" | "height" | "color_mode" | "normalization">
+      | { audio: Omit<AudioSpec, "clip_samples"> }
+      | { sensor: SensorSpec };
   }) => sendJson<Project>("POST", "/v1/projects", body),
 
   classCounts: (p: string) =>

@@ -1,7 +1,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 
-import { api, type Project } from "./api";
+import { api, describeInput, type Project } from "./api";
 import { getToken, onAuthChange, signOut } from "./auth";
 import { ErrorBox, Spinner, useLoad } from "./components/common";
 import { DatasetPage } from "./pages/dataset";
@@ -44,7 +44,7 @@ function ProjectShell({ route }: { route: Route }) {
       <div class="project-head">
         <h1>{project.name}</h1>
         <p class="muted">
-          {project.task} · {spec.width}×{spec.height} {spec.color_mode} · {spec.normalization} ·{" "}
+          {project.task} · {describeInput(project.task, spec)} ·{" "}
           {project.labels.length} label{project.labels.length === 1 ? "" : "s"}
           {project.labels_fixed ? " (fixed)" : " (open)"}
         </p>

@@ -1,4 +1,5 @@
-// Collect image files from drops and pickers (folder name = label) and upload them in batches.
+// Collect sample files (images, WAV or sensor CSV/JSON, by the project's task) from drops and
+// pickers (folder name = label) and upload them in batches.
 
 import { api, type SampleResult } from "./api";
 
@@ -10,10 +11,46 @@ export interface PickedFile {
   folder: string | null;
 }
 
-const IMAGE_EXT = /\.(jpe?g|png|webp)$/i;
+/** What files each task takes: name pattern, media-type test, `accept` for pickers, words for people. */
+export interface FileKind {
+  ext: RegExp;
+  type: (t: string) => boolean;
+  accept: string;
+  noun: string;
+}
 
-export function isImage(file: File): boolean {
-  return !file.name.startsWith(".") && (IMAGE_EXT.test(file.name) || file.type.startsWith("image/"));
+const IMAGE_KIND: FileKind = {
+  ext: /\.(jpe?g|png|webp)$/i,
+  type: (t) => t.startsWith("image/"),
+  accept: "image/jpeg,image/png,image/webp",
+  noun: "JPEG, PNG or WebP images",
+};
+
+const KINDS: Record<string, FileKind> = {
+  "image-classification": IMAGE_KIND,
+  "audio-classification": {
+    ext: /\.wav$/i,
+    type: (t) => t === "audio/wav" || t === "audio/x-wav" || t === "audio/wave",
+    accept: ".wav,audio/wav",
+    noun: "WAV recordings",
+  },
+  "sensor-classification": {
+    ext: /\.(csv|json)$/i,
+    type: (t) => t === "text/csv" || t === "application/json",
+    accept: ".csv,.json,text/csv,application/json",
+    noun: "CSV or JSON sensor recordings",
+  },
+};
+
+/** The file kind of a task (unknown tasks: images, the server's original kind). */
+export function fileKind(task: string): FileKind {
+  return KINDS[task] ?? IMAGE_KIND;
+}
+
+/** Whether a file is one the project's task takes (hidden files never are). */
+export function accepts(file: File, task: string): boolean {
+  const kind = fileKind(task);
+  return !file.name.startsWith(".") && (kind.ext.test(file.name) || kind.type(file.type));
 }
 
 function folderOf(path: string): string | null {
@@ -22,10 +59,10 @@ function folderOf(path: string): string | null {
 }
 
 /** Files from an <input type=file> (with or without `webkitdirectory`). */
-export function filesFromInput(list: FileList | null): PickedFile[] {
+export function filesFromInput(list: FileList | null, task: string): PickedFile[] {
   const out: PickedFile[] = [];
   for (const file of Array.from(list ?? [])) {
-    if (!isImage(file)) continue;
+    if (!accepts(file, task)) continue;
     const rel = file.webkitRelativePath || file.name;
     out.push({ file, path: rel, folder: file.webkitRelativePath ? folderOf(rel) : null });
   }
@@ -47,29 +84,29 @@ function readAll(reader: FileSystemDirectoryReader): Promise<FileSystemEntry[]> 
   });
 }
 
-async function walk(entry: FileSystemEntry, out: PickedFile[]): Promise<void> {
+async function walk(entry: FileSystemEntry, out: PickedFile[], task: string): Promise<void> {
   if (entry.isFile) {
     const file = await new Promise<File>((resolve, reject) =>
       (entry as FileSystemFileEntry).file(resolve, reject),
     );
-    if (isImage(file)) out.push({ file, path: entry.fullPath.replace(/^\//, ""), folder: folderOf(entry.fullPath) });
+    if (accepts(file, task)) out.push({ file, path: entry.fullPath.replace(/^\//, ""), folder: folderOf(entry.fullPath) });
   } else if (entry.isDirectory) {
     const children = await readAll((entry as FileSystemDirectoryEntry).createReader());
-    for (const child of children) await walk(child, out);
+    for (const child of children) await walk(child, out, task);
   }
 }
 
 /** Files and whole folders dropped on the page. */
-export async function filesFromDrop(dt: DataTransfer): Promise<PickedFile[]> {
+export async function filesFromDrop(dt: DataTransfer, task: string): Promise<PickedFile[]> {
   const out: PickedFile[] = [];
   const entries = Array.from(dt.items)
     .filter((item) => item.kind === "file")
     .map((item) => item.webkitGetAsEntry?.() ?? null);
   if (entries.some((e) => e !== null)) {
-    for (const entry of entries) if (entry) await walk(entry, out);
+    for (const entry of entries) if (entry) await walk(entry, out, task);
     return out;
   }
-  return filesFromInput(dt.files);
+  return filesFromInput(dt.files, task);
 }
 
 export interface UploadTotals {

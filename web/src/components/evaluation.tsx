@@ -2,7 +2,8 @@ import { useState } from "preact/hooks";
 
 import { api, describe, type Metrics, type Project, type Sample } from "../api";
 import { ConfusionMatrix, PerClassTable } from "./charts";
-import { AuthImage, ErrorBox, pct } from "./common";
+import { ErrorBox, pct } from "./common";
+import { SampleThumb, mediaTypeOfTask } from "./samplepreview";
 import { SampleDialog } from "./sampledialog";
 
 export function AccuracySummary({ metrics }: { metrics: Metrics }) {
@@ -61,9 +62,9 @@ export function Misclassified({ project, metrics }: { project: Project; metrics:
   const fixed = Object.keys(changed).length;
   return (
     <>
-      <h3>Misclassified validation images ({items.length})</h3>
+      <h3>Misclassified validation samples ({items.length})</h3>
       <p class="hint">
-        Open an image to fix a wrong label or delete a bad image; train again to see the effect.
+        Open a sample to fix a wrong label or delete a bad one; train again to see the effect.
       </p>
       <ErrorBox message={error} />
       <ul class="thumbs" data-testid="misclassified">
@@ -78,9 +79,9 @@ export function Misclassified({ project, metrics }: { project: Project; metrics:
                 onClick={() => void show(m.sample_id)}
                 aria-label={`Misclassified: labelled ${m.label}, predicted ${m.predicted}: open`}
               >
-                <AuthImage
+                <SampleThumb
                   src={`/v1/projects/${encodeURIComponent(project.id)}/samples/${encodeURIComponent(m.sample_id)}/data`}
-                  alt=""
+                  mediaType={mediaTypeOfTask(project.task)}
                   size={88}
                 />
                 <span class="thumb-label">

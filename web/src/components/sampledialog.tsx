@@ -1,14 +1,15 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, describe, type Project, type Sample } from "../api";
-import { AuthImage, ErrorBox, formatBytes, formatTime } from "./common";
+import { ErrorBox, formatBytes, formatTime } from "./common";
+import { SampleLarge } from "./samplepreview";
 
 /**
  * What a sample's client id says to a person: the dashboard and the CLI upload under
  * `<label>/<file name>`; an id the server derived from the bytes (`sha256:…`) names no file.
  */
 export function clientIdText(clientId: string): string {
-  if (clientId.startsWith("sha256:")) return "none sent (the server used the image’s SHA-256)";
+  if (clientId.startsWith("sha256:")) return "none sent (the server used the sample’s SHA-256)";
   return clientId;
 }
 
@@ -60,11 +61,12 @@ export function SampleDialog({
       <h2 id="sample-title">
         {fileNameOf(sample.client_id) || "Sample"} “{sample.label}”
       </h2>
-      <AuthImage src={sample.data_url} alt={`Sample labelled ${sample.label}`} size={192} />
+      <SampleLarge sample={sample} />
       <dl class="facts">
         <dt>Size</dt>
         <dd>
-          {sample.width}×{sample.height} px, {formatBytes(sample.size)} ({sample.media_type})
+          {sample.media_type.startsWith("image/") ? `${sample.width}×${sample.height} px, ` : ""}
+          {formatBytes(sample.size)} ({sample.media_type})
         </dd>
         <dt>Uploaded</dt>
         <dd>{formatTime(sample.created_at)}</dd>

@@ -3,7 +3,6 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, describe, type Project, type Sample } from "../api";
 import { ClassBars } from "../components/charts";
 import {
-  AuthImage,
   Card,
   ErrorBox,
   ProgressBar,
@@ -11,9 +10,10 @@ import {
   useLoad,
 } from "../components/common";
 import { SampleDialog } from "../components/sampledialog";
+import { AudioPlayer, SampleThumb, isAudio } from "../components/samplepreview";
 import { Webcam } from "../components/webcam";
 import { navigate } from "../router";
-import { filesFromDrop, filesFromInput, uploadFiles, type PickedFile, type UploadTotals } from "../upload";
+import { fileKind, filesFromDrop, filesFromInput, uploadFiles, type PickedFile, type UploadTotals } from "../upload";
 
 const PAGE_SIZE = 48;
 
@@ -47,6 +47,8 @@ function Uploader({
   const [dragging, setDragging] = useState(false);
   const fileInput = useRef<HTMLInputElement>(null);
   const folderInput = useRef<HTMLInputElement>(null);
+  const kind = fileKind(project.task);
+  const isImages = kind.accept.startsWith("image/");
 
   useEffect(() => {
     // webkitdirectory is not in Preact's attribute types; set it on the element.
@@ -56,7 +58,7 @@ function Uploader({
   const run = async (files: PickedFile[]) => {
     setError("");
     if (files.length === 0) {
-      setError("No JPEG, PNG or WebP images found there.");
+      setError(`No ${kind.noun} found there.`);
       return;
     }
     const loose = files.some((f) => f.folder === null);
@@ -81,7 +83,7 @@ function Uploader({
     e.preventDefault();
     setDragging(false);
     if (!e.dataTransfer || busy) return;
-    await run(await filesFromDrop(e.dataTransfer));
+    await run(await filesFromDrop(e.dataTransfer, project.task));
   };
 
   const onCapture = async (frame: Blob) => {
@@ -97,7 +99,7 @@ function Uploader({
   return (
     <>
       <div class="field">
-        <label for="upload-label">Label for loose files and webcam frames</label>
+        <label for="upload-label">{isImages ? "Label for loose files and webcam frames" : "Label for loose files"}</label>
         {fixed ? (
           <select id="upload-label" value={label} onChange={(e) => setLabel((e.target as HTMLSelectElement).value)}>
             {project.labels.map((l) => (
@@ -127,7 +129,7 @@ function Uploader({
         class={`dropzone${dragging ? " dragging" : ""}`}
         role="button"
         tabIndex={0}
-        aria-label="Drop images or folders here, or press Enter to choose images"
+        aria-label={`Drop ${isImages ? "images" : kind.noun} or folders here, or press Enter to choose files`}
         onDragOver={(e) => {
           e.preventDefault();
           setDragging(true);
@@ -142,24 +144,24 @@ function Uploader({
           }
         }}
       >
-        <strong>Drop images or whole folders here</strong>
-        <span class="muted">A folder’s name is the label of the images in it.</span>
+        <strong>Drop {isImages ? "images" : kind.noun} or whole folders here</strong>
+        <span class="muted">A folder’s name is the label of the files in it.</span>
       </div>
       <div class="row">
         <label class="button" for="file-input">
-          Choose images…
+          {isImages ? "Choose images…" : "Choose files…"}
         </label>
         <input
           ref={fileInput}
           id="file-input"
           class="visually-hidden"
           type="file"
-          accept="image/jpeg,image/png,image/webp"
+          accept={kind.accept}
           multiple
           disabled={busy}
           onChange={(e) => {
             const input = e.target as HTMLInputElement;
-            void run(filesFromInput(input.files)).then(() => (input.value = ""));
+            void run(filesFromInput(input.files, project.task)).then(() => (input.value = ""));
           }}
         />
         <label class="button" for="folder-input">
@@ -174,20 +176,22 @@ function Uploader({
           disabled={busy}
           onChange={(e) => {
             const input = e.target as HTMLInputElement;
-            void run(filesFromInput(input.files)).then(() => (input.value = ""));
+            void run(filesFromInput(input.files, project.task)).then(() => (input.value = ""));
           }}
         />
       </div>
-      <details class="webcam-box">
-        <summary>Capture from the webcam</summary>
-        <Webcam
-          width={project.input_spec.width}
-          height={project.input_spec.height}
-          onCapture={(b) => void onCapture(b)}
-          captureText={`Capture as “${label || "…"}”`}
-          busy={busy}
-        />
-      </details>
+      {isImages ? (
+        <details class="webcam-box">
+          <summary>Capture from the webcam</summary>
+          <Webcam
+            width={project.input_spec.width}
+            height={project.input_spec.height}
+            onCapture={(b) => void onCapture(b)}
+            captureText={`Capture as “${label || "…"}”`}
+            busy={busy}
+          />
+        </details>
+      ) : null}
       <ErrorBox message={error} />
       {progress ? (
         <div class="upload-status" aria-live="polite">
@@ -302,7 +306,7 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
           <Spinner />
         )}
       </Card>
-      <Card title="Add images">
+      <Card title={project.task.startsWith("image") ? "Add images" : "Add samples"}>
         <Uploader project={project} onUploaded={changed} />
       </Card>
       <Card
@@ -330,9 +334,11 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
           {(samples.data?.samples ?? []).map((s) => (
             <li key={s.id}>
               <button type="button" class="thumb-button" onClick={() => setSelected(s)} aria-label={`Sample labelled ${s.label}: edit`}>
-                <AuthImage src={s.data_url} alt="" size={88} />
+                <SampleThumb src={s.data_url} mediaType={s.media_type} size={88} />
                 <span class="thumb-label">{s.label}</span>
               </button>
+              {/* A player outside the button: controls inside a button would not be clickable. */}
+              {isAudio(s) ? <AudioPlayer sample={s} /> : null}
             </li>
           ))}
         </ul>

@@ -170,8 +170,17 @@ function ModelCardView({ project, version }: { project: Project; version: number
             <dd>{formatTime(card.created_at)}</dd>
             <dt>Input</dt>
             <dd>
-              {card.input.width}×{card.input.height} {card.input.color_mode}, value = pixel × {card.input.scale} +{" "}
-              {card.input.offset}
+              {card.input.width !== undefined ? (
+                <>
+                  {card.input.width}×{card.input.height} {card.input.color_mode}, value = pixel × {card.input.scale} +{" "}
+                  {card.input.offset}
+                </>
+              ) : (
+                // Other tasks (audio, sensors) describe their input with their own keys: list them all.
+                Object.entries(card.input as Record<string, unknown>)
+                  .map(([k, v]) => `${k} ${Array.isArray(v) ? `[${v.join(", ")}]` : String(v)}`)
+                  .join(" · ")
+              )}
             </dd>
             <dt>Labels</dt>
             <dd>{card.labels.join(", ")}</dd>

@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 
-import { api, describe, type Project } from "../api";
+import { api, describe, describeInput, type Project } from "../api";
 import { Card, ErrorBox, Spinner, formatTime, useLoad } from "../components/common";
 import { Link, navigate, projectUrl } from "../router";
 
@@ -11,6 +11,15 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
   const [height, setHeight] = useState(96);
   const [colorMode, setColorMode] = useState("rgb");
   const [normalization, setNormalization] = useState("zero-one");
+  const [task, setTask] = useState("image-classification");
+  const [rateHz, setRateHz] = useState(16000);
+  const [clipMs, setClipMs] = useState(1000);
+  const [longClips, setLongClips] = useState("reject");
+  const [channels, setChannels] = useState("x, y, z");
+  const [sensorRate, setSensorRate] = useState(50);
+  const [windowLen, setWindowLen] = useState(100);
+  const [stride, setStride] = useState(50);
+  const [framing, setFraming] = useState("windows");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
 
@@ -21,12 +30,29 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
     try {
       const project = await api.createProject({
         name: name.trim(),
-        task: "image-classification",
+        task,
         labels: labels
           .split(",")
           .map((l) => l.trim())
           .filter(Boolean),
-        input_spec: { width, height, color_mode: colorMode, normalization },
+        // Each task sends only its own settings; the server fills in the rest.
+        input_spec:
+          task === "audio-classification"
+            ? { audio: { sample_rate_hz: rateHz, clip_ms: clipMs, long_clips: longClips } }
+            : task === "sensor-classification"
+              ? {
+                  sensor: {
+                    channels: channels
+                      .split(",")
+                      .map((c) => c.trim())
+                      .filter(Boolean),
+                    rate_hz: sensorRate,
+                    window: windowLen,
+                    stride,
+                    framing,
+                  },
+                }
+              : { width, height, color_mode: colorMode, normalization },
       });
       onCreated(project);
     } catch (err) {
@@ -38,6 +64,7 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
 
   const int = (set: (n: number) => void) => (e: Event) =>
     set(Number((e.target as HTMLInputElement).value));
+  const pick = (set: (v: string) => void) => (e: Event) => set((e.target as HTMLSelectElement).value);
 
   return (
     <form class="form-grid" onSubmit={(e) => void submit(e)} aria-label="New project">
@@ -54,8 +81,10 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
       </div>
       <div class="field">
         <label for="p-task">Task</label>
-        <select id="p-task" disabled>
+        <select id="p-task" value={task} onChange={pick(setTask)}>
           <option value="image-classification">Image classification</option>
+          <option value="audio-classification">Audio classification (WAV)</option>
+          <option value="sensor-classification">Sensor classification (CSV/JSON)</option>
         </select>
       </div>
       <div class="field wide">
@@ -72,33 +101,89 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
           from folder names).
         </span>
       </div>
-      <div class="field">
-        <label for="p-width">Input width (px)</label>
-        <input id="p-width" type="number" min={8} max={1024} value={width} onInput={int(setWidth)} />
-      </div>
-      <div class="field">
-        <label for="p-height">Input height (px)</label>
-        <input id="p-height" type="number" min={8} max={1024} value={height} onInput={int(setHeight)} />
-      </div>
-      <div class="field">
-        <label for="p-color">Colour mode</label>
-        <select id="p-color" value={colorMode} onChange={(e) => setColorMode((e.target as HTMLSelectElement).value)}>
-          <option value="rgb">RGB</option>
-          <option value="grayscale">Grayscale</option>
-        </select>
-      </div>
-      <div class="field">
-        <label for="p-norm">Normalisation</label>
-        <select
-          id="p-norm"
-          value={normalization}
-          onChange={(e) => setNormalization((e.target as HTMLSelectElement).value)}
-        >
-          <option value="zero-one">0…1 (x/255)</option>
-          <option value="minus-one-one">−1…1 (x/127.5−1)</option>
-          <option value="raw">raw (0…255)</option>
-        </select>
-      </div>
+      {task === "audio-classification" ? (
+        <>
+          <div class="field">
+            <label for="p-rate">Sample rate (Hz)</label>
+            <input id="p-rate" type="number" min={4000} max={48000} value={rateHz} onInput={int(setRateHz)} />
+          </div>
+          <div class="field">
+            <label for="p-clip">Clip length (ms)</label>
+            <input id="p-clip" type="number" min={100} max={10000} value={clipMs} onInput={int(setClipMs)} />
+          </div>
+          <div class="field">
+            <label for="p-long">Longer recordings</label>
+            <select id="p-long" value={longClips} onChange={pick(setLongClips)}>
+              <option value="reject">Reject them</option>
+              <option value="split">Split into clips</option>
+            </select>
+          </div>
+        </>
+      ) : task === "sensor-classification" ? (
+        <>
+          <div class="field wide">
+            <label for="p-channels">Channels</label>
+            <input
+              id="p-channels"
+              value={channels}
+              onInput={(e) => setChannels((e.target as HTMLInputElement).value)}
+              aria-describedby="p-channels-help"
+            />
+            <span id="p-channels-help" class="hint">
+              Comma-separated, in model order; every CSV header or JSON `channels` must name each one.
+            </span>
+          </div>
+          <div class="field">
+            <label for="p-srate">Sampling rate (Hz)</label>
+            <input id="p-srate" type="number" min={0.1} max={10000} step="any" value={sensorRate} onInput={int(setSensorRate)} />
+          </div>
+          <div class="field">
+            <label for="p-window">Window (readings)</label>
+            <input id="p-window" type="number" min={4} max={10000} value={windowLen} onInput={int(setWindowLen)} />
+          </div>
+          <div class="field">
+            <label for="p-stride">Stride (readings)</label>
+            <input id="p-stride" type="number" min={1} max={windowLen} value={stride} onInput={int(setStride)} />
+          </div>
+          <div class="field">
+            <label for="p-framing">Recordings</label>
+            <select id="p-framing" value={framing} onChange={pick(setFraming)}>
+              <option value="windows">Cut into windows</option>
+              <option value="pad">One padded window each</option>
+            </select>
+          </div>
+        </>
+      ) : (
+        <>
+          <div class="field">
+            <label for="p-width">Input width (px)</label>
+            <input id="p-width" type="number" min={8} max={1024} value={width} onInput={int(setWidth)} />
+          </div>
+          <div class="field">
+            <label for="p-height">Input height (px)</label>
+            <input id="p-height" type="number" min={8} max={1024} value={height} onInput={int(setHeight)} />
+          </div>
+          <div class="field">
+            <label for="p-color">Colour mode</label>
+            <select id="p-color" value={colorMode} onChange={(e) => setColorMode((e.target as HTMLSelectElement).value)}>
+              <option value="rgb">RGB</option>
+              <option value="grayscale">Grayscale</option>
+            </select>
+          </div>
+          <div class="field">
+            <label for="p-norm">Normalisation</label>
+            <select
+              id="p-norm"
+              value={normalization}
+              onChange={(e) => setNormalization((e.target as HTMLSelectElement).value)}
+            >
+              <option value="zero-one">0…1 (x/255)</option>
+              <option value="minus-one-one">−1…1 (x/127.5−1)</option>
+              <option value="raw">raw (0…255)</option>
+            </select>
+          </div>
+        </>
+      )}
       <div class="field wide">
         <ErrorBox message={error} />
         <button type="submit" class="primary" disabled={busy}>
@@ -171,7 +256,7 @@ export function ProjectsPage() {
                 <Link href={projectUrl(p.name)} class="project-link">
                   <strong>{p.name}</strong>
                   <span class="muted">
-                    {p.input_spec.width}×{p.input_spec.height} {p.input_spec.color_mode} ·{" "}
+                    {describeInput(p.task, p.input_spec)} ·{" "}
                     {p.labels.length} labels · created {formatTime(p.created_at)}
                     {p.promoted_version ? ` · pinned v${p.promoted_version}` : ""}
                   </span>

@@ -70,6 +70,10 @@ function TrainForm({ project }: { project: Project }) {
   const [hp, setHp] = useState({ ...DEFAULTS });
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
+  // Audio and sensor tasks train their own small network with their own augmentation: the model
+  // choice, MobileNet fallback and image augmentations apply to images only (the server refuses
+  // another architecture for audio), so they are not offered there.
+  const isImage = project.task === "image-classification";
   const set =
     <K extends keyof typeof DEFAULTS>(key: K) =>
     (value: (typeof DEFAULTS)[K]) =>
@@ -117,34 +121,38 @@ function TrainForm({ project }: { project: Project }) {
           max={0.99}
           step={0.01}
         />
-        <div class="field">
-          <label for="architecture">Model</label>
-          <select
-            id="architecture"
-            value={hp.architecture}
-            onChange={(e) => set("architecture")((e.target as HTMLSelectElement).value)}
-          >
-            {ARCHITECTURES.map((a) => (
-              <option key={a} value={a}>
-                {a}
-              </option>
-            ))}
-          </select>
-        </div>
+        {isImage ? (
+          <div class="field">
+            <label for="architecture">Model</label>
+            <select
+              id="architecture"
+              value={hp.architecture}
+              onChange={(e) => set("architecture")((e.target as HTMLSelectElement).value)}
+            >
+              {ARCHITECTURES.map((a) => (
+                <option key={a} value={a}>
+                  {a}
+                </option>
+              ))}
+            </select>
+          </div>
+        ) : null}
         <NumberField id="dropout" label="Dropout" value={hp.dropout} onChange={set("dropout")} min={0} max={0.99} step={0.05} />
       </div>
       <details class="advanced">
-        <summary>Augmentation, early stopping and exports</summary>
+        <summary>{isImage ? "Augmentation, early stopping and exports" : "Class weights, early stopping and exports"}</summary>
         <div class="form-grid">
-          <div class="field check">
-            <input
-              id="augment_flip"
-              type="checkbox"
-              checked={hp.augment_flip}
-              onChange={(e) => set("augment_flip")((e.target as HTMLInputElement).checked)}
-            />
-            <label for="augment_flip">Random horizontal flips</label>
-          </div>
+          {isImage ? (
+            <div class="field check">
+              <input
+                id="augment_flip"
+                type="checkbox"
+                checked={hp.augment_flip}
+                onChange={(e) => set("augment_flip")((e.target as HTMLInputElement).checked)}
+              />
+              <label for="augment_flip">Random horizontal flips</label>
+            </div>
+          ) : null}
           <div class="field check">
             <input
               id="class_weights"
@@ -154,20 +162,24 @@ function TrainForm({ project }: { project: Project }) {
             />
             <label for="class_weights">Weight classes by rarity</label>
           </div>
-          <div class="field check">
-            <input
-              id="allow_random_init"
-              type="checkbox"
-              checked={hp.allow_random_init}
-              onChange={(e) => set("allow_random_init")((e.target as HTMLInputElement).checked)}
-            />
-            <label for="allow_random_init">
-              Train a MobileNet from scratch if its pretrained weights cannot be loaded (otherwise the job fails)
-            </label>
-          </div>
-          <NumberField id="augment_rotation" label="Rotation (0–1)" value={hp.augment_rotation} onChange={set("augment_rotation")} min={0} max={1} step={0.05} />
-          <NumberField id="augment_zoom" label="Zoom (0–1)" value={hp.augment_zoom} onChange={set("augment_zoom")} min={0} max={1} step={0.05} />
-          <NumberField id="augment_contrast" label="Contrast (0–1)" value={hp.augment_contrast} onChange={set("augment_contrast")} min={0} max={1} step={0.05} />
+          {isImage ? (
+            <>
+              <div class="field check">
+                <input
+                  id="allow_random_init"
+                  type="checkbox"
+                  checked={hp.allow_random_init}
+                  onChange={(e) => set("allow_random_init")((e.target as HTMLInputElement).checked)}
+                />
+                <label for="allow_random_init">
+                  Train a MobileNet from scratch if its pretrained weights cannot be loaded (otherwise the job fails)
+                </label>
+              </div>
+              <NumberField id="augment_rotation" label="Rotation (0–1)" value={hp.augment_rotation} onChange={set("augment_rotation")} min={0} max={1} step={0.05} />
+              <NumberField id="augment_zoom" label="Zoom (0–1)" value={hp.augment_zoom} onChange={set("augment_zoom")} min={0} max={1} step={0.05} />
+              <NumberField id="augment_contrast" label="Contrast (0–1)" value={hp.augment_contrast} onChange={set("augment_contrast")} min={0} max={1} step={0.05} />
+            </>
+          ) : null}
           <NumberField
             id="early_stopping_patience"
             label="Early stopping patience"

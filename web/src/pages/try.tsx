@@ -2,8 +2,10 @@ import { useEffect, useState } from "preact/hooks";
 
 import { ApiError, api, describe, type Prediction, type Project } from "../api";
 import { Card, ErrorBox, pct } from "../components/common";
+import { SensorPlot, Waveform } from "../components/samplepreview";
 import { Webcam } from "../components/webcam";
 import { Link, projectUrl } from "../router";
+import { fileKind } from "../upload";
 
 export function TryPage({ project }: { project: Project }) {
   const [image, setImage] = useState<Blob | null>(null);
@@ -12,13 +14,22 @@ export function TryPage({ project }: { project: Project }) {
   const [error, setError] = useState("");
   const [noModel, setNoModel] = useState(false);
   const [busy, setBusy] = useState(false);
+  // Audio and sensor projects: the picked file's bytes, drawn as a waveform or line plot.
+  const [bytes, setBytes] = useState<ArrayBuffer | null>(null);
+  const kind = fileKind(project.task);
+  const isImage = project.task === "image-classification";
 
   useEffect(() => {
     if (!image) return;
     const url = URL.createObjectURL(image);
     setPreview(url);
-    return () => URL.revokeObjectURL(url);
-  }, [image]);
+    let live = true;
+    if (!isImage) void image.arrayBuffer().then((b) => live && setBytes(b));
+    return () => {
+      live = false;
+      URL.revokeObjectURL(url);
+    };
+  }, [image, isImage]);
 
   const classify = async (blob: Blob) => {
     setImage(blob);
@@ -44,33 +55,48 @@ export function TryPage({ project }: { project: Project }) {
           </p>
         ) : null}
         <div class="field">
-          <label for="try-file">Pick an image</label>
+          <label for="try-file">{isImage ? "Pick an image" : `Pick a file (${kind.noun})`}</label>
           <input
             id="try-file"
             type="file"
-            accept="image/jpeg,image/png,image/webp"
+            accept={kind.accept}
             onChange={(e) => {
               const file = (e.target as HTMLInputElement).files?.[0];
               if (file) void classify(file);
             }}
           />
         </div>
-        <details class="webcam-box">
-          <summary>Or take a webcam frame</summary>
-          <Webcam
-            width={Math.max(project.input_spec.width, 224)}
-            height={Math.round(
-              (Math.max(project.input_spec.width, 224) * project.input_spec.height) / project.input_spec.width,
-            )}
-            onCapture={(b) => void classify(b)}
-            captureText="Classify this frame"
-            busy={busy}
-          />
-        </details>
+        {isImage ? (
+          <details class="webcam-box">
+            <summary>Or take a webcam frame</summary>
+            <Webcam
+              width={Math.max(project.input_spec.width, 224)}
+              height={Math.round(
+                (Math.max(project.input_spec.width, 224) * project.input_spec.height) / project.input_spec.width,
+              )}
+              onCapture={(b) => void classify(b)}
+              captureText="Classify this frame"
+              busy={busy}
+            />
+          </details>
+        ) : null}
         <ErrorBox message={error} />
       </Card>
       <Card title="Prediction">
-        {preview ? <img class="preview" src={preview} alt="The image being classified" /> : <p class="muted">No image yet.</p>}
+        {!preview ? (
+          <p class="muted">{isImage ? "No image yet." : "No sample yet."}</p>
+        ) : isImage ? (
+          <img class="preview" src={preview} alt="The image being classified" />
+        ) : kind.accept.includes("wav") ? (
+          <div class="sample-large">
+            {bytes ? <Waveform bytes={bytes} width={280} height={96} /> : null}
+            <audio class="sample-audio" controls src={preview} />
+          </div>
+        ) : bytes ? (
+          <div class="sample-large">
+            <SensorPlot bytes={bytes} mediaType={image?.type ?? ""} width={280} height={140} />
+          </div>
+        ) : null}
         <div aria-live="polite" aria-busy={busy}>
           {busy ? <p class="muted">Classifying…</p> : null}
           {result ? (
