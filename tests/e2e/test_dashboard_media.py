@@ -180,7 +180,7 @@ def test_dashboard_audio_and_sensor_samples(server: RunningServer, tmp_path: Pat
             ["node", str(SPEC)], cwd=WEB, env=env, capture_output=True, text=True, timeout=120
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the browser test timed out:\n{exc.stdout}\n{exc.stderr}")
+        pytest.fail(f"the browser test timed out:\n{exc.stdout!r}\n{exc.stderr!r}")
     output = f"{result.stdout}\n{result.stderr}"
     print(output)
     assert result.returncode == 0, output
