@@ -391,16 +391,28 @@ Map<String, Object?> _inputOf(Manifest manifest) {
   return input is Map<String, Object?> ? input : const {};
 }
 
-/// Runs a float32-input, float32-output model on [values] and returns the
+/// Runs a float32-input model (float32 or int8/uint8 output) on [values] and returns the
 /// scores, with a softmax when the manifest says the output is [logits]
 /// (shared by [AudioClassifier] and `SensorClassifier`).
 Float32List runFloatModel(Interpreter interpreter, Float32List values, {bool logits = false}) {
-  final output = interpreter.getOutputTensor(0);
-  final outCount = output.shape.fold<int>(1, (a, b) => a * b);
+  final outCount = interpreter.getOutputTensor(0).shape.fold<int>(1, (a, b) => a * b);
   final scores = Float32List(outCount);
   interpreter.runInference([values.buffer.asUint8List(values.offsetInBytes, values.lengthInBytes)]);
-  final raw = Uint8List.fromList(interpreter.getOutputTensor(0).data);
-  scores.setAll(0, raw.buffer.asFloat32List(0, outCount));
+  final output = interpreter.getOutputTensor(0);
+  final raw = Uint8List.fromList(output.data);
+  if (output.type == TensorType.float32) {
+    scores.setAll(0, raw.buffer.asFloat32List(0, outCount));
+  } else if (output.type == TensorType.int8 || output.type == TensorType.uint8) {
+    // int8 exports keep the float input (the front end) but may quantise the scores.
+    final q = output.params;
+    final signed = raw.buffer.asInt8List(0, outCount);
+    for (var i = 0; i < outCount; i++) {
+      final v = output.type == TensorType.int8 ? signed[i] : raw[i];
+      scores[i] = (v - q.zeroPoint) * q.scale;
+    }
+  } else {
+    throw StateError('unsupported model output type ${output.type}');
+  }
   if (!logits) return scores;
   final top = scores.reduce(math.max);
   var sum = 0.0;
