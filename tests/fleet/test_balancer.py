@@ -1,19 +1,22 @@
 """The whole loop through HAProxy in front of two replicas, one of them SIGKILLed mid-job.
 
 Two ``mobiletrain serve`` processes share PostgreSQL and an S3 bucket (moto) behind
-``deploy/haproxy.cfg`` (HAProxy from Debian, gRPC as h2c to the replicas, SSE streamed). Every
+``deploy/haproxy.cfg`` (HAProxy from Debian, gRPC as h2c to the replicas, SSE streamed) and
+train on one Ray cluster (a local ``ray start --head`` of this test, ``--executor ray``). Every
 call goes to the balancer's one gRPC address or its one HTTP address:
 
 1. two clients upload digits at once (the balancer spreads their calls over both replicas);
 2. a job starts; a gRPC watcher and an SSE watcher follow it. The SSE watcher sees progress
    while the job still runs (the balancer does not buffer the stream);
-3. the replica whose worker trains the job is SIGKILLed with its worker, while a third client
-   uploads more samples. The job's lease runs out, the other replica re-queues and finishes it;
-   the upload is retried by its client and stored exactly once;
+3. the replica that submitted the job to Ray is SIGKILLed, while a third client uploads more
+   samples. Ray ends the actors that replica owned (they are not detached), nothing renews the
+   job's lease, and the other replica's reaper re-queues it and trains it on Ray again; the
+   upload is retried by its client and stored exactly once;
 4. both watchers saw every event of the job, in order, none twice — the same list a fresh
    watch from seq 0 returns — and the model downloads byte-identical to its manifest.
 
-Needs PostgreSQL (``MOBILETRAIN_TEST_POSTGRES_URL``) and ``haproxy`` (``.ci/run`` has both).
+Needs PostgreSQL (``MOBILETRAIN_TEST_POSTGRES_URL``), ``haproxy`` (``.ci/run`` has both) and
+``ray`` (requirements.lock).
 The federated part of issue 19 (a 20-round session through the balancer):
 test_balancer_sessions.py.
 """
@@ -22,7 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +40,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fleet_support import HAProxy, Replica
+from fleet_support import HAProxy, Replica, free_port
 
 from mobiletrain.cli.demo import digits_split, png_bytes
 from mobiletrain.client.sdk import Client, ClientError, LocalSample
@@ -42,22 +51,89 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 REPLICA_ENV = {
     "MOBILETRAIN_JOB_LEASE_SECONDS": "4",
     "MOBILETRAIN_MAX_JOB_ATTEMPTS": "3",
+    "MOBILETRAIN_EXECUTOR": "ray",
 }
 
 
 @pytest.fixture
-def fleet(
-    tmp_path: Path, postgres_schema_url: str, s3_bucket_url: str
-) -> Iterator[tuple[list[Replica], HAProxy, str]]:
+def ray_address(s3_endpoint: str) -> Iterator[str]:
+    """A one-node Ray cluster (2 logical CPUs) shared by both replicas, stopped at the end.
+
+    Started after ``s3_endpoint`` so the actors inherit its dummy AWS credentials."""
     if shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists():
         pytest.skip("needs HAProxy (apt-get install haproxy; .ci/run installs it)")
+    pytest.importorskip("ray", reason="the fleet test trains on Ray (requirements.lock)")
+    port = free_port()
+    # Ray's socket paths must stay short: a temp dir of its own, not pytest's deep tmp_path.
+    temp_dir = tempfile.mkdtemp(prefix="mtray")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            f"--object-store-memory={200 * 1024 * 1024}",
+            f"--temp-dir={temp_dir}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, "ray start exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "Ray head did not come up"
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=5)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _ray_job_dir(replica: Replica, job_id: str) -> Path:
+    """The job's folder in the replica's Ray work dir: the actors of the jobs a replica
+    submits write there (each replica has its own, so it tells which one submitted)."""
+    return replica.data_dir.parent / f"{replica.data_dir.name}-ray" / "mobiletrain-jobs" / job_id
+
+
+@pytest.fixture
+def fleet(
+    tmp_path: Path, postgres_schema_url: str, s3_bucket_url: str, ray_address: str
+) -> Iterator[tuple[list[Replica], HAProxy, str]]:
     replicas: list[Replica] = []
     lb: HAProxy | None = None
+
+    def env(name: str) -> dict[str, str]:
+        work = tmp_path / f"{name}-ray"
+        return {
+            **REPLICA_ENV,
+            "MOBILETRAIN_RAY_ADDRESS": ray_address,
+            "MOBILETRAIN_RAY_WORK_DIR": str(work),
+        }
+
     try:
-        first = Replica(tmp_path / "r1", postgres_schema_url, s3_bucket_url, REPLICA_ENV)
+        first = Replica(tmp_path / "r1", postgres_schema_url, s3_bucket_url, env("r1"))
         replicas.append(first)
         first.wait_ready()  # migrates the schema; the second finds it done
-        second = Replica(tmp_path / "r2", postgres_schema_url, s3_bucket_url, REPLICA_ENV)
+        second = Replica(tmp_path / "r2", postgres_schema_url, s3_bucket_url, env("r2"))
         replicas.append(second)
         second.wait_ready()
         lb = HAProxy(replicas, tmp_path)
@@ -218,12 +294,13 @@ def test_upload_train_watch_download_through_haproxy_with_a_replica_killed(
             w.start()
             time.sleep(0.2)
 
-        # 3. Once the job trains, kill the replica whose worker runs it (and the worker).
+        # 3. Once the job trains on Ray, kill the replica that submitted it (its process group:
+        # the Ray actors live in the Ray head's, so only Ray's owner clean-up can end them).
         deadline = time.monotonic() + 90
         victim: Replica | None = None
         while victim is None and time.monotonic() < deadline:
             if any(_payload(ev) == "progress" for ev in list(grpc_watchers[0].events)):
-                owners = [r for r in replicas if (r.data_dir / "jobs" / job.id).exists()]
+                owners = [r for r in replicas if _ray_job_dir(r, job.id).exists()]
                 if owners:
                     victim = owners[0]
             time.sleep(0.1)
@@ -262,6 +339,22 @@ def test_upload_train_watch_download_through_haproxy_with_a_replica_killed(
         assert states[-1] == "succeeded", (states, survivor.log_tail())
         assert states.count("running") >= 2  # the killed attempt, then the retry
         assert final.attempts >= 2
+        # The survivor's lease reaper took the job over (the victim's supervisor was gone) ...
+        retries = [
+            ev.state_changed.error
+            for ev in every
+            if _payload(ev) == "state_changed" and _state(ev) == "queued" and ev.state_changed.error
+        ]
+        assert retries and "supervisor stopped renewing" in retries[0], retries
+        # ... and Ray ended the victim's actor: after the last start only the retry trains
+        # (from epoch 1: its checkpoints were in the victim's work dir), no orphan's epochs.
+        last_run = max(
+            i
+            for i, ev in enumerate(every)
+            if _payload(ev) == "state_changed" and _state(ev) == "running"
+        )
+        epochs = [ev.epoch_end.epoch for ev in every[last_run:] if _payload(ev) == "epoch_end"]
+        assert epochs == [1, 2, 3], epochs
 
         # No lost sample, none twice: exact per-label counts.
         counts = admin.class_counts("fleet")
