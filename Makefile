@@ -53,7 +53,7 @@ proto-check: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts bench
-	$(VENV)/bin/ruff format --check src/mobiletrain/core
+	$(VENV)/bin/ruff format --check src tests scripts bench
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
