@@ -116,7 +116,7 @@ class ErrorCode(Enum):
         95, "RESOURCE_EXHAUSTED", 429, "this token has registered the most devices it may"
     )
     FIELD_TOO_LONG = _Spec(96, "INVALID_ARGUMENT", 400, "a field is longer than allowed")
-    # Audio samples (110-114): WAV structure, encoding and duration, checked before anything is stored.
+    # Audio samples (110-114): WAV structure, encoding and duration, checked before storing.
     CORRUPT_AUDIO = _Spec(
         110, "INVALID_ARGUMENT", 400, "audio could not be decoded: not a well-formed WAV file"
     )
