@@ -393,13 +393,13 @@ class JobExecutor(abc.ABC):
 
 
 class Predictor(abc.ABC):
-    """Runs a model file on encoded images (server-side inference)."""
+    """Runs a model file on one sample of any task kind (server-side inference)."""
 
     @abc.abstractmethod
     def predict(
         self, model_key: str, load_model: Callable[[], bytes], spec: InputSpec, image: bytes
     ) -> list[float]:
-        """Class probabilities for one encoded image.
+        """Class probabilities for one sample (``image`` holds its bytes: image, WAV, CSV/JSON).
 
         Loaded models are cached by ``model_key``; ``load_model`` is called on a cache miss.
         """
