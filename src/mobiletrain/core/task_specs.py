@@ -1,4 +1,4 @@
-"""The task-specific parts of an input contract: audio and sensor settings.
+"""The task-specific parts of an input contract: audio, sensor and detection settings.
 
 Split from :mod:`mobiletrain.core.types` (which re-exports every name) to keep modules small;
 plain frozen dataclasses with their own validation, no transport or TensorFlow.
@@ -143,5 +143,49 @@ class SensorSpec:
         )
 
 
-TaskSpec = AudioSpec | SensorSpec
+@dataclass(frozen=True)
+class DetectionSpec:
+    """Post-processing settings of an object-detection project.
+
+    The image fields of :class:`~mobiletrain.core.types.InputSpec` (size, colour,
+    normalisation) describe the model input as for image classification. The exported model
+    decodes its own output and runs non-maximum suppression inside: it returns at most
+    ``max_detections`` boxes, drops those scoring below ``score_threshold`` and suppresses a
+    box overlapping a higher-scoring one of the same class by more than ``iou_threshold``.
+    """
+
+    max_detections: int = 10
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.5
+
+    def validate(self) -> None:
+        """Raise INVALID_INPUT_SPEC for out-of-range settings."""
+        if not 1 <= self.max_detections <= 100:
+            raise _bad_spec(f"max_detections must be in 1..100, got {self.max_detections}")
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise _bad_spec(f"score_threshold must be in [0, 1), got {self.score_threshold}")
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise _bad_spec(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (manifests, REST, storage)."""
+        return {
+            "max_detections": self.max_detections,
+            "score_threshold": self.score_threshold,
+            "iou_threshold": self.iou_threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectionSpec:
+        """Inverse of :meth:`to_dict`; absent (or zero, as proto3 sends unset) keys take the
+        defaults."""
+        default = cls()
+        return cls(
+            max_detections=int(data.get("max_detections") or default.max_detections),
+            score_threshold=float(data.get("score_threshold") or default.score_threshold),
+            iou_threshold=float(data.get("iou_threshold") or default.iou_threshold),
+        )
+
+
+TaskSpec = AudioSpec | SensorSpec | DetectionSpec
 """The task-specific part of an input contract (image classification has none)."""

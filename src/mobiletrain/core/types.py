@@ -15,6 +15,7 @@ from mobiletrain.core.errors import ErrorCode, MobiletrainError
 
 # The task kinds' settings live in core/task_specs.py; re-exported so domain types have one path.
 from mobiletrain.core.task_specs import AudioSpec as AudioSpec
+from mobiletrain.core.task_specs import DetectionSpec as DetectionSpec
 from mobiletrain.core.task_specs import LongClips as LongClips
 from mobiletrain.core.task_specs import SensorFraming as SensorFraming
 from mobiletrain.core.task_specs import SensorSpec as SensorSpec
@@ -30,6 +31,7 @@ class TaskType(enum.StrEnum):
     IMAGE_CLASSIFICATION = "image-classification"
     AUDIO_CLASSIFICATION = "audio-classification"
     SENSOR_CLASSIFICATION = "sensor-classification"
+    OBJECT_DETECTION = "object-detection"
 
 
 class ColorMode(enum.StrEnum):
@@ -137,6 +139,7 @@ TFLITE_FORMATS: tuple[ModelFormat, ...] = tuple(f for f in CLASSIFIER_FORMATS if
 _TASK_SPEC_KEYS: dict[type, tuple[str, TaskType]] = {
     AudioSpec: ("audio", TaskType.AUDIO_CLASSIFICATION),
     SensorSpec: ("sensor", TaskType.SENSOR_CLASSIFICATION),
+    DetectionSpec: ("detection", TaskType.OBJECT_DETECTION),
 }
 
 
@@ -202,6 +205,8 @@ class InputSpec:
             task_spec = AudioSpec.from_dict(data["audio"])
         elif isinstance(data.get("sensor"), dict):
             task_spec = SensorSpec.from_dict(data["sensor"])
+        elif isinstance(data.get("detection"), dict):
+            task_spec = DetectionSpec.from_dict(data["detection"])
         return cls(
             width=int(data["width"]),
             height=int(data["height"]),
@@ -259,6 +264,9 @@ class Sample:
     # Its stored bytes were found missing or damaged (``mobiletrain fsck --repair``): excluded
     # from training until the same bytes are uploaded again.
     damaged: bool = False
+    # Object detection: the image's boxes (None: not a detection sample; []: an image with no
+    # boxes, a background image). ``label`` is then derived from them (core.annotations).
+    boxes: list[Box] | None = None
 
 
 @dataclass
