@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mobiletrain.core.annotations import Box
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import MetadataStore
 from mobiletrain.core.types import (
@@ -177,6 +178,42 @@ class MetadataStoreContract:
         assert store.relabel_sample(other.id, s1.id, "a") is None
         # The old label is free again for the same bytes.
         assert store.add_samples([make_sample(p, "c3", "a", "1" * 64)]) == [None]
+
+    def test_detection_boxes_roundtrip_update_and_counts(self, store: MetadataStore) -> None:
+        p = store.create_project(make_project("boxes"))
+        other = store.create_project(make_project("elsewhere"))
+        cat = Box("cat", 0.1, 0.2, 0.5, 0.6)
+        dog = Box("dog", 0.0, 0.0, 1.0, 1.0)
+        s1 = make_sample(p, "d1", "cat", "1" * 64)
+        s1.boxes = [cat, dog, cat]
+        s2 = make_sample(p, "d2", "_no_boxes_", "2" * 64)
+        s2.boxes = []
+        s3 = make_sample(p, "c3", "plain", "3" * 64)  # not a detection sample
+        store.add_samples([s1, s2, s3])
+        got = store.get_sample(p.id, s1.id)
+        assert got is not None and got.boxes == [cat, dog, cat]
+        assert store.get_sample(p.id, s2.id).boxes == []  # type: ignore[union-attr]
+        assert store.get_sample(p.id, s3.id).boxes is None  # type: ignore[union-attr]
+        assert store.box_counts(p.id) == ({"cat": 2, "dog": 1}, 1)
+        listed, _ = store.list_samples(p.id, None, 10, 0)
+        assert [s.boxes for s in listed] == [[cat, dog, cat], [], None]
+        # Replacing boxes moves the derived label along.
+        moved = store.set_sample_boxes(p.id, s2.id, [dog], "dog")
+        assert moved is not None and moved.boxes == [dog] and moved.label == "dog"
+        assert store.box_counts(p.id) == ({"cat": 2, "dog": 2}, 0)
+        assert store.set_sample_boxes(p.id, s1.id, [], "_no_boxes_") is not None
+        assert store.get_sample(p.id, s1.id).label == "_no_boxes_"  # type: ignore[union-attr]
+        assert store.box_counts(p.id) == ({"dog": 1}, 1)
+        assert store.set_sample_boxes(other.id, s1.id, [dog], "dog") is None
+        assert store.set_sample_boxes(p.id, "missing", [dog], "dog") is None
+        # The same bytes twice under one label is refused, as relabelling does.
+        twin = make_sample(p, "d4", "dog", "1" * 64)
+        twin.boxes = [dog]
+        store.add_samples([twin])
+        with pytest.raises(MobiletrainError) as err:
+            store.set_sample_boxes(p.id, s1.id, [dog], "dog")
+        assert err.value.code is ErrorCode.ALREADY_EXISTS
+        assert store.get_sample(p.id, s1.id).boxes == []  # type: ignore[union-attr]
 
     def test_damaged_mark_is_set_cleared_and_survives_reads(self, store: MetadataStore) -> None:
         p = store.create_project(make_project("lost"))

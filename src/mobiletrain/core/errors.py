@@ -148,6 +148,26 @@ class ErrorCode(Enum):
     )
     SENSOR_TOO_LONG = _Spec(118, "INVALID_ARGUMENT", 400, "sensor recording is longer than allowed")
     SENSOR_TOO_SHORT = _Spec(119, "INVALID_ARGUMENT", 400, "sensor recording is too short")
+    # Object detection annotations (120-125): boxes checked before anything is stored.
+    INVALID_ANNOTATION = _Spec(
+        120,
+        "INVALID_ARGUMENT",
+        400,
+        "boxes must be a JSON list of {label, x_min, y_min, x_max, y_max} objects",
+    )
+    BOX_OUT_OF_IMAGE = _Spec(
+        121, "INVALID_ARGUMENT", 400, "a box coordinate is outside 0..1 of the image (or NaN)"
+    )
+    BOX_DEGENERATE = _Spec(
+        122, "INVALID_ARGUMENT", 400, "a box has no area: max <= min, or under one pixel"
+    )
+    UNKNOWN_BOX_LABEL = _Spec(
+        123, "INVALID_ARGUMENT", 400, "a box label is empty, reserved or not a project label"
+    )
+    TOO_MANY_BOXES = _Spec(124, "INVALID_ARGUMENT", 400, "an image has more boxes than allowed")
+    ANNOTATION_FORMAT = _Spec(
+        125, "INVALID_ARGUMENT", 400, "the annotation file is not readable COCO, VOC or YOLO"
+    )
     # Task kinds (100-109): a sample or a request that does not fit the project's task.
     WRONG_TASK_SPEC = _Spec(
         100, "INVALID_ARGUMENT", 400, "the input spec does not belong to the project's task"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from mobiletrain.core.annotations import Box
 from mobiletrain.core.release import ReleaseDecision, ReleasePolicy, ReleaseRecord, Rollout
 from mobiletrain.core.types import (
     EventKind,
@@ -184,6 +185,20 @@ class MetadataStore(abc.ABC):
         Raises ALREADY_EXISTS when another sample of the project has the same bytes and
         ``label`` (the unique (project, sha256, label) rule).
         """
+
+    @abc.abstractmethod
+    def set_sample_boxes(
+        self, project_id: str, sample_id: str, boxes: Sequence[Box], label: str
+    ) -> Sample | None:
+        """Replace a detection sample's boxes and its (derived) label; None when absent.
+
+        Raises ALREADY_EXISTS like :meth:`relabel_sample` when the label change collides.
+        """
+
+    @abc.abstractmethod
+    def box_counts(self, project_id: str) -> tuple[dict[str, int], int]:
+        """Boxes per label over a project's detection samples, and the number of its
+        detection images without boxes."""
 
     @abc.abstractmethod
     def class_counts(self, project_id: str) -> dict[str, int]:

@@ -48,6 +48,8 @@ samples = sa.Table(
     sa.Column("in_eval_set", sa.Boolean, nullable=True),
     # Bytes found missing or damaged (fsck --repair); cleared by uploading them again.
     sa.Column("damaged", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Object detection: the image's boxes as a JSON list (NULL: not a detection sample).
+    sa.Column("boxes", sa.JSON(none_as_null=True), nullable=True),
     sa.UniqueConstraint("project_id", "client_id", name="uq_samples_client_id"),
     sa.UniqueConstraint("project_id", "sha256", "label", name="uq_samples_content"),
     sa.Index("ix_samples_project_label", "project_id", "label"),

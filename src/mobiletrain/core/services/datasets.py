@@ -5,10 +5,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from mobiletrain.core.annotations import (
+    Box,
+    check_boxes,
+    new_box_labels,
+    sample_label,
+)
 from mobiletrain.core.auth import Action, Role, current, require
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import BlobDamaged, BlobStore, MetadataStore
@@ -21,6 +27,7 @@ from mobiletrain.core.types import (
     Sample,
     SampleResult,
     SampleStatus,
+    TaskType,
     UploadSummary,
 )
 from mobiletrain.core.validation import (
@@ -43,12 +50,34 @@ def damaged_sample_error(sample: Sample, what: str = "missing or damaged") -> Mo
 
 @dataclass
 class IncomingSample:
-    """One sample as an adapter received it; ``error`` marks one the adapter already rejected."""
+    """One sample as an adapter received it; ``error`` marks one the adapter already rejected.
+
+    ``boxes``: an object-detection image's boxes (None: none sent; a detection project then
+    stores the image without boxes). A detection sample's ``label`` is ignored: the server
+    derives it from the boxes.
+    """
 
     client_id: str
     label: str
     data: bytes
     error: MobiletrainError | None = None
+    boxes: list[Box] | None = None
+
+
+def _class_labels(sample: Sample) -> list[str]:
+    """The project labels a sample uses: its box labels (detection) or its label."""
+    if sample.boxes is not None:
+        return new_box_labels(sample.boxes, ())
+    return [sample.label]
+
+
+@dataclass
+class BoxStats:
+    """Box counts of a detection project: boxes per label (every project label listed) and
+    the number of images without boxes."""
+
+    boxes_per_label: dict[str, int]
+    images_without_boxes: int
 
 
 @dataclass
@@ -176,14 +205,29 @@ class DatasetService:
         if incoming.error is not None:
             raise incoming.error
         check_client_id(incoming.client_id, self.limits)
-        check_label(incoming.label, self.limits)
-        if project.labels_fixed and incoming.label not in project.labels:
+        detection = project.task is TaskType.OBJECT_DETECTION
+        if detection:
+            pass  # the label comes from the boxes, checked once the image size is known
+        elif incoming.boxes is not None:
             raise MobiletrainError(
-                ErrorCode.UNKNOWN_LABEL,
-                f"label {incoming.label!r} is not one of the project's labels: "
-                f"{', '.join(project.labels)}",
+                ErrorCode.INVALID_ANNOTATION,
+                f"boxes belong to object-detection projects; this one is {project.task.value}",
             )
+        else:
+            check_label(incoming.label, self.limits)
+            if project.labels_fixed and incoming.label not in project.labels:
+                raise MobiletrainError(
+                    ErrorCode.UNKNOWN_LABEL,
+                    f"label {incoming.label!r} is not one of the project's labels: "
+                    f"{', '.join(project.labels)}",
+                )
         info = validate_sample(project.input_spec, incoming.data, self.limits)
+        boxes: list[Box] | None = None
+        label = incoming.label
+        if detection:
+            known = project.labels if project.labels_fixed else None
+            boxes = check_boxes(incoming.boxes or [], info.width, info.height, known)
+            label = sample_label(boxes)
         self.check_space()
         if damaged and hashlib.sha256(incoming.data).hexdigest() in damaged:
             try:
@@ -199,13 +243,14 @@ class DatasetService:
             id=str(uuid.uuid4()),
             project_id=project.id,
             client_id=incoming.client_id,
-            label=incoming.label,
+            label=label,
             sha256=sha,
             size=len(incoming.data),
             media_type=info.media_type,
             width=info.width,
             height=info.height,
             created_at=utc_now(),
+            boxes=boxes,
         )
 
     def _within_quota(
@@ -245,14 +290,18 @@ class DatasetService:
         known = set(project.labels)
         kept: list[_Pending] = []
         for pending in batch:
-            label = pending.sample.label
-            if label in known or len(known) < cap:
-                known.add(label)
+            new = [label for label in _class_labels(pending.sample) if label not in known]
+            if len(known) + len(new) <= cap:
+                known.update(new)
                 kept.append(pending)
                 continue
             result = summary.results[pending.index]
-            result.error_code = ErrorCode.INVALID_LABEL
-            result.reason = f"the project has {cap} labels, the most it may have; {label!r} is new"
+            result.error_code = (
+                ErrorCode.INVALID_LABEL
+                if pending.sample.boxes is None
+                else ErrorCode.UNKNOWN_BOX_LABEL
+            )
+            result.reason = f"the project has {cap} labels, the most it may have; {new[0]!r} is new"
         return kept
 
     def _commit(self, project: Project, batch: list[_Pending], summary: UploadSummary) -> None:
@@ -262,7 +311,15 @@ class DatasetService:
             return
         self.blobs.sync()
         if not project.labels_fixed:
-            new_labels = [p.sample.label for p in batch if p.sample.label not in project.labels]
+            # Each label once, in first-seen order (detection: every box label).
+            new_labels = list(
+                dict.fromkeys(
+                    label
+                    for p in batch
+                    for label in _class_labels(p.sample)
+                    if label not in project.labels
+                )
+            )
             if new_labels:
                 project.labels = self.store.add_labels(project.id, new_labels)
         uploader = current().token_id  # this runs in the caller's thread (its context)
@@ -275,15 +332,22 @@ class DatasetService:
                 result.status = SampleStatus.ACCEPTED
                 result.sample_id = pending.sample.id
             elif twin.client_id == pending.sample.client_id and (
-                twin.sha256 != pending.sample.sha256 or twin.label != pending.sample.label
+                twin.sha256 != pending.sample.sha256
+                or twin.label != pending.sample.label
+                or twin.boxes != pending.sample.boxes
             ):
                 # The idempotency key was reused with another payload: refuse, never drop
                 # silently (the stored sample stays as it was; its id is not revealed).
+                if twin.sha256 != pending.sample.sha256:
+                    other = "other bytes"
+                elif twin.label != pending.sample.label:
+                    other = "another label"
+                else:
+                    other = "other boxes (change them with UpdateSampleBoxes)"
                 result.error_code = ErrorCode.CLIENT_ID_CONFLICT
                 result.reason = (
-                    f"client id {twin.client_id!r} is already used by a sample with "
-                    + ("other bytes" if twin.sha256 != pending.sample.sha256 else "another label")
-                    + "; choose a new client id"
+                    f"client id {twin.client_id!r} is already used by a sample with {other}; "
+                    "choose a new client id"
                 )
             elif twin.damaged and twin.sha256 == pending.sample.sha256:
                 self._restore(twin, result)
@@ -391,6 +455,50 @@ class DatasetService:
         if sample is None:  # deleted in the meantime
             raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
         return sample
+
+    def update_boxes(self, project_ref: str, sample_id: str, boxes: Sequence[Box]) -> Sample:
+        """Replace a detection image's boxes ([] marks it as having none); its label follows
+        (the most frequent box label, or ``_no_boxes_``). Same rights as relabelling; boxes
+        are checked like at upload (codes 120-124); an open label set learns new box labels.
+        """
+        require(Action.RELABEL)  # before any lookup: a device learns nothing here
+        project = self.projects.get(project_ref)
+        sample = self.store.get_sample(project.id, sample_id)
+        if sample is None:
+            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
+        if project.task is not TaskType.OBJECT_DETECTION or sample.boxes is None:
+            raise MobiletrainError(
+                ErrorCode.INVALID_ANNOTATION,
+                f"boxes belong to object-detection projects; this one is {project.task.value}",
+            )
+        known = project.labels if project.labels_fixed else None
+        checked = check_boxes(boxes, sample.width, sample.height, known)
+        if not project.labels_fixed:
+            new = new_box_labels(checked, project.labels)
+            if new:
+                if len(project.labels) + len(new) > self.limits.max_labels_per_project:
+                    raise MobiletrainError(
+                        ErrorCode.UNKNOWN_BOX_LABEL,
+                        f"the project has {len(project.labels)} labels, the most it may have; "
+                        f"{new[0]!r} is new",
+                    )
+                project.labels = self.store.add_labels(project.id, new)
+        updated = self.store.set_sample_boxes(project.id, sample_id, checked, sample_label(checked))
+        if updated is None:  # deleted in the meantime
+            raise MobiletrainError(ErrorCode.SAMPLE_NOT_FOUND, f"sample {sample_id!r} not found")
+        return updated
+
+    def box_stats(self, project_ref: str) -> BoxStats:
+        """Boxes per label (every project label, 0 when unused) and the number of images
+        without boxes (administrators)."""
+        project = self.projects.get(project_ref)  # another project's: "not found" first
+        require(Action.MONITOR)
+        counts, empty = self.store.box_counts(project.id)
+        labels = [*project.labels, *counts]
+        return BoxStats(
+            boxes_per_label={label: counts.get(label, 0) for label in labels},
+            images_without_boxes=empty,
+        )
 
     def class_counts(self, project_ref: str) -> dict[str, int]:
         """Samples per label, including labels with none yet (administrators)."""

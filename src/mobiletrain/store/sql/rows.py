@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mobiletrain.core.annotations import Box
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.evaluation import Evaluation
@@ -62,6 +63,7 @@ def _row_sample(r: Any) -> Sample:
         uploaded_by=r.uploaded_by,
         in_eval_set=None if r.in_eval_set is None else bool(r.in_eval_set),
         damaged=bool(r.damaged),
+        boxes=None if r.boxes is None else [Box.from_dict(b) for b in r.boxes],
     )
 
 

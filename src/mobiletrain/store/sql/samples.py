@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from mobiletrain.core.annotations import Box, boxes_to_json
 from mobiletrain.core.types import (
     Sample,
 )
@@ -60,6 +61,7 @@ class SampleRows(SqlStoreBase):
                             "height": s.height,
                             "created_at": s.created_at,
                             "uploaded_by": s.uploaded_by,
+                            "boxes": None if s.boxes is None else boxes_to_json(s.boxes),
                         }
                     )
             if new_rows:
@@ -184,6 +186,62 @@ class SampleRows(SqlStoreBase):
         except IntegrityError:
             # A concurrent upload stored the same bytes under ``label`` in the meantime.
             raise _relabel_conflict(label, None) from None
+
+    def set_sample_boxes(
+        self, project_id: str, sample_id: str, boxes: Sequence[Box], label: str
+    ) -> Sample | None:
+        """Replace a detection sample's boxes and its derived label; None when absent.
+
+        ALREADY_EXISTS when the new label would give the project the same bytes twice under
+        one label (the unique (project, sha256, label) rule), as relabelling does.
+        """
+        samples = t.samples
+        where = (samples.c.project_id == project_id, samples.c.id == sample_id)
+
+        def tx(c: Connection) -> Sample | None:
+            row = c.execute(sa.select(samples.c.sha256, samples.c.label).where(*where)).first()
+            if row is None:
+                return None
+            if row.label != label:
+                twin = c.execute(
+                    sa.select(samples.c.id).where(
+                        samples.c.project_id == project_id,
+                        samples.c.sha256 == row.sha256,
+                        samples.c.label == label,
+                    )
+                ).first()
+                if twin is not None:
+                    raise _relabel_conflict(label, twin.id)
+            c.execute(
+                samples.update().where(*where).values(boxes=boxes_to_json(boxes), label=label)
+            )
+            return _row_sample(c.execute(sa.select(samples).where(*where)).one())
+
+        try:
+            return self._tx(tx)
+        except IntegrityError:
+            raise _relabel_conflict(label, None) from None
+
+    def box_counts(self, project_id: str) -> tuple[dict[str, int], int]:
+        """Boxes per label over a project's detection samples, and how many of those images
+        have no boxes."""
+        q = sa.select(t.samples.c.boxes).where(
+            t.samples.c.project_id == project_id, t.samples.c.boxes.is_not(None)
+        )
+        counts: dict[str, int] = {}
+        empty = 0
+
+        def scan(c: Connection) -> None:
+            nonlocal empty
+            # Streamed in chunks: a large project never holds every annotation at once.
+            for (boxes,) in c.execution_options(yield_per=1000).execute(q):
+                if not boxes:
+                    empty += 1
+                for box in boxes or ():
+                    counts[box["label"]] = counts.get(box["label"], 0) + 1
+
+        self._read(scan)
+        return counts, empty
 
     def class_counts(self, project_id: str) -> dict[str, int]:
         """Number of samples per label."""

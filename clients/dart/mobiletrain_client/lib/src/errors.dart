@@ -246,6 +246,24 @@ abstract final class ErrorCodes {
   /// The sensor recording is too short.
   static const int sensorTooShort = 119;
 
+  /// The boxes are not a list of `{label, x_min, y_min, x_max, y_max}` objects.
+  static const int invalidAnnotation = 120;
+
+  /// A box coordinate is outside 0..1 of the image (or NaN).
+  static const int boxOutOfImage = 121;
+
+  /// A box has no area (max <= min) or is under one pixel of the image.
+  static const int boxDegenerate = 122;
+
+  /// A box label is empty, reserved or not one of the project's fixed labels.
+  static const int unknownBoxLabel = 123;
+
+  /// An image has more boxes than allowed (100).
+  static const int tooManyBoxes = 124;
+
+  /// An annotation file is not readable COCO JSON, Pascal VOC XML or YOLO text.
+  static const int annotationFormat = 125;
+
   static const Map<int, String> _names = {
     network: 'network',
     timeout: 'timeout',
@@ -322,6 +340,12 @@ abstract final class ErrorCodes {
     sensorMissingValue: 'sensor_missing_value',
     sensorTooLong: 'sensor_too_long',
     sensorTooShort: 'sensor_too_short',
+    invalidAnnotation: 'invalid_annotation',
+    boxOutOfImage: 'box_out_of_image',
+    boxDegenerate: 'box_degenerate',
+    unknownBoxLabel: 'unknown_box_label',
+    tooManyBoxes: 'too_many_boxes',
+    annotationFormat: 'annotation_format',
   };
 
   /// The stable lower-case name of [code] (`corrupt_image`), or `error_<code>` if unknown.
