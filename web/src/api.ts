@@ -1,6 +1,7 @@
 // Typed calls to the REST API (/v1). Every request carries the admin token; a 401 signs out.
 
 import { authHeaders, signOut } from "./auth";
+import type { Box, ScoredBox } from "./boxes";
 
 export interface InputSpec {
   width: number;
@@ -14,7 +15,20 @@ export interface InputSpec {
   audio?: AudioSpec | null;
   /** Sensor settings (sensor-classification projects only). */
   sensor?: SensorSpec | null;
+  /** Detector settings (object-detection projects only). */
+  detection?: DetectionSpec | null;
 }
+
+export interface DetectionSpec {
+  max_detections: number;
+  score_threshold: number;
+  iou_threshold: number;
+}
+
+export const DETECTION = "object-detection";
+
+/** Whether a project's samples are images (classification or detection). */
+export const isImageTask = (task: string): boolean => task === "image-classification" || task === DETECTION;
 
 export interface AudioSpec {
   sample_rate_hz: number;
@@ -41,8 +55,9 @@ export function describeInput(task: string, spec: InputSpec): string {
     const s = spec.sensor;
     return `${s.channels.join(", ")} at ${s.rate_hz} Hz · window ${s.window}, stride ${s.stride} (${s.framing})`;
   }
-  if (task !== "image-classification") return task;
-  return `${spec.width}×${spec.height} ${spec.color_mode} · ${spec.normalization}`;
+  if (!isImageTask(task)) return task;
+  const base = `${spec.width}×${spec.height} ${spec.color_mode} · ${spec.normalization}`;
+  return spec.detection ? `${base} · up to ${spec.detection.max_detections} boxes` : base;
 }
 
 export interface Project {
@@ -68,6 +83,8 @@ export interface Sample {
   height: number;
   created_at: string;
   data_url: string;
+  /** Detection samples: the boxes (empty: an image without boxes); absent or null otherwise. */
+  boxes?: Box[] | null;
 }
 
 export interface SampleResult {
@@ -253,6 +270,22 @@ export interface Metrics {
   train_seconds?: number;
 }
 
+/** Per-class average precision of a detector (COCO style, on the validation split). */
+export interface DetectionClassAp {
+  label: string;
+  ap50: number | null;
+  ap50_95: number | null;
+  num_gt?: number;
+}
+
+/** A validation image with its ground truth and what the exported model found. */
+export interface DetectionExample {
+  sample_id: string;
+  ground_truth: Box[];
+  detections: ScoredBox[];
+  format?: string;
+}
+
 export interface Prediction {
   predictions: { label: string; index: number; score: number }[];
   version: number;
@@ -353,12 +386,16 @@ export const api = {
     labels: string[];
     input_spec:
       | Pick<InputSpec, "width" | "height" | "color_mode" | "normalization">
+      | (Pick<InputSpec, "width" | "height" | "color_mode" | "normalization"> & { detection: DetectionSpec })
       | { audio: Omit<AudioSpec, "clip_samples"> }
       | { sensor: SensorSpec };
   }) => sendJson<Project>("POST", "/v1/projects", body),
 
   classCounts: (p: string) =>
     getJson<{ counts: Record<string, number>; total: number }>(`${projectPath(p)}/class-counts`),
+  /** Detection projects: boxes per label and the number of images without boxes. */
+  boxStats: (p: string) =>
+    getJson<{ boxes_per_label: Record<string, number>; images_without_boxes: number }>(`${projectPath(p)}/box-stats`),
   listSamples: (p: string, label: string, pageSize: number, pageToken: string) => {
     const q = new URLSearchParams({ page_size: String(pageSize), page_token: pageToken });
     if (label) q.set("label", label);
@@ -371,6 +408,9 @@ export const api = {
     sendJson<{ project: Project; samples_deleted: number }>("DELETE", projectPath(p)),
   deleteSample: (p: string, id: string) =>
     sendJson<void>("DELETE", `${projectPath(p)}/samples/${enc(id)}`),
+  /** Replace a detection sample's boxes ([] = an image without boxes); the server sets its label. */
+  setBoxes: (p: string, id: string, boxes: Box[]) =>
+    sendJson<Sample>("PUT", `${projectPath(p)}/samples/${enc(id)}/boxes`, { boxes }),
   relabelSample: (p: string, id: string, label: string) =>
     sendJson<Sample>("PATCH", `${projectPath(p)}/samples/${enc(id)}`, { label }),
   uploadSamples: async (

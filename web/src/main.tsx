@@ -4,6 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, describeInput, type Project } from "./api";
 import { getToken, onAuthChange, signOut } from "./auth";
 import { ErrorBox, Spinner, useLoad } from "./components/common";
+import { AnnotatePage } from "./pages/annotate";
 import { DatasetPage } from "./pages/dataset";
 import { EvaluationPage } from "./pages/evaluation";
 import { JobPage } from "./pages/job";
@@ -26,6 +27,7 @@ const TABS: { page: Route["page"]; sub: string; text: string }[] = [
 
 function tabOf(page: Route["page"]): Route["page"] {
   if (page === "job") return "train";
+  if (page === "annotate") return "dataset";
   return page;
 }
 
@@ -61,6 +63,9 @@ function ProjectShell({ route }: { route: Route }) {
         ))}
       </nav>
       {route.page === "dataset" && <DatasetPage project={project} onChange={reload} />}
+      {route.page === "annotate" && (
+        <AnnotatePage key={project.id} project={project} sampleId={route.sampleId ?? ""} onChange={reload} />
+      )}
       {route.page === "train" && <TrainPage project={project} />}
       {route.page === "job" && <JobPage project={project} jobId={route.jobId ?? ""} />}
       {route.page === "models" && <ModelsPage project={project} />}

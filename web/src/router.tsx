@@ -46,8 +46,9 @@ export function Link({ href, children, ...rest }: LinkProps) {
 }
 
 export interface Route {
-  page: "projects" | "dataset" | "train" | "job" | "models" | "evaluation" | "try" | "notfound";
+  page: "projects" | "dataset" | "annotate" | "train" | "job" | "models" | "evaluation" | "try" | "notfound";
   project?: string;
+  sampleId?: string;
   jobId?: string;
   version?: string;
 }
@@ -61,6 +62,7 @@ export function parseRoute(path: string): Route {
   if (rest.length === 0 || (rest.length === 1 && rest[0] === "dataset")) {
     return { page: "dataset", project };
   }
+  if (rest[0] === "annotate" && rest.length <= 2) return { page: "annotate", project, sampleId: rest[1] ?? "" };
   if (rest.length === 1 && rest[0] === "train") return { page: "train", project };
   if (rest.length === 2 && rest[0] === "jobs") return { page: "job", project, jobId: rest[1] };
   if (rest.length === 1 && rest[0] === "models") return { page: "models", project };

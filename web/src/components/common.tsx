@@ -115,7 +115,8 @@ export function ProgressBar({
 const imageCache = new Map<string, Promise<string>>();
 const CACHE_LIMIT = 600;
 
-function loadImage(url: string): Promise<string> {
+/** An object URL for the image at `url` (fetched with the token, cached for the session). */
+export function loadImage(url: string): Promise<string> {
   let hit = imageCache.get(url);
   if (!hit) {
     hit = request(url)

@@ -1,14 +1,18 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import { api, describe, type Project, type Sample } from "../api";
+import { DETECTION, api, describe, type Project, type Sample } from "../api";
+import { BoxOverlay } from "../components/annotator";
 import { ClassBars } from "../components/charts";
 import {
   Card,
   ErrorBox,
   ProgressBar,
   Spinner,
+  loadImage,
   useLoad,
 } from "../components/common";
+import { NO_BOXES } from "../boxes";
+import { annotateUrl } from "./annotate";
 import { SampleDialog } from "../components/sampledialog";
 import { AudioPlayer, SampleThumb, isAudio } from "../components/samplepreview";
 import { Webcam } from "../components/webcam";
@@ -16,6 +20,65 @@ import { navigate } from "../router";
 import { fileKind, filesFromDrop, filesFromInput, uploadFiles, type PickedFile, type UploadTotals } from "../upload";
 
 const PAGE_SIZE = 48;
+
+/** A detection image's thumbnail with its boxes drawn on it, fitted into `size` × `size`. */
+export function DetectionThumb({ sample, labels, size }: { sample: Sample; labels: string[]; size: number }) {
+  const [url, setUrl] = useState("");
+  useEffect(() => {
+    let live = true;
+    loadImage(sample.data_url).then(
+      (u) => live && setUrl(u),
+      () => undefined,
+    );
+    return () => {
+      live = false;
+    };
+  }, [sample.data_url]);
+  const w = Math.max(1, sample.width);
+  const h = Math.max(1, sample.height);
+  const fit = w >= h ? { width: size, height: (size * h) / w } : { width: (size * w) / h, height: size };
+  return (
+    <span class="det-thumb thumb" style={{ width: size, height: size }}>
+      <span class="det-thumb-fit" style={{ width: fit.width, height: fit.height }}>
+        {url ? <img src={url} alt="" width={fit.width} height={fit.height} /> : null}
+        <BoxOverlay width={w} height={h} boxes={sample.boxes ?? []} labels={labels} testId="thumb-boxes" />
+      </span>
+    </span>
+  );
+}
+
+/** Boxes per label and the images without any (detection projects). */
+function BoxCounts({ project, version }: { project: Project; version: number }) {
+  const stats = useLoad(() => api.boxStats(project.id), [project.id, version]);
+  if (stats.error) return <ErrorBox message={stats.error} />;
+  if (!stats.data) return <Spinner />;
+  const { boxes_per_label: perLabel, images_without_boxes: none } = stats.data;
+  const total = Object.values(perLabel).reduce((a, b) => a + b, 0);
+  return (
+    <>
+      <h3>Boxes</h3>
+      <p>
+        <strong data-testid="total-boxes">{total}</strong> boxes in {Object.keys(perLabel).length} labels
+      </p>
+      {Object.keys(perLabel).length ? (
+        <ul class="bars" aria-label="Boxes per label" data-testid="box-bars">
+          {Object.entries(perLabel).map(([label, n]) => (
+            <li key={label}>
+              <span class="bar-label">{label}</span>
+              <span class="bar-track" aria-hidden="true">
+                <span class="bar-fill" style={{ width: `${(n / Math.max(1, ...Object.values(perLabel))) * 100}%` }} />
+              </span>
+              <span class="bar-count">{n}</span>
+            </li>
+          ))}
+        </ul>
+      ) : null}
+      <p class={none ? "notice" : "muted"} data-testid="images-without-boxes">
+        {none === 0 ? "Every image has boxes." : `${none} image${none === 1 ? "" : "s"} without boxes (flagged below).`}
+      </p>
+    </>
+  );
+}
 
 function Imbalance({ counts }: { counts: Record<string, number> }) {
   const entries = Object.entries(counts);
@@ -49,6 +112,8 @@ function Uploader({
   const folderInput = useRef<HTMLInputElement>(null);
   const kind = fileKind(project.task);
   const isImages = kind.accept.startsWith("image/");
+  // Detection: the server labels an image by its boxes; images come in without boxes.
+  const isDetection = project.task === DETECTION;
 
   useEffect(() => {
     // webkitdirectory is not in Preact's attribute types; set it on the element.
@@ -62,7 +127,7 @@ function Uploader({
       return;
     }
     const loose = files.some((f) => f.folder === null);
-    if (loose && !label.trim()) {
+    if (loose && !label.trim() && !isDetection) {
       setError("Choose a label for the files that are not in a folder.");
       return;
     }
@@ -70,7 +135,9 @@ function Uploader({
     // Upload order sets the order of new labels: keep it natural (2 before 10).
     const sorted = [...files].sort((a, b) => a.path.localeCompare(b.path, undefined, { numeric: true }));
     try {
-      await uploadFiles(project.id, sorted, label.trim(), setProgress);
+      // Detection: no labels at all (a folder name is no box label).
+      const picked = isDetection ? sorted.map((f) => ({ ...f, folder: null })) : sorted;
+      await uploadFiles(project.id, picked, isDetection ? "" : label.trim(), setProgress);
     } catch (err) {
       setError(describe(err));
     } finally {
@@ -87,7 +154,7 @@ function Uploader({
   };
 
   const onCapture = async (frame: Blob) => {
-    if (!label.trim()) {
+    if (!label.trim() && !isDetection) {
       setError("Choose a label before capturing.");
       return;
     }
@@ -98,6 +165,9 @@ function Uploader({
   const fixed = project.labels_fixed;
   return (
     <>
+      {isDetection ? (
+        <p class="hint">Images come in without boxes; draw them with “Label boxes”.</p>
+      ) : (
       <div class="field">
         <label for="upload-label">{isImages ? "Label for loose files and webcam frames" : "Label for loose files"}</label>
         {fixed ? (
@@ -125,6 +195,7 @@ function Uploader({
           </>
         )}
       </div>
+      )}
       <div
         class={`dropzone${dragging ? " dragging" : ""}`}
         role="button"
@@ -145,7 +216,9 @@ function Uploader({
         }}
       >
         <strong>Drop {isImages ? "images" : kind.noun} or whole folders here</strong>
-        <span class="muted">A folder’s name is the label of the files in it.</span>
+        <span class="muted">
+          {isDetection ? "Boxes are drawn here after the upload." : "A folder’s name is the label of the files in it."}
+        </span>
       </div>
       <div class="row">
         <label class="button" for="file-input">
@@ -187,7 +260,7 @@ function Uploader({
             width={project.input_spec.width}
             height={project.input_spec.height}
             onCapture={(b) => void onCapture(b)}
-            captureText={`Capture as “${label || "…"}”`}
+            captureText={isDetection ? "Capture" : `Capture as “${label || "…"}”`}
             busy={busy}
           />
         </details>
@@ -285,6 +358,7 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
     setPages([""]);
     setPageIndex(0);
   };
+  const isDetection = project.task === DETECTION;
   const next = samples.data?.next_page_token ?? "";
   // The total comes from the class counts (the sample listing pages by token, without a count).
   const matching = counts.data ? (filter ? (counts.data.counts[filter] ?? 0) : counts.data.total) : null;
@@ -301,18 +375,34 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
             </p>
             <ClassBars counts={counts.data.counts} selected={filter} onSelect={choose} />
             <Imbalance counts={counts.data.counts} />
+            {isDetection ? (
+              <p class="hint">
+                An image’s label is its most frequent box label; “{NO_BOXES}” marks images without boxes.
+              </p>
+            ) : null}
           </>
         ) : (
           <Spinner />
         )}
+        {isDetection ? <BoxCounts project={project} version={version} /> : null}
       </Card>
-      <Card title={project.task.startsWith("image") ? "Add images" : "Add samples"}>
+      <Card title={project.task !== "audio-classification" && project.task !== "sensor-classification" ? "Add images" : "Add samples"}>
         <Uploader project={project} onUploaded={changed} />
       </Card>
       <Card
         title="Samples"
         id="samples"
         actions={
+          <div class="row">
+          {isDetection && samples.data?.samples.length ? (
+            <button
+              type="button"
+              class="primary"
+              onClick={() => navigate(annotateUrl(project.name, (samples.data?.samples[0] as Sample).id, filter))}
+            >
+              Label boxes
+            </button>
+          ) : null}
           <div class="field inline">
             <label for="label-filter">Label</label>
             <select id="label-filter" value={filter} onChange={(e) => choose((e.target as HTMLSelectElement).value)}>
@@ -324,6 +414,7 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
               ))}
             </select>
           </div>
+          </div>
         }
       >
         <ErrorBox message={samples.error} />
@@ -331,7 +422,28 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
           <p class="muted">No samples{filter ? ` labelled “${filter}”` : ""}.</p>
         ) : null}
         <ul class="thumbs" aria-label="Samples" aria-busy={samples.loading}>
-          {(samples.data?.samples ?? []).map((s) => (
+          {(samples.data?.samples ?? []).map((s) =>
+            isDetection ? (
+              <li key={s.id}>
+                <button
+                  type="button"
+                  class="thumb-button"
+                  onClick={() => navigate(annotateUrl(project.name, s.id, filter))}
+                  aria-label={`Image with ${s.boxes?.length ?? 0} boxes: label boxes`}
+                >
+                  <DetectionThumb sample={s} labels={project.labels} size={88} />
+                  {s.boxes?.length ? (
+                    <span class="thumb-label" data-testid="box-count">
+                      {s.boxes.length} box{s.boxes.length === 1 ? "" : "es"}
+                    </span>
+                  ) : (
+                    <span class="thumb-label no-boxes" data-testid="no-boxes">
+                      no boxes
+                    </span>
+                  )}
+                </button>
+              </li>
+            ) : (
             <li key={s.id}>
               <button type="button" class="thumb-button" onClick={() => setSelected(s)} aria-label={`Sample labelled ${s.label}: edit`}>
                 <SampleThumb src={s.data_url} mediaType={s.media_type} size={88} />
@@ -340,7 +452,8 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
               {/* A player outside the button: controls inside a button would not be clickable. */}
               {isAudio(s) ? <AudioPlayer sample={s} /> : null}
             </li>
-          ))}
+            ),
+          )}
         </ul>
         <nav class="pager" aria-label="Sample pages">
           <button type="button" disabled={pageIndex === 0} onClick={() => setPageIndex(pageIndex - 1)}>

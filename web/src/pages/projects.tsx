@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 
-import { api, describe, describeInput, type Project } from "../api";
+import { DETECTION, api, describe, describeInput, type Project } from "../api";
 import { Card, ErrorBox, Spinner, formatTime, useLoad } from "../components/common";
 import { Link, navigate, projectUrl } from "../router";
 
@@ -20,6 +20,8 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
   const [windowLen, setWindowLen] = useState(100);
   const [stride, setStride] = useState(50);
   const [framing, setFraming] = useState("windows");
+  const [maxDetections, setMaxDetections] = useState(10);
+  const [scoreThreshold, setScoreThreshold] = useState(0.25);
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
 
@@ -52,7 +54,15 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
                     framing,
                   },
                 }
-              : { width, height, color_mode: colorMode, normalization },
+              : task === DETECTION
+                ? {
+                    width,
+                    height,
+                    color_mode: colorMode,
+                    normalization,
+                    detection: { max_detections: maxDetections, score_threshold: scoreThreshold, iou_threshold: 0.5 },
+                  }
+                : { width, height, color_mode: colorMode, normalization },
       });
       onCreated(project);
     } catch (err) {
@@ -81,8 +91,21 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
       </div>
       <div class="field">
         <label for="p-task">Task</label>
-        <select id="p-task" value={task} onChange={pick(setTask)}>
+        <select
+          id="p-task"
+          value={task}
+          onChange={(e) => {
+            const t = (e.target as HTMLSelectElement).value;
+            // The detector's default input (a box needs more pixels than a class).
+            if (t === DETECTION && task !== DETECTION && width === 96 && height === 96) {
+              setWidth(192);
+              setHeight(192);
+            }
+            setTask(t);
+          }}
+        >
           <option value="image-classification">Image classification</option>
+          <option value={DETECTION}>Object detection (boxes)</option>
           <option value="audio-classification">Audio classification (WAV)</option>
           <option value="sensor-classification">Sensor classification (CSV/JSON)</option>
         </select>
@@ -97,8 +120,9 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
           aria-describedby="p-labels-help"
         />
         <span id="p-labels-help" class="hint">
-          Comma-separated. Leave empty for an open label set (labels come with the uploads, e.g.
-          from folder names).
+          {task === DETECTION
+            ? "The box classes, comma-separated. Leave empty for an open set (it grows with the labels you draw)."
+            : "Comma-separated. Leave empty for an open label set (labels come with the uploads, e.g. from folder names)."}
         </span>
       </div>
       {task === "audio-classification" ? (
@@ -182,6 +206,26 @@ function CreateProject({ onCreated }: { onCreated: (p: Project) => void }) {
               <option value="raw">raw (0…255)</option>
             </select>
           </div>
+          {task === DETECTION ? (
+            <>
+              <div class="field">
+                <label for="p-maxdet">Max detections per image</label>
+                <input id="p-maxdet" type="number" min={1} max={100} value={maxDetections} onInput={int(setMaxDetections)} />
+              </div>
+              <div class="field">
+                <label for="p-score">Score threshold</label>
+                <input
+                  id="p-score"
+                  type="number"
+                  min={0}
+                  max={0.99}
+                  step={0.05}
+                  value={scoreThreshold}
+                  onInput={(e) => setScoreThreshold(Number((e.target as HTMLInputElement).value))}
+                />
+              </div>
+            </>
+          ) : null}
         </>
       )}
       <div class="field wide">
