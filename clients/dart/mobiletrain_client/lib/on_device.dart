@@ -5,6 +5,7 @@
 /// * `ModelManager`: update checks, resumable sha256-checked downloads, an
 ///   atomic switch between cached versions;
 /// * `ImageClassifier`: runs the model as its manifest says;
+/// * `ObjectDetector`: runs an object-detection model, boxes in image pixels;
 /// * `OnDeviceTrainer` and `FederatedParticipant`: training the exported
 ///   train-step model on the device, alone or in federated rounds.
 ///
@@ -23,6 +24,7 @@ library;
 export 'mobiletrain_client.dart';
 export 'src/federated.dart';
 export 'src/audio.dart';
+export 'src/detection.dart';
 export 'src/inference.dart';
 export 'src/model_manager.dart';
 export 'src/on_device_training.dart';
