@@ -151,11 +151,14 @@ def check_boxes(
     ``labels``: the project's fixed label set, or None for an open set (any well-formed label).
     Raises TOO_MANY_BOXES, BOX_OUT_OF_IMAGE (outside 0..1, NaN, infinite), BOX_DEGENERATE
     (``max <= min``, or narrower/shorter than one pixel) or UNKNOWN_BOX_LABEL, naming the
-    box by its position.
+    box by its position. Returns the boxes with coordinates rounded to 6 decimals (a millionth
+    of the image), so a float32 wire (gRPC) and a float64 one (REST, JSON) store the same values.
     """
     if len(boxes) > MAX_BOXES:
         raise too_many_boxes(len(boxes))
-    for i, box in enumerate(boxes):
+    out: list[Box] = []
+    for i, raw in enumerate(boxes):
+        box = rounded(raw)
         where = f"box {i} ({box.label!r})"
         for key in _COORDS:
             value = getattr(box, key)
@@ -179,7 +182,17 @@ def check_boxes(
                 "a box must be at least one pixel each way",
             )
         check_box_label(box.label, labels)
-    return list(boxes)
+        out.append(box)
+    return out
+
+
+def rounded(box: Box) -> Box:
+    """``box`` with its coordinates rounded to 6 decimals (NaN and infinities kept)."""
+
+    def r(value: float) -> float:
+        return round(value, 6) if math.isfinite(value) else value
+
+    return Box(box.label, r(box.x_min), r(box.y_min), r(box.x_max), r(box.y_max))
 
 
 def sample_label(boxes: Sequence[Box]) -> str:

@@ -153,12 +153,13 @@ OPERATIONS: tuple[Operation, ...] = (
         ("GET /v1/projects/{project}/class-counts",),
     ),
     Operation(
-        "delete or relabel samples",
+        "delete or relabel samples, edit boxes",
         Action.DELETE_SAMPLE,
-        ("DatasetService/DeleteSample",),
+        ("DatasetService/DeleteSample", "DatasetService/UpdateSampleBoxes"),
         (
             "DELETE /v1/projects/{project}/samples/{sample_id}",
             "PATCH /v1/projects/{project}/samples/{sample_id}",
+            "PUT /v1/projects/{project}/samples/{sample_id}/boxes",
         ),
     ),
     Operation(

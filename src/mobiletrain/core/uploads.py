@@ -30,7 +30,7 @@ from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import BlobStore, MetadataStore
 from mobiletrain.core.services import DatasetService, IncomingSample, ProjectService
 from mobiletrain.core.storage import storage_full_error
-from mobiletrain.core.types import Sample, SampleResult, UploadSession
+from mobiletrain.core.types import Sample, SampleResult, TaskType, UploadSession
 from mobiletrain.core.validation import check_client_id, check_label
 
 SESSION_TTL = timedelta(hours=24)
@@ -80,11 +80,16 @@ class ResumableUploads:
         require(Action.UPLOAD)
         project = self.projects.get(project_ref)
         check_client_id(client_id, self.limits)
-        check_label(label, self.limits)
-        if project.labels_fixed and label not in project.labels:
-            raise MobiletrainError(
-                ErrorCode.UNKNOWN_LABEL, f"label {label!r} is not one of the project's labels"
-            )
+        # An object-detection sample's label is derived from its boxes when it is ingested.
+        detection = project.task is TaskType.OBJECT_DETECTION
+        if detection:
+            label = ""
+        else:
+            check_label(label, self.limits)
+            if project.labels_fixed and label not in project.labels:
+                raise MobiletrainError(
+                    ErrorCode.UNKNOWN_LABEL, f"label {label!r} is not one of the project's labels"
+                )
         if size <= 0:
             raise MobiletrainError(ErrorCode.EMPTY_SAMPLE, f"size must be positive, got {size}")
         if size > self.limits.max_sample_bytes:
@@ -98,7 +103,8 @@ class ResumableUploads:
         status = self.status(project.id, client_id)
         if status.sample is not None:
             stored = status.sample
-            if stored.size != size or stored.label != label or sha256 not in ("", stored.sha256):
+            other_label = not detection and stored.label != label
+            if stored.size != size or other_label or sha256 not in ("", stored.sha256):
                 # The idempotency key is taken by another payload: an error, not "complete".
                 raise MobiletrainError(
                     ErrorCode.CLIENT_ID_CONFLICT,

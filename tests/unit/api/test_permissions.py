@@ -221,6 +221,11 @@ def _rest_calls(ids: dict[str, str]) -> dict[str, tuple[str, str, dict[str, Any]
             f"{p}/samples/no-such-sample",
             {"json": {"label": "b"}},
         ),
+        "PUT /v1/projects/{project}/samples/{sample_id}/boxes": (
+            "PUT",
+            f"{p}/samples/no-such-sample/boxes",
+            {"json": {"boxes": []}},
+        ),
         "POST /v1/projects/{project}/jobs": ("POST", f"{p}/jobs", {"json": {"epochs": 1}}),
         "POST /v1/jobs/{job_id}:cancel": ("POST", "/v1/jobs/no-such-job:cancel", {}),
         "GET /v1/projects/{project}/jobs": ("GET", f"{p}/jobs", {}),
@@ -397,6 +402,11 @@ def _grpc_calls(ids: dict[str, str]) -> dict[str, Callable[[grpc.Channel, list[A
             ds,
             "DeleteSample",
             datasets_pb2.DeleteSampleRequest(project="perm", sample_id="no-such-sample"),
+        ),
+        "DatasetService/UpdateSampleBoxes": unary(
+            ds,
+            "UpdateSampleBoxes",
+            datasets_pb2.UpdateSampleBoxesRequest(project="perm", sample_id="no-such-sample"),
         ),
         "TrainingService/StartJob": unary(
             ts, "StartJob", training_pb2.StartJobRequest(project="perm")

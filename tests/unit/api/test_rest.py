@@ -100,6 +100,7 @@ EXPECTED_ROUTES = {
     ("get", "/v1/uploads/{upload_id}"),
     ("patch", "/v1/uploads/{upload_id}"),
     ("delete", "/v1/uploads/{upload_id}"),
+    ("put", "/v1/projects/{project}/samples/{sample_id}/boxes"),
     ("post", "/v1/tokens"),
     ("get", "/v1/tokens"),
     ("delete", "/v1/tokens/{token_id}"),

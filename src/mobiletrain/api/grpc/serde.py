@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import Enum
@@ -32,6 +32,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2,
 )
 from mobiletrain.api.grpc.serde_tasks import task_spec_from_proto, task_spec_to_proto
+from mobiletrain.core.annotations import Box, rounded
 from mobiletrain.core.auth import Role
 from mobiletrain.core.errors import ErrorCode, MobiletrainError, error_by_number
 from mobiletrain.core.manifest import manifest_of
@@ -44,7 +45,7 @@ from mobiletrain.core.release import (
     Rollout,
     VersionStatus,
 )
-from mobiletrain.core.services import IncomingSample, Prediction
+from mobiletrain.core.services import BoxStats, IncomingSample, Prediction
 from mobiletrain.core.types import (
     Architecture,
     Artifact,
@@ -387,6 +388,8 @@ def sample_to_proto(sample: Sample) -> datasets_pb2.Sample:
         height=sample.height,
         created_at=timestamp_to_proto(sample.created_at),
         damaged=sample.damaged,
+        boxes=boxes_to_proto(sample.boxes or ()),
+        detection=sample.boxes is not None,
     )
 
 
@@ -404,19 +407,47 @@ def sample_from_proto(msg: datasets_pb2.Sample) -> Sample:
         height=msg.height,
         created_at=timestamp_from_proto(msg.created_at),
         damaged=msg.damaged,
+        boxes=boxes_from_proto(msg.boxes) if msg.detection else None,
     )
+
+
+def boxes_to_proto(boxes: Iterable[Box]) -> list[common_pb2.BoundingBox]:
+    """Domain boxes → ``BoundingBox`` messages."""
+    return [
+        common_pb2.BoundingBox(
+            label=b.label, x_min=b.x_min, y_min=b.y_min, x_max=b.x_max, y_max=b.y_max
+        )
+        for b in boxes
+    ]
+
+
+def boxes_from_proto(msgs: Iterable[common_pb2.BoundingBox]) -> list[Box]:
+    """``BoundingBox`` messages → domain boxes, coordinates rounded to 6 decimals (float32 on
+    the wire: 0.1 arrives as 0.100000001...; the store keeps what REST's JSON would give)."""
+    return [rounded(Box(m.label, m.x_min, m.y_min, m.x_max, m.y_max)) for m in msgs]
 
 
 def incoming_sample_from_proto(msg: datasets_pb2.InlineSample) -> IncomingSample:
     """``InlineSample`` → a sample for ``DatasetService.upload`` (checksums are the caller's)."""
-    return IncomingSample(client_id=msg.client_id, label=msg.label, data=msg.data)
+    return IncomingSample(
+        client_id=msg.client_id,
+        label=msg.label,
+        data=msg.data,
+        boxes=boxes_from_proto(msg.boxes) if msg.boxes else None,
+    )
 
 
 def sample_header_from_proto(
     msg: datasets_pb2.SampleHeader, data: bytes = b"", error: MobiletrainError | None = None
 ) -> IncomingSample:
     """``SampleHeader`` plus the reassembled bytes (or a rejection) → an upload sample."""
-    return IncomingSample(client_id=msg.client_id, label=msg.label, data=data, error=error)
+    return IncomingSample(
+        client_id=msg.client_id,
+        label=msg.label,
+        data=data,
+        error=error,
+        boxes=boxes_from_proto(msg.boxes) if msg.boxes else None,
+    )
 
 
 def sample_result_to_proto(result: SampleResult) -> datasets_pb2.SampleResult:
@@ -464,6 +495,22 @@ def class_counts_to_proto(counts: Mapping[str, int]) -> datasets_pb2.GetClassCou
     return datasets_pb2.GetClassCountsResponse(
         counts=[datasets_pb2.ClassCount(label=k, count=v) for k, v in counts.items()],
         total=sum(counts.values()),
+    )
+
+
+def box_stats_to_proto(stats: BoxStats, msg: datasets_pb2.GetClassCountsResponse) -> None:
+    """Fill a detection project's box counts into a ``GetClassCountsResponse``."""
+    msg.box_counts.extend(
+        datasets_pb2.ClassCount(label=k, count=v) for k, v in stats.boxes_per_label.items()
+    )
+    msg.images_without_boxes = stats.images_without_boxes
+
+
+def box_stats_from_proto(msg: datasets_pb2.GetClassCountsResponse) -> BoxStats:
+    """The box counts of a ``GetClassCountsResponse`` → domain."""
+    return BoxStats(
+        boxes_per_label={c.label: c.count for c in msg.box_counts},
+        images_without_boxes=msg.images_without_boxes,
     )
 
 

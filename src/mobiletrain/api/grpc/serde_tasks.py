@@ -16,6 +16,7 @@ from mobiletrain._proto.mobiletrain.v1 import common_pb2
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.types import (
     AudioSpec,
+    DetectionSpec,
     LongClips,
     SensorFraming,
     SensorSpec,
@@ -65,6 +66,14 @@ def task_spec_to_proto(spec: TaskSpec | None, msg: common_pb2.InputSpec) -> None
                 framing=SENSOR_FRAMINGS[spec.framing],  # type: ignore[arg-type]
             )
         )
+    elif isinstance(spec, DetectionSpec):
+        msg.detection.CopyFrom(
+            common_pb2.DetectionSpec(
+                max_detections=spec.max_detections,
+                score_threshold=spec.score_threshold,
+                iou_threshold=spec.iou_threshold,
+            )
+        )
 
 
 def task_spec_from_proto(msg: common_pb2.InputSpec) -> TaskSpec | None:
@@ -88,5 +97,13 @@ def task_spec_from_proto(msg: common_pb2.InputSpec) -> TaskSpec | None:
             framing=_from_number(
                 SENSOR_FRAMINGS, sensor.framing, "sensor framing", SensorFraming.WINDOWS
             ),
+        )
+    if which == "detection":
+        det, default_det = msg.detection, DetectionSpec()
+        # float32 on the wire: 0.25 is exact, 0.3 arrives as 0.30000001; 6 decimals suffice.
+        return DetectionSpec(
+            max_detections=det.max_detections or default_det.max_detections,
+            score_threshold=round(det.score_threshold, 6) or default_det.score_threshold,
+            iou_threshold=round(det.iou_threshold, 6) or default_det.iou_threshold,
         )
     return None

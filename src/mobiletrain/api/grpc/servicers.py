@@ -31,7 +31,7 @@ from mobiletrain.api.grpc import serde
 from mobiletrain.api.grpc.deadlines import current_deadline
 from mobiletrain.api.grpc.upload import incoming_samples
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.types import Project
+from mobiletrain.core.types import Project, TaskType
 
 if TYPE_CHECKING:
     from mobiletrain.container import Container
@@ -172,8 +172,20 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     def GetClassCounts(
         self, request: datasets_pb2.GetClassCountsRequest, context: grpc.ServicerContext
     ) -> datasets_pb2.GetClassCountsResponse:
-        """Samples per label, in label order."""
-        return serde.class_counts_to_proto(self._c.datasets.class_counts(request.project))
+        """Samples per label, in label order (detection: box counts too)."""
+        msg = serde.class_counts_to_proto(self._c.datasets.class_counts(request.project))
+        if self._c.projects.get(request.project).task is TaskType.OBJECT_DETECTION:
+            serde.box_stats_to_proto(self._c.datasets.box_stats(request.project), msg)
+        return msg
+
+    def UpdateSampleBoxes(
+        self, request: datasets_pb2.UpdateSampleBoxesRequest, context: grpc.ServicerContext
+    ) -> datasets_pb2.Sample:
+        """Replace a detection image's boxes; the sample with its new label."""
+        sample = self._c.datasets.update_boxes(
+            request.project, request.sample_id, serde.boxes_from_proto(request.boxes)
+        )
+        return serde.sample_to_proto(sample)
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):

@@ -105,6 +105,9 @@ class _ChunkedSample:
         sample = self.uploads.assemble(self.session)
         if sample.error is not None:
             self.uploads.abort(self.session.id)  # start over on the next try
+        elif self.header.boxes:
+            # A detection image's boxes travel in its header (sent again on every resume).
+            sample.boxes = serde.boxes_from_proto(self.header.boxes)
         return sample
 
     def unfinished(self) -> IncomingSample:

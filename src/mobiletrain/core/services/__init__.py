@@ -7,7 +7,12 @@ API adapters and the composition root import.
 """
 
 from mobiletrain.core.services.common import check_page_size, parse_page_token
-from mobiletrain.core.services.datasets import DatasetService, IncomingSample, damaged_sample_error
+from mobiletrain.core.services.datasets import (
+    BoxStats,
+    DatasetService,
+    IncomingSample,
+    damaged_sample_error,
+)
 from mobiletrain.core.services.models import (
     DEFAULT_RELEASES_LIMIT,
     DEFAULT_TOP_K,
@@ -22,6 +27,7 @@ __all__ = [
     "DEFAULT_RELEASES_LIMIT",
     "DEFAULT_TOP_K",
     "PREDICT_FORMATS",
+    "BoxStats",
     "DatasetService",
     "EventPage",
     "IncomingSample",

@@ -13,6 +13,7 @@ class TaskType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_TYPE_IMAGE_CLASSIFICATION: _ClassVar[TaskType]
     TASK_TYPE_AUDIO_CLASSIFICATION: _ClassVar[TaskType]
     TASK_TYPE_SENSOR_CLASSIFICATION: _ClassVar[TaskType]
+    TASK_TYPE_OBJECT_DETECTION: _ClassVar[TaskType]
 
 class LongClips(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -125,10 +126,17 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_SENSOR_MISSING_VALUE: _ClassVar[ErrorCode]
     ERROR_CODE_SENSOR_TOO_LONG: _ClassVar[ErrorCode]
     ERROR_CODE_SENSOR_TOO_SHORT: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_ANNOTATION: _ClassVar[ErrorCode]
+    ERROR_CODE_BOX_OUT_OF_IMAGE: _ClassVar[ErrorCode]
+    ERROR_CODE_BOX_DEGENERATE: _ClassVar[ErrorCode]
+    ERROR_CODE_UNKNOWN_BOX_LABEL: _ClassVar[ErrorCode]
+    ERROR_CODE_TOO_MANY_BOXES: _ClassVar[ErrorCode]
+    ERROR_CODE_ANNOTATION_FORMAT: _ClassVar[ErrorCode]
 TASK_TYPE_UNSPECIFIED: TaskType
 TASK_TYPE_IMAGE_CLASSIFICATION: TaskType
 TASK_TYPE_AUDIO_CLASSIFICATION: TaskType
 TASK_TYPE_SENSOR_CLASSIFICATION: TaskType
+TASK_TYPE_OBJECT_DETECTION: TaskType
 LONG_CLIPS_UNSPECIFIED: LongClips
 LONG_CLIPS_REJECT: LongClips
 LONG_CLIPS_SPLIT: LongClips
@@ -223,6 +231,12 @@ ERROR_CODE_SENSOR_CHANNELS_MISMATCH: ErrorCode
 ERROR_CODE_SENSOR_MISSING_VALUE: ErrorCode
 ERROR_CODE_SENSOR_TOO_LONG: ErrorCode
 ERROR_CODE_SENSOR_TOO_SHORT: ErrorCode
+ERROR_CODE_INVALID_ANNOTATION: ErrorCode
+ERROR_CODE_BOX_OUT_OF_IMAGE: ErrorCode
+ERROR_CODE_BOX_DEGENERATE: ErrorCode
+ERROR_CODE_UNKNOWN_BOX_LABEL: ErrorCode
+ERROR_CODE_TOO_MANY_BOXES: ErrorCode
+ERROR_CODE_ANNOTATION_FORMAT: ErrorCode
 
 class AudioSpec(_message.Message):
     __slots__ = ("sample_rate_hz", "clip_ms", "long_clips", "clip_samples")
@@ -250,8 +264,32 @@ class SensorSpec(_message.Message):
     framing: SensorFraming
     def __init__(self, channels: _Optional[_Iterable[str]] = ..., rate_hz: _Optional[float] = ..., window: _Optional[int] = ..., stride: _Optional[int] = ..., framing: _Optional[_Union[SensorFraming, str]] = ...) -> None: ...
 
+class DetectionSpec(_message.Message):
+    __slots__ = ("max_detections", "score_threshold", "iou_threshold")
+    MAX_DETECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    IOU_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    max_detections: int
+    score_threshold: float
+    iou_threshold: float
+    def __init__(self, max_detections: _Optional[int] = ..., score_threshold: _Optional[float] = ..., iou_threshold: _Optional[float] = ...) -> None: ...
+
+class BoundingBox(_message.Message):
+    __slots__ = ("label", "x_min", "y_min", "x_max", "y_max")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    X_MIN_FIELD_NUMBER: _ClassVar[int]
+    Y_MIN_FIELD_NUMBER: _ClassVar[int]
+    X_MAX_FIELD_NUMBER: _ClassVar[int]
+    Y_MAX_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    def __init__(self, label: _Optional[str] = ..., x_min: _Optional[float] = ..., y_min: _Optional[float] = ..., x_max: _Optional[float] = ..., y_max: _Optional[float] = ...) -> None: ...
+
 class InputSpec(_message.Message):
-    __slots__ = ("width", "height", "color_mode", "normalization", "channels", "scale", "offset", "audio", "sensor")
+    __slots__ = ("width", "height", "color_mode", "normalization", "channels", "scale", "offset", "audio", "sensor", "detection")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     COLOR_MODE_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +299,7 @@ class InputSpec(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     SENSOR_FIELD_NUMBER: _ClassVar[int]
+    DETECTION_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     color_mode: ColorMode
@@ -270,7 +309,8 @@ class InputSpec(_message.Message):
     offset: float
     audio: AudioSpec
     sensor: SensorSpec
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., color_mode: _Optional[_Union[ColorMode, str]] = ..., normalization: _Optional[_Union[Normalization, str]] = ..., channels: _Optional[int] = ..., scale: _Optional[float] = ..., offset: _Optional[float] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., sensor: _Optional[_Union[SensorSpec, _Mapping]] = ...) -> None: ...
+    detection: DetectionSpec
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., color_mode: _Optional[_Union[ColorMode, str]] = ..., normalization: _Optional[_Union[Normalization, str]] = ..., channels: _Optional[int] = ..., scale: _Optional[float] = ..., offset: _Optional[float] = ..., audio: _Optional[_Union[AudioSpec, _Mapping]] = ..., sensor: _Optional[_Union[SensorSpec, _Mapping]] = ..., detection: _Optional[_Union[DetectionSpec, _Mapping]] = ...) -> None: ...
 
 class FormatAccuracy(_message.Message):
     __slots__ = ("format", "accuracy")

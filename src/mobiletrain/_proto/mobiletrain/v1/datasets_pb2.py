@@ -23,55 +23,58 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from mobiletrain._proto.mobiletrain.v1 import common_pb2 as mobiletrain_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmobiletrain/v1/datasets.proto\x12\x0emobiletrain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n\x06Sample\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x0c\n\x04size\x18\x06 \x01(\x03\x12\x12\n\nmedia_type\x18\x07 \x01(\t\x12\r\n\x05width\x18\x08 \x01(\x05\x12\x0e\n\x06height\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x61maged\x18\x0b \x01(\x08\"b\n\x0cInlineSample\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nmedia_type\x18\x05 \x01(\t\"B\n\x11InlineSampleBatch\x12-\n\x07samples\x18\x01 \x03(\x0b\x32\x1c.mobiletrain.v1.InlineSample\"b\n\x0cSampleHeader\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nmedia_type\x18\x05 \x01(\t\">\n\x0bSampleChunk\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xcb\x01\n\x14UploadSamplesRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x39\n\x0cinline_batch\x18\x02 \x01(\x0b\x32!.mobiletrain.v1.InlineSampleBatchH\x00\x12.\n\x06header\x18\x03 \x01(\x0b\x32\x1c.mobiletrain.v1.SampleHeaderH\x00\x12,\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x1b.mobiletrain.v1.SampleChunkH\x00\x42\t\n\x07payload\"\x86\x01\n\x0cSampleResult\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.mobiletrain.v1.SampleStatus\x12\x11\n\tsample_id\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\"~\n\x15UploadSamplesResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.mobiletrain.v1.SampleResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"[\n\x12ListSamplesRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"W\n\x13ListSamplesResponse\x12\'\n\x07samples\x18\x01 \x03(\x0b\x32\x16.mobiletrain.v1.Sample\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x14GetSampleDataRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tsample_id\x18\x02 \x01(\t\"]\n\x15GetSampleDataResponse\x12&\n\x06sample\x18\x01 \x01(\x0b\x32\x16.mobiletrain.v1.Sample\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"9\n\x13\x44\x65leteSampleRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tsample_id\x18\x02 \x01(\t\">\n\x14\x44\x65leteSampleResponse\x12&\n\x06sample\x18\x01 \x01(\x0b\x32\x16.mobiletrain.v1.Sample\"(\n\x15GetClassCountsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"*\n\nClassCount\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"S\n\x16GetClassCountsResponse\x12*\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x1a.mobiletrain.v1.ClassCount\x12\r\n\x05total\x18\x02 \x01(\x05\"<\n\x16GetUploadOffsetRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\"b\n\x0cUploadOffset\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06stored\x18\x04 \x01(\x08\x12\x11\n\tsample_id\x18\x05 \x01(\t*\x82\x01\n\x0cSampleStatus\x12\x1d\n\x19SAMPLE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SAMPLE_STATUS_ACCEPTED\x10\x01\x12\x1b\n\x17SAMPLE_STATUS_DUPLICATE\x10\x02\x12\x1a\n\x16SAMPLE_STATUS_REJECTED\x10\x03\x32\xbd\x04\n\x0e\x44\x61tasetService\x12^\n\rUploadSamples\x12$.mobiletrain.v1.UploadSamplesRequest\x1a%.mobiletrain.v1.UploadSamplesResponse(\x01\x12V\n\x0bListSamples\x12\".mobiletrain.v1.ListSamplesRequest\x1a#.mobiletrain.v1.ListSamplesResponse\x12^\n\rGetSampleData\x12$.mobiletrain.v1.GetSampleDataRequest\x1a%.mobiletrain.v1.GetSampleDataResponse0\x01\x12Y\n\x0c\x44\x65leteSample\x12#.mobiletrain.v1.DeleteSampleRequest\x1a$.mobiletrain.v1.DeleteSampleResponse\x12_\n\x0eGetClassCounts\x12%.mobiletrain.v1.GetClassCountsRequest\x1a&.mobiletrain.v1.GetClassCountsResponse\x12W\n\x0fGetUploadOffset\x12&.mobiletrain.v1.GetUploadOffsetRequest\x1a\x1c.mobiletrain.v1.UploadOffsetb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmobiletrain/v1/datasets.proto\x12\x0emobiletrain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmobiletrain/v1/common.proto\"\x9b\x02\n\x06Sample\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x0c\n\x04size\x18\x06 \x01(\x03\x12\x12\n\nmedia_type\x18\x07 \x01(\t\x12\r\n\x05width\x18\x08 \x01(\x05\x12\x0e\n\x06height\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x61maged\x18\x0b \x01(\x08\x12*\n\x05\x62oxes\x18\x0c \x03(\x0b\x32\x1b.mobiletrain.v1.BoundingBox\x12\x11\n\tdetection\x18\r \x01(\x08\"\x8e\x01\n\x0cInlineSample\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nmedia_type\x18\x05 \x01(\t\x12*\n\x05\x62oxes\x18\x06 \x03(\x0b\x32\x1b.mobiletrain.v1.BoundingBox\"B\n\x11InlineSampleBatch\x12-\n\x07samples\x18\x01 \x03(\x0b\x32\x1c.mobiletrain.v1.InlineSample\"\x8e\x01\n\x0cSampleHeader\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nmedia_type\x18\x05 \x01(\t\x12*\n\x05\x62oxes\x18\x06 \x03(\x0b\x32\x1b.mobiletrain.v1.BoundingBox\">\n\x0bSampleChunk\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xcb\x01\n\x14UploadSamplesRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x39\n\x0cinline_batch\x18\x02 \x01(\x0b\x32!.mobiletrain.v1.InlineSampleBatchH\x00\x12.\n\x06header\x18\x03 \x01(\x0b\x32\x1c.mobiletrain.v1.SampleHeaderH\x00\x12,\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x1b.mobiletrain.v1.SampleChunkH\x00\x42\t\n\x07payload\"\x86\x01\n\x0cSampleResult\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.mobiletrain.v1.SampleStatus\x12\x11\n\tsample_id\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\"~\n\x15UploadSamplesResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.mobiletrain.v1.SampleResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"[\n\x12ListSamplesRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"W\n\x13ListSamplesResponse\x12\'\n\x07samples\x18\x01 \x03(\x0b\x32\x16.mobiletrain.v1.Sample\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x14GetSampleDataRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tsample_id\x18\x02 \x01(\t\"]\n\x15GetSampleDataResponse\x12&\n\x06sample\x18\x01 \x01(\x0b\x32\x16.mobiletrain.v1.Sample\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"9\n\x13\x44\x65leteSampleRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tsample_id\x18\x02 \x01(\t\">\n\x14\x44\x65leteSampleResponse\x12&\n\x06sample\x18\x01 \x01(\x0b\x32\x16.mobiletrain.v1.Sample\"(\n\x15GetClassCountsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"*\n\nClassCount\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xa1\x01\n\x16GetClassCountsResponse\x12*\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x1a.mobiletrain.v1.ClassCount\x12\r\n\x05total\x18\x02 \x01(\x05\x12.\n\nbox_counts\x18\x03 \x03(\x0b\x32\x1a.mobiletrain.v1.ClassCount\x12\x1c\n\x14images_without_boxes\x18\x04 \x01(\x05\"j\n\x18UpdateSampleBoxesRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tsample_id\x18\x02 \x01(\t\x12*\n\x05\x62oxes\x18\x03 \x03(\x0b\x32\x1b.mobiletrain.v1.BoundingBox\"<\n\x16GetUploadOffsetRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\"b\n\x0cUploadOffset\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06stored\x18\x04 \x01(\x08\x12\x11\n\tsample_id\x18\x05 \x01(\t*\x82\x01\n\x0cSampleStatus\x12\x1d\n\x19SAMPLE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SAMPLE_STATUS_ACCEPTED\x10\x01\x12\x1b\n\x17SAMPLE_STATUS_DUPLICATE\x10\x02\x12\x1a\n\x16SAMPLE_STATUS_REJECTED\x10\x03\x32\x94\x05\n\x0e\x44\x61tasetService\x12^\n\rUploadSamples\x12$.mobiletrain.v1.UploadSamplesRequest\x1a%.mobiletrain.v1.UploadSamplesResponse(\x01\x12V\n\x0bListSamples\x12\".mobiletrain.v1.ListSamplesRequest\x1a#.mobiletrain.v1.ListSamplesResponse\x12^\n\rGetSampleData\x12$.mobiletrain.v1.GetSampleDataRequest\x1a%.mobiletrain.v1.GetSampleDataResponse0\x01\x12Y\n\x0c\x44\x65leteSample\x12#.mobiletrain.v1.DeleteSampleRequest\x1a$.mobiletrain.v1.DeleteSampleResponse\x12_\n\x0eGetClassCounts\x12%.mobiletrain.v1.GetClassCountsRequest\x1a&.mobiletrain.v1.GetClassCountsResponse\x12U\n\x11UpdateSampleBoxes\x12(.mobiletrain.v1.UpdateSampleBoxesRequest\x1a\x16.mobiletrain.v1.Sample\x12W\n\x0fGetUploadOffset\x12&.mobiletrain.v1.GetUploadOffsetRequest\x1a\x1c.mobiletrain.v1.UploadOffsetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mobiletrain._proto.mobiletrain.v1.datasets_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SAMPLESTATUS']._serialized_start=1902
-  _globals['_SAMPLESTATUS']._serialized_end=2032
-  _globals['_SAMPLE']._serialized_start=83
-  _globals['_SAMPLE']._serialized_end=303
-  _globals['_INLINESAMPLE']._serialized_start=305
-  _globals['_INLINESAMPLE']._serialized_end=403
-  _globals['_INLINESAMPLEBATCH']._serialized_start=405
-  _globals['_INLINESAMPLEBATCH']._serialized_end=471
-  _globals['_SAMPLEHEADER']._serialized_start=473
-  _globals['_SAMPLEHEADER']._serialized_end=571
-  _globals['_SAMPLECHUNK']._serialized_start=573
-  _globals['_SAMPLECHUNK']._serialized_end=635
-  _globals['_UPLOADSAMPLESREQUEST']._serialized_start=638
-  _globals['_UPLOADSAMPLESREQUEST']._serialized_end=841
-  _globals['_SAMPLERESULT']._serialized_start=844
-  _globals['_SAMPLERESULT']._serialized_end=978
-  _globals['_UPLOADSAMPLESRESPONSE']._serialized_start=980
-  _globals['_UPLOADSAMPLESRESPONSE']._serialized_end=1106
-  _globals['_LISTSAMPLESREQUEST']._serialized_start=1108
-  _globals['_LISTSAMPLESREQUEST']._serialized_end=1199
-  _globals['_LISTSAMPLESRESPONSE']._serialized_start=1201
-  _globals['_LISTSAMPLESRESPONSE']._serialized_end=1288
-  _globals['_GETSAMPLEDATAREQUEST']._serialized_start=1290
-  _globals['_GETSAMPLEDATAREQUEST']._serialized_end=1348
-  _globals['_GETSAMPLEDATARESPONSE']._serialized_start=1350
-  _globals['_GETSAMPLEDATARESPONSE']._serialized_end=1443
-  _globals['_DELETESAMPLEREQUEST']._serialized_start=1445
-  _globals['_DELETESAMPLEREQUEST']._serialized_end=1502
-  _globals['_DELETESAMPLERESPONSE']._serialized_start=1504
-  _globals['_DELETESAMPLERESPONSE']._serialized_end=1566
-  _globals['_GETCLASSCOUNTSREQUEST']._serialized_start=1568
-  _globals['_GETCLASSCOUNTSREQUEST']._serialized_end=1608
-  _globals['_CLASSCOUNT']._serialized_start=1610
-  _globals['_CLASSCOUNT']._serialized_end=1652
-  _globals['_GETCLASSCOUNTSRESPONSE']._serialized_start=1654
-  _globals['_GETCLASSCOUNTSRESPONSE']._serialized_end=1737
-  _globals['_GETUPLOADOFFSETREQUEST']._serialized_start=1739
-  _globals['_GETUPLOADOFFSETREQUEST']._serialized_end=1799
-  _globals['_UPLOADOFFSET']._serialized_start=1801
-  _globals['_UPLOADOFFSET']._serialized_end=1899
-  _globals['_DATASETSERVICE']._serialized_start=2035
-  _globals['_DATASETSERVICE']._serialized_end=2608
+  _globals['_SAMPLESTATUS']._serialized_start=2271
+  _globals['_SAMPLESTATUS']._serialized_end=2401
+  _globals['_SAMPLE']._serialized_start=112
+  _globals['_SAMPLE']._serialized_end=395
+  _globals['_INLINESAMPLE']._serialized_start=398
+  _globals['_INLINESAMPLE']._serialized_end=540
+  _globals['_INLINESAMPLEBATCH']._serialized_start=542
+  _globals['_INLINESAMPLEBATCH']._serialized_end=608
+  _globals['_SAMPLEHEADER']._serialized_start=611
+  _globals['_SAMPLEHEADER']._serialized_end=753
+  _globals['_SAMPLECHUNK']._serialized_start=755
+  _globals['_SAMPLECHUNK']._serialized_end=817
+  _globals['_UPLOADSAMPLESREQUEST']._serialized_start=820
+  _globals['_UPLOADSAMPLESREQUEST']._serialized_end=1023
+  _globals['_SAMPLERESULT']._serialized_start=1026
+  _globals['_SAMPLERESULT']._serialized_end=1160
+  _globals['_UPLOADSAMPLESRESPONSE']._serialized_start=1162
+  _globals['_UPLOADSAMPLESRESPONSE']._serialized_end=1288
+  _globals['_LISTSAMPLESREQUEST']._serialized_start=1290
+  _globals['_LISTSAMPLESREQUEST']._serialized_end=1381
+  _globals['_LISTSAMPLESRESPONSE']._serialized_start=1383
+  _globals['_LISTSAMPLESRESPONSE']._serialized_end=1470
+  _globals['_GETSAMPLEDATAREQUEST']._serialized_start=1472
+  _globals['_GETSAMPLEDATAREQUEST']._serialized_end=1530
+  _globals['_GETSAMPLEDATARESPONSE']._serialized_start=1532
+  _globals['_GETSAMPLEDATARESPONSE']._serialized_end=1625
+  _globals['_DELETESAMPLEREQUEST']._serialized_start=1627
+  _globals['_DELETESAMPLEREQUEST']._serialized_end=1684
+  _globals['_DELETESAMPLERESPONSE']._serialized_start=1686
+  _globals['_DELETESAMPLERESPONSE']._serialized_end=1748
+  _globals['_GETCLASSCOUNTSREQUEST']._serialized_start=1750
+  _globals['_GETCLASSCOUNTSREQUEST']._serialized_end=1790
+  _globals['_CLASSCOUNT']._serialized_start=1792
+  _globals['_CLASSCOUNT']._serialized_end=1834
+  _globals['_GETCLASSCOUNTSRESPONSE']._serialized_start=1837
+  _globals['_GETCLASSCOUNTSRESPONSE']._serialized_end=1998
+  _globals['_UPDATESAMPLEBOXESREQUEST']._serialized_start=2000
+  _globals['_UPDATESAMPLEBOXESREQUEST']._serialized_end=2106
+  _globals['_GETUPLOADOFFSETREQUEST']._serialized_start=2108
+  _globals['_GETUPLOADOFFSETREQUEST']._serialized_end=2168
+  _globals['_UPLOADOFFSET']._serialized_start=2170
+  _globals['_UPLOADOFFSET']._serialized_end=2268
+  _globals['_DATASETSERVICE']._serialized_start=2404
+  _globals['_DATASETSERVICE']._serialized_end=3064
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from mobiletrain._proto.mobiletrain.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -22,7 +23,7 @@ SAMPLE_STATUS_DUPLICATE: SampleStatus
 SAMPLE_STATUS_REJECTED: SampleStatus
 
 class Sample(_message.Message):
-    __slots__ = ("id", "project_id", "client_id", "label", "sha256", "size", "media_type", "width", "height", "created_at", "damaged")
+    __slots__ = ("id", "project_id", "client_id", "label", "sha256", "size", "media_type", "width", "height", "created_at", "damaged", "boxes", "detection")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +35,8 @@ class Sample(_message.Message):
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DAMAGED_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    DETECTION_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     client_id: str
@@ -45,21 +48,25 @@ class Sample(_message.Message):
     height: int
     created_at: _timestamp_pb2.Timestamp
     damaged: bool
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., client_id: _Optional[str] = ..., label: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., media_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., damaged: _Optional[bool] = ...) -> None: ...
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
+    detection: bool
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., client_id: _Optional[str] = ..., label: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., media_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., damaged: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ..., detection: _Optional[bool] = ...) -> None: ...
 
 class InlineSample(_message.Message):
-    __slots__ = ("client_id", "label", "data", "sha256", "media_type")
+    __slots__ = ("client_id", "label", "data", "sha256", "media_type", "boxes")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     label: str
     data: bytes
     sha256: str
     media_type: str
-    def __init__(self, client_id: _Optional[str] = ..., label: _Optional[str] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ..., media_type: _Optional[str] = ...) -> None: ...
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
+    def __init__(self, client_id: _Optional[str] = ..., label: _Optional[str] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ..., media_type: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ...) -> None: ...
 
 class InlineSampleBatch(_message.Message):
     __slots__ = ("samples",)
@@ -68,18 +75,20 @@ class InlineSampleBatch(_message.Message):
     def __init__(self, samples: _Optional[_Iterable[_Union[InlineSample, _Mapping]]] = ...) -> None: ...
 
 class SampleHeader(_message.Message):
-    __slots__ = ("client_id", "label", "size", "sha256", "media_type")
+    __slots__ = ("client_id", "label", "size", "sha256", "media_type", "boxes")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     label: str
     size: int
     sha256: str
     media_type: str
-    def __init__(self, client_id: _Optional[str] = ..., label: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., media_type: _Optional[str] = ...) -> None: ...
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
+    def __init__(self, client_id: _Optional[str] = ..., label: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., media_type: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ...) -> None: ...
 
 class SampleChunk(_message.Message):
     __slots__ = ("client_id", "offset", "data")
@@ -196,12 +205,26 @@ class ClassCount(_message.Message):
     def __init__(self, label: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetClassCountsResponse(_message.Message):
-    __slots__ = ("counts", "total")
+    __slots__ = ("counts", "total", "box_counts", "images_without_boxes")
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BOX_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_WITHOUT_BOXES_FIELD_NUMBER: _ClassVar[int]
     counts: _containers.RepeatedCompositeFieldContainer[ClassCount]
     total: int
-    def __init__(self, counts: _Optional[_Iterable[_Union[ClassCount, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+    box_counts: _containers.RepeatedCompositeFieldContainer[ClassCount]
+    images_without_boxes: int
+    def __init__(self, counts: _Optional[_Iterable[_Union[ClassCount, _Mapping]]] = ..., total: _Optional[int] = ..., box_counts: _Optional[_Iterable[_Union[ClassCount, _Mapping]]] = ..., images_without_boxes: _Optional[int] = ...) -> None: ...
+
+class UpdateSampleBoxesRequest(_message.Message):
+    __slots__ = ("project", "sample_id", "boxes")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    sample_id: str
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.BoundingBox]
+    def __init__(self, project: _Optional[str] = ..., sample_id: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.BoundingBox, _Mapping]]] = ...) -> None: ...
 
 class GetUploadOffsetRequest(_message.Message):
     __slots__ = ("project", "client_id")

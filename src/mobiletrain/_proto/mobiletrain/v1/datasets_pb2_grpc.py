@@ -60,6 +60,11 @@ class DatasetServiceStub:
                 request_serializer=mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsRequest.SerializeToString,
                 response_deserializer=mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsResponse.FromString,
                 _registered_method=True)
+        self.UpdateSampleBoxes = channel.unary_unary(
+                '/mobiletrain.v1.DatasetService/UpdateSampleBoxes',
+                request_serializer=mobiletrain_dot_v1_dot_datasets__pb2.UpdateSampleBoxesRequest.SerializeToString,
+                response_deserializer=mobiletrain_dot_v1_dot_datasets__pb2.Sample.FromString,
+                _registered_method=True)
         self.GetUploadOffset = channel.unary_unary(
                 '/mobiletrain.v1.DatasetService/GetUploadOffset',
                 request_serializer=mobiletrain_dot_v1_dot_datasets__pb2.GetUploadOffsetRequest.SerializeToString,
@@ -142,7 +147,20 @@ class DatasetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetClassCounts(self, request, context):
-        """Counts the samples of a project per label.
+        """Counts the samples of a project per label (object detection: also the
+        boxes per label and the images without boxes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSampleBoxes(self, request, context):
+        """Replaces the boxes of an object-detection image (an empty list marks it as
+        an image without boxes). The sample's label follows: its most frequent box
+        label, or "_no_boxes_". Same rights as relabelling (administrators). Fails
+        with SAMPLE_NOT_FOUND, INVALID_ANNOTATION (not a detection sample),
+        BOX_OUT_OF_IMAGE, BOX_DEGENERATE, UNKNOWN_BOX_LABEL, TOO_MANY_BOXES, or
+        ALREADY_EXISTS (the project has the same image under the new label).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -184,6 +202,11 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.GetClassCounts,
                     request_deserializer=mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsRequest.FromString,
                     response_serializer=mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsResponse.SerializeToString,
+            ),
+            'UpdateSampleBoxes': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSampleBoxes,
+                    request_deserializer=mobiletrain_dot_v1_dot_datasets__pb2.UpdateSampleBoxesRequest.FromString,
+                    response_serializer=mobiletrain_dot_v1_dot_datasets__pb2.Sample.SerializeToString,
             ),
             'GetUploadOffset': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUploadOffset,
@@ -327,6 +350,33 @@ class DatasetService:
             '/mobiletrain.v1.DatasetService/GetClassCounts',
             mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsRequest.SerializeToString,
             mobiletrain_dot_v1_dot_datasets__pb2.GetClassCountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSampleBoxes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobiletrain.v1.DatasetService/UpdateSampleBoxes',
+            mobiletrain_dot_v1_dot_datasets__pb2.UpdateSampleBoxesRequest.SerializeToString,
+            mobiletrain_dot_v1_dot_datasets__pb2.Sample.FromString,
             options,
             channel_credentials,
             insecure,

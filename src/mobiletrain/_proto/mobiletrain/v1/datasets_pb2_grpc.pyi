@@ -17,6 +17,7 @@ class DatasetServiceStub:
     GetSampleData: Any
     DeleteSample: Any
     GetClassCounts: Any
+    UpdateSampleBoxes: Any
     GetUploadOffset: Any
 
 
@@ -28,6 +29,9 @@ class DatasetServiceServicer:
     def DeleteSample(self, request: _datasets_pb2.DeleteSampleRequest, context: Any) -> Any: ...
     def GetClassCounts(
         self, request: _datasets_pb2.GetClassCountsRequest, context: Any
+    ) -> Any: ...
+    def UpdateSampleBoxes(
+        self, request: _datasets_pb2.UpdateSampleBoxesRequest, context: Any
     ) -> Any: ...
     def GetUploadOffset(
         self, request: _datasets_pb2.GetUploadOffsetRequest, context: Any
@@ -50,5 +54,7 @@ class DatasetService:
     def DeleteSample(*args: Any, **kwargs: Any) -> Any: ...
     @staticmethod
     def GetClassCounts(*args: Any, **kwargs: Any) -> Any: ...
+    @staticmethod
+    def UpdateSampleBoxes(*args: Any, **kwargs: Any) -> Any: ...
     @staticmethod
     def GetUploadOffset(*args: Any, **kwargs: Any) -> Any: ...

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Form, Header, Query, Response, UploadFile, status
 
@@ -16,6 +17,7 @@ from mobiletrain.api.rest.httputil import etag_matches, strong_etag
 from mobiletrain.api.rest.schemas import (
     Base64SampleCreate,
     ClassCounts,
+    SampleBoxesUpdate,
     SampleListPublic,
     SamplePublic,
     SampleRelabel,
@@ -24,8 +26,10 @@ from mobiletrain.api.rest.schemas import (
     sample_to_public,
     upload_summary_to_public,
 )
+from mobiletrain.core.annotations import Box, boxes_from_json
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.services import IncomingSample
+from mobiletrain.core.types import TaskType
 from mobiletrain.core.validation import Limits, check_label
 
 router = APIRouter(tags=["samples"], responses=error_docs(400, 404, 500))
@@ -45,15 +49,45 @@ def default_client_id(data: bytes, label: str, limits: Limits) -> str:
     return client_id
 
 
-def _incoming(data: bytes, label: str, client_id: str | None, limits: Limits) -> IncomingSample:
-    """An incoming sample, with the default client id when none was given."""
+def _incoming(
+    data: bytes,
+    label: str,
+    client_id: str | None,
+    limits: Limits,
+    boxes: list[Box] | None = None,
+    detection: bool = False,
+) -> IncomingSample:
+    """An incoming sample, with the default client id when none was given (object detection:
+    ``sha256:<hex>``, its label being the server's to derive)."""
     if client_id:
-        return IncomingSample(client_id=client_id, label=label, data=data)
+        return IncomingSample(client_id=client_id, label=label, data=data, boxes=boxes)
+    if detection:
+        cid = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        return IncomingSample(client_id=cid, label="", data=data, boxes=boxes)
     try:
         check_label(label, limits)  # report a bad label as such, not as a bad client id
     except MobiletrainError as exc:
         return IncomingSample(client_id="", label=label, data=data, error=exc)
-    return IncomingSample(client_id=default_client_id(data, label, limits), label=label, data=data)
+    return IncomingSample(
+        client_id=default_client_id(data, label, limits), label=label, data=data, boxes=boxes
+    )
+
+
+def parse_boxes(value: Any) -> list[Box] | None:
+    """A request's boxes: None when absent, else a JSON list of box objects (a JSON string
+    of one, from a form field); INVALID_ANNOTATION (120) when malformed."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise MobiletrainError(
+                ErrorCode.INVALID_ANNOTATION, "boxes is not valid JSON"
+            ) from None
+    return boxes_from_json(value)
 
 
 def _parallel(name: str, values: Sequence[str] | None, count: int) -> list[str | None]:
@@ -91,7 +125,18 @@ def upload_samples(
         Form(
             description=(
                 "Optional idempotency keys, one per file in order; an empty value or no field "
-                "= `sha256:<hex of the bytes>:<label>`."
+                "= `sha256:<hex of the bytes>:<label>` (object detection: `sha256:<hex>`)."
+            )
+        ),
+    ] = None,
+    boxes: Annotated[
+        list[str] | None,
+        Form(
+            description=(
+                "Object-detection projects: one JSON array of boxes per file, in the order of "
+                '`files` (`[{"label": "cat", "x_min": 0.1, "y_min": 0.2, "x_max": 0.5, '
+                '"y_max": 0.6}]`; an empty value or `[]`: no boxes). A malformed or invalid '
+                "box rejects that file with its code (120-124)."
             )
         ),
     ] = None,
@@ -105,20 +150,29 @@ def upload_samples(
     request itself was well-formed; check `rejected` / each result's `status`.
     Fails as a whole with PROJECT_NOT_FOUND (404) or INVALID_ARGUMENT (400) when neither or
     both of `label` / `labels` are given or a list does not match the number of files.
+
+    Object-detection projects take `boxes` (one JSON array per file) instead of labels: the
+    server derives each image's label from its boxes (`label`/`labels` are ignored).
     """
     limits = datasets.limits
-    if (label is None) == (labels is None):
+    detection = datasets.projects.get(project).task is TaskType.OBJECT_DETECTION  # fail fast
+    if not detection and (label is None) == (labels is None):
         raise MobiletrainError(
             ErrorCode.INVALID_ARGUMENT, "give either `label` (for all files) or `labels` (per file)"
         )
     per_label = _parallel("labels", labels, len(files)) if labels is not None else None
     per_id = _parallel("client_ids", client_ids, len(files))
-    datasets.projects.get(project)  # fail fast, before reading any file
+    per_boxes = _parallel("boxes", boxes, len(files))
 
     def incoming() -> Iterator[IncomingSample]:
         for i, upload in enumerate(files):
             lab = (per_label[i] if per_label is not None else label) or ""
             cid = per_id[i]
+            try:
+                file_boxes = parse_boxes(per_boxes[i])
+            except MobiletrainError as exc:
+                yield IncomingSample(client_id=cid or "", label=lab, data=b"", error=exc)
+                continue
             if upload.size is not None and upload.size > limits.max_sample_bytes:
                 yield IncomingSample(
                     client_id=cid or "",
@@ -131,7 +185,7 @@ def upload_samples(
                 )
                 continue
             data = upload.file.read(limits.max_sample_bytes + 1)
-            yield _incoming(data, lab, cid, limits)
+            yield _incoming(data, lab, cid, limits, file_boxes, detection)
 
     summary = datasets.upload(project, incoming())
     return upload_summary_to_public(summary, [f.filename for f in files])
@@ -166,22 +220,28 @@ def upload_samples_base64(
         Body(description="One sample object, or a JSON array of them."),
     ],
 ) -> UploadSummaryPublic:
-    """Upload one or many base64-encoded images as JSON (`{"image", "label", "client_id"?}`).
+    """Upload one or many base64-encoded images as JSON (`{"image", "label", "client_id"?}`;
+    object-detection projects: `{"image", "boxes", "client_id"?}`).
 
     Same per-sample results as the multipart upload; a sample whose `image` is not valid
     base64 is rejected with INVALID_ARGUMENT (code 2) and the others are stored.
     """
     items = body if isinstance(body, list) else [body]
     limits = datasets.limits
+    detection = datasets.projects.get(project).task is TaskType.OBJECT_DETECTION
+    if not detection and any(item.label is None for item in items):
+        raise MobiletrainError(ErrorCode.INVALID_ARGUMENT, "every sample needs a `label`")
 
     def incoming() -> Iterator[IncomingSample]:
         for item in items:
+            label = item.label or ""
             try:
                 data = decode_base64(item.image)
+                item_boxes = parse_boxes(item.boxes)
             except MobiletrainError as exc:
-                yield IncomingSample(item.client_id or "", item.label, b"", error=exc)
+                yield IncomingSample(item.client_id or "", label, b"", error=exc)
                 continue
-            yield _incoming(data, item.label, item.client_id, limits)
+            yield _incoming(data, label, item.client_id, limits, item_boxes, detection)
 
     return upload_summary_to_public(datasets.upload(project, incoming()))
 
@@ -274,7 +334,42 @@ def relabel_sample(
     return sample_to_public(datasets.relabel(project, sample_id, body.label))
 
 
+@router.put(
+    "/projects/{project}/samples/{sample_id}/boxes",
+    responses=error_docs(409),
+    summary="Replace an image's boxes (object detection)",
+)
+def update_sample_boxes(
+    project: ProjectRef,
+    sample_id: SampleId,
+    datasets: DatasetsDep,
+    body: Annotated[
+        Any,
+        Body(
+            description='`{"boxes": [...]}`: every box of the image (`[]`: none).',
+            json_schema_extra=SampleBoxesUpdate.model_json_schema(),
+        ),
+    ],
+) -> SamplePublic:
+    """Replace the boxes of an object-detection image; returns the sample, whose `label`
+    follows (its most frequent box label, or `_no_boxes_`). Same rights as relabelling.
+    Fails with SAMPLE_NOT_FOUND (404, 20), INVALID_ANNOTATION (400, 120: malformed body or
+    not a detection sample), BOX_OUT_OF_IMAGE (121), BOX_DEGENERATE (122), UNKNOWN_BOX_LABEL
+    (123), TOO_MANY_BOXES (124), or ALREADY_EXISTS (409, 4) when the project has the same image
+    under the new label."""
+    if not isinstance(body, dict) or set(body) != {"boxes"}:
+        raise MobiletrainError(
+            ErrorCode.INVALID_ANNOTATION, 'the body must be {"boxes": [...]} and nothing else'
+        )
+    return sample_to_public(
+        datasets.update_boxes(project, sample_id, boxes_from_json(body["boxes"]))
+    )
+
+
 @router.get("/projects/{project}/class-counts", summary="Count samples per label")
 def class_counts(project: ProjectRef, datasets: DatasetsDep) -> ClassCounts:
-    """Number of samples per label, including labels that have none yet."""
-    return class_counts_to_public(datasets.class_counts(project))
+    """Number of samples per label, including labels that have none yet; object-detection
+    projects also get `box_counts` (boxes per label) and `images_without_boxes`."""
+    counts = datasets.class_counts(project)
+    detection = datasets.projects.get(project).task is TaskType.OBJECT_DETECTION
+    return class_counts_to_public(counts, datasets.box_stats(project) if detection else None)

@@ -4,14 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mobiletrain.core.annotations import MAX_BOXES, Box
+from mobiletrain.core.services import BoxStats
 from mobiletrain.core.types import (
     Sample,
     SampleStatus,
     UploadSummary,
 )
+
+BOX_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["label", "x_min", "y_min", "x_max", "y_max"],
+    "properties": {
+        "label": {"type": "string"},
+        "x_min": {"type": "number", "minimum": 0, "maximum": 1},
+        "y_min": {"type": "number", "minimum": 0, "maximum": 1},
+        "x_max": {"type": "number", "minimum": 0, "maximum": 1},
+        "y_max": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+}
+"""JSON schema of one box (documentation; the server checks boxes itself, codes 120-124)."""
+
+BOXES_SCHEMA: dict[str, Any] = {"type": "array", "maxItems": MAX_BOXES, "items": BOX_SCHEMA}
+
+
+class BoxPublic(BaseModel):
+    """One labelled box, coordinates normalised to 0..1 of the image (origin top-left)."""
+
+    label: str = Field(description="The object's label.")
+    x_min: float = Field(description="Left edge, 0..1.")
+    y_min: float = Field(description="Top edge, 0..1.")
+    x_max: float = Field(description="Right edge, 0..1.")
+    y_max: float = Field(description="Bottom edge, 0..1.")
+
+
+class SampleBoxesUpdate(BaseModel):
+    """Body of `PUT /v1/projects/{project}/samples/{sample_id}/boxes` (documentation shape;
+    the route reads the JSON itself so a malformed box gets INVALID_ANNOTATION, code 120)."""
+
+    boxes: list[BoxPublic] = Field(
+        description="Every box of the image (empty: the image has none), at most 100."
+    )
 
 
 class SamplePublic(BaseModel):
@@ -33,6 +70,12 @@ class SamplePublic(BaseModel):
         description="Its stored bytes were found missing or damaged (`mobiletrain fsck "
         "--repair`): training skips it, its `data_url` answers SAMPLE_DAMAGED (code 31); "
         "uploading the same bytes again restores it.",
+    )
+    boxes: list[BoxPublic] | None = Field(
+        default=None,
+        description="Object detection: the image's boxes ([]: an image without boxes; its "
+        "`label` is then `_no_boxes_`, else its most frequent box label). null for samples of "
+        "other task kinds.",
     )
 
 
@@ -93,13 +136,24 @@ class Base64SampleCreate(BaseModel):
             "padding optional; a `data:image/...;base64,` prefix is allowed)."
         )
     )
-    label: str = Field(description="The sample's label.")
+    label: str | None = Field(
+        default=None,
+        description="The sample's label (required, except for object-detection projects, "
+        "whose sample labels the server derives from the boxes).",
+    )
     client_id: str | None = Field(
         default=None,
         description=(
             "Idempotency key; omitted = `sha256:<hex of the image bytes>:<label>` so that "
-            "retrying the same upload never duplicates it."
+            "retrying the same upload never duplicates it (object detection: "
+            "`sha256:<hex>`)."
         ),
+    )
+    boxes: Any = Field(
+        default=None,
+        json_schema_extra=BOXES_SCHEMA,
+        description="Object-detection projects: the image's boxes (omitted or []: none). A "
+        "malformed or invalid box rejects this sample with its code (120-124).",
     )
 
 
@@ -118,6 +172,15 @@ class ClassCounts(BaseModel):
         description="Number of samples per label, in label order, including labels with 0."
     )
     total: int = Field(description="Total number of samples.")
+    box_counts: dict[str, int] | None = Field(
+        default=None,
+        description="Object detection: boxes per label, in label order, including labels "
+        "with 0 (null for other task kinds).",
+    )
+    images_without_boxes: int | None = Field(
+        default=None,
+        description="Object detection: number of images without boxes (label `_no_boxes_`).",
+    )
 
 
 def sample_data_url(project_id: str, sample_id: str) -> str:
@@ -140,6 +203,14 @@ def sample_to_public(sample: Sample) -> SamplePublic:
         created_at=sample.created_at,
         data_url=sample_data_url(sample.project_id, sample.id),
         damaged=sample.damaged,
+        boxes=None if sample.boxes is None else [boxes_to_public(b) for b in sample.boxes],
+    )
+
+
+def boxes_to_public(box: Box) -> BoxPublic:
+    """Domain box → response shape."""
+    return BoxPublic(
+        label=box.label, x_min=box.x_min, y_min=box.y_min, x_max=box.x_max, y_max=box.y_max
     )
 
 
@@ -170,6 +241,11 @@ def upload_summary_to_public(
     )
 
 
-def class_counts_to_public(counts: dict[str, int]) -> ClassCounts:
-    """Label → count mapping → response shape."""
-    return ClassCounts(counts=dict(counts), total=sum(counts.values()))
+def class_counts_to_public(counts: dict[str, int], boxes: BoxStats | None = None) -> ClassCounts:
+    """Label → count mapping (and a detection project's box counts) → response shape."""
+    return ClassCounts(
+        counts=dict(counts),
+        total=sum(counts.values()),
+        box_counts=None if boxes is None else dict(boxes.boxes_per_label),
+        images_without_boxes=None if boxes is None else boxes.images_without_boxes,
+    )
