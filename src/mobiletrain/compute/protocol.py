@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mobiletrain.core.types import EventKind, Hyperparameters, InputSpec, ModelFormat
+
+if TYPE_CHECKING:
+    from mobiletrain.core.types import Box
 
 MANIFEST_METADATA_NAME = "mobiletrain_manifest"
 """Name of the TFLite metadata entry that holds the manifest JSON."""
@@ -29,6 +32,8 @@ class TrainingRequest:
     # Seconds the export and evaluation took for the project's last version (job-level ETA);
     # None: unknown, the trainer guesses.
     expected_post_seconds: float | None = None
+    # Object detection: each image's boxes, in ``images`` order (None for other task kinds).
+    boxes: list[list[Box]] | None = None
 
 
 class Reporter(Protocol):

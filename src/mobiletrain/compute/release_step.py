@@ -62,6 +62,7 @@ from mobiletrain.core.types import (
     ModelVersion,
     Project,
     Sample,
+    TaskType,
 )
 from mobiletrain.tasks import kind as task_kind
 
@@ -73,6 +74,10 @@ GATE_ACTOR = "release gate"
 def split_eval_set(store: MetadataStore, project: Project, samples: list[Sample]) -> list[Sample]:
     """Assign new samples to the evaluation set (recorded in the store); return the samples
     that may train (those not in the set)."""
+    if project.task is TaskType.OBJECT_DETECTION:
+        # A detector is scored by COCO mAP on its job's validation split; the fixed evaluation
+        # set scores classifiers, so detection holds no samples back for it.
+        return list(samples)
     assignments = assign_eval_set(
         project.id,
         [EvalCandidate(s.id, s.label, s.sha256, s.in_eval_set) for s in samples],
@@ -245,8 +250,8 @@ def publish_version(
     if primary is not None and evalset.info.num_samples:
         flag = chance_warning(primary.accuracy, evalset.info.class_counts)
     else:
-        val_acc = float(output.metrics.get("accuracy", 0.0))
-        flag = chance_warning(val_acc, train_counts)
+        val_acc = output.metrics.get("accuracy")  # a detector's metrics have none
+        flag = chance_warning(float(val_acc), train_counts) if val_acc is not None else None
     if flag:
         warnings.append(flag)
     eval_seconds = time.monotonic() - started

@@ -36,6 +36,7 @@ from mobiletrain.core.types import (
     JobState,
     Project,
     Sample,
+    TaskType,
 )
 from mobiletrain.store.blobs import open_blob_store
 from mobiletrain.store.sql import SqlMetadataStore
@@ -142,7 +143,14 @@ def _training_request(
     # Damaged samples are skipped with a warning event naming them (see compute.sample_bytes).
     samples, images = _load_bytes(blobs, project, samples, job.hyperparameters.epochs, reporter)
     present = {s.label for s in samples}
+    boxes = None
+    if project.task is TaskType.OBJECT_DETECTION:
+        # A detector's classes are every box label, not only each image's most frequent one.
+        boxes = [list(s.boxes or []) for s in samples]
+        present |= {b.label for image_boxes in boxes for b in image_boxes}
     label_names = [lab for lab in project.labels if lab in present]
+    # A reserved label the project does not list (detection's "_no_boxes_") goes last.
+    label_names += sorted(present - set(project.labels))
     index = {lab: i for i, lab in enumerate(label_names)}
     request = TrainingRequest(
         images=images,
@@ -154,6 +162,7 @@ def _training_request(
         work_dir=work_dir,
         base_model_path=_base_model_path(job, base_models_dir),
         expected_post_seconds=_expected_post_seconds(store, project),
+        boxes=boxes,
     )
     return request, everything
 

@@ -1,4 +1,5 @@
-"""Task kinds (image, audio, sensor classification), TensorFlow free; see :mod:`.base`."""
+"""Task kinds (image, audio, sensor classification; object detection), TensorFlow free; see
+:mod:`.base`."""
 
 from mobiletrain.tasks.base import SampleInfo, TaskKind
 from mobiletrain.tasks.registry import (

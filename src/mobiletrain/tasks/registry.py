@@ -20,6 +20,7 @@ _MODULES: dict[TaskType, str] = {
     TaskType.IMAGE_CLASSIFICATION: "mobiletrain.tasks.image",
     TaskType.AUDIO_CLASSIFICATION: "mobiletrain.tasks.audio",
     TaskType.SENSOR_CLASSIFICATION: "mobiletrain.tasks.sensor",
+    TaskType.OBJECT_DETECTION: "mobiletrain.tasks.detection",
 }
 
 
@@ -41,11 +42,17 @@ def kind(task: TaskType) -> TaskKind:
     return found
 
 
+def _short_name(task: TaskType) -> str:
+    """The short name: "sensor" for "sensor-classification", "detection" for "object-detection"."""
+    return task.value.removesuffix("-classification").removeprefix("object-")
+
+
 def parse_task(name: str) -> TaskType:
-    """A task name as the wire and the CLI spell it ("sensor-classification"), or its short
-    name ("sensor"); UNSUPPORTED_TASK otherwise."""
+    """A task name as the wire and the CLI spell it ("sensor-classification",
+    "object-detection"), or its short name ("sensor", "detection"); UNSUPPORTED_TASK
+    otherwise."""
     for task in _MODULES:
-        if name in (task.value, task.value.removesuffix("-classification")):
+        if name in (task.value, _short_name(task)):
             return task
     allowed = ", ".join(t.value for t in _MODULES)
     raise MobiletrainError(

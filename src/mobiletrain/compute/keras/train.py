@@ -56,6 +56,7 @@ from mobiletrain.core.types import (
     InputSpec,
     JobPhase,
     ModelFormat,
+    TaskType,
 )
 from mobiletrain.tasks import kind as task_kind
 
@@ -462,6 +463,11 @@ def train_and_export(
     ``INVALID_HYPERPARAMETERS``, ``INVALID_INPUT_SPEC`` ...) and ``INTERNAL`` for export failures.
     ``hp.learning_rate`` is the initial rate of a cosine decay over the planned epochs.
     """
+    if request.input_spec.task is TaskType.OBJECT_DETECTION:
+        # A detector's targets, loss, metrics and export differ throughout: its own stages.
+        from mobiletrain.compute.keras.detection_train import train_and_export as detect
+
+        return detect(request, reporter, strategy)
     hp = request.hyperparameters
     hp.validate()  # also adds the keras format, which is always produced
     request.input_spec.validate()
