@@ -1,4 +1,4 @@
-"""Validation of client input: images (by magic bytes, decoded in full), labels, names, ids."""
+"""Validation of client input: images (by magic bytes, every byte decoded), labels, names, ids."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 
+import simplejpeg
 from PIL import Image
 
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
@@ -52,10 +53,11 @@ _PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 
 
 def verify_image(data: bytes, limits: Limits) -> ImageInfo:
-    """Decode an image in full and return its type and size, or raise a precise error.
+    """Decode every byte of an image and return its type and size, or raise a precise error.
 
     The pixel count is checked from the header before decoding, so a decompression bomb is
-    refused without allocating its pixels.
+    refused without allocating its pixels. JPEGs are entropy-decoded in full (at 1/8 scale,
+    which skips most of the inverse DCT, never the data): truncated or corrupt ones fail.
     """
     if not data:
         raise MobiletrainError(ErrorCode.EMPTY_SAMPLE, "sample has no bytes")
@@ -69,6 +71,12 @@ def verify_image(data: bytes, limits: Limits) -> ImageInfo:
         raise MobiletrainError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE, "not a JPEG, PNG or WebP image (by magic bytes)"
         )
+    if media_type == "image/jpeg":
+        info = _verify_jpeg_strict(data, limits)
+        if info is not None:
+            return info
+        # libjpeg-turbo found something to warn about (or a colour space it is not asked to
+        # convert here): Pillow's path below gives the verdict, exactly as before.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -97,6 +105,52 @@ def verify_image(data: bytes, limits: Limits) -> ImageInfo:
             ErrorCode.CORRUPT_IMAGE, f"{media_type} could not be decoded: {type(exc).__name__}"
         ) from None
     return ImageInfo(media_type=media_type, width=width, height=height)
+
+
+def _verify_jpeg_strict(data: bytes, limits: Limits) -> ImageInfo | None:
+    """A JPEG decoded by libjpeg-turbo in strict mode, at 1/8 scale; None when it is not clean.
+
+    Strict mode turns every libjpeg warning into an error: data ending early, an end-of-image
+    marker before the last block, extraneous bytes, bad Huffman codes. The 1/8 scale skips the
+    inverse DCT's work, not the data: every entropy-coded block is still decoded. A JPEG that
+    passes here is one libjpeg decodes without a single complaint, so Pillow (which only fails
+    on errors, not warnings) would accept it too. Missing data is CORRUPT_IMAGE here, however
+    little is missing; any other complaint goes to Pillow for the verdict it always gave.
+    Measured on 224x224 photos: 0.19 ms against 0.25 ms for Pillow's draft decode, and the
+    header is read in C (Pillow parses the markers in Python).
+    """
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    if width * height > limits.max_pixels:
+        raise MobiletrainError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"image is {width}x{height} pixels; the limit is {limits.max_pixels} pixels",
+        )
+    if colorspace not in ("Gray", "YCbCr", "RGB"):
+        return None  # CMYK and YCCK: Pillow decodes them
+    try:
+        simplejpeg.decode_jpeg(
+            data,
+            colorspace="GRAY" if colorspace == "Gray" else "RGB",
+            min_height=1,
+            min_width=1,
+            min_factor=8,
+            strict=True,
+        )
+    except ValueError as exc:
+        if "premature end" in str(exc).lower():
+            # libjpeg's own words for data missing (JWRN_JPEG_EOF, JWRN_HIT_MARKER): it would
+            # fill the missing blocks with grey, which Pillow accepts when the cut is small.
+            raise MobiletrainError(
+                ErrorCode.CORRUPT_IMAGE,
+                "image/jpeg is truncated: its data ends before the last block the header declares",
+            ) from None
+        return None
+    except MemoryError:
+        return None
+    return ImageInfo(media_type="image/jpeg", width=width, height=height)
 
 
 _JPEG_FILL = 128
