@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,9 +20,14 @@ MANIFEST_SCHEMA_VERSION = 1
 
 @dataclass
 class TrainingRequest:
-    """Everything one training job needs; images are the encoded bytes as stored."""
+    """Everything one training job needs; images are the encoded bytes as stored.
 
-    images: list[bytes]
+    ``images`` is a list, or for a streamed job a ``BlobSampleBytes`` that reads them from the
+    blob store on demand (``compute/streaming.py``): the trainer then decodes batch by batch
+    inside tf.data instead of all at once.
+    """
+
+    images: Sequence[bytes]
     labels: list[int]  # index into label_names
     sample_ids: list[str]
     label_names: list[str]
@@ -34,6 +40,8 @@ class TrainingRequest:
     expected_post_seconds: float | None = None
     # Object detection: each image's boxes, in ``images`` order (None for other task kinds).
     boxes: list[list[Box]] | None = None
+    # Streamed jobs only: keep the decoded examples in a file in work_dir after the first epoch.
+    data_cache: bool = False
 
 
 class Reporter(Protocol):

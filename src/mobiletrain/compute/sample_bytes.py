@@ -108,3 +108,46 @@ def check_skipped(
             f"{len(skipped)} samples were skipped because their stored bytes are missing or "
             f"damaged; the {len(usable)} left are too few to train ({counts or 'none'})",
         )
+
+
+class BlobSampleBytes(Sequence[bytes]):
+    """A job's sample bytes read from the blob store on demand (streamed training).
+
+    Stands in for the ``list[bytes]`` of :class:`~mobiletrain.compute.protocol.TrainingRequest`
+    when the trainer streams (see ``compute/streaming.py``): it holds only the digests, so the
+    worker's memory does not grow with the dataset. The worker checked every sample's bytes
+    before (damaged ones are skipped then); bytes that vanish or break *after* that check fail
+    the job with SAMPLE_DAMAGED naming the sample, never train on wrong data.
+    """
+
+    def __init__(self, blobs: BlobStore, sha256s: Sequence[str], sample_ids: Sequence[str]):
+        self._blobs = blobs
+        self._sha256s = list(sha256s)
+        self._ids = list(sample_ids)
+
+    def __len__(self) -> int:
+        return len(self._sha256s)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.get_many(range(len(self))[index])
+        return self.get_many([index])[0]
+
+    def get_many(self, indices: Sequence[int]) -> list[bytes]:
+        """The bytes of samples ``indices`` (one blob-store round trip, concurrent on S3)."""
+        keys = [self._sha256s[int(i)] for i in indices]
+        try:
+            return self._blobs.get_many(keys)
+        except (KeyError, OSError):
+            pass
+        for i in indices:  # find the sample to name
+            try:
+                self._blobs.get(self._sha256s[int(i)])
+            except (KeyError, OSError):
+                raise MobiletrainError(
+                    ErrorCode.SAMPLE_DAMAGED,
+                    f"sample {self._ids[int(i)]}: its stored bytes went missing or were damaged "
+                    "during training",
+                    sample_id=self._ids[int(i)],
+                ) from None
+        return self._blobs.get_many(keys)  # pragma: no cover - a transient failure

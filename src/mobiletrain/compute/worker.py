@@ -13,13 +13,15 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mobiletrain.compute import checkpoints
+from mobiletrain.compute import checkpoints, streaming
 from mobiletrain.compute.protocol import TrainingRequest
 from mobiletrain.compute.release_step import publish_version, split_eval_set
 from mobiletrain.compute.sample_bytes import (
+    BlobSampleBytes,
     Skipped,
     check_skipped,
     load_training_bytes,
@@ -140,8 +142,24 @@ def _training_request(
                 f"({len(everything) - len(samples)} more form the fixed evaluation set)"
             },
         )
+    # Large jobs stream (compute/streaming.py): every sample's bytes are still read and checked
+    # here, but only their digests are kept; the trainer reads them again batch by batch.
+    data_plan = streaming.plan(project.input_spec, len(samples))
     # Damaged samples are skipped with a warning event naming them (see compute.sample_bytes).
-    samples, images = _load_bytes(blobs, project, samples, job.hyperparameters.epochs, reporter)
+    samples, loaded = _load_bytes(
+        blobs, project, samples, job.hyperparameters.epochs, reporter, keep=not data_plan.stream
+    )
+    images: Sequence[bytes] = loaded
+    if data_plan.stream:
+        images = BlobSampleBytes(blobs, [s.sha256 for s in samples], [s.id for s in samples])
+        if reporter is not None:
+            reporter.emit(
+                EventKind.LOG,
+                {
+                    "message": f"streaming {len(samples)} samples from the blob store"
+                    + (" (decoded copies cached on disk)" if data_plan.disk_cache else "")
+                },
+            )
     present = {s.label for s in samples}
     boxes = None
     if project.task is TaskType.OBJECT_DETECTION:
@@ -162,6 +180,7 @@ def _training_request(
         work_dir=work_dir,
         base_model_path=_base_model_path(job, base_models_dir),
         expected_post_seconds=_expected_post_seconds(store, project),
+        data_cache=data_plan.disk_cache,
         boxes=boxes,
     )
     return request, everything
@@ -180,11 +199,13 @@ def _load_bytes(
     samples: list[Sample],
     epochs: int,
     reporter: StoreReporter | None,
+    keep: bool = True,
 ) -> tuple[list[Sample], list[bytes]]:
     """:func:`load_training_bytes` in chunks, with PROGRESS events (phase "preparing data",
-    ``batch``/``batches`` = samples read / to read) while it goes."""
+    ``batch``/``batches`` = samples read / to read) while it goes. ``keep=False`` (a streamed
+    job) checks every sample's bytes the same way but returns no bytes (memory flat in N)."""
     started = time.monotonic()
-    if reporter is None or len(samples) <= LOAD_CHUNK:
+    if keep and (reporter is None or len(samples) <= LOAD_CHUNK):
         emit = reporter.emit if reporter is not None else None
         loaded = load_training_bytes(blobs, project, samples, emit)
         if reporter is not None:
@@ -198,15 +219,18 @@ def _load_bytes(
         chunk = samples[start : start + LOAD_CHUNK]
         usable, data, lost = read_sample_bytes(blobs, chunk)
         kept += usable
-        images += data
+        if keep:
+            images += data
         skipped += lost
         done = start + len(chunk)
         now = time.monotonic()
+        if reporter is None:
+            continue
         if now - last >= PREPARE_PROGRESS_INTERVAL_S or done == len(samples):
             last = now
             _prepare_progress(reporter, done, len(samples), epochs, started)
     if skipped:
-        check_skipped(project, kept, skipped, reporter.emit)
+        check_skipped(project, kept, skipped, reporter.emit if reporter is not None else None)
     return kept, images
 
 

@@ -2,11 +2,13 @@
 
 Runs in the training worker process, the same stages for every task kind, each calling the
 kind's hooks (``compute/keras/tasks``): **data** (decode every sample once into examples in
-memory, seeded stratified split by sample), **fit** (tf.data pipeline mapping examples to
-model input with augmentation for training, Keras fit with a progress/cancellation callback
-and per-epoch checkpoints), **evaluate** (the Keras model on the validation split) and
-**export** (every requested format, each .tflite file run in LiteRT on the validation split
-exactly as a phone would run it), then the metrics and the manifest.
+memory, seeded stratified split by sample; a streamed job, see ``compute/streaming.py``,
+splits from the labels alone and decodes batch by batch inside tf.data), **fit** (tf.data
+pipeline mapping examples to model input with augmentation for training, Keras fit with a
+progress/cancellation callback and per-epoch checkpoints), **evaluate** (the Keras model on
+the validation split) and **export** (every requested format, each .tflite file run in
+LiteRT on the validation split exactly as a phone would run it), then the metrics and the
+manifest.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import tensorflow as tf
 
 from mobiletrain.compute import litert
 from mobiletrain.compute.checkpoints import CHECKPOINT_DIR
-from mobiletrain.compute.keras import distributed
+from mobiletrain.compute.keras import distributed, streamed
 from mobiletrain.compute.keras.checkpoint import EpochCheckpoint
 from mobiletrain.compute.keras.export import (
     REPRESENTATIVE_SAMPLES,
@@ -41,6 +43,7 @@ from mobiletrain.compute.protocol import (
     TrainingOutput,
     TrainingRequest,
 )
+from mobiletrain.compute.sample_bytes import BlobSampleBytes
 from mobiletrain.compute.split import stratified_split
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.manifest import (
@@ -152,28 +155,52 @@ def _keras_format_details(model: keras.Model, num_classes: int) -> FormatInfo:
 
 @dataclass
 class _Data:
-    """The decoded examples and the seeded split by sample (rows index ``task_data``)."""
+    """The examples and the seeded split by sample (rows index ``task_data``); a streamed job
+    has ``stream`` and decodes examples on demand (``x``), its ``task_data.x`` holds one."""
 
     task_data: TaskData
     sample_ids: list[str]
     train_rows: np.ndarray
     val_rows: np.ndarray
     split: dict[str, Any]
+    stream: streamed.Stream | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.task_data.label_names)
 
-    def xy(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.task_data.x[rows], self.task_data.y[rows]
+    def x(self, rows: np.ndarray) -> np.ndarray:
+        """Stored examples of ``rows`` (decoded now for a streamed job: keep ``rows`` small)."""
+        if self.stream is not None:
+            return self.stream.decode(rows)
+        return self.task_data.x[rows]
+
+    def y(self, rows: np.ndarray) -> np.ndarray:
+        return self.task_data.y[rows]
 
 
 def _prepare_data(request: TrainingRequest, task: KerasTask, reporter: Reporter) -> _Data:
     """Decode every sample through the task, then split by sample (never by example, so one
     recording's windows never sit on both sides)."""
     hp = request.hyperparameters
-    reporter.emit(EventKind.LOG, {"message": f"decoding {len(request.images)} samples"})
-    data = task.prepare(request)
+    stream: streamed.Stream | None = None
+    if isinstance(request.images, BlobSampleBytes):
+        # Labels come from the metadata: the split and class weights match the in-memory path
+        # (one example per sample) without decoding anything now.
+        n = len(request.images)
+        reporter.emit(
+            EventKind.LOG, {"message": f"streaming {n} samples: decoded per batch while training"}
+        )
+        stream = streamed.Stream(request, task, request.images)
+        data = TaskData(
+            x=stream.first,
+            y=np.asarray(request.labels, dtype=np.int64),
+            owner=np.arange(n, dtype=np.int64),
+            label_names=list(request.label_names),
+        )
+    else:
+        reporter.emit(EventKind.LOG, {"message": f"decoding {len(request.images)} samples"})
+        data = task.prepare(request)
     # One label per sample that gave examples, in sample order.
     owners, first = np.unique(data.owner, return_index=True)
     train_s, val_s = stratified_split(data.y[first].tolist(), hp.validation_split, hp.seed)
@@ -193,6 +220,7 @@ def _prepare_data(request: TrainingRequest, task: KerasTask, reporter: Reporter)
             "train_ids": [request.sample_ids[i] for i in train_owners],
             "validation_ids": [request.sample_ids[i] for i in val_owners],
         },
+        stream=stream,
     )
 
 
@@ -208,10 +236,21 @@ def _datasets(
     """
     hp = request.hyperparameters
     autotune = tf.data.AUTOTUNE
-    x_train, y_train = data.xy(data.train_rows)
-    x_val, y_val = data.xy(data.val_rows)
     train_map = task.batch_map(request, data.task_data, training=True)
     val_map = task.batch_map(request, data.task_data, training=False)
+    if data.stream is not None:  # see compute/keras/streamed.py
+        drop = distributed and len(data.train_rows) >= hp.batch_size
+        cached = request.data_cache
+        stream, y = data.stream, data.task_data.y
+        train_ds = streamed.dataset(
+            request, stream, y, data.train_rows, train_map, drop, "train" if cached else None, True
+        )
+        val_ds = streamed.dataset(
+            request, stream, y, data.val_rows, val_map, False, "val" if cached else None, False
+        )
+        return train_ds, val_ds
+    x_train, y_train = data.x(data.train_rows), data.y(data.train_rows)
+    x_val, y_val = data.x(data.val_rows), data.y(data.val_rows)
     train = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=hp.seed, reshuffle_each_iteration=True)
@@ -302,18 +341,19 @@ def _fit(
     try:
         if not checkpoint.finished:  # an attempt killed during export has nothing to train
             y_train = data.task_data.y[data.train_rows]
-            model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=hp.epochs,
-                initial_epoch=min(initial_epoch, hp.epochs),
-                class_weight=_class_weights(y_train, data.num_classes)
-                if hp.class_weights
-                else None,
-                callbacks=callbacks,
-                shuffle=False,  # train_ds shuffles itself each epoch
-                verbose=0,
-            )
+            with streamed.errors(data.stream):
+                model.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=hp.epochs,
+                    initial_epoch=min(initial_epoch, hp.epochs),
+                    class_weight=_class_weights(y_train, data.num_classes)
+                    if hp.class_weights
+                    else None,
+                    callbacks=callbacks,
+                    shuffle=False,  # train_ds shuffles itself each epoch
+                    verbose=0,
+                )
             # The final weights (EarlyStopping may have restored the best ones): a retry after
             # a crash during export goes straight to the export.
             checkpoint.save(model, finished=True)
@@ -343,12 +383,17 @@ class _Exported:
 
 
 def _litert_probabilities(
-    runner: litert.LiteRTClassifier, task: KerasTask, request: TrainingRequest, x: np.ndarray
+    runner: litert.LiteRTClassifier,
+    task: KerasTask,
+    request: TrainingRequest,
+    data: _Data,
+    rows: np.ndarray,
 ) -> np.ndarray:
-    """What the .tflite file says for stored examples ``x``, fed as an app feeds it."""
+    """What the .tflite file says for the examples ``rows``, fed as an app feeds it (chunk by
+    chunk: a streamed job decodes only one chunk at a time)."""
     parts = [
-        runner.predict(task.model_input(request, x[i : i + _EVAL_CHUNK]))
-        for i in range(0, len(x), _EVAL_CHUNK)
+        runner.predict(task.model_input(request, data.x(rows[i : i + _EVAL_CHUNK])))
+        for i in range(0, len(rows), _EVAL_CHUNK)
     ]
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
@@ -383,13 +428,11 @@ def _export_and_verify(
     split exactly as a phone would (builtin ops only, else INTERNAL)."""
     hp = request.hyperparameters
     model = fitted.model
-    x_train, _ = data.xy(data.train_rows)
-    x_val, y_val = data.xy(data.val_rows)
+    y_val = data.y(data.val_rows)
     names = data.task_data.label_names
     rng = np.random.default_rng(hp.seed)
-    representative = task.model_input(
-        request, x_train[rng.permutation(len(x_train))[:REPRESENTATIVE_SAMPLES]]
-    )
+    picked = data.train_rows[rng.permutation(len(data.train_rows))[:REPRESENTATIVE_SAMPLES]]
+    representative = task.model_input(request, data.x(picked))
     artifacts: dict[ModelFormat, bytes] = {}
     tflite_metrics: dict[str, dict[str, Any]] = {}
     formats: dict[str, FormatInfo] = {}
@@ -419,7 +462,7 @@ def _export_and_verify(
                     f"the {fmt.value} export needs non-builtin ops: {', '.join(custom)}",
                 )
             runner = litert.LiteRTClassifier(blob)
-            predicted = _litert_probabilities(runner, task, request, x_val)
+            predicted = _litert_probabilities(runner, task, request, data, data.val_rows)
             report = classification_report(y_val, predicted.argmax(axis=1), data.num_classes, names)
             tflite_metrics[fmt.value] = {
                 "accuracy": report["accuracy"],
@@ -473,8 +516,22 @@ def train_and_export(
     request.input_spec.validate()
     _check_request(request)
     task = keras_task(request.input_spec.task)
-    job_start = time.monotonic()
+    # A streamed job's disk cache lives only while it trains (a crashed attempt's partial
+    # cache is never read: it goes before the data stage and after the job's last step).
+    streamed.remove_cache(request)
+    try:
+        return _train_and_export(request, task, reporter, strategy)
+    finally:
+        streamed.remove_cache(request)
 
+
+def _train_and_export(
+    request: TrainingRequest,
+    task: KerasTask,
+    reporter: Reporter,
+    strategy: tf.distribute.Strategy | None,
+) -> TrainingOutput:
+    job_start = time.monotonic()
     data = _prepare_data(request, task, reporter)
     if reporter.should_stop():
         return _cancelled(data.split)
@@ -483,9 +540,10 @@ def train_and_export(
         return fitted
 
     # Keras reference quality on the validation split.
-    _, y_val = data.xy(data.val_rows)
+    y_val = data.y(data.val_rows)
     names = data.task_data.label_names
-    probabilities = np.asarray(fitted.model.predict(fitted.val_ds, verbose=0))
+    with streamed.errors(data.stream):
+        probabilities = np.asarray(fitted.model.predict(fitted.val_ds, verbose=0))
     keras_predictions = probabilities.argmax(axis=1)
     keras_report = classification_report(y_val, keras_predictions, data.num_classes, names)
     keras_report["loss"] = cross_entropy(probabilities, y_val)

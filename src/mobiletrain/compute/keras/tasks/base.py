@@ -11,7 +11,7 @@ kind shares with the API process (validation, decoding to arrays, its input cont
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +37,9 @@ class TaskData:
     back to its sample, so the split is by sample and never leaks a recording into both sides.
     """
 
-    x: np.ndarray  # examples in the kind's storage dtype, (N, *example_shape)
+    # examples in the kind's storage dtype, (N, *example_shape); for a streamed job
+    # (compute/streaming.py) only the first sample's example: the others are decoded per batch
+    x: np.ndarray
     y: np.ndarray  # int64 (N,): index into label_names
     owner: np.ndarray  # int64 (N,): index into request.sample_ids
     label_names: list[str]  # the classes the model predicts, in output order
@@ -55,6 +57,13 @@ class KerasTask(Protocol):
 
     def prepare(self, request: TrainingRequest) -> TaskData:
         """Decode every sample into examples; errors name the sample (``sample_id``)."""
+        ...
+
+    def decode_many(
+        self, request: TrainingRequest, raw: Sequence[bytes], sample_ids: Sequence[str]
+    ) -> np.ndarray:
+        """Samples → their examples stacked, exactly one per sample (streamed jobs decode each
+        batch this way inside tf.data; only kinds in ``compute.streaming.STREAMING_KINDS``)."""
         ...
 
     def build_model(
@@ -130,6 +139,29 @@ class KerasTaskBase:
             owner=np.concatenate(owners),
             label_names=list(request.label_names),
         )
+
+    def decode_many(
+        self, request: TrainingRequest, raw: Sequence[bytes], sample_ids: Sequence[str]
+    ) -> np.ndarray:
+        """The pure kind's ``decode_examples`` sample by sample; INTERNAL unless each sample
+        gives exactly one example (a kind that splits samples cannot stream)."""
+        kind = task_kind(self.task)
+        out: list[np.ndarray] = []
+        for sample_id, data in zip(sample_ids, raw, strict=True):
+            try:
+                examples = kind.decode_examples(data, request.input_spec)
+            except MobiletrainError as exc:
+                raise MobiletrainError(
+                    exc.code,
+                    f"sample {sample_id} could not be decoded: {exc.message}",
+                    sample_id=sample_id,
+                ) from None
+            if len(examples) != 1:
+                raise MobiletrainError(
+                    ErrorCode.INTERNAL, f"{self.task.value} samples cannot be streamed"
+                )
+            out.append(examples[0])
+        return np.stack(out)
 
     def batch_map(self, request: TrainingRequest, data: TaskData, training: bool) -> BatchMap:
         """A cast to float32 (no augmentation)."""

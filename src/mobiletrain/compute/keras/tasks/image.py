@@ -6,6 +6,8 @@ how), as it did before task kinds existed; augmentation runs on 0..255 pixels in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -15,18 +17,18 @@ from mobiletrain.compute.keras.tasks.base import BatchMap, KerasTaskBase, TaskDa
 from mobiletrain.compute.preprocess import decode_batch
 from mobiletrain.compute.protocol import Reporter, TrainingRequest
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.types import TaskType
+from mobiletrain.core.types import InputSpec, TaskType
 
 
-def _decode(request: TrainingRequest) -> np.ndarray:
+def _decode(images: Sequence[bytes], sample_ids: Sequence[str], spec: InputSpec) -> np.ndarray:
     try:
-        return decode_batch(request.images, request.input_spec)
+        return decode_batch(images, spec)
     except MobiletrainError:
         pass
     # Slow path only to name the offending sample.
-    for sample_id, data in zip(request.sample_ids, request.images, strict=True):
+    for sample_id, data in zip(sample_ids, images, strict=True):
         try:
-            decode_batch([data], request.input_spec)
+            decode_batch([data], spec)
         except MobiletrainError as exc:
             raise MobiletrainError(
                 exc.code, f"sample {sample_id} could not be decoded", sample_id=sample_id
@@ -43,11 +45,17 @@ class ImageTask(KerasTaskBase):
         """All images decoded at once into one uint8 array (one example per sample)."""
         n = len(request.images)
         return TaskData(
-            x=_decode(request),
+            x=_decode(request.images, request.sample_ids, request.input_spec),
             y=np.asarray(request.labels, dtype=np.int64),
             owner=np.arange(n, dtype=np.int64),
             label_names=list(request.label_names),
         )
+
+    def decode_many(
+        self, request: TrainingRequest, raw: Sequence[bytes], sample_ids: Sequence[str]
+    ) -> np.ndarray:
+        """One batch of a streamed job, decoded as :meth:`prepare` decodes all."""
+        return _decode(raw, sample_ids, request.input_spec)
 
     def build_model(
         self, request: TrainingRequest, data: TaskData, train_rows: np.ndarray, reporter: Reporter
