@@ -27,9 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from mobiletrain.compute import streaming
 from mobiletrain.compute.metrics import classification_report
 from mobiletrain.compute.protocol import TrainingOutput
-from mobiletrain.compute.sample_bytes import Skipped, read_sample_bytes, skipped_event
+from mobiletrain.compute.sample_bytes import (
+    BlobSampleBytes,
+    Skipped,
+    read_sample_bytes,
+    skipped_event,
+)
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.evaluation import (
     ClassScore,
@@ -91,9 +97,14 @@ def split_eval_set(store: MetadataStore, project: Project, samples: list[Sample]
     return [s for s in samples if not s.in_eval_set]
 
 
+_CHECK_CHUNK = 256
+
+
 @dataclass
 class _EvalData:
-    samples: list[bytes]  # the stored bytes; each kind decodes its own (images, audio, sensor)
+    # The stored bytes; each kind decodes its own (images, audio, sensor). A large set (as large
+    # as a streamed training job's, compute/streaming.py) is read from the blob store per sample.
+    samples: Sequence[bytes]
     labels: list[str]
     info: EvalSetInfo
 
@@ -105,9 +116,18 @@ def _eval_data(
     failing every later job of the project, as training does with its own samples. Samples of
     a label the task kind reserves (audio's background noise: never a class) are not scored."""
     reserved: frozenset[str] = getattr(task_kind(spec.task), "reserved_labels", frozenset())
-    members, raw, skipped = read_sample_bytes(
-        blobs, [s for s in samples if s.in_eval_set and s.label not in reserved]
-    )
+    wanted = [s for s in samples if s.in_eval_set and s.label not in reserved]
+    raw: Sequence[bytes]
+    if streaming.plan(spec, len(wanted)).stream:
+        # Check every member's bytes chunk by chunk, keep only the digests (memory flat in N).
+        members, skipped = [], []
+        for start in range(0, len(wanted), _CHECK_CHUNK):
+            kept, _, lost = read_sample_bytes(blobs, wanted[start : start + _CHECK_CHUNK])
+            members += kept
+            skipped += lost
+        raw = BlobSampleBytes(blobs, [s.sha256 for s in members], [s.id for s in members])
+    else:
+        members, raw, skipped = read_sample_bytes(blobs, wanted)
     counts: dict[str, int] = {}
     for s in members:
         counts[s.label] = counts.get(s.label, 0) + 1
@@ -116,7 +136,7 @@ def _eval_data(
         class_counts=counts,
         snapshot_sha256=eval_set_snapshot([(s.sha256, s.label) for s in members]),
     )
-    return _EvalData(samples=list(raw), labels=[s.label for s in members], info=info), skipped
+    return _EvalData(samples=raw, labels=[s.label for s in members], info=info), skipped
 
 
 def _score(
