@@ -14,6 +14,18 @@ Watchers of the same job share their reads: the hub keeps the recent tail of eac
 events, and when new events may exist (the watermark moved, or this process appended) one
 watcher reads the store for all of them while the others wait for it and then serve themselves
 from the tail. A thousand phones watching one job cost one query per change, not a thousand.
+
+Asynchronous watchers (:meth:`EventHub.watch_async`, gRPC ``WatchJob``) go further: per event
+loop and job a :class:`_Feed` makes the one store read when events may be new and wakes only
+that job's watchers, and only when its tail grew; waking costs a future each, no thread hop and
+no task per wait. A watcher serves itself from the shared tail; what is older than the tail it
+reads from the store. Nothing is ever dropped for a watcher that lags: it has no queue, only its
+position, and everything after it is in the tail or the store.
+
+A stream ends at the job's terminal state event. A job that has ended without one (the writer
+died between writing the state and the event, or is still writing it under load) ends the
+stream only after :data:`FINAL_EVENT_GRACE_SECONDS` without anything new, and only after a last
+read of the store after the watcher's position found nothing.
 """
 
 from __future__ import annotations
@@ -33,8 +45,12 @@ from mobiletrain.core.types import EventKind, JobEvent, JobState
 _TAIL_EVENTS = 2000
 """Events of one job kept in memory for its watchers (older ones are read from the store)."""
 
-FINAL_EVENT_GRACE_SECONDS = 3.0
-"""How long after a job ended its final state event may still be missing (a late writer)."""
+FINAL_EVENT_GRACE_SECONDS = 10.0
+"""How long after a job ended its final state event may still be missing (a late writer).
+
+The state and its event are two commits; under load (a thousand uploads sharing SQLite's write
+lock with the worker's appends) the second came more than 3 s after the first, and watchers
+that gave up after 3 s missed the final event."""
 
 
 def is_final_event(event: JobEvent) -> bool:
@@ -51,7 +67,8 @@ def is_final_event(event: JobEvent) -> bool:
 class _Tail:
     """The recent events of one watched job, shared by its watchers."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one reader at a time
+    data: threading.Lock = field(default_factory=threading.Lock)  # the list; never held for I/O
     events: list[JobEvent] = field(default_factory=list)
     base_seq: int = 0  # events with seq > base_seq are all in ``events``
     checked: tuple[int, int] = (-1, -1)  # (watermark, generation) when last read
@@ -77,7 +94,10 @@ class _Watcher:
         """Note a delivered event; True when it is the terminal state event."""
         self.seq = event.seq
         self.last_sent = time.monotonic()
-        return event.kind is EventKind.STATE and JobState(event.data["state"]).is_terminal
+        if self.finished_since is not None:
+            # Something still came after the job ended: the grace starts again from here.
+            self.finished_since = self.last_sent
+        return is_final_event(event)
 
     def finish_check_due(self) -> bool:
         """Whether to ask if the job has finished (nothing new came)."""
@@ -140,9 +160,9 @@ class EventHub:
         self._thread: threading.Thread | None = None
         self._tails: dict[str, _Tail] = {}
         self._tails_lock = threading.Lock()
-        # Async watchers' wake-up events, per event loop: notify() sets them on their loop.
-        self._waiters: dict[asyncio.AbstractEventLoop, set[asyncio.Event]] = {}
-        self._waiters_lock = threading.Lock()
+        # Async watchers: per event loop, one feed per watched job (see _Feed).
+        self._feeds: dict[asyncio.AbstractEventLoop, dict[str, _Feed]] = {}
+        self._feeds_lock = threading.Lock()
 
     def start(self) -> None:
         """Start the polling thread (idempotent)."""
@@ -182,29 +202,13 @@ class EventHub:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
-        with self._waiters_lock:
-            waiting = [(loop, list(events)) for loop, events in self._waiters.items()]
-        for loop, events in waiting:
-            # One wake-up per loop, not per watcher. A closed loop's watchers are gone.
+        with self._feeds_lock:
+            loops = [(loop, list(feeds.values())) for loop, feeds in self._feeds.items()]
+        for loop, feeds in loops:
+            # One call per loop, not per watcher: each feed reads its job once and wakes its
+            # watchers only if something came. A closed loop's watchers are gone.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_set_all, events)
-
-    def _cached_events_after(self, job_id: str, after_seq: int) -> list[JobEvent] | None:
-        """The events after ``after_seq`` if the shared tail is current (no store read, no
-        waiting), else None. Lets async watchers skip a thread hop when nothing is new."""
-        if self._thread is None:
-            return None
-        with self._tails_lock:
-            tail = self._tails.get(job_id)
-        if tail is None or after_seq < tail.base_seq or not tail.lock.acquire(blocking=False):
-            return None
-        try:
-            if tail.checked != (self._watermark, self._generation):
-                return None
-            start = bisect.bisect_right(tail.events, after_seq, key=lambda e: e.seq)
-            return tail.events[start : start + 500]
-        finally:
-            tail.lock.release()
+                loop.call_soon_threadsafe(_poke_all, feeds)
 
     def _events_after(self, job_id: str, after_seq: int) -> list[JobEvent]:
         """Up to 500 events after ``after_seq``, read once per change for all watchers."""
@@ -215,21 +219,58 @@ class EventHub:
         if tail is None or after_seq < tail.base_seq:
             return self._store.list_events(job_id, after_seq, 500)  # resuming from far back
         with tail.lock:
-            mark = (self._watermark, self._generation)  # before the read: no change is lost
-            if tail.checked != mark:
-                last = tail.events[-1].seq if tail.events else tail.base_seq
-                fresh = self._store.list_events(job_id, last, 500)
-                tail.events.extend(fresh)
-                if len(fresh) < 500:
-                    tail.checked = mark  # else more are waiting: read again next time
-                if len(tail.events) > _TAIL_EVENTS:
-                    drop = len(tail.events) - _TAIL_EVENTS
-                    tail.base_seq = tail.events[drop - 1].seq
-                    del tail.events[:drop]
+            self._refresh_locked(tail, job_id)
+        events, _ = self._slice(tail, after_seq)
+        if events is None:
+            return self._store.list_events(job_id, after_seq, 500)
+        return events
+
+    def _refresh_locked(self, tail: _Tail, job_id: str, force: bool = False) -> int:
+        """Read the job's new events into its tail if it may be stale (``tail.lock`` held);
+        returns how many were read (500: more may be waiting)."""
+        mark = (self._watermark, self._generation)  # before the read: no change is lost
+        if tail.checked == mark and not force:
+            return 0
+        with tail.data:
+            last = tail.events[-1].seq if tail.events else tail.base_seq
+        fresh = self._store.list_events(job_id, last, 500)  # only this reader appends
+        with tail.data:
+            tail.events.extend(fresh)
+            if len(fresh) < 500:
+                tail.checked = mark  # else more are waiting: read again next time
+            if len(tail.events) > _TAIL_EVENTS:
+                drop = len(tail.events) - _TAIL_EVENTS
+                tail.base_seq = tail.events[drop - 1].seq
+                del tail.events[:drop]
+        return len(fresh)
+
+    def _refresh_tail(self, job_id: str) -> int:
+        """:meth:`_refresh_locked` for a feed (in a thread); without the polling thread there
+        is no watermark to trust and the store is read every time."""
+        with self._tails_lock:
+            tail = self._tails.get(job_id)
+        if tail is None:
+            return 0
+        with tail.lock:
+            return self._refresh_locked(tail, job_id, force=self._thread is None)
+
+    def _tail_after(self, job_id: str, after_seq: int) -> tuple[list[JobEvent] | None, bool]:
+        """What the shared tail has after ``after_seq`` right now, current or not (None:
+        ``after_seq`` is older than the tail), and whether it may be stale. For the event
+        loop: never reads the store, never waits for a reader."""
+        with self._tails_lock:
+            tail = self._tails.get(job_id)
+        if tail is None:
+            return None, True
+        return self._slice(tail, after_seq)
+
+    def _slice(self, tail: _Tail, after_seq: int) -> tuple[list[JobEvent] | None, bool]:
+        with tail.data:
+            stale = self._thread is None or tail.checked != (self._watermark, self._generation)
             if after_seq < tail.base_seq:
-                return self._store.list_events(job_id, after_seq, 500)
+                return None, stale
             start = bisect.bisect_right(tail.events, after_seq, key=lambda e: e.seq)
-            return tail.events[start : start + 500]
+            return tail.events[start : start + 500], stale
 
     def _join(self, job_id: str, after_seq: int) -> None:
         with self._tails_lock:
@@ -322,7 +363,18 @@ class EventHub:
             if w.finish_check_due() and self._is_finished(job_id, is_finished):
                 w.finished_since = time.monotonic()
             if w.gave_up():
-                return
+                # Before ending without the final event: anything after this watcher's
+                # position that the shared tail did not have is read from the store.
+                late = self._store.list_events(job_id, w.seq, 500)
+                if not late:
+                    return
+                w.finished_since = time.monotonic()
+                for ev in late:
+                    terminal = w.sent(ev)
+                    yield ev
+                    if terminal:
+                        return
+                continue
             with self._cond:
                 self._cond.wait(timeout=w.wait_seconds())
             if w.heartbeat_due():
@@ -338,22 +390,26 @@ class EventHub:
     ) -> AsyncIterator[JobEvent | None]:
         """:meth:`watch` for asyncio code: waiting for events holds no thread.
 
-        Store reads run in the default executor, and only when the shared tail may be stale;
-        a watcher that is woken for nothing new costs no thread at all. ``stop`` ends the watch.
+        The job's :class:`_Feed` on this loop reads the store (in the default executor) once
+        per change for all of the job's watchers here and wakes them when the tail grew; a
+        watcher takes its events from the tail, or from the store when it is further behind
+        than the tail reaches. ``stop`` ends the watch.
         """
         loop = asyncio.get_running_loop()
-        waiter = asyncio.Event()
-        with self._waiters_lock:
-            self._waiters.setdefault(loop, set()).add(waiter)
-        relay = asyncio.ensure_future(_relay(stop, waiter)) if stop is not None else None
         self._join(job_id, after_seq)
+        feed = self._feed(loop, job_id)
+        w = _Watcher(after_seq, heartbeat)
+        waiter: asyncio.Future[None] | None = None
+        relay = asyncio.ensure_future(_relay(stop, feed, lambda: waiter)) if stop else None
         try:
-            w = _Watcher(after_seq, heartbeat)
             while not self._stop.is_set() and not (stop is not None and stop.is_set()):
-                waiter.clear()  # before reading: a notify() during the read is not lost
-                events = self._cached_events_after(job_id, w.seq)
-                if events is None:
-                    events = await asyncio.to_thread(self._events_after, job_id, w.seq)
+                # Registered before looking: a feed that grows the tail after the look wakes it.
+                if waiter is not None:
+                    feed.discard(waiter)
+                waiter = feed.waiter()
+                events, stale = self._tail_after(job_id, w.seq)
+                if events is None:  # further behind than the tail reaches: the store has it
+                    events = await asyncio.to_thread(self._store.list_events, job_id, w.seq, 500)
                 for ev in events:
                     terminal = w.sent(ev)
                     yield ev
@@ -361,36 +417,155 @@ class EventHub:
                         return
                 if events:
                     continue
+                if stale:
+                    feed.poke()  # a change not read yet: one read for all the job's watchers
                 if w.finish_check_due():
                     finished = self._finished_cached(job_id)  # no thread hop when fresh
                     if finished is None:
-                        finished = await asyncio.to_thread(self._is_finished, job_id, is_finished)
+                        finished = await feed.is_finished(is_finished)
                     if finished:
                         w.finished_since = time.monotonic()
                 if w.gave_up():
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), timeout=w.wait_seconds())
+                    # Before ending without the final event: read the store after this
+                    # watcher's position, past any cache.
+                    late = await asyncio.to_thread(self._store.list_events, job_id, w.seq, 500)
+                    if not late:
+                        return
+                    w.finished_since = time.monotonic()
+                    for ev in late:
+                        terminal = w.sent(ev)
+                        yield ev
+                        if terminal:
+                            return
+                    continue
+                timer = loop.call_later(w.wait_seconds(), _wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
                 if w.heartbeat_due():
                     yield None
         finally:
             if relay is not None:
                 relay.cancel()
+            if waiter is not None:
+                feed.discard(waiter)
             self._leave(job_id)
-            with self._waiters_lock:
-                waiters = self._waiters.get(loop)
-                if waiters is not None:
-                    waiters.discard(waiter)
-                    if not waiters:
-                        del self._waiters[loop]
+            self._unfeed(loop, job_id, feed)
+
+    def _feed(self, loop: asyncio.AbstractEventLoop, job_id: str) -> _Feed:
+        """The job's feed on ``loop`` (made for its first watcher there)."""
+        with self._feeds_lock:
+            feeds = self._feeds.setdefault(loop, {})
+            feed = feeds.get(job_id)
+            if feed is None:
+                feed = feeds[job_id] = _Feed(self, job_id)
+            feed.watchers += 1
+            return feed
+
+    def _unfeed(self, loop: asyncio.AbstractEventLoop, job_id: str, feed: _Feed) -> None:
+        with self._feeds_lock:
+            feed.watchers -= 1
+            feeds = self._feeds.get(loop)
+            if feed.watchers <= 0 and feeds is not None and feeds.get(job_id) is feed:
+                del feeds[job_id]
+                if not feeds:
+                    del self._feeds[loop]
 
 
-def _set_all(events: list[asyncio.Event]) -> None:
-    for event in events:
-        event.set()
+class _Feed:
+    """One job's asynchronous watchers on one event loop.
+
+    ``poke()`` (after any change, from :meth:`EventHub.notify`; or from a watcher that finds
+    the tail stale) starts one store read for all of them in the default executor — a poke
+    while it runs makes it read once more after — and when the tail grew, every registered
+    waiter is woken: a future each, resolved in one loop callback. A thousand watchers of a job
+    cost one read and one wake-up each per change, not a thousand reads and a task per wait.
+    Only the event loop's thread uses a feed.
+    """
+
+    def __init__(self, hub: EventHub, job_id: str) -> None:
+        self.hub = hub
+        self.job_id = job_id
+        self.watchers = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._reading: asyncio.Task[None] | None = None
+        self._again = False
+        self._finishing: asyncio.Future[bool] | None = None
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future that the next growth of the tail (or a stop) resolves."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        return fut
+
+    def discard(self, fut: asyncio.Future[None]) -> None:
+        """Forget a waiter (woken, timed out or gone)."""
+        self._waiters.discard(fut)
+
+    def wake_all(self) -> None:
+        """Resolve every registered waiter."""
+        waiters, self._waiters = self._waiters, set()
+        for fut in waiters:
+            _wake(fut)
+
+    def poke(self) -> None:
+        """Events may be new: read the store once for all (again, if a read is running)."""
+        if self._reading is not None:
+            self._again = True
+            return
+        self._reading = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        hub = self.hub
+        try:
+            while not hub._stop.is_set():
+                self._again = False
+                try:
+                    count = await asyncio.to_thread(hub._refresh_tail, self.job_id)
+                except Exception:  # the database failed: the watchers keep waiting; retry
+                    await asyncio.sleep(0.5)
+                    self._again = True
+                    continue
+                if count:
+                    self.wake_all()
+                if not self._again and count < 500:
+                    break
+        finally:
+            self._reading = None
+            if hub._stop.is_set():
+                self.wake_all()
+
+    async def is_finished(self, is_finished: Callable[[], bool]) -> bool:
+        """``is_finished()`` in a thread, asked once for all the watchers that want it now."""
+        if self._finishing is None:
+            task = asyncio.ensure_future(
+                asyncio.to_thread(self.hub._is_finished, self.job_id, is_finished)
+            )
+            self._finishing = task
+
+            def done(_: asyncio.Future[bool]) -> None:
+                self._finishing = None
+
+            task.add_done_callback(done)
+        return await asyncio.shield(self._finishing)
 
 
-async def _relay(stop: asyncio.Event, waiter: asyncio.Event) -> None:
+def _poke_all(feeds: list[_Feed]) -> None:
+    for feed in feeds:
+        feed.poke()
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _relay(
+    stop: asyncio.Event, feed: _Feed, current: Callable[[], asyncio.Future[None] | None]
+) -> None:
     """Wake the watcher when ``stop`` is set."""
     await stop.wait()
-    waiter.set()
+    fut = current()
+    if fut is not None:
+        _wake(fut)

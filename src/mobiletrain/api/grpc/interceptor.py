@@ -139,6 +139,18 @@ def _stream_response(
     return handler
 
 
+def _bytes_as_is(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """The method's response serializer, except that a handler may yield a message already
+    serialised (``WatchJob`` sends one event's bytes to every watcher)."""
+    if serializer is None:
+        return None
+
+    def serialize(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serializer(message)
+
+    return serialize
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Runs every handler of the mobiletrain services through the same steps, in order:
 
@@ -186,7 +198,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         """A copy of ``handler`` whose behaviour runs as described in the module docstring."""
         kwargs: dict[str, Any] = {
             "request_deserializer": lenient(handler.request_deserializer, self.max_message_bytes),
-            "response_serializer": handler.response_serializer,
+            "response_serializer": _bytes_as_is(handler.response_serializer),
         }
         for kind, make, stream_in, stream_out in (
             ("unary_unary", grpc.unary_unary_rpc_method_handler, False, False),

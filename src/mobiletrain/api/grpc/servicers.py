@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ from mobiletrain.api.grpc import serde
 from mobiletrain.api.grpc.deadlines import current_deadline
 from mobiletrain.api.grpc.upload import incoming_samples
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.types import Project, TaskType
+from mobiletrain.core.types import JobEvent, Project, TaskType
 
 if TYPE_CHECKING:
     from mobiletrain.container import Container
@@ -41,6 +42,31 @@ CHUNK_BYTES = 256 * 1024
 
 MAX_SEQ = 2**63 - 1
 """Largest event sequence number the stores can compare with."""
+
+
+class EventFrames:
+    """Each job event serialised once for all of its ``WatchJob`` streams.
+
+    A thousand phones watching one job get the same bytes: building and serialising the
+    message a thousand times per event was a large part of the event loop's time under load.
+    The streams yield these bytes; the interceptor's response serializer passes bytes through.
+    Used on the server's event loop only (no lock); keeps the newest ``size`` events.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+
+    def get(self, event: JobEvent) -> bytes:
+        """The serialised ``JobEvent`` message of ``event``."""
+        key = (event.job_id, event.seq)  # (job, seq) names one event for good
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = serde.job_event_to_proto(event).SerializeToString()
+            self._frames[key] = frame
+            if len(self._frames) > self._size:
+                self._frames.popitem(last=False)
+        return frame
 
 
 def _current_version(container: Container, project: Project) -> int | None:
@@ -193,6 +219,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
 
     def __init__(self, container: Container) -> None:
         self._c = container
+        self._frames = EventFrames()
 
     def StartJob(
         self, request: training_pb2.StartJobRequest, context: grpc.ServicerContext
@@ -227,11 +254,12 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
 
     async def WatchJob(
         self, request: training_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[training_pb2.JobEvent]:
+    ) -> AsyncIterator[training_pb2.JobEvent | bytes]:
         """Stored events after ``after_seq``, then live ones, until the job's final state.
 
         Asynchronous: a watcher waiting for the next event holds no thread (a thousand phones
-        watching a job cost coroutines). The client going away cancels it.
+        watching a job cost coroutines). The client going away cancels it. Each event is
+        serialised once for every stream (:class:`EventFrames`).
         """
         after_seq = min(request.after_seq, MAX_SEQ)  # uint64 on the wire, int64 in the store
         training = self._c.training
@@ -243,7 +271,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         async for event in training.watch_async(request.job_id, after_seq, finished, stop):
             if event is None:
                 continue  # heartbeat: HTTP/2 keepalive pings already watch the connection
-            yield serde.job_event_to_proto(event)
+            yield self._frames.get(event)
 
 
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):
