@@ -34,6 +34,7 @@ from bench import (  # noqa: E402
     latency,
     load,
     progress_first,
+    train_memory,
     training,
 )
 from bench.common import (  # noqa: E402
@@ -58,6 +59,7 @@ def _ingest(quick: bool) -> dict[str, Any]:
 BENCHMARKS: dict[str, tuple[Callable[[bool], dict[str, Any]], Callable[..., list[Row]]]] = {
     "ingest": (_ingest, ingest.rows),
     "training": (training.run_training, training.rows),
+    "train_memory": (train_memory.run_train_memory, train_memory.rows),
     "audio_training": (audio_training.run_audio_training, audio_training.rows),
     "latency": (latency.run_latency, latency.rows),
     "progress_first": (progress_first.run, progress_first.rows),
@@ -68,6 +70,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], dict[str, Any]], Callable[..., list
 DESCRIPTIONS = {
     "ingest": "1. ingest against Flask (and the in-process limit)",
     "training": "2. training overhead against a plain Keras script",
+    "train_memory": "2b. training worker memory against dataset size: streamed vs in memory",
     "audio_training": "2a. audio training overhead against plain Keras (espeak-ng keywords)",
     "latency": "3-5. progress latency, model delivery, predict (one job)",
     "progress_first": "StartJob → first progress event, warm worker against a cold one",
