@@ -104,6 +104,33 @@ def test_upload_rejects_bad_samples_one_by_one(
     assert svc.projects.get("p").labels == ["cat", "dog"]
 
 
+def test_one_sample_calls_are_verified_on_the_callers_thread(
+    svc: Services, make_image: Callable[..., bytes]
+) -> None:
+    # A REST call per image hands its one sample to no pool; the checks are the same.
+    svc.projects.create("p")
+    jpeg = make_image(5, "JPEG", size=64)
+    for data, code in (
+        (jpeg[: len(jpeg) // 2], ErrorCode.CORRUPT_IMAGE),
+        (jpeg[: len(jpeg) // 2] + b"\xff\xd9", ErrorCode.CORRUPT_IMAGE),
+        (b"not an image", ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    ):
+        result = svc.datasets.upload("p", [IncomingSample("x", "cat", data)]).results[0]
+        assert (result.status, result.error_code) == (SampleStatus.REJECTED, code)
+    threads: list[str] = []
+    real_prepare = svc.datasets._prepare
+
+    def prepare(*args: object) -> object:
+        threads.append(threading.current_thread().name)
+        return real_prepare(*args)  # type: ignore[arg-type]
+
+    svc.datasets._prepare = prepare  # type: ignore[method-assign]
+    result = svc.datasets.upload("p", [IncomingSample("y", "cat", jpeg)]).results[0]
+    assert result.status is SampleStatus.ACCEPTED
+    assert threads == [threading.current_thread().name]
+    assert svc.datasets.class_counts("p") == {"cat": 1}
+
+
 def test_upload_twice_is_idempotent(svc: Services, make_image: Callable[..., bytes]) -> None:
     svc.projects.create("p")
     samples = [IncomingSample(f"id{i}", "ab"[i % 2], make_image(i)) for i in range(10)]

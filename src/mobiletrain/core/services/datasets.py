@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -172,13 +172,15 @@ class DatasetService:
                     self._commit(project, batch, summary)
                     batch = []
 
+        # One sample (a REST call per image): verified on this thread, no hand-off to the pool.
+        inline = isinstance(samples, Sized) and len(samples) <= 1
         try:
             for incoming in samples:
                 summary.results.append(
                     SampleResult(client_id=incoming.client_id, status=SampleStatus.REJECTED)
                 )
                 in_flight.append(
-                    (len(summary.results) - 1, self._submit(project, incoming, damaged))
+                    (len(summary.results) - 1, self._submit(project, incoming, damaged, inline))
                 )
                 settle(self._window)
             settle(0)
@@ -190,9 +192,9 @@ class DatasetService:
         return summary
 
     def _submit(
-        self, project: Project, incoming: IncomingSample, damaged: set[str]
+        self, project: Project, incoming: IncomingSample, damaged: set[str], inline: bool = False
     ) -> Future[Sample]:
-        if self._pool is not None:
+        if self._pool is not None and not inline:
             return self._pool.submit(self._prepare, project, incoming, damaged)
         future: Future[Sample] = Future()
         try:

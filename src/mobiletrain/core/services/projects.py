@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 
@@ -21,6 +22,8 @@ from mobiletrain.core.validation import (
     check_name,
 )
 from mobiletrain.tasks import parse_task, spec_for
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 class ProjectService:
@@ -65,7 +68,12 @@ class ProjectService:
 
     def get(self, ref: str) -> Project:
         """A project by id or by name."""
-        project = self.store.get_project(ref) or self.store.get_project_by_name(ref)
+        # Ids are UUIDs: a name (what URLs and SDK calls mostly carry) is looked up first and
+        # costs one query, not a failed id lookup before it (every upload call starts here).
+        if _UUID.match(ref):
+            project = self.store.get_project(ref) or self.store.get_project_by_name(ref)
+        else:
+            project = self.store.get_project_by_name(ref) or self.store.get_project(ref)
         # Another project's device token learns nothing, not even that the project exists.
         if project is None or not can_see(project.id):
             raise MobiletrainError(ErrorCode.PROJECT_NOT_FOUND, f"project {ref!r} not found")
