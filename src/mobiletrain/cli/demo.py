@@ -26,17 +26,22 @@ from mobiletrain.client.sdk import Client
 
 def demo(
     task: Annotated[
-        str, typer.Option(help="image (digits), audio (spoken keywords) or sensor (motion)")
+        str,
+        typer.Option(
+            help="image (digits), audio (spoken keywords), sensor (motion) or detection (shapes)"
+        ),
     ] = "image",
     epochs: Annotated[
-        int | None, typer.Option(help="Training epochs [default: 15 image, 30 audio, 20 sensor]")
+        int | None,
+        typer.Option(help="Training epochs [default: 15 image, 30 audio, 20 sensor, 25 detection]"),
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Keep the demo's data here (default: temporary)")
     ] = None,
 ) -> None:
     """Run the whole loop against an embedded server: scikit-learn's digits, keywords spoken
-    by espeak-ng voices (--task audio) or synthetic motion (--task sensor)."""
+    by espeak-ng voices (--task audio), synthetic motion (--task sensor) or shapes on photos
+    with boxes (--task detection)."""
     from mobiletrain.cli.demo_tasks import DEMOS, PASS_MARK, run_task_demo
 
     choice("--task", task, ["image", *DEMOS])

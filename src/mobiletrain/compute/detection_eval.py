@@ -119,8 +119,8 @@ def coco_metrics(
     """COCO box mAP of ``detections`` against ``truth`` (per image, float rows ``class,
     x_min, y_min, x_max, y_max`` normalised), on a ``width`` x ``height`` pixel grid.
 
-    Returns ``{"map_50", "map_50_95", "per_class": [{label, ap_50, ap_50_95, boxes,
-    detections}]}``; a class without ground-truth boxes has ``ap_*`` None and does not count
+    Returns ``{"map50", "map50_95", "per_class": [{label, ap50, ap50_95, num_gt,
+    num_detections}]}``; a class without ground-truth boxes has ``ap*`` None and does not count
     in the means (as in COCO).
     """
     from pycocotools.coco import COCO
@@ -163,15 +163,15 @@ def coco_metrics(
     per_class: list[dict[str, Any]] = [
         {
             "label": name,
-            "ap_50": None,
-            "ap_50_95": None,
-            "boxes": int(gt_counts[k]),
-            "detections": int(dt_counts[k]),
+            "ap50": None,
+            "ap50_95": None,
+            "num_gt": int(gt_counts[k]),
+            "num_detections": int(dt_counts[k]),
         }
         for k, name in enumerate(labels)
     ]
     if not annotations:
-        return {"map_50": None, "map_50_95": None, "per_class": per_class}
+        return {"map50": None, "map50_95": None, "per_class": per_class}
     gt = COCO()
     gt.dataset = {
         "images": images,
@@ -182,9 +182,9 @@ def coco_metrics(
         gt.createIndex()
     if not results:
         for row in per_class:
-            if row["boxes"]:
-                row["ap_50"] = row["ap_50_95"] = 0.0
-        return {"map_50": 0.0, "map_50_95": 0.0, "per_class": per_class}
+            if row["num_gt"]:
+                row["ap50"] = row["ap50_95"] = 0.0
+        return {"map50": 0.0, "map50_95": 0.0, "per_class": per_class}
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
         evaluation = COCOeval(gt, dt, "bbox")
@@ -195,16 +195,16 @@ def coco_metrics(
     ap50: list[float] = []
     ap: list[float] = []
     for k, row in enumerate(per_class):
-        if not row["boxes"]:
+        if not row["num_gt"]:
             continue
         at_50 = precision[0, :, k]
         every = precision[:, :, k]
-        row["ap_50"] = round(float(np.mean(at_50[at_50 > -1])) if (at_50 > -1).any() else 0.0, 4)
-        row["ap_50_95"] = round(float(np.mean(every[every > -1])) if (every > -1).any() else 0.0, 4)
-        ap50.append(row["ap_50"])
-        ap.append(row["ap_50_95"])
+        row["ap50"] = round(float(np.mean(at_50[at_50 > -1])) if (at_50 > -1).any() else 0.0, 4)
+        row["ap50_95"] = round(float(np.mean(every[every > -1])) if (every > -1).any() else 0.0, 4)
+        ap50.append(row["ap50"])
+        ap.append(row["ap50_95"])
     return {
-        "map_50": round(float(np.mean(ap50)), 4),
-        "map_50_95": round(float(np.mean(ap)), 4),
+        "map50": round(float(np.mean(ap50)), 4),
+        "map50_95": round(float(np.mean(ap)), 4),
         "per_class": per_class,
     }

@@ -111,9 +111,9 @@ def test_coco_metrics() -> None:
         ]
     )
     report = coco_metrics(truth, perfect, labels, 160, 160)
-    assert report["map_50"] == pytest.approx(1.0) and report["map_50_95"] == pytest.approx(1.0)
-    assert [c["boxes"] for c in report["per_class"]] == [2, 1, 0]
-    assert report["per_class"][2]["ap_50"] is None  # no ground truth: not counted
+    assert report["map50"] == pytest.approx(1.0) and report["map50_95"] == pytest.approx(1.0)
+    assert [c["num_gt"] for c in report["per_class"]] == [2, 1, 0]
+    assert report["per_class"][2]["ap50"] is None  # no ground truth: not counted
     # A box shifted to IoU ~0.6 counts at 0.5 but not at the strict thresholds; a wrong class
     # never counts.
     shifted = _detections(
@@ -124,8 +124,8 @@ def test_coco_metrics() -> None:
     )
     report = coco_metrics(truth, shifted, labels, 160, 160)
     per_class = {c["label"]: c for c in report["per_class"]}
-    assert per_class["a"]["ap_50"] == pytest.approx(1.0)
-    assert per_class["a"]["ap_50_95"] < 0.9
-    assert per_class["b"]["ap_50"] == 0.0
+    assert per_class["a"]["ap50"] == pytest.approx(1.0)
+    assert per_class["a"]["ap50_95"] < 0.9
+    assert per_class["b"]["ap50"] == 0.0
     nothing = coco_metrics(truth, _detections([[], []]), labels, 160, 160)
-    assert nothing["map_50"] == 0.0
+    assert nothing["map50"] == 0.0

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.types import (
     AudioSpec,
+    DetectionSpec,
     LongClips,
     SensorFraming,
     SensorSpec,
@@ -18,8 +19,9 @@ from mobiletrain.core.types import (
 
 TASK_DESCRIPTION = (
     "What the project learns: `image-classification` (JPEG/PNG/WebP), `audio-classification` "
-    "(WAV; settings in `input_spec.audio`) or `sensor-classification` (CSV/JSON recordings; "
-    "settings in `input_spec.sensor`)."
+    "(WAV; settings in `input_spec.audio`), `sensor-classification` (CSV/JSON recordings; "
+    "settings in `input_spec.sensor`) or `object-detection` (JPEG/PNG/WebP with boxes; "
+    "settings in `input_spec.detection`)."
 )
 TASK_VALUES = [t.value for t in TaskType]
 
@@ -63,6 +65,18 @@ class SensorSpecModel(BaseModel):
     )
 
 
+class DetectionSpecModel(BaseModel):
+    """Object-detection settings: the exported model returns at most `max_detections` boxes
+    scoring at least `score_threshold`, after non-maximum suppression at `iou_threshold`
+    (inside the model). The image fields of the input spec apply as for images."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    max_detections: int = Field(default=10, description="Boxes the model returns, 1..100.")
+    score_threshold: float = Field(default=0.25, description="Lowest score returned, 0..1.")
+    iou_threshold: float = Field(default=0.5, description="NMS overlap threshold, 0..1.")
+
+
 def _enum(enum_type: type[LongClips] | type[SensorFraming], value: str, what: str) -> str:
     try:
         enum_type(value)
@@ -75,12 +89,21 @@ def _enum(enum_type: type[LongClips] | type[SensorFraming], value: str, what: st
 
 
 def task_spec_from_models(
-    audio: AudioSpecModel | None, sensor: SensorSpecModel | None
+    audio: AudioSpecModel | None,
+    sensor: SensorSpecModel | None,
+    detection: DetectionSpecModel | None = None,
 ) -> TaskSpec | None:
     """Request shapes → domain (at most one may be given; INVALID_INPUT_SPEC otherwise)."""
-    if audio is not None and sensor is not None:
+    if sum(m is not None for m in (audio, sensor, detection)) > 1:
         raise MobiletrainError(
-            ErrorCode.INVALID_INPUT_SPEC, "give at most one of input_spec.audio, input_spec.sensor"
+            ErrorCode.INVALID_INPUT_SPEC,
+            "give at most one of input_spec.audio, input_spec.sensor, input_spec.detection",
+        )
+    if detection is not None:
+        return DetectionSpec(
+            max_detections=detection.max_detections,
+            score_threshold=float(detection.score_threshold),
+            iou_threshold=float(detection.iou_threshold),
         )
     if audio is not None:
         return AudioSpec(

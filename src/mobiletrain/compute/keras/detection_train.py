@@ -9,11 +9,13 @@ same post-processing on the validation split: COCO mAP) and **export** (every re
 format; each .tflite file runs in LiteRT on the validation split as a phone runs it and gets
 its own mAP), then the metrics and the manifest.
 
-Metric keys (``ModelVersion.metrics``, documented in docs/tasks.md): ``task``
-("object-detection"), ``map_50``, ``map_50_95``, ``per_class`` ([{label, ap_50, ap_50_95,
-boxes, detections}]) for the Keras model; ``tflite`` {format: {map_50, map_50_95, per_class,
-size_bytes}}; ``examples`` (validation images with ground truth and the float32 file's
-detections); ``labels``, ``history``, timings and counts as for classification.
+Metric keys (``ModelVersion.metrics``): ``task`` ("object-detection"); ``detection``:
+{``map50``, ``map50_95``, ``per_class`` [{label, ap50, ap50_95, num_gt, num_detections}] of
+the Keras model, ``tflite`` {format: the same for each file run in LiteRT, plus
+``size_bytes``}, the thresholds}; ``detection_examples`` (up to 12 validation images:
+{sample_id, ground_truth [boxes], detections [boxes with score]} from the float32 file);
+``tflite`` {format: {map50, map50_95, size_bytes}}; ``labels``, ``history``, timings and
+counts as for classification. There is no ``accuracy``.
 """
 
 from __future__ import annotations
@@ -258,15 +260,24 @@ def train_and_export(
         }
         for k, i in enumerate(val[:MAX_EXAMPLES])
     ]
+    detection_metrics: dict[str, Any] = {
+        **keras_report,
+        "tflite": tflite_metrics,
+        "iou_threshold": detection.iou_threshold,
+        "score_threshold": detection.score_threshold,
+        "measured_at": f"{spec.width}x{spec.height} model input pixels",
+    }
     metrics: dict[str, Any] = {
         "task": spec.task.value,
-        "map_50": keras_report["map_50"],
-        "map_50_95": keras_report["map_50_95"],
-        "per_class": keras_report["per_class"],
+        "detection": detection_metrics,
+        "detection_examples": examples,
+        "detection_examples_source": source,
         "labels": classes,
-        "tflite": tflite_metrics,
-        "examples": examples,
-        "examples_source": source,
+        # The files' size and mAP@0.5, where classification keeps each file's accuracy.
+        "tflite": {
+            name: {"map50": m["map50"], "map50_95": m["map50_95"], "size_bytes": m["size_bytes"]}
+            for name, m in tflite_metrics.items()
+        },
         "history": checkpoint.history,
         "epochs_run": len(checkpoint.history["loss"]),
         "train_seconds": round(train_seconds, 3),
@@ -277,8 +288,8 @@ def train_and_export(
         "num_train_boxes": int(sum(len(boxes[i]) for i in train)),
         "num_validation_boxes": int(sum(len(boxes[i]) for i in val)),
     }
-    map50 = {"keras": keras_report["map_50"] or 0.0}
-    map50.update({name: m["map_50"] or 0.0 for name, m in tflite_metrics.items()})
+    map50 = {"keras": keras_report["map50"] or 0.0}
+    map50.update({name: m["map50"] or 0.0 for name, m in tflite_metrics.items()})
     manifest = ModelManifest(
         task=spec.task.value,
         labels=classes,
@@ -292,7 +303,7 @@ def train_and_export(
             extra={"max_detections": detection.max_detections},
         ),
         formats=formats,
-        validation=ValidationMetrics({}, len(train), len(val), extra={"validation_map_50": map50}),
+        validation=ValidationMetrics({}, len(train), len(val), extra={"validation_map50": map50}),
         hyperparameters=hp.to_dict(),
         library_versions=_library_versions(),
     ).to_dict()

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mobiletrain.api.rest.task_schemas import (
     TASK_DESCRIPTION,
     AudioSpecModel,
+    DetectionSpecModel,
     SensorSpecModel,
     task_spec_from_models,
 )
@@ -60,6 +61,9 @@ class InputSpecModel(BaseModel):
     )
     sensor: SensorSpecModel | None = Field(
         default=None, description="Sensor settings (sensor-classification projects only)."
+    )
+    detection: DetectionSpecModel | None = Field(
+        default=None, description="Detection settings (object-detection projects only)."
     )
 
 
@@ -140,7 +144,7 @@ def input_spec_from_model(model: InputSpecModel | None) -> InputSpec | None:
         height=model.height,
         color_mode=color_mode,
         normalization=normalization,
-        task_spec=task_spec_from_models(model.audio, model.sensor),
+        task_spec=task_spec_from_models(model.audio, model.sensor, model.detection),
     )
 
 

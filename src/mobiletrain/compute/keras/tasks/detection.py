@@ -5,9 +5,9 @@ a backbone (``small-cnn``: a compact Conv/BN/ReLU network; ``mobilenet-v2`` /
 ``mobilenet-v3-small``: the keras.applications networks with ImageNet weights when they can
 be loaded, under the same policy as classification) gives features at strides 8 and 16, the
 stride-16 ones are upsampled and merged, and two heads predict per cell and class a centre
-heatmap (sigmoid) and per cell the box size (width, height as fractions of the image) and the
-centre's offset inside the cell. Training uses the CenterNet focal loss on Gaussian heatmap
-targets and L1 on size and offset at object centres.
+heatmap and per cell the box size (width, height as fractions of the image) and the
+centre's offset inside the cell, every channel a sigmoid in 0..1. Training uses the CenterNet
+focal loss on Gaussian heatmap targets and L1 on size and offset at object centres.
 
 Post-processing is part of the exported model: heatmap peaks (3x3 max-pool equality), the
 top-scoring candidates (``TOPK_V2``), boxes decoded from size and offset, and class-aware
@@ -168,8 +168,9 @@ def _to_minus_one_one(spec: InputSpec) -> keras.layers.Layer:
 def build_detector(
     spec: InputSpec, num_classes: int, hp: Hyperparameters, reporter: Reporter | None = None
 ) -> keras.Model:
-    """The trainable detector: normalised ``(H, W, C)`` image → raw heads ``(Gh, Gw, C+4)``
-    (class heatmap logits, then size and offset logits)."""
+    """The trainable detector: normalised ``(H, W, C)`` image → heads ``(Gh, Gw, C+4)``, all
+    sigmoid outputs in 0..1 (class heatmaps, then size and offset), so one int8 scale suits
+    every channel of the quantised file."""
     inputs = keras.Input((spec.height, spec.width, spec.channels), name=INPUT_NAME)
     x = inputs
     if hp.architecture is Architecture.SMALL_CNN:
@@ -186,11 +187,12 @@ def build_detector(
     heat = keras.layers.Conv2D(
         num_classes,
         1,
+        activation="sigmoid",
         bias_initializer=keras.initializers.Constant(_HEAT_BIAS),
         name="heatmap",
     )(heat)
     box = _conv(x, 64, "box")
-    box = keras.layers.Conv2D(4, 1, name="size_offset")(box)
+    box = keras.layers.Conv2D(4, 1, activation="sigmoid", name="size_offset")(box)
     outputs = keras.layers.Concatenate(name="heads")([heat, box])
     return keras.Model(inputs, outputs, name=f"detector_{hp.architecture.value.replace('-', '_')}")
 
@@ -219,12 +221,12 @@ def encode_targets(boxes: Sequence[np.ndarray], spec: InputSpec, num_classes: in
 
 
 def make_loss(num_classes: int) -> Any:
-    """CenterNet loss on raw heads: focal loss on the heatmap, L1 on size and offset."""
+    """CenterNet loss on the heads: focal loss on the heatmap, L1 on size and offset."""
     c = num_classes
 
     def detection_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         heat_true = y_true[..., :c]
-        p = tf.clip_by_value(tf.sigmoid(y_pred[..., :c]), 1e-4, 1 - 1e-4)
+        p = tf.clip_by_value(y_pred[..., :c], 1e-4, 1 - 1e-4)
         pos = tf.cast(heat_true >= 1.0 - 1e-6, tf.float32)
         pos_loss = -tf.math.log(p) * tf.square(1 - p) * pos
         neg_weight = tf.pow(1 - heat_true, 4.0) * (1 - pos)
@@ -232,8 +234,8 @@ def make_loss(num_classes: int) -> Any:
         n_pos = tf.maximum(tf.reduce_sum(pos), 1.0)
         focal = (tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)) / n_pos
         mask = y_true[..., c + 4 : c + 5]
-        size = tf.abs(tf.sigmoid(y_pred[..., c : c + 2]) - y_true[..., c : c + 2])
-        offset = tf.abs(tf.sigmoid(y_pred[..., c + 2 : c + 4]) - y_true[..., c + 2 : c + 4])
+        size = tf.abs(y_pred[..., c : c + 2] - y_true[..., c : c + 2])
+        offset = tf.abs(y_pred[..., c + 2 : c + 4] - y_true[..., c + 2 : c + 4])
         regression = tf.reduce_sum(mask * (_SIZE_WEIGHT * size + _OFFSET_WEIGHT * offset))
         return focal + regression / tf.maximum(tf.reduce_sum(mask), 1.0)
 
@@ -324,14 +326,19 @@ class DetectionBatches(keras.utils.PyDataset):
 def postprocess(
     raw: tf.Tensor, num_classes: int, detection: DetectionSpec, grid: tuple[int, int]
 ) -> dict[str, tf.Tensor]:
-    """Raw heads of ONE image ``(1, Gh, Gw, C+4)`` → the four outputs (see module docs)."""
+    """Heads of ONE image ``(1, Gh, Gw, C+4)`` → the four outputs (see module docs)."""
     rows, cols = grid
     c, n = num_classes, detection.max_detections
-    heat = tf.sigmoid(raw[..., :c])
-    size = tf.sigmoid(raw[..., c : c + 2])
-    offset = tf.sigmoid(raw[..., c + 2 : c + 4])
-    peaks = tf.nn.max_pool2d(heat, 3, 1, "SAME")
-    heat = tf.where(tf.equal(heat, peaks), heat, tf.zeros_like(heat))
+    heat = raw[..., :c]
+    size = raw[..., c : c + 2]
+    offset = raw[..., c + 2 : c + 4]
+    # Break ties before peak picking: an int8 file's heatmap comes in steps of 1/256, so two
+    # neighbouring cells often hold the same value and both would count as peaks (duplicate
+    # boxes). A ramp over the cells, below half a step in total, makes one of them win.
+    ramp = np.arange(rows * cols, dtype=np.float32).reshape(1, rows, cols, 1)
+    ranked = heat + tf.constant(ramp * (0.5 / 256 / (rows * cols)))
+    peaks = tf.nn.max_pool2d(ranked, 3, 1, "SAME")
+    heat = tf.where(tf.equal(ranked, peaks), heat, tf.zeros_like(heat))
     k = min(_CANDIDATES, rows * cols * c)
     scores, index = tf.math.top_k(tf.reshape(heat, [-1]), k)
     cls = index % c
