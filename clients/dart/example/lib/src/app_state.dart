@@ -78,6 +78,7 @@ class AppState extends ChangeNotifier {
   ModelManager? _models;
   InstalledModel? _installed;
   ImageClassifier? _classifier;
+  ObjectDetector? _detector;
   final Map<String, SampleStatus> _sampleStatus = {};
   final List<QueuedPhoto> _recent = [];
   int _generation = 0;
@@ -122,8 +123,11 @@ class AppState extends ChangeNotifier {
   /// The model on the device, if one was downloaded.
   InstalledModel? get installedModel => _installed;
 
-  /// The on-device classifier for [installedModel].
+  /// The on-device classifier for [installedModel] (null for a detector).
   ImageClassifier? get classifier => _classifier;
+
+  /// The on-device detector when [installedModel] is an object-detection model.
+  ObjectDetector? get detector => _detector;
 
   /// Saves [settings] and reconnects when the connection fields changed.
   Future<void> updateSettings(AppSettings settings) async {
@@ -305,9 +309,15 @@ class AppState extends ChangeNotifier {
   }
 
   Future<void> _useModel(InstalledModel installed) async {
-    final classifier = await ImageClassifier.load(installed);
+    // An object-detection project's model has four outputs (boxes, classes,
+    // scores, count): it runs as an ObjectDetector, not a classifier.
+    final detection = installed.manifest.json['task'] == 'object-detection';
+    final classifier = detection ? null : await ImageClassifier.load(installed);
+    final detector = detection ? await ObjectDetector.load(installed) : null;
     _classifier?.close();
+    _detector?.close();
     _classifier = classifier;
+    _detector = detector;
     _installed = installed;
     notifyListeners();
   }
@@ -325,6 +335,8 @@ class AppState extends ChangeNotifier {
     _queueSub = null;
     _classifier?.close();
     _classifier = null;
+    _detector?.close();
+    _detector = null;
     _installed = null;
     _models = null;
     _uploadProgress = null;

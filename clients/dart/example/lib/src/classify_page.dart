@@ -13,6 +13,7 @@ import 'package:mobiletrain_client/on_device.dart';
 
 import 'app_state.dart';
 import 'live_camera_page.dart';
+import 'live_detection_page.dart';
 import 'prediction_list.dart';
 
 /// Downloads the promoted model and runs it on the device.
@@ -151,6 +152,20 @@ class _ClassifyPageState extends State<ClassifyPage> {
     );
   }
 
+  void _openLiveDetection(InstalledModel model, ObjectDetector detector) {
+    final spec = model.manifest.inputSpec;
+    unawaited(
+      Navigator.of(context).push(
+        MaterialPageRoute<void>(
+          builder: (_) => LiveDetectionPage(
+            detector: detector,
+            inputSize: math.max(1, math.min(spec.width, spec.height)),
+          ),
+        ),
+      ),
+    );
+  }
+
   @override
   Widget build(BuildContext context) {
     final state = AppScope.of(context);
@@ -160,14 +175,21 @@ class _ClassifyPageState extends State<ClassifyPage> {
     final theme = Theme.of(context);
     final installed = state.installedModel;
     final classifier = state.classifier;
+    final detector = state.detector;
     return ListView(
       padding: const EdgeInsets.all(16),
       children: [
         _modelCard(theme, state, installed),
         const SizedBox(height: 16),
-        Text('Classify', style: theme.textTheme.titleMedium),
+        Text(detector != null ? 'Detect' : 'Classify', style: theme.textTheme.titleMedium),
         const SizedBox(height: 8),
-        if (installed == null || classifier == null)
+        if (installed != null && detector != null)
+          FilledButton.icon(
+            onPressed: () => _openLiveDetection(installed, detector),
+            icon: const Icon(Icons.videocam),
+            label: const Text('Live detection'),
+          )
+        else if (installed == null || classifier == null)
           const Text('Download a model first.')
         else ...[
           FilledButton.icon(
