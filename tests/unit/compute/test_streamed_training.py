@@ -129,3 +129,33 @@ def test_a_sample_that_breaks_mid_training_fails_the_job_naming_it(
     with pytest.raises(MobiletrainError) as err:
         train_and_export(_request(lazy, labels, tmp_path / "k"), Reporter())
     assert err.value.code is ErrorCode.SAMPLE_DAMAGED and err.value.details["sample_id"] == "s57"
+
+
+def test_a_streamed_job_checks_every_sample_but_keeps_no_bytes(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from mobiletrain.compute import worker
+    from mobiletrain.core.types import Project, Sample
+
+    blobs = open_blob_store(str(tmp_path / "blobs"))
+    project = Project(
+        "p", "p", TaskType.IMAGE_CLASSIFICATION, ["a", "b"], True, SPEC, datetime.now(UTC)
+    )
+    samples = [
+        Sample(
+            f"s{i}",
+            "p",
+            f"c{i}",
+            "ab"[i % 2],
+            blobs.put(f"bytes {i}".encode()) if i != 300 else "ef" * 32,
+            7,
+            "image/png",
+            16,
+            16,
+            datetime.now(UTC),
+        )
+        for i in range(worker.LOAD_CHUNK + 100)
+    ]
+    kept, images = worker._load_bytes(blobs, project, samples, 1, None, keep=False)
+    assert images == [] and len(kept) == len(samples) - 1
+    assert "c300" not in {s.client_id for s in kept}
