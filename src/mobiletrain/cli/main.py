@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from mobiletrain.cli import demo, jobs, maintenance, models, projects, serve, simulate
+from mobiletrain.cli import demo, detection, jobs, maintenance, models, projects, serve, simulate
 from mobiletrain.cli.common import CliApp, ServerOpt, TokenOpt, console, options, usage
 from mobiletrain.client.sdk import DEFAULT_SERVER
 
@@ -54,6 +54,7 @@ def main(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt
 # Registered in the order `mobiletrain --help` lists them (commands first, then the groups).
 app.command()(serve.serve)
 app.command()(projects.upload)
+app.command("export-annotations")(detection.export_annotations)
 app.command()(jobs.train)
 app.command()(models.predict)
 app.command()(maintenance.fsck)

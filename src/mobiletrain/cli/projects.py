@@ -12,14 +12,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mobiletrain._proto.mobiletrain.v1 import common_pb2, projects_pb2, tokens_pb2
+from mobiletrain.cli import detection
 from mobiletrain.cli.common import CommandGroup, ProjectOpt, choice, console, options, usage
+from mobiletrain.client.samples import UploadReport
 from mobiletrain.client.sdk import (
     COLOR_MODES,
     LONG_CLIPS,
     NORMALIZATIONS,
     SENSOR_FRAMINGS,
     TASKS,
+    Client,
     audio_spec,
+    detection_spec,
     scan_directory,
     sensor_spec,
     task_suffixes,
@@ -35,8 +39,8 @@ def projects_create(
     task: Annotated[
         str,
         typer.Option(
-            help="Task type: image-classification, audio-classification or "
-            "sensor-classification (or image, audio, sensor)"
+            help="Task type: image-classification, audio-classification, "
+            "sensor-classification or object-detection (or image, audio, sensor, detection)"
         ),
     ] = "image-classification",
     labels: Annotated[str, typer.Option(help="Comma-separated fixed label set")] = "",
@@ -69,6 +73,15 @@ def projects_create(
     framing: Annotated[
         str, typer.Option(help="Sensor: windows (cut recordings) or pad [default: windows]")
     ] = "",
+    max_detections: Annotated[
+        int | None, typer.Option(help="Detection: most boxes per image, 1..100 [default: 10]")
+    ] = None,
+    score_threshold: Annotated[
+        float | None, typer.Option(help="Detection: lowest score kept [default: 0.25]")
+    ] = None,
+    iou_threshold: Annotated[
+        float | None, typer.Option(help="Detection: NMS IoU threshold [default: 0.5]")
+    ] = None,
 ) -> None:
     """Create a project."""
     choice("--task", _full_task(task), TASKS)
@@ -83,9 +96,15 @@ def projects_create(
         "--stride": stride,
         "--framing": framing,
     }
+    det = {
+        "--max-detections": max_detections,
+        "--score-threshold": score_threshold,
+        "--iou-threshold": iou_threshold,
+    }
     _only_for(task, "audio-classification", audio)
     _only_for(task, "sensor-classification", sensor)
-    spec: common_pb2.AudioSpec | common_pb2.SensorSpec | None = None
+    _only_for(task, "object-detection", det)
+    spec: common_pb2.AudioSpec | common_pb2.SensorSpec | common_pb2.DetectionSpec | None = None
     if task == "audio-classification":
         choice("--long-clips", long_clips or None, LONG_CLIPS)
         spec = audio_spec(sample_rate or 0, clip_ms or 0, long_clips)
@@ -93,6 +112,8 @@ def projects_create(
         choice("--framing", framing or None, SENSOR_FRAMINGS)
         names = [c.strip() for c in channels.split(",") if c.strip()]
         spec = sensor_spec(names, rate_hz or 0.0, window or 0, stride or 0, framing)
+    elif task == "object-detection":
+        spec = detection_spec(max_detections or 0, score_threshold or 0.0, iou_threshold or 0.0)
     label_list = [x.strip() for x in labels.split(",") if x.strip()]
     with options.client() as c:
         p = c.create_project(
@@ -102,8 +123,12 @@ def projects_create(
 
 
 def _full_task(task: str) -> str:
-    """``audio`` -> ``audio-classification`` (the wire name); other text as given."""
-    return f"{task}-classification" if f"{task}-classification" in TASKS else task
+    """``audio`` -> ``audio-classification``, ``detection`` -> ``object-detection`` (the wire
+    names); other text as given."""
+    for name in (f"{task}-classification", f"object-{task}"):
+        if name in TASKS:
+            return name
+    return task
 
 
 def _only_for(task: str, owner: str, given: Mapping[str, object]) -> None:
@@ -111,6 +136,7 @@ def _only_for(task: str, owner: str, given: Mapping[str, object]) -> None:
     used = [flag for flag, value in given.items() if value not in (None, "")]
     if used and task != owner:
         short = owner.removesuffix("-classification")
+        short = short.removeprefix("object-")
         raise usage(f"{', '.join(used)} apply to {short} projects (add --task {short})")
 
 
@@ -123,6 +149,8 @@ def describe_input(p: projects_pb2.Project) -> str:
     if which == "sensor":
         sensor = s.sensor
         return f"{','.join(sensor.channels)} @ {sensor.rate_hz:g} Hz, window {sensor.window}"
+    if which == "detection":
+        return f"{s.width}x{s.height}, up to {s.detection.max_detections} boxes"
     return f"{s.width}x{s.height}"
 
 
@@ -202,32 +230,67 @@ def _suffix_list(suffixes: frozenset[str]) -> str:
 def upload(
     directory: Annotated[
         Path,
-        typer.Argument(help="DIR/<label>/*.jpg|png|webp (audio: *.wav; sensor: *.csv|json)"),
+        typer.Argument(
+            help="DIR/<label>/*.jpg|png|webp (audio: *.wav; sensor: *.csv|json); object "
+            "detection: a COCO JSON file or a folder with COCO, Pascal VOC or YOLO annotations"
+        ),
     ],
     project: ProjectOpt,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="Object detection: coco, voc, yolo, or images (no boxes, to label in the "
+            "dashboard) [default: detected]",
+        ),
+    ] = "",
+    classes: Annotated[
+        Path | None,
+        typer.Option(help="Object detection, YOLO: the classes file [default: found]"),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="Object detection, COCO: the images folder [default: found]"),
+    ] = None,
 ) -> None:
     """Upload a folder of labelled samples: the files of the project's task (images are
-    resized client-side, like the phone app)."""
+    resized client-side, like the phone app); object detection: images with their boxes."""
+    with options.client() as c:
+        task_type = c.project_task(project)
+        given = {"--format": fmt, "--classes": classes, "--images": images}
+        detection.need_detection(task_type, given)
+        if task_type == "object-detection":
+            if not directory.exists():
+                raise usage(f"{directory} does not exist")
+            report = detection.upload_detection(c, project, directory, fmt, classes, images)
+        else:
+            report = _upload_folder(c, project, directory, task_type)
+    _print_report(report)
+
+
+def _upload_folder(c: Client, project: str, directory: Path, task_type: str) -> UploadReport:
     if not directory.is_dir():
         raise usage(
             f"{directory} is not a folder; give a folder with one subfolder per label "
             f"(e.g. mobiletrain upload ./images -p {project}, with images/cat/1.jpg)"
         )
-    with options.client() as c:
-        # Which files count as samples depends on the project's task (images, WAV, CSV/JSON).
-        suffixes = task_suffixes(c.project_task(project))
-        if not scan_directory(directory, suffixes):
-            raise usage(f"nothing to upload: {_layout_problem(directory, suffixes)}")
-        with Progress(
-            TextColumn("uploading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-        ) as bar:
-            task = bar.add_task("upload", total=None)
-            report = c.upload_directory(
-                project,
-                directory,
-                on_total=lambda n: bar.update(task, total=n, completed=0),
-                on_sent=lambda n: bar.advance(task, n),
-            )
+    # Which files count as samples depends on the project's task (images, WAV, CSV/JSON).
+    suffixes = task_suffixes(task_type)
+    if not scan_directory(directory, suffixes):
+        raise usage(f"nothing to upload: {_layout_problem(directory, suffixes)}")
+    with Progress(
+        TextColumn("uploading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    ) as bar:
+        task = bar.add_task("upload", total=None)
+        return c.upload_directory(
+            project,
+            directory,
+            on_total=lambda n: bar.update(task, total=n, completed=0),
+            on_sent=lambda n: bar.advance(task, n),
+        )
+
+
+def _print_report(report: UploadReport) -> None:
     console.print(
         f"accepted {report.accepted}, duplicates {report.duplicates}, "
         f"rejected {report.rejected}, already on the server {report.skipped}"

@@ -8,14 +8,16 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
 from mobiletrain import tasks
-from mobiletrain._proto.mobiletrain.v1 import datasets_pb2
+from mobiletrain._proto.mobiletrain.v1 import common_pb2, datasets_pb2
 from mobiletrain.client.errors import ClientError
+from mobiletrain.core.annotations import Box
 from mobiletrain.core.errors import MobiletrainError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
@@ -24,11 +26,32 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 
 @dataclass
 class LocalSample:
-    """One sample to upload: its id (idempotency key), label and encoded bytes."""
+    """One sample to upload: its id (idempotency key), label and encoded bytes; an
+    object-detection image also its boxes (None: not a detection sample; its label is then
+    ignored: the server derives it from the boxes)."""
 
     client_id: str
     label: str
     data: bytes
+    boxes: list[Box] | None = None
+
+
+def boxes_to_proto(boxes: Iterable[Box]) -> list[common_pb2.BoundingBox]:
+    """Boxes → ``BoundingBox`` messages."""
+    return [
+        common_pb2.BoundingBox(
+            label=b.label, x_min=b.x_min, y_min=b.y_min, x_max=b.x_max, y_max=b.y_max
+        )
+        for b in boxes
+    ]
+
+
+def boxes_from_proto(msgs: Iterable[common_pb2.BoundingBox]) -> list[Box]:
+    """``BoundingBox`` messages → boxes (float32 on the wire, rounded to 6 decimals)."""
+    return [
+        Box(m.label, round(m.x_min, 6), round(m.y_min, 6), round(m.x_max, 6), round(m.y_max, 6))
+        for m in msgs
+    ]
 
 
 @dataclass

@@ -56,6 +56,8 @@ from mobiletrain.client.samples import (
     IMAGE_SUFFIXES,
     LocalSample,
     UploadReport,
+    boxes_from_proto,
+    boxes_to_proto,
     client_resizes,
     prepare_image,
     scan_directory,
@@ -72,9 +74,11 @@ from mobiletrain.client.spec import (
     TASKS,
     TOKEN_KINDS,
     audio_spec,
+    detection_spec,
     sensor_spec,
     task_name,
 )
+from mobiletrain.core.annotations import Box
 from mobiletrain.proto_enums import cli_name
 
 # The SDK's public surface: the client, its errors and the sample helpers it takes.
@@ -90,6 +94,7 @@ __all__ = [
     "TASKS",
     "AlreadyExists",
     "BearerToken",
+    "Box",
     "Client",
     "ClientError",
     "DataLoss",
@@ -106,7 +111,10 @@ __all__ = [
     "Unavailable",
     "UploadReport",
     "audio_spec",
+    "boxes_from_proto",
+    "boxes_to_proto",
     "client_resizes",
+    "detection_spec",
     "find_token",
     "prepare_image",
     "scan_directory",
@@ -187,17 +195,21 @@ class Client:
         color_mode: str = "rgb",
         normalization: str = "zero-one",
         task: str = "image-classification",
-        task_spec: common_pb2.AudioSpec | common_pb2.SensorSpec | None = None,
+        task_spec: common_pb2.AudioSpec
+        | common_pb2.SensorSpec
+        | common_pb2.DetectionSpec
+        | None = None,
     ) -> projects_pb2.Project:
         """Create a project (empty labels = open label set).
 
         ``task``: ``image-classification`` (``width`` ... ``normalization`` apply),
         ``audio-classification`` or ``sensor-classification`` (short: ``audio``, ``sensor``),
         whose settings come from :func:`audio_spec` / :func:`sensor_spec` (None: the server's
-        defaults).
+        defaults), or ``object-detection`` (short: ``detection``; the image fields apply, and
+        a ``DetectionSpec``).
         """
         task = task_name(task)
-        if task == "image-classification":
+        if task in ("image-classification", "object-detection"):
             spec = common_pb2.InputSpec(
                 width=width,
                 height=height,
@@ -210,6 +222,8 @@ class Client:
             spec.audio.CopyFrom(task_spec)
         elif isinstance(task_spec, common_pb2.SensorSpec):
             spec.sensor.CopyFrom(task_spec)
+        elif isinstance(task_spec, common_pb2.DetectionSpec):
+            spec.detection.CopyFrom(task_spec)
         request = projects_pb2.CreateProjectRequest(
             name=name,
             task=TASKS[task],
@@ -290,7 +304,12 @@ class Client:
                     first = False
                 else:
                     batch.append(
-                        datasets_pb2.InlineSample(client_id=s.client_id, label=s.label, data=s.data)
+                        datasets_pb2.InlineSample(
+                            client_id=s.client_id,
+                            label=s.label,
+                            data=s.data,
+                            boxes=boxes_to_proto(s.boxes or ()),
+                        )
                     )
                     size += len(s.data)
                     if size >= _BATCH_BYTES:
@@ -324,6 +343,7 @@ class Client:
                 label=s.label,
                 size=len(s.data),
                 sha256=hashlib.sha256(s.data).hexdigest(),
+                boxes=boxes_to_proto(s.boxes or ()),
             ),
         )
         if have.stored:
@@ -404,6 +424,44 @@ class Client:
             self.datasets.GetClassCounts, datasets_pb2.GetClassCountsRequest(project=project)
         )
         return {c.label: c.count for c in resp.counts}
+
+    def box_counts(self, project: str) -> tuple[dict[str, int], int]:
+        """Object detection: boxes per label (label order) and the images without boxes."""
+        resp = self._call(
+            self.datasets.GetClassCounts, datasets_pb2.GetClassCountsRequest(project=project)
+        )
+        return {c.label: c.count for c in resp.box_counts}, resp.images_without_boxes
+
+    def samples(self, project: str, label: str = "") -> Iterator[datasets_pb2.Sample]:
+        """Every sample of a project (of one label), in upload order, page by page."""
+        token = ""
+        while True:
+            resp = self._call(
+                self.datasets.ListSamples,
+                datasets_pb2.ListSamplesRequest(
+                    project=project, label=label, page_size=1000, page_token=token
+                ),
+            )
+            yield from resp.samples
+            token = resp.next_page_token
+            if not token:
+                return
+
+    def sample_data(self, project: str, sample_id: str) -> bytes:
+        """A sample's stored bytes."""
+        request = datasets_pb2.GetSampleDataRequest(project=project, sample_id=sample_id)
+        stream = self._call(self.datasets.GetSampleData, request, timeout=600)
+        return b"".join(part.data for part in stream)
+
+    def update_boxes(
+        self, project: str, sample_id: str, boxes: Iterable[Box]
+    ) -> datasets_pb2.Sample:
+        """Object detection: replace an image's boxes (empty: none); returns the sample with
+        its new derived label."""
+        request = datasets_pb2.UpdateSampleBoxesRequest(
+            project=project, sample_id=sample_id, boxes=boxes_to_proto(boxes)
+        )
+        return self._call(self.datasets.UpdateSampleBoxes, request)
 
     # -- training ------------------------------------------------------------------------------
     def start_job(self, project: str, **hyperparameters: Any) -> training_pb2.Job:

@@ -29,8 +29,9 @@ RELEASE_MODES = cli_names(models_pb2.ReleaseMode)
 
 
 def task_name(task: str) -> str:
-    """The wire name of a task, also from its short name: ``audio`` -> ``audio-classification``."""
-    for name in (task, f"{task}-classification"):
+    """The wire name of a task, also from its short name: ``audio`` -> ``audio-classification``,
+    ``detection`` -> ``object-detection``."""
+    for name in (task, f"{task}-classification", f"object-{task}"):
         if name in TASKS:
             return name
     raise ClientError(
@@ -66,6 +67,18 @@ def sensor_spec(
         window=window,
         stride=stride,
         framing=_choice(SENSOR_FRAMINGS, framing, "framing") if framing else None,
+    )
+
+
+def detection_spec(
+    max_detections: int = 0, score_threshold: float = 0.0, iou_threshold: float = 0.0
+) -> common_pb2.DetectionSpec:
+    """An object-detection project's post-processing settings; 0 leaves the server's default
+    (10 boxes, score 0.25, IoU 0.5)."""
+    return common_pb2.DetectionSpec(
+        max_detections=max_detections,
+        score_threshold=score_threshold,
+        iou_threshold=iou_threshold,
     )
 
 
