@@ -53,6 +53,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
 from mobiletrain.cli.demo import digits_split, png_bytes
 from mobiletrain.client.sdk import Client, LocalSample
 from mobiletrain.config import Settings
+from mobiletrain.core.annotations import Box
 from mobiletrain.core.auth import OPERATIONS
 from mobiletrain.core.errors import ErrorCode, error_by_number
 from mobiletrain.core.services import DEFAULT_TOP_K
@@ -63,7 +64,9 @@ from mobiletrain.server import RunningServer, start_server
 
 pytestmark = pytest.mark.slow
 
+DET_SAMPLES = ("det_g", "det_r", "det_g2", "det_r2")
 PROJECT = "parity"
+DET_PROJECT = "parity-det"
 FED_PROJECT = "parity-fed"
 EMPTY_PROJECT = "parity-empty"
 
@@ -697,6 +700,270 @@ def v_rounds(d: dict[str, Any]) -> Any:
 
 def v_tokens(d: dict[str, Any]) -> Any:
     return sorted(t["id"] for t in d["tokens"])
+
+
+# -- object detection (issue 21) --------------------------------------------------------------
+
+D = f"/v1/projects/{DET_PROJECT}"
+CAT = {"label": "cat", "x_min": 0.1, "y_min": 0.2, "x_max": 0.5, "y_max": 0.6}
+DOG = {"label": "dog", "x_min": 0.5, "y_min": 0.5, "x_max": 1.0, "y_max": 1.0}
+
+
+def _box(**change: Any) -> dict[str, Any]:
+    return {**CAT, **change}
+
+
+# One upload's boxes per sample: stored, outside the image (121), no area (122), a label
+# outside the fixed set (123), none at all (stored without boxes).
+DET_BATCH: list[list[dict[str, Any]]] = [
+    [CAT, DOG, CAT],
+    [_box(x_max=1.25)],
+    [_box(y_max=0.2)],
+    [_box(label="horse")],
+    [],
+]
+
+
+def _pb_boxes(boxes: list[dict[str, Any]]) -> list[common_pb2.BoundingBox]:
+    return [common_pb2.BoundingBox(**b) for b in boxes]
+
+
+def _det_grpc(
+    project: str, prefix: str, batch: list[list[dict[str, Any]]], seed: int
+) -> Callable[[World], list[Any]]:
+    return lambda w: [
+        datasets_pb2.UploadSamplesRequest(
+            project=project,
+            inline_batch=datasets_pb2.InlineSampleBatch(
+                samples=[
+                    datasets_pb2.InlineSample(
+                        client_id=f"{prefix}{i}", data=_png(seed + i, 32), boxes=_pb_boxes(b)
+                    )
+                    for i, b in enumerate(batch)
+                ]
+            ),
+        )
+    ]
+
+
+def _det_multipart(
+    project_path: str, prefix: str, batch: list[list[dict[str, Any]]], seed: int
+) -> Callable[[World, str], Any]:
+    return r(
+        "POST",
+        f"{project_path}/samples",
+        files=[
+            ("files", (f"{prefix}{i}.png", _png(seed + i, 32), "image/png"))
+            for i in range(len(batch))
+        ],
+        data={
+            "client_ids": [f"{prefix}{i}" for i in range(len(batch))],
+            "boxes": [json.dumps(b) for b in batch],
+            # An image project needs labels; a detection project ignores them.
+            "labels": ["1"] * len(batch),
+        },
+    )
+
+
+def _det_base64(prefix: str, batch: list[Any], seed: int) -> Callable[[World, str], Any]:
+    return r(
+        "POST",
+        f"{D}/samples:base64",
+        json=[
+            {
+                "client_id": f"{prefix}{i}",
+                "image": base64.b64encode(_png(seed + i, 32)).decode(),
+                "boxes": b,
+            }
+            for i, b in enumerate(batch)
+        ],
+    )
+
+
+def _update_grpc(sample: str, boxes: list[dict[str, Any]], project: str = DET_PROJECT) -> Any:
+    return g(
+        "datasets",
+        "UpdateSampleBoxes",
+        lambda w: datasets_pb2.UpdateSampleBoxesRequest(
+            project=project, sample_id=w.ids.get(sample, sample), boxes=_pb_boxes(boxes)
+        ),
+    )
+
+
+def _update_rest(sample: str, boxes: list[dict[str, Any]], project: str = DET_PROJECT) -> Any:
+    return r(
+        "PUT",
+        lambda w: f"/v1/projects/{project}/samples/{w.ids.get(sample, sample)}/boxes",
+        json={"boxes": boxes},
+    )
+
+
+def _v_boxes(boxes: list[dict[str, Any]] | None) -> Any:
+    return [
+        (
+            b["label"],
+            *(round(float(b.get(k, 0.0)), 6) for k in ("x_min", "y_min", "x_max", "y_max")),
+        )
+        for b in boxes or []
+    ]
+
+
+def v_det_sample(d: dict[str, Any]) -> Any:
+    """A detection sample: its derived label, whether it is one, its boxes (6 decimals)."""
+    detection = d["detection"] if "detection" in d else d.get("boxes") is not None
+    return (d["label"], detection, _v_boxes(d.get("boxes")))
+
+
+def v_det_counts(d: dict[str, Any]) -> Any:
+    if isinstance(d.get("counts"), list):  # gRPC: lists of (label, count)
+        boxes = {c["label"]: _i(c["count"]) for c in d["box_counts"]}
+    else:
+        boxes = {k: _i(v) for k, v in d["box_counts"].items()}
+    return (v_class_counts(d), boxes, _i(d["images_without_boxes"]))
+
+
+DETECTION_CASES: list[Case] = [
+    Case(
+        "upload detection images with boxes: stored, 121, 122, 123, none",
+        "DatasetService/UploadSamples",
+        gs("datasets", "UploadSamples", _det_grpc(DET_PROJECT, "dg", DET_BATCH, 600)),
+        _det_multipart(D, "dr", DET_BATCH, 620),
+        v_upload_results,
+    ),
+    Case(
+        "upload detection images as base64; a malformed box is 120",
+        "DatasetService/UploadSamples",
+        gs(
+            "datasets",
+            "UploadSamples",
+            _det_grpc(DET_PROJECT, "bg", [[CAT], [_box(label="")]], 640),
+        ),
+        _det_base64("br", [[CAT], [{"label": "cat", "x_min": "left"}]], 660),
+        # gRPC cannot send a malformed box: its second sample has an empty label (123).
+        grpc_view=lambda d: v_upload_results(d)[0],
+        rest_view=lambda d: (
+            v_upload_results(d)[1] == ("rejected", ErrorCode.INVALID_ANNOTATION.number)
+            and v_upload_results(d)[0]
+        ),
+    ),
+    Case(
+        "upload more than 100 boxes on one image: 124",
+        "DatasetService/UploadSamples",
+        gs("datasets", "UploadSamples", _det_grpc(DET_PROJECT, "mg", [[CAT] * 101], 680)),
+        _det_base64("mr", [[CAT] * 101], 690),
+        v_upload_results,
+    ),
+    Case(
+        "upload boxes to an image-classification project: 120",
+        "DatasetService/UploadSamples",
+        gs("datasets", "UploadSamples", _det_grpc(PROJECT, "ig", [[CAT]], 700)),
+        _det_multipart(P, "ir", [[CAT]], 710),
+        v_upload_results,
+    ),
+    Case(
+        "replace an image's boxes: the label follows",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("det_g", [DOG, CAT, DOG]),
+        _update_rest("det_r", [DOG, CAT, DOG]),
+        v_det_sample,
+    ),
+    Case(
+        "replace an image's boxes with none",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("det_g2", []),
+        _update_rest("det_r2", []),
+        v_det_sample,
+    ),
+    Case(
+        "replace boxes: a box outside the image",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("det_g", [_box(y_min=-0.5)]),
+        _update_rest("det_r", [_box(y_min=-0.5)]),
+        expect=ErrorCode.BOX_OUT_OF_IMAGE.number,
+    ),
+    Case(
+        "replace boxes: a box with no area",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("det_g", [_box(x_min=0.5)]),
+        _update_rest("det_r", [_box(x_min=0.5)]),
+        expect=ErrorCode.BOX_DEGENERATE.number,
+    ),
+    Case(
+        "replace boxes: a box under one pixel",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("det_g", [_box(x_max=0.11)]),  # 0.32 px of a 32 px image
+        _update_rest("det_r", [_box(x_max=0.11)]),
+        expect=ErrorCode.BOX_DEGENERATE.number,
+    ),
+    Case(
+        "replace boxes: a label outside the fixed set",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("det_g", [_box(label="horse")]),
+        _update_rest("det_r", [_box(label="horse")]),
+        expect=ErrorCode.UNKNOWN_BOX_LABEL.number,
+    ),
+    Case(
+        "replace boxes: the reserved label",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("det_g", [_box(label="_no_boxes_")]),
+        _update_rest("det_r", [_box(label="_no_boxes_")]),
+        expect=ErrorCode.UNKNOWN_BOX_LABEL.number,
+    ),
+    Case(
+        "replace boxes: 101 boxes",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("det_g", [CAT] * 101),
+        _update_rest("det_r", [CAT] * 101),
+        expect=ErrorCode.TOO_MANY_BOXES.number,
+    ),
+    Case(
+        "replace boxes of an image-classification sample",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("sample", [CAT], PROJECT),
+        _update_rest("sample", [CAT], PROJECT),
+        expect=ErrorCode.INVALID_ANNOTATION.number,
+    ),
+    Case(
+        "replace boxes of another project's sample",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("sample", [CAT]),
+        _update_rest("sample", [CAT]),
+        expect=ErrorCode.SAMPLE_NOT_FOUND.number,
+    ),
+    Case(
+        "replace boxes of a missing sample",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("no-such-sample", [CAT]),
+        _update_rest("no-such-sample", [CAT]),
+        expect=ErrorCode.SAMPLE_NOT_FOUND.number,
+    ),
+    Case(
+        "replace boxes as a device",
+        "DatasetService/UpdateSampleBoxes",
+        _update_grpc("sample", [CAT], PROJECT),
+        _update_rest("sample", [CAT], PROJECT),
+        who="device",
+        expect=ErrorCode.PERMISSION_DENIED.number,
+    ),
+    Case(
+        "class and box counts of a detection project",
+        "DatasetService/GetClassCounts",
+        g("datasets", "GetClassCounts", datasets_pb2.GetClassCountsRequest(project=DET_PROJECT)),
+        r("GET", f"{D}/class-counts"),
+        v_det_counts,
+    ),
+    Case(
+        "list detection samples with their boxes",
+        "DatasetService/ListSamples",
+        g(
+            "datasets",
+            "ListSamples",
+            datasets_pb2.ListSamplesRequest(project=DET_PROJECT, page_size=1000),
+        ),
+        r("GET", f"{D}/samples", params={"page_size": 1000}),
+        v_list("samples", lambda d: (d["client_id"], *v_det_sample(d))),
+    ),
+]
 
 
 # Many epochs: a job the cancel reaches late must still be far from making a model version
@@ -1704,6 +1971,7 @@ CASES: list[Case] = [
         ),
         expect=ErrorCode.DEVICE_NOT_REGISTERED.number,
     ),
+    *DETECTION_CASES,
 ]
 
 
@@ -1769,6 +2037,15 @@ def _build(
     # The case "upload a sample twice" sends this one again: the same bytes and label.
     client.upload(PROJECT, [LocalSample("dup", "0", _png(300))])
     hdr = w.hdr()
+    # A detection project: images whose boxes each wire replaces.
+    client.create_project(DET_PROJECT, labels=["cat", "dog"], width=32, height=32, task="detection")
+    cat = [Box("cat", 0.1, 0.2, 0.5, 0.6)]
+    client.upload(
+        DET_PROJECT,
+        [LocalSample(name, "", _png(560 + i, 32), cat) for i, name in enumerate(DET_SAMPLES)],
+    )
+    det_rows = http.get(f"{D}/samples", headers=hdr).json()["samples"]
+    w.ids.update({s["client_id"]: s["id"] for s in det_rows})
     # Projects each wire deletes, with two samples each.
     for name in ("gone-g", "gone-r"):
         client.create_project(name, labels=["a", "b"], width=8, height=8, color_mode="grayscale")
