@@ -342,9 +342,9 @@ class DatasetService:
                 # silently (the stored sample stays as it was; its id is not revealed).
                 if twin.sha256 != pending.sample.sha256:
                     other = "other bytes"
-                elif twin.label != pending.sample.label:
+                elif pending.sample.boxes is None:
                     other = "another label"
-                else:
+                else:  # a detection image's label follows its boxes
                     other = "other boxes (change them with UpdateSampleBoxes)"
                 result.error_code = ErrorCode.CLIENT_ID_CONFLICT
                 result.reason = (
