@@ -418,3 +418,14 @@ class Predictor(abc.ABC):
 
         Loaded models are cached by ``model_key``; ``load_model`` is called on a cache miss.
         """
+
+    def ready(self, model_key: str, spec: InputSpec, image: bytes) -> bool:
+        """Whether :meth:`predict_now` would be quick for this sample now (the model loaded,
+        its recent calls short, the sample small): cheap enough to run on an event loop.
+        Never loads anything; by default False (always use :meth:`predict` in a thread)."""
+        return False
+
+    def predict_now(self, model_key: str, spec: InputSpec, image: bytes) -> list[float] | None:
+        """Like :meth:`predict` for a model already loaded, without waiting: None when the
+        model is not loaded or no interpreter is free (then call :meth:`predict`)."""
+        return None

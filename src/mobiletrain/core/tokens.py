@@ -73,16 +73,31 @@ class TokenService:
         self.store.create_token(token)
         return token, secret
 
+    def cached(self, secret: str | None) -> Principal | None:
+        """The principal of a secret verified less than :data:`CACHE_SECONDS` ago, else None.
+
+        Never touches the database, so an event loop may call it; :meth:`verify` does the rest.
+        """
+        if not secret:
+            return None
+        return self._cache_hit(hash_secret(secret), time.monotonic())
+
+    def _cache_hit(self, digest: str, now: float) -> Principal | None:
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        return None
+
     def verify(self, secret: str | None) -> Principal:
         """The caller a secret stands for, or UNAUTHENTICATED."""
         if not secret:
             raise MobiletrainError(ErrorCode.UNAUTHENTICATED, "no token: send 'Bearer <token>'")
         digest = hash_secret(secret)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
+        hit = self._cache_hit(digest, now)
+        if hit is not None:
+            return hit
         token = self.store.get_token_by_hash(digest) if secret.startswith(_PREFIX) else None
         if token is None or not token.is_valid(datetime.now(UTC)):
             with self._lock:

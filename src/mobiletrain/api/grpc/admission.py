@@ -57,6 +57,9 @@ class Admission:
     limiter: RateLimiter | None = None
     slots: StreamSlots | None = None
     address_limiter: RateLimiter | None = None
+    # The principal of a recently verified secret, or None, without the database: most calls
+    # are admitted on the event loop with no hop to the pool (``TokenService.cached``).
+    cached: Callable[[str | None], Principal | None] | None = None
 
     async def admit(
         self, context: grpc.aio.ServicerContext, stream: bool, stack: ExitStack
@@ -66,9 +69,14 @@ class Admission:
         principal = SYSTEM
         if self.authenticate is not None:
             secret = bearer_secret(context)
+            known = self.cached(secret) if self.cached is not None else None
             try:
-                principal = await run_in_pool(
-                    self.executor, contextvars.copy_context(), self.authenticate, secret
+                principal = (
+                    known
+                    if known is not None
+                    else await run_in_pool(
+                        self.executor, contextvars.copy_context(), self.authenticate, secret
+                    )
                 )
             except MobiletrainError:
                 # Failed tokens are rate-limited per client address, as over REST.

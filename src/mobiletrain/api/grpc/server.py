@@ -219,6 +219,7 @@ async def _build(
                     address_limiter=RateLimiter(
                         settings.unauthenticated_rate_per_second, settings.unauthenticated_burst
                     ),
+                    cached=container.tokens.cached if settings.auth else None,
                 ),
                 DeadlinePolicy(
                     unary_seconds=settings.grpc_unary_timeout_seconds,
@@ -233,7 +234,7 @@ async def _build(
     projects_pb2_grpc.add_ProjectServiceServicer_to_server(ProjectServicer(container), server)
     datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(container), server)
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(container), server)
-    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(container), server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(container, executor), server)
     tokens_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(container), server)
     federated_pb2_grpc.add_FederatedServiceServicer_to_server(FederatedServicer(container), server)
 

@@ -9,9 +9,11 @@ service and converts the result back. Failures are raised as
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 import grpc
@@ -29,6 +31,7 @@ from mobiletrain._proto.mobiletrain.v1 import (
     training_pb2_grpc,
 )
 from mobiletrain.api.grpc import serde
+from mobiletrain.api.grpc.bridge import run_in_pool
 from mobiletrain.api.grpc.deadlines import current_deadline
 from mobiletrain.api.grpc.upload import incoming_samples
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
@@ -277,8 +280,9 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     """``mobiletrain.v1.ModelService`` over :class:`~mobiletrain.core.services.ModelService`."""
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, executor: Executor) -> None:
         self._c = container
+        self._executor = executor  # the handler pool, for a Predict that is not cheap
 
     def ListModelVersions(
         self, request: models_pb2.ListModelVersionsRequest, context: grpc.ServicerContext
@@ -374,14 +378,20 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         rollout = self._c.models.rollout(request.project)
         return serde.release_policy_state_to_proto(stored, pinned, rollout)
 
-    def Predict(
-        self, request: models_pb2.PredictRequest, context: grpc.ServicerContext
+    async def Predict(
+        self, request: models_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> models_pb2.PredictResponse:
-        """Classify one image on the server."""
-        model, predictions, latency_ms = self._c.models.predict(
-            request.project, request.image, request.version, request.top_k
-        )
-        return serde.predict_response_to_proto(model, predictions, latency_ms)
+        """Classify one sample on the server: on the event loop when the model is warm and
+        the call cheap (no hop to a thread and back, which costs more than a small model's
+        invoke), else in the handler pool (first call of a version, large sample, busy
+        interpreters, slow model)."""
+        models = self._c.models
+        args = (request.project, request.image, request.version, request.top_k)
+        answer = models.predict_now(*args)
+        if answer is None:
+            ctx = contextvars.copy_context()
+            answer = await run_in_pool(self._executor, ctx, models.predict, *args)
+        return serde.predict_response_to_proto(*answer)
 
 
 class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -59,6 +61,57 @@ PREDICT_FORMATS: tuple[ModelFormat, ...] = (
 )
 """Classifier files Predict may use, best first: the most exact result the version offers."""
 
+SERVED_VERSIONS = 256
+"""Stored versions whose Predict essentials are kept in memory (least recently used dropped)."""
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """What Predict needs of a stored version, kept between calls.
+
+    Only parts that never change once a version is stored: its number, the file Predict runs
+    (by content hash) and the manifest's labels. Its status and release decision do change and
+    are not here; which version is current is read from the project on every call.
+    """
+
+    model: ModelVersion
+    sha256: str
+    labels: tuple[str, ...]  # the manifest's; empty: the project's labels
+
+
+class ServedVersions:
+    """A bounded map (project id, version) → :class:`ServedVersion`, safe across threads.
+
+    Reading a version row decodes its JSON columns (metrics, evaluation, manifest), which cost
+    more than the prediction itself; a stored version's number, files and manifest are never
+    rewritten and a project id is never reused, so an entry cannot go stale.
+    """
+
+    def __init__(self, capacity: int = SERVED_VERSIONS) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[str, int], ServedVersion] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, project_id: str, version: int) -> ServedVersion | None:
+        """The entry, if kept."""
+        with self._lock:
+            entry = self._entries.get((project_id, version))
+            if entry is not None:
+                self._entries.move_to_end((project_id, version))
+            return entry
+
+    def put(self, project_id: str, entry: ServedVersion) -> None:
+        """Keep ``entry``; the least recently used beyond the capacity is dropped."""
+        with self._lock:
+            self._entries[(project_id, entry.model.version)] = entry
+            self._entries.move_to_end((project_id, entry.model.version))
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
 
 class ModelService:
     """The model registry: versions, manifests, downloads, update checks, inference."""
@@ -74,6 +127,7 @@ class ModelService:
         self.blobs = blobs
         self.projects = projects
         self.predictor = predictor
+        self.served = ServedVersions()
 
     def current_version_number(self, project: Project) -> int | None:
         """The promoted version, else the newest released one (never a candidate), else None.
@@ -309,16 +363,62 @@ class ModelService:
 
         Uses the best classifier file the version has, in the order of :data:`PREDICT_FORMATS`
         (float32, float16, dynamic-int8, int8); FORMAT_NOT_FOUND only when it has none.
+        The returned version carries what never changes (number, files, manifest) as first read.
         """
+        call = self._predict_call(project_ref, version, top_k)
+        project, predictor = call.project, call.predictor
+        served = call.served or self._served(project, call.version)
+        # Verify first so a bad sample gets the same precise error as an upload (the kind's
+        # codes: corrupt image, WAV 110-114, sensor recording 115-119); every kind predicts.
+        validate_sample(project.input_spec, image, self.projects.limits)
+        started = time.perf_counter()
+        sha256 = served.sha256
+        probs = predictor.predict(sha256, lambda: self.blobs.get(sha256), project.input_spec, image)
+        return _answer(project, served, probs, call.top_k, started)
+
+    def predict_now(
+        self, project_ref: str, image: bytes, version: int = 0, top_k: int = 0
+    ) -> tuple[ModelVersion, builtins.list[Prediction], float] | None:
+        """:meth:`predict` answered at once when that is cheap, else None (nothing done but
+        the checks; call :meth:`predict` from a worker thread).
+
+        For the servers' event loops: cheap means the version's essentials and its model are
+        in memory, an interpreter is idle, the model's recent calls were short and the sample
+        is small. What still runs is one indexed read of the project row (so a promotion is
+        seen at once), the sample's validation, decode and invoke. Errors as :meth:`predict`.
+        """
+        call = self._predict_call(project_ref, version, top_k)
+        served, spec = call.served, call.project.input_spec
+        if served is None or not call.predictor.ready(served.sha256, spec, image):
+            return None
+        validate_sample(spec, image, self.projects.limits)
+        started = time.perf_counter()
+        probs = call.predictor.predict_now(served.sha256, spec, image)
+        if probs is None:
+            return None
+        return _answer(call.project, served, probs, call.top_k, started)
+
+    def _predict_call(self, project_ref: str, version: int, top_k: int) -> _PredictCall:
+        """The checks every prediction starts with, and what it works on: the project is read
+        now, so a promotion or rollback (here or on another replica) is seen by the next
+        prediction; the version's essentials come from memory when kept."""
         require(Action.PREDICT)
         if top_k < 0:
             raise MobiletrainError(
                 ErrorCode.INVALID_ARGUMENT, f"top_k must be at least 0, got {top_k}"
             )
-        top_k = top_k or DEFAULT_TOP_K
         if self.predictor is None:
             raise MobiletrainError(ErrorCode.FAILED_PRECONDITION, "server-side inference is off")
         project = self.projects.get(project_ref)
+        if version == 0:
+            version = self.current_version_number(project) or 0
+        served = self.served.get(project.id, version) if version else None
+        return _PredictCall(project, self.predictor, version, served, top_k or DEFAULT_TOP_K)
+
+    def _served(self, project: Project, version: int) -> ServedVersion:
+        """The Predict essentials of ``version`` (0: the project has no current one), read
+        from the store and kept. Errors as :meth:`get` (NO_MODEL, MODEL_NOT_FOUND), and
+        FORMAT_NOT_FOUND when the version has no classifier file; failures are not kept."""
         model = self.get(project.id, version)
         artifact = next((model.artifacts[f] for f in PREDICT_FORMATS if f in model.artifacts), None)
         if artifact is None:
@@ -328,15 +428,29 @@ class ModelService:
                 f"version {model.version} has no classifier file to predict with "
                 f"(float32, float16, dynamic-int8 or int8); it has: {have}",
             )
-        # Verify first so a bad sample gets the same precise error as an upload (the kind's
-        # codes: corrupt image, WAV 110-114, sensor recording 115-119); every kind predicts.
-        validate_sample(project.input_spec, image, self.projects.limits)
-        started = time.perf_counter()
-        probs = self.predictor.predict(
-            artifact.sha256, lambda: self.blobs.get(artifact.sha256), project.input_spec, image
-        )
-        latency_ms = (time.perf_counter() - started) * 1000
-        labels = manifest_of(model).labels_or(project.labels)
-        ranked = sorted(range(len(probs)), key=lambda i: probs[i], reverse=True)
-        top = [Prediction(label=labels[i], index=i, score=float(probs[i])) for i in ranked[:top_k]]
-        return model, top, latency_ms
+        entry = ServedVersion(model, artifact.sha256, tuple(manifest_of(model).labels))
+        self.served.put(project.id, entry)
+        return entry
+
+
+@dataclass(frozen=True)
+class _PredictCall:
+    project: Project
+    predictor: Predictor
+    version: int  # resolved; 0 when the project has no current version
+    served: ServedVersion | None
+    top_k: int
+
+
+def _answer(
+    project: Project,
+    served: ServedVersion,
+    probs: builtins.list[float],
+    top_k: int,
+    started: float,
+) -> tuple[ModelVersion, builtins.list[Prediction], float]:
+    latency_ms = (time.perf_counter() - started) * 1000
+    labels = served.labels or tuple(project.labels)
+    ranked = sorted(range(len(probs)), key=lambda i: probs[i], reverse=True)
+    top = [Prediction(label=labels[i], index=i, score=float(probs[i])) for i in ranked[:top_k]]
+    return served.model, top, latency_ms

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from mobiletrain.api.rest.deps import ModelsDep, PageSize, PageToken, ProjectRef, VersionRef
 from mobiletrain.api.rest.errors import error_docs, error_response
@@ -36,7 +37,12 @@ from mobiletrain.api.rest.schemas import (
     release_record_to_public,
 )
 from mobiletrain.core.errors import ErrorCode, MobiletrainError
-from mobiletrain.core.services import DEFAULT_RELEASES_LIMIT, DEFAULT_TOP_K, ModelService
+from mobiletrain.core.services import (
+    DEFAULT_RELEASES_LIMIT,
+    DEFAULT_TOP_K,
+    ModelService,
+    Prediction,
+)
 from mobiletrain.core.types import DEFAULT_MODEL_FORMAT, ModelFormat, ModelVersion
 
 router = APIRouter(tags=["models"], responses=error_docs(400, 404, 409, 500))
@@ -322,7 +328,7 @@ def set_release_policy(
     responses=error_docs(413, 415),
     summary="Classify a sample on the server (multipart)",
 )
-def predict(
+async def predict(
     project: ProjectRef,
     models: ModelsDep,
     file: Annotated[
@@ -338,9 +344,8 @@ def predict(
     as the project's task kind and input spec say (handy to compare with on-device results).
     Fails with NO_MODEL, MODEL_NOT_FOUND, FORMAT_NOT_FOUND, or the upload's validation codes for
     the kind (UNSUPPORTED_MEDIA_TYPE, CORRUPT_IMAGE, CORRUPT_AUDIO, CORRUPT_SENSOR_DATA ...)."""
-    data = file.file.read(models.projects.limits.max_sample_bytes + 1)
-    model, predictions, latency = models.predict(project, data, version, top_k)
-    return prediction_to_public(model, predictions, latency)
+    data = await file.read(models.projects.limits.max_sample_bytes + 1)
+    return prediction_to_public(*await _predict(models, project, data, version, top_k))
 
 
 @router.post(
@@ -348,10 +353,20 @@ def predict(
     responses=error_docs(413, 415),
     summary="Classify a sample on the server (JSON, base64)",
 )
-def predict_base64(
+async def predict_base64(
     project: ProjectRef, models: ModelsDep, body: Base64PredictRequest
 ) -> PredictionPublic:
     """Like the multipart predict, with the sample base64-encoded in JSON."""
     data = decode_base64(body.image)
-    model, predictions, latency = models.predict(project, data, body.version, body.top_k)
-    return prediction_to_public(model, predictions, latency)
+    return prediction_to_public(*await _predict(models, project, data, body.version, body.top_k))
+
+
+async def _predict(
+    models: ModelService, project: str, data: bytes, version: int, top_k: int
+) -> tuple[ModelVersion, list[Prediction], float]:
+    """On the event loop when the model is warm and the call cheap (a hop to a worker thread
+    and back costs more than a small model's invoke), else in the worker threads."""
+    answer = models.predict_now(project, data, version, top_k)
+    if answer is None:
+        answer = await run_in_threadpool(models.predict, project, data, version, top_k)
+    return answer
