@@ -256,6 +256,8 @@ export interface Misclassified {
 
 /** The full metrics of a version (GET .../models/{v}/metrics) or a job's `evaluation` event. */
 export interface Metrics {
+  /** "object-detection" for detectors (see DetectionMetrics); absent for classifiers. */
+  task?: string;
   accuracy?: number;
   loss?: number;
   macro_f1?: number;
@@ -270,12 +272,22 @@ export interface Metrics {
   train_seconds?: number;
 }
 
-/** Per-class average precision of a detector (COCO style, on the validation split). */
+/** Average precision of one class (COCO style, on the validation split). */
 export interface DetectionClassAp {
   label: string;
   ap50: number | null;
   ap50_95: number | null;
+  /** Ground-truth boxes of the class in the validation split. */
   num_gt?: number;
+  num_detections?: number;
+}
+
+/** mAP of one model (the Keras model, or one exported file run in LiteRT). */
+export interface DetectionReport {
+  map50: number | null;
+  map50_95: number | null;
+  per_class?: DetectionClassAp[];
+  size_bytes?: number;
 }
 
 /** A validation image with its ground truth and what the exported model found. */
@@ -283,7 +295,20 @@ export interface DetectionExample {
   sample_id: string;
   ground_truth: Box[];
   detections: ScoredBox[];
-  format?: string;
+}
+
+/** Object-detection metrics (`task` = "object-detection"; the trainer's metric keys). */
+export interface DetectionMetrics {
+  task: "object-detection";
+  /** The Keras model's report, with each exported file's under `tflite`. */
+  detection?: DetectionReport & { tflite?: Record<string, DetectionReport> };
+  detection_examples?: DetectionExample[];
+  detection_examples_source?: string;
+  labels?: string[];
+  num_train?: number;
+  num_validation?: number;
+  num_validation_boxes?: number;
+  epochs_run?: number;
 }
 
 export interface Prediction {
@@ -391,11 +416,14 @@ export const api = {
       | { sensor: SensorSpec };
   }) => sendJson<Project>("POST", "/v1/projects", body),
 
+  /** Samples per label; detection projects add boxes per label and images without boxes. */
   classCounts: (p: string) =>
-    getJson<{ counts: Record<string, number>; total: number }>(`${projectPath(p)}/class-counts`),
-  /** Detection projects: boxes per label and the number of images without boxes. */
-  boxStats: (p: string) =>
-    getJson<{ boxes_per_label: Record<string, number>; images_without_boxes: number }>(`${projectPath(p)}/box-stats`),
+    getJson<{
+      counts: Record<string, number>;
+      total: number;
+      box_counts?: Record<string, number> | null;
+      images_without_boxes?: number | null;
+    }>(`${projectPath(p)}/class-counts`),
   listSamples: (p: string, label: string, pageSize: number, pageToken: string) => {
     const q = new URLSearchParams({ page_size: String(pageSize), page_token: pageToken });
     if (label) q.set("label", label);

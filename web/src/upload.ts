@@ -127,7 +127,8 @@ const MAX_CLIENT_ID = 128;
  * is a duplicate. Too long an id is left to the server (it derives one from the bytes).
  */
 export function clientIdFor(label: string, fileName: string): string {
-  const id = `${label}/${fileName}`;
+  // Detection uploads have no label: the file name alone.
+  const id = label ? `${label}/${fileName}` : fileName;
   return id.length <= MAX_CLIENT_ID ? id : "";
 }
 

@@ -2,6 +2,7 @@ import { useState } from "preact/hooks";
 
 import { api, describe, type Metrics, type Project, type Sample } from "../api";
 import { ConfusionMatrix, PerClassTable } from "./charts";
+import { DetectionEvaluation, isDetectionMetrics } from "./detection";
 import { ErrorBox, pct } from "./common";
 import { SampleThumb, mediaTypeOfTask } from "./samplepreview";
 import { SampleDialog } from "./sampledialog";
@@ -118,6 +119,7 @@ export function Misclassified({ project, metrics }: { project: Project; metrics:
 }
 
 export function EvaluationView({ project, metrics }: { project: Project; metrics: Metrics }) {
+  if (isDetectionMetrics(metrics)) return <DetectionEvaluation project={project} metrics={metrics} />;
   const labels = metrics.labels ?? metrics.per_class?.map((c) => c.label) ?? [];
   return (
     <div class="evaluation">

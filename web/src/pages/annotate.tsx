@@ -47,6 +47,15 @@ export function AnnotatePage({
   const [error, setError] = useState("");
   const [src, setSrc] = useState("");
   const saving = useRef<Promise<unknown>>(Promise.resolve());
+  // Where the keyboard is: keys may come faster than renders, so stepping reads and writes
+  // these synchronously (the state copies drive rendering).
+  const pos = useRef(-1);
+  const listRef = useRef<Sample[]>([]);
+  const nextRef = useRef<string | null>("");
+  const putList = (l: Sample[]) => {
+    listRef.current = l;
+    setList(l);
+  };
 
   const sample = index >= 0 ? list[index] : undefined;
 
@@ -70,9 +79,11 @@ export function AnnotatePage({
           at = 0;
         }
         if (!live) return;
-        setList(all);
+        putList(all);
+        nextRef.current = token;
         setNext(token);
-        setIndex(all.length ? at : -1);
+        pos.current = all.length ? at : -1;
+        setIndex(pos.current);
       } catch (err) {
         if (live) setLoadError(describe(err));
       }
@@ -123,7 +134,7 @@ export function AnnotatePage({
       saving.current = saving.current.then(async () => {
         try {
           const stored = await api.setBoxes(project.id, target.id, next.map(wireBox));
-          setList((l) => l.map((s) => (s.id === stored.id ? stored : s)));
+          putList(listRef.current.map((s) => (s.id === stored.id ? stored : s)));
           setStatus(`Saved ${next.length} box${next.length === 1 ? "" : "es"}.`);
           onChange();
         } catch (err) {
@@ -139,27 +150,31 @@ export function AnnotatePage({
 
   const go = useCallback(
     async (step: number) => {
-      let to = index + step;
+      const list = listRef.current;
+      let to = pos.current + step;
       if (to < 0) return;
       if (to >= list.length) {
-        if (next === null) return;
+        const token = nextRef.current;
+        if (token === null || token === "") return;
+        nextRef.current = ""; // one page load at a time
         try {
-          const page = await api.listSamples(project.id, filter, PAGE_SIZE, next);
-          setList([...list, ...page.samples]);
-          setNext(page.next_page_token || null);
+          const page = await api.listSamples(project.id, filter, PAGE_SIZE, token);
+          putList([...listRef.current, ...page.samples]);
+          nextRef.current = page.next_page_token || null;
+          setNext(nextRef.current);
           if (page.samples.length === 0) return;
           to = list.length;
-          navigate(annotateUrl(project.name, (page.samples[0] as Sample).id, filter), true);
         } catch (err) {
+          nextRef.current = token;
           setError(describe(err));
           return;
         }
-      } else {
-        navigate(annotateUrl(project.name, (list[to] as Sample).id, filter), true);
       }
+      pos.current = to;
       setIndex(to);
+      navigate(annotateUrl(project.name, (listRef.current[to] as Sample).id, filter), true);
     },
-    [index, list, next, project.id, project.name, filter],
+    [project.id, project.name, filter],
   );
 
   const pickLabel = useCallback(
@@ -181,20 +196,24 @@ export function AnnotatePage({
     [sample, boxes, save],
   );
 
+  // One listener for the page's life; it calls what the latest render made.
+  const keys = useRef({ go, remove, pickLabel, selected, labels });
+  keys.current = { go, remove, pickLabel, selected, labels };
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
-      if (e.key === "n" || e.key === "ArrowRight") void go(1);
-      else if (e.key === "p" || e.key === "ArrowLeft") void go(-1);
-      else if ((e.key === "Delete" || e.key === "Backspace") && selected !== null) remove(selected);
+      const k = keys.current;
+      if (e.key === "n" || e.key === "ArrowRight") void k.go(1);
+      else if (e.key === "p" || e.key === "ArrowLeft") void k.go(-1);
+      else if ((e.key === "Delete" || e.key === "Backspace") && k.selected !== null) k.remove(k.selected);
       else if (e.key === "Escape") setSelected(null);
-      else if (/^[1-9]$/.test(e.key) && labels[Number(e.key) - 1] !== undefined) pickLabel(labels[Number(e.key) - 1] as string);
+      else if (/^[1-9]$/.test(e.key) && k.labels[Number(e.key) - 1] !== undefined) k.pickLabel(k.labels[Number(e.key) - 1] as string);
       else return;
       e.preventDefault();
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [go, remove, pickLabel, selected, labels]);
+  }, []);
 
   const addLabel = (e: Event) => {
     e.preventDefault();

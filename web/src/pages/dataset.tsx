@@ -48,11 +48,7 @@ export function DetectionThumb({ sample, labels, size }: { sample: Sample; label
 }
 
 /** Boxes per label and the images without any (detection projects). */
-function BoxCounts({ project, version }: { project: Project; version: number }) {
-  const stats = useLoad(() => api.boxStats(project.id), [project.id, version]);
-  if (stats.error) return <ErrorBox message={stats.error} />;
-  if (!stats.data) return <Spinner />;
-  const { boxes_per_label: perLabel, images_without_boxes: none } = stats.data;
+function BoxCounts({ perLabel, none }: { perLabel: Record<string, number>; none: number }) {
   const total = Object.values(perLabel).reduce((a, b) => a + b, 0);
   return (
     <>
@@ -374,7 +370,8 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
               {Object.keys(counts.data.counts).length} labels
             </p>
             <ClassBars counts={counts.data.counts} selected={filter} onSelect={choose} />
-            <Imbalance counts={counts.data.counts} />
+            {/* Detection: balance is about boxes (below), not about the images' derived labels. */}
+            {isDetection ? null : <Imbalance counts={counts.data.counts} />}
             {isDetection ? (
               <p class="hint">
                 An image’s label is its most frequent box label; “{NO_BOXES}” marks images without boxes.
@@ -384,7 +381,9 @@ export function DatasetPage({ project, onChange }: { project: Project; onChange:
         ) : (
           <Spinner />
         )}
-        {isDetection ? <BoxCounts project={project} version={version} /> : null}
+        {isDetection && counts.data ? (
+          <BoxCounts perLabel={counts.data.box_counts ?? {}} none={counts.data.images_without_boxes ?? 0} />
+        ) : null}
       </Card>
       <Card title={project.task !== "audio-classification" && project.task !== "sensor-classification" ? "Add images" : "Add samples"}>
         <Uploader project={project} onUploaded={changed} />
