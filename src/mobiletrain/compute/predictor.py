@@ -25,6 +25,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from mobiletrain.compute.litert import LiteRTClassifier
+from mobiletrain.core.errors import ErrorCode, MobiletrainError
 from mobiletrain.core.ports import Predictor
 from mobiletrain.core.types import InputSpec, TaskType
 from mobiletrain.tasks import kind as task_kind
@@ -209,6 +210,14 @@ class LiteRTPredictor(Predictor):
 
 
 def _model_input(spec: InputSpec, data: bytes) -> np.ndarray:
+    if spec.task is TaskType.OBJECT_DETECTION:
+        # A detector answers boxes, which Predict's probabilities cannot carry yet.
+        raise MobiletrainError(
+            ErrorCode.UNSUPPORTED_TASK,
+            "server-side Predict does not serve object-detection models yet; run the .tflite "
+            "file on the device (outputs: detection_boxes, detection_classes, "
+            "detection_scores, num_detections)",
+        )
     kind = task_kind(spec.task)
     # Decoding raises the kind's own error codes (corrupt image, WAV or recording).
     return kind.model_input(kind.decode_examples(data, spec), spec)

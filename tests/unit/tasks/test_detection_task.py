@@ -129,3 +129,15 @@ def test_coco_metrics() -> None:
     assert per_class["b"]["ap50"] == 0.0
     nothing = coco_metrics(truth, _detections([[], []]), labels, 160, 160)
     assert nothing["map50"] == 0.0
+
+
+def test_server_predict_refuses_detectors_clearly() -> None:
+    """Predict's probabilities cannot carry boxes: a stable code, not a misread output."""
+    from mobiletrain.compute.predictor import LiteRTPredictor
+
+    spec = spec_for(TaskType.OBJECT_DETECTION, None)
+    jpeg = detection_synth.scenes(1, seed=5)[0].jpeg
+    with pytest.raises(MobiletrainError) as err:
+        LiteRTPredictor().predict("det-v1", lambda: b"not loaded", spec, jpeg)
+    assert err.value.code is ErrorCode.UNSUPPORTED_TASK
+    assert "detection_boxes" in err.value.message
