@@ -419,11 +419,16 @@ class EventHub:
                     continue
                 if stale:
                     feed.poke()  # a change not read yet: one read for all the job's watchers
-                if w.finish_check_due():
-                    finished = self._finished_cached(job_id)  # no thread hop when fresh
+                if feed.finished and w.finished_since is None:
+                    w.finished_since = time.monotonic()
+                elif w.finish_check_due():
+                    # The job's answer, asked at most once a second for all its watchers; a
+                    # watcher never waits for it (the feed wakes them all when it is "yes").
+                    finished = self._finished_cached(job_id)
                     if finished is None:
-                        finished = await feed.is_finished(is_finished)
-                    if finished:
+                        feed.check_finished(is_finished)
+                    elif finished:
+                        feed.finished = True
                         w.finished_since = time.monotonic()
                 if w.gave_up():
                     # Before ending without the final event: read the store after this
@@ -491,7 +496,8 @@ class _Feed:
         self._waiters: set[asyncio.Future[None]] = set()
         self._reading: asyncio.Task[None] | None = None
         self._again = False
-        self._finishing: asyncio.Future[bool] | None = None
+        self._finishing: asyncio.Future[None] | None = None
+        self.finished = False  # the job was seen in a terminal state
 
     def waiter(self) -> asyncio.Future[None]:
         """A future that the next growth of the tail (or a stop) resolves."""
@@ -536,19 +542,21 @@ class _Feed:
             if hub._stop.is_set():
                 self.wake_all()
 
-    async def is_finished(self, is_finished: Callable[[], bool]) -> bool:
-        """``is_finished()`` in a thread, asked once for all the watchers that want it now."""
+    def check_finished(self, is_finished: Callable[[], bool]) -> None:
+        """Ask ``is_finished()`` in a thread unless a question is already out; wake every
+        watcher when the answer is yes (each then starts its grace)."""
         if self._finishing is None:
-            task = asyncio.ensure_future(
-                asyncio.to_thread(self.hub._is_finished, self.job_id, is_finished)
-            )
-            self._finishing = task
+            self._finishing = asyncio.ensure_future(self._ask(is_finished))
 
-            def done(_: asyncio.Future[bool]) -> None:
-                self._finishing = None
-
-            task.add_done_callback(done)
-        return await asyncio.shield(self._finishing)
+    async def _ask(self, is_finished: Callable[[], bool]) -> None:
+        try:
+            if await asyncio.to_thread(self.hub._is_finished, self.job_id, is_finished):
+                self.finished = True  # a job that has ended stays ended
+                self.wake_all()
+        except Exception:  # the database failed: asked again at the next check
+            pass
+        finally:
+            self._finishing = None
 
 
 def _poke_all(feeds: list[_Feed]) -> None:
