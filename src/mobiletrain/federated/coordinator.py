@@ -16,10 +16,11 @@ that lost its lease (paused, cut off) cannot overwrite its successor's work.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -41,6 +42,7 @@ from mobiletrain.federated.rounds import RoundPhase, RoundState, select_devices
 from mobiletrain.federated.state import (
     ACTIVE_STATES,
     Context,
+    Handoff,
     LiveSession,
     LiveSessions,
     now,
@@ -60,6 +62,19 @@ DECODE_THREADS = 4
 SCAN_SECONDS = 0.2
 """How often every replica looks at the active sessions in the store (new ones, ones without
 a coordinator, and changes that devices waiting here must hear of)."""
+
+
+def clipped_delta(
+    tensors: Sequence[np.ndarray], weights: Sequence[np.ndarray], clip_norm: float, writable: bool
+) -> tuple[list[np.ndarray], float, bool]:
+    """``(clipped tensors - weights, its norm, was clipped)``, as new float32 arrays, or in
+    ``tensors`` themselves when ``writable`` (the caller's buffer, not needed afterwards):
+    no temporary of the model's size either way."""
+    if writable:
+        delta = [np.subtract(t, w, out=t) for t, w in zip(tensors, weights, strict=True)]
+    else:
+        delta = [np.subtract(t, w) for t, w in zip(tensors, weights, strict=True)]
+    return clip(delta, clip_norm, in_place=True)
 
 
 class Coordinator:
@@ -235,24 +250,32 @@ class Coordinator:
                 )
                 live.closing = True
                 rnd.close_reason = reason
-                self._ingest(live, rnd)  # answers recorded before the round stopped admitting
+                # Answers recorded before the round stopped admitting, handed over or not.
+                self._ingest(live, rnd, final=True)
             phase, why = rnd.decide(config)
             rnd.phase, rnd.closed_at = phase, time.time()
             rnd.close_reason = f"{rnd.close_reason or 'closing'}; {why}"
             self.ctx.notify()
             self._close(live, rnd)
 
-    def _ingest(self, live: LiveSession, rnd: RoundState) -> None:
+    def _ingest(self, live: LiveSession, rnd: RoundState, final: bool = False) -> None:
         """Take in the round's answers recorded since the last look (through any replica).
 
-        Accepted updates are read from the blob store and turned into clipped deltas by a few
+        An accepted update that a device call on this replica is handing over in-process
+        (see :meth:`receiving`) is left to it: its row is looked at again next time, and
+        ``final`` (the round stopped admitting) reads it from the stores like the others.
+        The rest are read from the blob store and turned into clipped deltas by a few
         threads at once (NumPy and hashing release the GIL), at most :data:`DECODE_THREADS`
         in flight so memory stays flat; they are added to the aggregator in arrival order.
         """
         session = live.session
         rows = self.ctx.fstore.list_updates(session.id, rnd.number, after_id=live.last_row)
+        candidates = [*live.deferred.values(), *rows]
+        live.deferred = {}
+        with live.incoming_lock:
+            incoming = {d for (n, d) in live.incoming if n == rnd.number}
         pending: list[UpdateRecord] = []
-        for row in rows:
+        for row in candidates:
             live.last_row = max(live.last_row, row.id)
             device = row.device_id
             if not row.counts or device in rnd.answered or device in rnd.rejected:
@@ -263,6 +286,8 @@ class Coordinator:
                 rnd.failed[device] = row.message
             elif row.status is UpdateStatus.REJECTED:
                 rnd.rejected[device] = row.reason
+            elif device in incoming and not final:
+                live.deferred[device] = row
             else:
                 pending.append(row)
         for start in range(0, len(pending), DECODE_THREADS):
@@ -273,16 +298,96 @@ class Coordinator:
                 if decoded is None:  # lost with the page cache (power loss): as if never sent
                     log.warning("update of %s in round %d is gone", row.device_id, rnd.number)
                     continue
-                delta, norm, was_clipped = decoded
-                assert live.strategy is not None and live.aggregator is not None
-                live.aggregator.add(delta, live.strategy.weight_of(row.num_samples))
-                counted = min(row.num_samples, session.config.max_samples_per_device)
-                rnd.accepted[row.device_id] = counted
-                live.payloads[row.device_id] = row.payload
-                live.device_metrics.append({**row.metrics, "num_samples": counted, "norm": norm})
-                live.clipped += int(was_clipped)
+                self._count(live, rnd, row, *decoded)
         if rows:
             self._progress(live, rnd)
+
+    def _count(
+        self,
+        live: LiveSession,
+        rnd: RoundState,
+        row: UpdateRecord,
+        delta: list[np.ndarray],
+        norm: float,
+        was_clipped: bool,
+    ) -> None:
+        """Add an accepted update's clipped delta (the caller's own arrays) to the round."""
+        assert live.strategy is not None and live.aggregator is not None
+        live.aggregator.add(delta, live.strategy.weight_of(row.num_samples), consume=True)
+        counted = min(row.num_samples, live.session.config.max_samples_per_device)
+        rnd.accepted[row.device_id] = counted
+        live.payloads[row.device_id] = row.payload
+        live.device_metrics.append({**row.metrics, "num_samples": counted, "norm": norm})
+        live.clipped += int(was_clipped)
+
+    @contextlib.contextmanager
+    def receiving(
+        self, session_id: str, round_number: int, device_id: str
+    ) -> Iterator[Handoff | None]:
+        """While a device call on this replica takes in an update: the way to hand its
+        tensors to this coordinator once the update is stored and admitted (None when this
+        replica does not coordinate the session).
+
+        The update is then aggregated from the bytes already in memory instead of being read
+        back from the blob store (10 MB and a sha256 per update for a 10 MB model). Until the
+        call ends, the coordinator leaves the update's row to it; a call that ends without
+        handing over (it failed, or the update was rejected) leaves the row to the
+        coordinator, which reads it from the stores as it does for another replica's.
+        """
+        live = self.sessions.get(session_id)
+        if live is None:
+            yield None
+            return
+        key = (round_number, device_id)
+        with live.incoming_lock:
+            live.incoming.add(key)
+
+        def hand(record: UpdateRecord, tensors: list[np.ndarray], writable: bool) -> bool:
+            try:
+                return self._take(live, record, tensors, writable)
+            except Exception:  # the update is stored and admitted: the coordinator reads it
+                log.exception("handing over the update of %s failed", record.device_id)
+                return False
+
+        try:
+            yield hand
+        finally:
+            with live.incoming_lock:
+                live.incoming.discard(key)
+            self.ctx.wake.set()  # a row left behind is read at the next step
+
+    def _take(
+        self, live: LiveSession, record: UpdateRecord, tensors: list[np.ndarray], writable: bool
+    ) -> bool:
+        """Count a stored, admitted update from its tensors (see :meth:`receiving`); False
+        when the round moved on or the update is already counted."""
+        with live.lock:
+            rnd, aggregator = live.round, live.aggregator
+            if (
+                rnd is None
+                or aggregator is None
+                or rnd.number != record.round
+                or rnd.phase.is_closed
+                or record.device_id in rnd.answered
+            ):
+                return False
+            weights = live.weights
+        # The arithmetic outside the lock: the coordinator and other devices' calls go on.
+        delta, norm, was_clipped = clipped_delta(
+            tensors, weights, live.session.config.clip_norm, writable
+        )
+        with live.lock:
+            if (
+                live.round is not rnd
+                or live.aggregator is not aggregator
+                or rnd.phase.is_closed
+                or record.device_id in rnd.answered
+            ):
+                return False  # the coordinator counted it from the stores meanwhile
+            self._count(live, rnd, record, delta, norm, was_clipped)
+            live.deferred.pop(record.device_id, None)
+            self._progress(live, rnd)
+        return True
 
     def _delta(
         self, live: LiveSession, row: UpdateRecord
@@ -294,10 +399,7 @@ class Coordinator:
         except KeyError:
             return None
         tensors = weights_from_bytes(raw, live.head, copy=False)
-        return clip(
-            [t - w for t, w in zip(tensors, live.weights, strict=True)],
-            live.session.config.clip_norm,
-        )
+        return clipped_delta(tensors, live.weights, live.session.config.clip_norm, False)
 
     def _progress(self, live: LiveSession, rnd: RoundState) -> None:
         mono = time.monotonic()
@@ -335,8 +437,11 @@ class Coordinator:
             # The stored session moved on without us (stopped, or another coordinator).
             raise LeaseLost(live.lease) if live.lease else RuntimeError("round already open")
         live.round, live.closing = rnd, False
+        if live.aggregator is not None:
+            live.aggregator.close()
         live.aggregator = live.strategy.aggregator()
         live.device_metrics, live.clipped, live.last_row, live.payloads = [], 0, 0, {}
+        live.deferred = {}
         session.current_round = number
         ctx.notify()
         ctx.event(
@@ -397,6 +502,8 @@ class Coordinator:
             return
         ctx.fstore.clear_payloads(session.id, rnd.number)
         live.payloads = {}
+        if live.aggregator is not None:
+            live.aggregator.close()  # a robust strategy's spill file
         held_out = session.metrics if rnd.phase is RoundPhase.AGGREGATED else {}
         ctx.event(
             session,
@@ -448,9 +555,9 @@ class Coordinator:
         for device_id, weight in zip(devices, capped, strict=True):
             raw = self.ctx.blobs.get(live.payloads[device_id])
             tensors = weights_from_bytes(raw, live.head, copy=False)
-            delta, _, _ = clip(
-                [t - w for t, w in zip(tensors, live.weights, strict=True)], config.clip_norm
-            )
-            aggregator.add(delta, weight)
+            delta, _, _ = clipped_delta(tensors, live.weights, config.clip_norm, False)
+            aggregator.add(delta, weight, consume=True)
+        if live.aggregator is not None:
+            live.aggregator.close()
         live.aggregator = aggregator
         return int(lowered)

@@ -351,14 +351,15 @@ class DeviceProtocol:
                 )
         if rejection is not None:
             return self._reject(session, device_id, round_number, rejection, num_samples, metrics)
-        # The blob is the durable record of an accepted update, its row the admission: the
-        # coordinator (on whichever replica) aggregates from them; a new coordinator rebuilds
-        # the open round from them.
+        # The blob is the durable record of an accepted update, its row the admission: a new
+        # coordinator (on whichever replica) rebuilds the open round from them. The
+        # coordinator of this replica takes the update from memory instead (``handoff``), so
+        # it is not read back; another replica's reads the blob.
         # Not fsynced, like the spool before it: an accepted update survives a process restart
         # (the page cache keeps it); after a power loss the coordinator skips a missing one.
-        sha = self.ctx.blobs.put(raw)  # type: ignore[arg-type]  # bytes-like: hashed and written as is
-        why = self.ctx.fstore.add_accepted_update(
-            UpdateRecord(
+        with self.ctx.receiving(session.id, round_number, device_id) as handoff:
+            sha = self.ctx.blobs.put(raw)  # type: ignore[arg-type]  # bytes-like: hashed and written as is
+            record = UpdateRecord(
                 session.id,
                 round_number,
                 device_id,
@@ -370,14 +371,19 @@ class DeviceProtocol:
                 now(),
                 payload=sha,
             )
-        )
-        if why:
-            rejection = (
-                Rejection(RejectReason.DUPLICATE, "this device already answered this round")
-                if why == "duplicate"
-                else Rejection(RejectReason.STALE_ROUND, "the round closed")
-            )
-            return self._reject(session, device_id, round_number, rejection, num_samples, metrics)
+            why = self.ctx.fstore.add_accepted_update(record)
+            if why:
+                rejection = (
+                    Rejection(RejectReason.DUPLICATE, "this device already answered this round")
+                    if why == "duplicate"
+                    else Rejection(RejectReason.STALE_ROUND, "the round closed")
+                )
+                return self._reject(
+                    session, device_id, round_number, rejection, num_samples, metrics
+                )
+            if handoff is not None:
+                # A bytearray (a chunked update) is this call's own: the delta is made in it.
+                handoff(record, tensors, isinstance(raw, bytearray))
         with self._lock:
             self._answered.add((session.id, round_number, device_id))
         self.ctx.wake.set()

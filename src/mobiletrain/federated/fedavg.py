@@ -24,12 +24,15 @@ class RunningMean(Aggregator):
         super().__init__()
         self._sum: list[np.ndarray] | None = None
 
-    def _add(self, delta: Sequence[np.ndarray], weight: float) -> None:
+    def _add(self, delta: Sequence[np.ndarray], weight: float, consume: bool) -> None:
         if self._sum is None:
             self._sum = [np.zeros(np.shape(d), dtype=np.float64) for d in delta]
         w = np.float32(weight)
         for acc, d in zip(self._sum, delta, strict=True):
-            acc += np.multiply(d, w, dtype=np.float32)  # one float32 temporary
+            if consume:  # the caller's scratch: scaled in place, no temporary
+                acc += np.multiply(d, w, out=d)
+            else:
+                acc += np.multiply(d, w, dtype=np.float32)  # one float32 temporary
 
     def result(self) -> Weights:
         assert self._sum is not None and self.total_weight > 0

@@ -16,13 +16,10 @@ from mobiletrain.federated.strategy import (
 
 
 class MedianAggregator(BufferingAggregator):
-    """Median over the buffered deltas."""
+    """Median over the spilled deltas, a block of coordinates at a time."""
 
     def result(self) -> Weights:
-        return [
-            np.median(self.stacked(i), axis=0).astype(np.float32)
-            for i in range(len(self.deltas[0]))
-        ]
+        return self.combine(lambda stacked: np.median(stacked, axis=0).astype(np.float32))
 
 
 @register_strategy

@@ -99,6 +99,9 @@ class FederatedService:
         self.coordinator = Coordinator(
             self.ctx, self.sessions, self.lifecycle, self.publisher, tick_seconds, lease_ttl_s
         )
+        self.ctx.receiver = self.coordinator.receiving
+        self.update_concurrency = max(1, update_concurrency)
+        """How many updates are taken in at once (a transport reads no more streams at once)."""
         self.devices = DeviceProtocol(self.ctx, update_concurrency, devices_per_token)
 
     @property

@@ -7,7 +7,10 @@ sessions this replica coordinates.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,12 +25,26 @@ from mobiletrain.core.types import EventKind
 from mobiletrain.core.wakeup import AsyncWakeup, WakingCondition
 from mobiletrain.federated.head import HeadSpec
 from mobiletrain.federated.ports import FederatedStore, OnDeviceToolkit
-from mobiletrain.federated.records import FederatedSession, RoundRecord, SessionState
+from mobiletrain.federated.records import (
+    FederatedSession,
+    RoundRecord,
+    SessionState,
+    UpdateRecord,
+)
 from mobiletrain.federated.rounds import RoundState
 from mobiletrain.federated.strategy import Aggregator, Strategy
 
 ACTIVE_STATES = (SessionState.PREPARING, SessionState.RUNNING)
 """States of a session that is not over."""
+
+Handoff = Callable[[UpdateRecord, list[np.ndarray], bool], bool]
+"""Hands a stored, admitted update's tensors to this replica's coordinator:
+``(record, tensors, writable) -> counted``; ``writable``: the tensors are the caller's own
+buffer, which the coordinator may overwrite. False: it was not counted from them (the round
+moved on, or the coordinator already read it from the stores)."""
+Receiver = Callable[[str, int, str], AbstractContextManager[Handoff | None]]
+"""``(session id, round, device id)``: while an update is taken in, the handoff to this
+replica's coordinator, or None when another replica coordinates the session."""
 
 
 def now() -> datetime:
@@ -65,9 +82,19 @@ class Context:
     wake: threading.Event = field(default_factory=threading.Event)
     # Set while the service stops: waiting device calls return.
     stopping: threading.Event = field(default_factory=threading.Event)
+    # This replica's coordinator, for updates taken in here (see Coordinator.receiving).
+    receiver: Receiver | None = None
 
     def __post_init__(self) -> None:
         self.cond = WakingCondition(self.changes)
+
+    def receiving(
+        self, session_id: str, round_number: int, device_id: str
+    ) -> AbstractContextManager[Handoff | None]:
+        """See :data:`Receiver` (a null handoff without a coordinator here)."""
+        if self.receiver is None:
+            return contextlib.nullcontext(None)
+        return self.receiver(session_id, round_number, device_id)
 
     def notify(self) -> None:
         """Wake every device call waiting on this replica (they look at the store again)."""
@@ -117,6 +144,11 @@ class LiveSession:
     aggregator: Aggregator | None = None
     last_row: int = 0  # the newest answer of the open round read so far
     payloads: dict[str, str] = field(default_factory=dict)  # device -> its update's blob
+    # (round, device) of updates being taken in on this replica, to be handed over in-process
+    # (guarded by incoming_lock, not lock: a device call must not wait for a whole step).
+    incoming: set[tuple[int, str]] = field(default_factory=set)
+    incoming_lock: threading.Lock = field(default_factory=threading.Lock)
+    deferred: dict[str, UpdateRecord] = field(default_factory=dict)  # their rows, seen early
     select_rng: np.random.Generator = field(default_factory=np.random.default_rng)
     noise_rng: np.random.Generator = field(default_factory=np.random.default_rng)
     device_metrics: list[dict[str, Any]] = field(default_factory=list)

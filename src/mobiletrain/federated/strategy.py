@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Sequence
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -28,15 +31,17 @@ class Aggregator(abc.ABC):
         self.total_weight = 0.0
         self.max_weight = 0.0
 
-    def add(self, delta: Sequence[np.ndarray], weight: float) -> None:
-        """Add one accepted delta with its (already capped) weight."""
+    def add(self, delta: Sequence[np.ndarray], weight: float, consume: bool = False) -> None:
+        """Add one accepted delta with its (already capped) weight. ``consume``: the arrays
+        are the caller's own scratch (float32, writable, not used after this call), so the
+        aggregator may scale them in place instead of allocating a temporary per update."""
         self.count += 1
         self.total_weight += weight
         self.max_weight = max(self.max_weight, weight)
-        self._add(delta, weight)
+        self._add(delta, weight, consume)
 
     @abc.abstractmethod
-    def _add(self, delta: Sequence[np.ndarray], weight: float) -> None: ...
+    def _add(self, delta: Sequence[np.ndarray], weight: float, consume: bool) -> None: ...
 
     @abc.abstractmethod
     def result(self) -> Weights:
@@ -45,6 +50,9 @@ class Aggregator(abc.ABC):
     def sensitivity_factor(self) -> float:
         """How much one device can move the result per unit of clipped norm (for the noise)."""
         return 1.0 / max(self.count, 1)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free what the aggregator holds outside memory (a spill file); idempotent."""
 
 
 class Strategy(abc.ABC):
@@ -137,17 +145,88 @@ def make_strategy(config: FederatedConfig) -> Strategy:
     return cls(config)
 
 
+SPILL_BLOCK_BYTES = 32 * 1024 * 1024
+"""Most bytes of deltas a :class:`BufferingAggregator` holds in memory at once when it combines
+them (one block of coordinates of every delta)."""
+
+
 class BufferingAggregator(Aggregator):
-    """Keeps every delta (coordinate-wise statistics need them all): memory grows with the
-    number of devices, unlike FedAvg's running sum."""
+    """Keeps every delta, as coordinate-wise statistics need them all, on disk rather than in
+    memory: each delta is appended to an unlinked temporary file as it arrives, and
+    :meth:`blocks` reads them back one block of coordinates at a time. Memory is bounded by
+    :data:`SPILL_BLOCK_BYTES` (plus the statistic's own temporaries, about as much again),
+    whatever the number of devices and the model's size; the file holds ``count × model``
+    bytes until :meth:`close`. (Holding them in memory took 50 × 10 MB for a 10 MB model and
+    50 devices, and stacking them for the median as much again.)
+
+    The file is this coordinator's scratch, not a record: a replica taking the session over
+    rebuilds the round from the stored updates (blobs), as for every strategy.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.deltas: list[Weights] = []
+        self._file: Any = None
+        self._shapes: list[tuple[int, ...]] = []
+        self._row_bytes = 0
 
-    def _add(self, delta: Sequence[np.ndarray], weight: float) -> None:
-        self.deltas.append([np.asarray(d, dtype=np.float32) for d in delta])
+    def _add(self, delta: Sequence[np.ndarray], weight: float, consume: bool) -> None:
+        arrays = [np.ascontiguousarray(d, dtype=np.float32) for d in delta]
+        if self._file is None:
+            # Closed by close() (or when the aggregator goes), not within one call.
+            self._file = tempfile.TemporaryFile(prefix="mobiletrain-federated-")  # noqa: SIM115
+            self._shapes = [a.shape for a in arrays]
+            self._row_bytes = sum(a.nbytes for a in arrays)
+        elif [a.shape for a in arrays] != self._shapes:
+            raise ValueError("every delta of a round has the same shapes")
+        fd = self._file.fileno()
+        offset = (self.count - 1) * self._row_bytes  # count is already incremented
+        for a in arrays:
+            view = memoryview(a.data).cast("B")
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view, offset = view[written:], offset + written
 
-    def stacked(self, index: int) -> np.ndarray:
-        """Tensor ``index`` of every delta, stacked on a new first axis."""
-        return np.stack([d[index] for d in self.deltas])
+    @property
+    def tensors(self) -> int:
+        """How many tensors each delta has (0 before the first)."""
+        return len(self._shapes)
+
+    def blocks(self, index: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Tensor ``index`` of every delta, flattened, one block of coordinates at a time:
+        ``(first coordinate, array of shape (count, block))``."""
+        assert self._file is not None
+        shape = self._shapes[index]
+        size = math.prod(shape)
+        base = 4 * sum(math.prod(s) for s in self._shapes[:index])
+        block = max(1024, SPILL_BLOCK_BYTES // (4 * max(self.count, 1)))
+        fd = self._file.fileno()
+        for start in range(0, size, block):
+            stop = min(size, start + block)
+            out = np.empty((self.count, stop - start), dtype=np.float32)
+            for row in range(self.count):
+                target = memoryview(out[row].data).cast("B")
+                offset = row * self._row_bytes + base + 4 * start
+                while target:
+                    got = os.preadv(fd, [target], offset)
+                    if got <= 0:
+                        raise OSError("the spill file of a round ended early")
+                    target, offset = target[got:], offset + got
+            yield start, out
+
+    def combine(self, statistic: Callable[[np.ndarray], np.ndarray]) -> Weights:
+        """``statistic`` (over axis 0 of a ``(count, block)`` array) of every coordinate."""
+        out = []
+        for index, shape in enumerate(self._shapes):
+            flat = np.empty(math.prod(shape), dtype=np.float32)
+            for start, stacked in self.blocks(index):
+                flat[start : start + stacked.shape[1]] = statistic(stacked)
+            out.append(flat.reshape(shape))
+        return out
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __del__(self) -> None:
+        self.close()

@@ -26,20 +26,21 @@ class TrimmedMeanAggregator(BufferingAggregator):
 
     def trimmed(self) -> int:
         """How many values are dropped at each end."""
-        n = len(self.deltas)
+        n = self.count
         k = math.floor(self.trim_fraction * n)
         return min(k, (n - 1) // 2)  # keep at least one value
 
     def result(self) -> Weights:
-        k, n = self.trimmed(), len(self.deltas)
-        out = []
-        for i in range(len(self.deltas[0])):
-            ordered = np.sort(self.stacked(i), axis=0)
-            out.append(ordered[k : n - k].mean(axis=0).astype(np.float32))
-        return out
+        k, n = self.trimmed(), self.count
+
+        def trimmed_mean(stacked: np.ndarray) -> np.ndarray:
+            ordered = np.sort(stacked, axis=0)
+            return ordered[k : n - k].mean(axis=0).astype(np.float32)
+
+        return self.combine(trimmed_mean)
 
     def sensitivity_factor(self) -> float:
-        return 1.0 / max(len(self.deltas) - 2 * self.trimmed(), 1)
+        return 1.0 / max(self.count - 2 * self.trimmed(), 1)
 
 
 @register_strategy

@@ -1,9 +1,12 @@
 """``mobiletrain.v1.FederatedService``: the gRPC adapter of the federated sessions.
 
 Weights travel as raw little-endian float32 bytes in 1 MiB ``WeightsChunk`` messages, so a
-model of any size stays under the message size cap; an update is read chunk by chunk while the
-core holds one of its few decoding slots, so many devices pushing at once do not pile up their
-updates in server memory (HTTP/2 flow control holds the rest back).
+model of any size stays under the message size cap. A ``Participate`` stream's update is read
+only once it holds one of the service's few update slots (``update_concurrency``), and then
+at most :data:`UPDATE_READ_AHEAD` chunks ahead of the core, so many devices pushing at once do
+not pile up their updates in server memory: HTTP/2 flow control holds the rest back in the
+devices. (Reading every stream as it came let 50 devices × 10 MB sit in the server at once.)
+The chunk messages of the global weights are built once per round and sent to every device.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ WEIGHTS_CHUNK_BYTES = 1024 * 1024
 """Size of the WeightsChunk messages the server sends (and the most sent inline)."""
 PARTICIPATE_WAIT_SECONDS = 30.0
 """How long a Participate stream waits for work before it sends a WAIT heartbeat."""
+UPDATE_READ_AHEAD = 4
+"""Chunks of an update read from a Participate stream ahead of the core."""
 
 
 def _session_to_proto(
@@ -114,21 +119,34 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
 
     def __init__(self, container: Container) -> None:
         self._c = container
-        # The chunks of the current global weights, cut once per round for every device.
-        self._chunks: tuple[bytes, list[bytes]] = (b"", [])
+        # The chunk messages of the current global weights, made once per round for every
+        # device (one list per message type).
+        self._chunks: dict[type, tuple[bytes, list[Any]]] = {}
         self._chunks_lock = threading.Lock()
+        self._update_slots: asyncio.Semaphore | None = None
 
-    def _weight_chunks(self, weights: bytes) -> list[bytes]:
+    def _weight_chunks(self, weights: bytes, message: type) -> list[Any]:
+        """``message(chunk=WeightsChunk(...))`` for every chunk of ``weights``, cached."""
         with self._chunks_lock:
-            cached, chunks = self._chunks
+            cached, chunks = self._chunks.get(message, (b"", []))
             if cached is not weights:
                 view = memoryview(weights)
                 chunks = [
-                    bytes(view[i : i + WEIGHTS_CHUNK_BYTES])
+                    message(
+                        chunk=federated_pb2.WeightsChunk(
+                            offset=i, data=bytes(view[i : i + WEIGHTS_CHUNK_BYTES])
+                        )
+                    )
                     for i in range(0, len(view), WEIGHTS_CHUNK_BYTES)
                 ]
-                self._chunks = (weights, chunks)
+                self._chunks[message] = (weights, chunks)
             return chunks
+
+    def _slots(self, service: FederatedService) -> asyncio.Semaphore:
+        """The update slots of Participate streams (made on the server's event loop)."""
+        if self._update_slots is None:
+            self._update_slots = asyncio.Semaphore(service.update_concurrency)
+        return self._update_slots
 
     def StartSession(
         self, request: federated_pb2.StartSessionRequest, context: grpc.ServicerContext
@@ -211,10 +229,8 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
         yield federated_pb2.TaskMessage(header=assignment_header_to_proto(reply))
         if reply.assignment is None:
             return
-        for i, data in enumerate(self._weight_chunks(reply.assignment.weights)):
-            yield federated_pb2.TaskMessage(
-                chunk=federated_pb2.WeightsChunk(offset=i * WEIGHTS_CHUNK_BYTES, data=data)
-            )
+        for message in self._weight_chunks(reply.assignment.weights, federated_pb2.TaskMessage):
+            yield message
 
     def PushUpdate(
         self,
@@ -275,10 +291,8 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
                 yield federated_pb2.ParticipateResponse(task=header)
             else:
                 yield federated_pb2.ParticipateResponse(task=header)
-                for i, data in enumerate(self._weight_chunks(weights)):
-                    yield federated_pb2.ParticipateResponse(
-                        chunk=federated_pb2.WeightsChunk(offset=i * WEIGHTS_CHUNK_BYTES, data=data)
-                    )
+                for chunk in self._weight_chunks(weights, federated_pb2.ParticipateResponse):
+                    yield chunk
             if reply.assignment is None:
                 if header.status == federated_pb2.TASK_STATUS_FINISHED:
                     return
@@ -323,23 +337,25 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
 
         if update.weights or not update.weights_size:
             return await longpoll.run_update(push, bytes(update.weights))
-        pump = RequestPump(_sized_chunks(requests, update.weights_size))
-        pumping = asyncio.create_task(pump.run())
-        try:
-            # A generator: once the pump is exhausted it stays so (the drain asks again).
-            return await longpoll.run_update(push, (chunk for chunk in pump))
-        except CallEnded:
-            # The chunks were missing or malformed: that error, not "the call ended".
-            if pumping.done() and not pumping.cancelled():
-                failure = pumping.exception()
-                if isinstance(failure, MobiletrainError):
-                    raise failure from None
-            raise
-        finally:
-            if not pumping.done():
-                pumping.cancel()
-            with contextlib.suppress(BaseException):
-                await pumping
+        # The stream's chunks stay in the device (flow control) until a slot is free.
+        async with self._slots(service):
+            pump = RequestPump(_sized_chunks(requests, update.weights_size), UPDATE_READ_AHEAD)
+            pumping = asyncio.create_task(pump.run())
+            try:
+                # A generator: once the pump is exhausted it stays so (the drain asks again).
+                return await longpoll.run_update(push, (chunk for chunk in pump))
+            except CallEnded:
+                # The chunks were missing or malformed: that error, not "the call ended".
+                if pumping.done() and not pumping.cancelled():
+                    failure = pumping.exception()
+                    if isinstance(failure, MobiletrainError):
+                        raise failure from None
+                raise
+            finally:
+                if not pumping.done():
+                    pumping.cancel()
+                with contextlib.suppress(BaseException):
+                    await pumping
 
 
 async def _sized_chunks(

@@ -85,6 +85,10 @@ two reaches the interceptor, which refuses it with BODY_TOO_LARGE (code 76) and 
 trailer; only one over gRPC's limit is refused by gRPC itself, without the trailer."""
 
 
+STREAM_WINDOW_BYTES = 1024 * 1024
+"""The HTTP/2 receive window of each stream (see ``server_options``)."""
+
+
 def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     """Channel arguments of the server: message and metadata size caps, keepalive, exclusive
     port."""
@@ -99,6 +103,13 @@ def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
         # Under load (thousands of watchers and uploaders) the loop accepts calls late and queued
         # uploads died at 30 s; a queued call now waits, and still ends at its own deadline.
         ("grpc.server_max_unrequested_time_in_server", 600),
+        # HTTP/2 flow control bounds what a stream the server is not reading yet may buffer
+        # here: a fixed 1 MiB window per stream instead of one grown from the measured
+        # bandwidth-delay product (several MiB each on loopback). With 50 devices pushing
+        # 10 MB updates at once, BDP-grown windows held ~300 MB of not-yet-read updates in the
+        # server (issue 18, docs/benchmarks.md); 1 MiB still fills a 100 Mbit/s link at 80 ms.
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
     ]
 
 
