@@ -372,7 +372,12 @@ def update_sample_boxes(
     )
 
 
-@router.get("/projects/{project}/class-counts", summary="Count samples per label")
+@router.get(
+    "/projects/{project}/class-counts",
+    summary="Count samples per label",
+    # box_counts / images_without_boxes appear for detection projects only.
+    response_model_exclude_none=True,
+)
 def class_counts(project: ProjectRef, datasets: DatasetsDep) -> ClassCounts:
     """Number of samples per label, including labels that have none yet; object-detection
     projects also get `box_counts` (boxes per label) and `images_without_boxes`."""

@@ -175,11 +175,12 @@ class ClassCounts(BaseModel):
     box_counts: dict[str, int] | None = Field(
         default=None,
         description="Object detection: boxes per label, in label order, including labels "
-        "with 0 (null for other task kinds).",
+        "with 0 (absent for other task kinds).",
     )
     images_without_boxes: int | None = Field(
         default=None,
-        description="Object detection: number of images without boxes (label `_no_boxes_`).",
+        description="Object detection: number of images without boxes (label `_no_boxes_`; "
+        "absent for other task kinds).",
     )
 
 
