@@ -283,6 +283,12 @@ await step("the evaluation shows mAP, AP per class and example detections beside
   await shot("detection-evaluation", { fullPage: true });
 });
 
+await step("Try it says the server does not run detectors, and where detections are shown", async () => {
+  await page.getByRole("link", { name: "Try it", exact: true }).click();
+  await page.getByTestId("try-detection").waitFor();
+  assert.equal(await page.locator("#try-file").count(), 0, "no upload that the server would refuse");
+});
+
 await step("phone width: the labelling view fits 390 px", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${BASE}/projects/${PROJECT}/annotate/${encodeURIComponent(sampleId)}`);

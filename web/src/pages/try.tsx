@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 
-import { ApiError, api, describe, type Prediction, type Project } from "../api";
+import { ApiError, DETECTION, api, describe, type Prediction, type Project } from "../api";
 import { Card, ErrorBox, pct } from "../components/common";
 import { SensorPlot, Waveform } from "../components/samplepreview";
 import { Webcam } from "../components/webcam";
@@ -8,6 +8,25 @@ import { Link, projectUrl } from "../router";
 import { fileKind } from "../upload";
 
 export function TryPage({ project }: { project: Project }) {
+  // The server's Predict does not run detectors (yet): say so rather than fail on upload.
+  if (project.task === DETECTION) return <DetectionTry project={project} />;
+  return <ClassifierTry project={project} />;
+}
+
+function DetectionTry({ project }: { project: Project }) {
+  return (
+    <Card title="Try the current model">
+      <p class="notice" data-testid="try-detection">
+        The server does not run object detectors for “Try it” yet. The{" "}
+        <Link href={projectUrl(project.name, "models/current")}>evaluation</Link> shows the exported model’s
+        detections on validation images beside their ground truth; on a phone, the Flutter package’s{" "}
+        <code>ObjectDetector</code> runs the downloaded <code>.tflite</code> file.
+      </p>
+    </Card>
+  );
+}
+
+function ClassifierTry({ project }: { project: Project }) {
   const [image, setImage] = useState<Blob | null>(null);
   const [preview, setPreview] = useState("");
   const [result, setResult] = useState<Prediction | null>(null);
