@@ -1,7 +1,7 @@
 """Object detection on held-out synthesised scenes: mobiletrain's trainer vs plain Keras.
 
 mobiletrain: ``train_and_export`` on the training scenes (it holds 20 % of them out for
-validation; box-aware flip/zoom/colour augmentation), then the float32 and int8 .tflite files
+validation; box-aware flip/zoom/colour augmentation), then the float32, dynamic-int8 and int8 .tflite files
 run in LiteRT on held-out scenes (another seed) and scored with COCO mAP (pycocotools).
 Plain Keras: a script a developer would write with the same network, loss and targets
 (``build_detector``, ``make_loss``, ``encode_targets``): ``model.fit`` on all training scenes
@@ -85,7 +85,7 @@ def main() -> None:
         batch_size=16,
         learning_rate=4e-3,
         seed=args.seed,
-        formats=[ModelFormat.FLOAT32, ModelFormat.INT8],
+        formats=[ModelFormat.FLOAT32, ModelFormat.DYNAMIC_INT8, ModelFormat.INT8],
     )
     # mobiletrain, as the worker calls it.
     boxes = [[Box(**b.to_dict()) for b in s.boxes] for s in train]  # type: ignore[arg-type]
@@ -116,7 +116,7 @@ def main() -> None:
             args.side,
             args.side,
         )
-        for fmt in (ModelFormat.FLOAT32, ModelFormat.INT8)
+        for fmt in (ModelFormat.FLOAT32, ModelFormat.DYNAMIC_INT8, ModelFormat.INT8)
     }
     # Plain Keras: same network, loss and targets; every training scene, no augmentation.
     keras.utils.set_random_seed(args.seed)
