@@ -2,7 +2,7 @@
 
 mobiletrain: ``train_and_export`` on the training scenes (it holds 20 % of them out for
 validation; box-aware flip/zoom/colour augmentation), then the float32, dynamic-int8 and int8
-.tflite files run in LiteRT on held-out scenes (another seed), scored with COCO mAP
+.tflite files run in LiteRT on held-out scenes (another seed), scored with COCO mAP.
 Plain Keras: a script a developer would write with the same network, loss and targets
 (``build_detector``, ``make_loss``, ``encode_targets``): ``model.fit`` on all training scenes
 without augmentation for the same epochs, the same decoding + NMS on ``model.predict``.
