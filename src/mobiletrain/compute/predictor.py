@@ -35,9 +35,8 @@ DEFAULT_PER_MODEL = min(4, os.cpu_count() or 1)
 one thread (``num_threads=1``: a server answers many small calls, not one big one)."""
 
 INLINE_BUDGET_MS = 2.0
-"""A model whose recent decode + invoke took less CPU than this (moving average of the calling
-thread's CPU time, so a busy machine does not make a cheap model look slow) may be answered on
-the caller's thread (the server's event loop, see :meth:`LiteRTPredictor.ready`)."""
+"""A model whose decode + invoke takes less than this (see :attr:`InterpreterPool.cost_ms`) may
+be answered on the caller's thread (the server's event loop, see :meth:`LiteRTPredictor.ready`)."""
 
 INLINE_MAX_BYTES = 256 * 1024
 """Larger samples always go to a worker thread (WAV and sensor work grows with the bytes)."""
@@ -108,13 +107,18 @@ class InterpreterPool:
             return bool(self._idle)
 
     def record(self, ms: float) -> None:
-        """Note the CPU cost of one decode + invoke (a moving average, for :attr:`cost_ms`)."""
+        """Note how long one decode + invoke took (see :attr:`cost_ms`)."""
         with self._cond:
-            self._cost_ms = ms if self._cost_ms is None else 0.8 * self._cost_ms + 0.2 * ms
+            previous = self._cost_ms
+            # Down at once, up by a tenth of the excess: on a busy machine a cheap model's
+            # calls are sometimes descheduled, which says nothing about the model, while a
+            # model that is slow on every call still climbs over the budget within a few calls.
+            # (Wall time, not thread CPU time: reading the latter costs a GIL hand-off.)
+            self._cost_ms = ms if previous is None else min(ms, previous + 0.1 * (ms - previous))
 
     @property
     def cost_ms(self) -> float | None:
-        """Moving average of recent decode + invoke times; None before the first."""
+        """Typical decode + invoke time of recent calls, in ms; None before the first."""
         with self._cond:
             return self._cost_ms
 
@@ -170,13 +174,13 @@ class LiteRTPredictor(Predictor):
         sample's bytes: an image, a WAV or a sensor CSV/JSON), preprocessed exactly as in
         training; several windows or clips of one sample are averaged."""
         pool = self.pool(model_key, load_model)
-        started = time.thread_time()
+        started = time.perf_counter()
         model_input = _model_input(spec, image)
-        cost = time.thread_time() - started
+        cost = time.perf_counter() - started
         with pool.borrow() as model:  # may make an interpreter: not part of the cost
-            started = time.thread_time()
+            started = time.perf_counter()
             probs = model.predict(model_input)
-            cost += time.thread_time() - started
+            cost += time.perf_counter() - started
         pool.record(cost * 1000)
         return _mean(probs)
 
@@ -200,12 +204,12 @@ class LiteRTPredictor(Predictor):
             pool = self._models.get(model_key)
         if pool is None:
             return None
-        started = time.thread_time()
+        started = time.perf_counter()
         with pool.borrow_idle() as model:
             if model is None:
                 return None
             probs = model.predict(_model_input(spec, image))
-        pool.record((time.thread_time() - started) * 1000)
+        pool.record((time.perf_counter() - started) * 1000)
         return _mean(probs)
 
 
