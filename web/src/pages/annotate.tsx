@@ -41,7 +41,9 @@ export function AnnotatePage({
   const [labels, setLabels] = useState<string[]>(project.labels);
   const [label, setLabel] = useState(project.labels[0] ?? "");
   const [newLabel, setNewLabel] = useState("");
-  const [boxes, setBoxes] = useState<Box[]>([]);
+  // The edited boxes and the sample they belong to (until the effect below catches up with a
+  // new sample, its stored boxes are shown, never the previous image's).
+  const [edited, setEdited] = useState<{ id: string; boxes: Box[] }>({ id: "", boxes: [] });
   const [selected, setSelected] = useState<number | null>(null);
   const [status, setStatus] = useState("");
   const [error, setError] = useState("");
@@ -58,6 +60,8 @@ export function AnnotatePage({
   };
 
   const sample = index >= 0 ? list[index] : undefined;
+  const boxes = sample && edited.id === sample.id ? edited.boxes : (sample?.boxes ?? []);
+  const setBoxes = (id: string, b: Box[]) => setEdited({ id, boxes: b });
 
   // The first page(s) of the dataset page's listing, until the requested sample is in it.
   useEffect(() => {
@@ -102,7 +106,7 @@ export function AnnotatePage({
   // A new image: its boxes, its pixels, nothing selected.
   useEffect(() => {
     if (!sample) return;
-    setBoxes(sample.boxes ?? []);
+    setBoxes(sample.id, sample.boxes ?? []);
     setSelected(null);
     setError("");
     setStatus(sample.boxes?.length ? "" : "No boxes yet: drag on the image to draw one.");
@@ -127,7 +131,7 @@ export function AnnotatePage({
         setError(`An image takes at most ${MAX_BOXES} boxes.`);
         return;
       }
-      setBoxes(next);
+      setBoxes(target.id, next);
       setError("");
       setStatus("Saving…");
       // One save at a time, in order: the last edit is the one the server keeps.
@@ -140,8 +144,8 @@ export function AnnotatePage({
         } catch (err) {
           setError(describe(err));
           setStatus("Not saved.");
-          // Back to what the server has.
-          setBoxes(target.boxes ?? []);
+          // Back to what the server has (if that image is still the one shown).
+          setEdited((e) => (e.id === target.id ? { id: target.id, boxes: target.boxes ?? [] } : e));
         }
       });
     },
