@@ -31,6 +31,7 @@ import pytest
 
 from mobiletrain.cli.demo import digits_split, png_bytes, write_digits_folder
 from mobiletrain.client.sdk import Client, LocalSample
+from mobiletrain.compute import checkpoints
 from mobiletrain.config import Settings
 from mobiletrain.core.types import Artifact, ModelFormat, ModelVersion
 from mobiletrain.server import RunningServer, start_server
@@ -60,7 +61,12 @@ def _state(ev: Any) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[RunningServer, Client]]:
+def server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[RunningServer, Client]]:
+    # A checkpoint at every epoch end (the default is one per 30 s of training): these tests
+    # kill workers after a given epoch and check where the retry starts.
+    monkeypatch.setenv("MOBILETRAIN_CHECKPOINT_INTERVAL_SECONDS", "0")
     running = start_server(
         Settings(data_dir=tmp_path / "data", grpc_port=0, http_port=0, max_job_attempts=3)
     )
@@ -110,6 +116,30 @@ def test_killed_worker_resumes_from_its_last_checkpoint(
     assert after[-1] == 25
     logs = [ev.log.message for k, ev in kinds[restart:] if k == "log"]
     assert any("resuming from the checkpoint" in m for m in logs)
+
+
+def test_with_a_checkpoint_interval_a_killed_job_resumes_from_the_last_checkpoint_taken(
+    server: tuple[RunningServer, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interval longer than the job: no epoch-end checkpoint, the retry starts at epoch 1."""
+    running, client = server
+    monkeypatch.setenv("MOBILETRAIN_CHECKPOINT_INTERVAL_SECONDS", "3600")
+    _setup_project(client, "interval")
+    job = client.start_job("interval", epochs=6, batch_size=16)
+    folder = running.container.settings.data_dir / "jobs" / job.id / "checkpoint"
+    killed = False
+    for ev in client.watch_job(job.id):
+        if not killed and ev.WhichOneof("payload") == "epoch_end" and ev.epoch_end.epoch >= 3:
+            assert not (folder.exists() and checkpoints.candidates(folder))
+            _kill_worker(running, job.id)
+            killed = True
+    final = client.get_job(job.id)
+    assert final.model_version == 1, final.error
+    attempts, logs, evaluation = _epochs_and_logs(client, job.id)
+    assert len(attempts) == 2 and attempts[0][:3] == [1, 2, 3]
+    assert attempts[1] == [1, 2, 3, 4, 5, 6]
+    assert not any("resuming from the checkpoint" in m for m in logs)
+    _assert_full_history(evaluation, 6)  # the first attempt's epochs are not counted twice
 
 
 def test_a_job_fails_with_a_reason_after_its_attempts(server: tuple[RunningServer, Client]) -> None:

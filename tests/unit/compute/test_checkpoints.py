@@ -304,8 +304,9 @@ def test_a_failed_checkpoint_write_warns_and_training_goes_on(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_train_and_export_resumes_with_the_history_of_every_attempt(
-    digits_png: tuple[list[bytes], list[int]], tmp_path: Path
+    digits_png: tuple[list[bytes], list[int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MOBILETRAIN_CHECKPOINT_INTERVAL_SECONDS", "0")  # every epoch
     from mobiletrain.compute.keras.train import train_and_export
     from mobiletrain.compute.protocol import TrainingRequest
     from mobiletrain.core.types import ColorMode, ModelFormat
@@ -345,3 +346,59 @@ def test_train_and_export_resumes_with_the_history_of_every_attempt(
     assert any("4 epochs done" in m for m in third.messages())
     assert again.metrics["history"] == out.metrics["history"]
     assert again.metrics["accuracy"] == pytest.approx(out.metrics["accuracy"])
+
+
+@pytest.mark.slow
+def test_a_checkpoint_interval_resumes_from_the_last_checkpoint_taken(tmp_path: Path) -> None:
+    """Every 25 s of a clock that advances 10 s per epoch: checkpoints after epochs 3 and 6.
+
+    The attempt is abandoned after epoch 7 (as a killed worker leaves it): the next attempt
+    resumes from epoch 6 with the weights and the history of exactly those 6 epochs.
+    """
+    keras = pytest.importorskip("keras")
+    from mobiletrain.compute.keras.checkpoint import EpochCheckpoint, state_arrays
+
+    now = [0.0]
+    saved: dict[int, dict[str, np.ndarray]] = {}
+
+    class Clock(keras.callbacks.Callback):  # runs before the checkpoint callback
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            now[0] += 10.0
+
+    class Record(keras.callbacks.Callback):  # runs after it: the state it may have written
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            saved[epoch + 1] = state_arrays(self.model)
+
+    folder = tmp_path / "checkpoint"
+    callback = EpochCheckpoint(folder, _Reporter(), interval_s=25.0, clock=lambda: now[0])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=64)
+    model = _tiny_model()
+    model.fit(x, y, epochs=7, callbacks=[Clock(), callback, Record()], verbose=0)
+    assert [p.name for p in checkpoints.candidates(folder)] == [
+        "ckpt-000006.ckpt",
+        "ckpt-000003.ckpt",
+    ]
+    assert len(callback.history["loss"]) == 7
+
+    resumed = _tiny_model()
+    again = EpochCheckpoint(folder, _Reporter(), interval_s=25.0)
+    assert again.restore(resumed) == 6
+    for name, array in state_arrays(resumed).items():
+        np.testing.assert_array_equal(array, saved[6][name], err_msg=name)
+    assert again.history["loss"] == callback.history["loss"][:6]
+
+
+def test_the_checkpoint_interval_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("keras")
+    from mobiletrain.compute.keras.checkpoint import INTERVAL_ENV, interval_from_env
+
+    monkeypatch.delenv(INTERVAL_ENV, raising=False)
+    assert interval_from_env() == 30.0
+    monkeypatch.setenv(INTERVAL_ENV, "0")
+    assert interval_from_env() == 0.0
+    for bad in ("-1", "soon", "nan"):
+        monkeypatch.setenv(INTERVAL_ENV, bad)
+        with pytest.raises(ValueError, match=INTERVAL_ENV):
+            interval_from_env()

@@ -11,6 +11,9 @@ EarlyStopping's patience counter.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,26 @@ from mobiletrain.compute.protocol import Reporter
 from mobiletrain.core.types import EventKind
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+INTERVAL_ENV = "MOBILETRAIN_CHECKPOINT_INTERVAL_SECONDS"
+DEFAULT_INTERVAL_S = 30.0
+"""Seconds of training between two epoch checkpoints (issue 18): a checkpoint is taken at the
+first epoch end at which this much time has passed since the attempt's previous checkpoint (or
+its start), so a crash costs at most this plus one epoch of training. ``0``: every epoch."""
+
+
+def interval_from_env() -> float:
+    """``MOBILETRAIN_CHECKPOINT_INTERVAL_SECONDS`` (30), read by the worker at each job."""
+    raw = os.environ.get(INTERVAL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_INTERVAL_S
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{INTERVAL_ENV} must be a number of seconds, got {raw!r}") from exc
+    if value < 0 or value != value:
+        raise ValueError(f"{INTERVAL_ENV} must be >= 0, got {raw!r}")
+    return value
 
 
 def _variables(model: keras.Model) -> dict[str, Any]:
@@ -58,16 +81,29 @@ def apply_arrays(model: keras.Model, arrays: dict[str, np.ndarray]) -> None:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Checkpoints the training state at every epoch end and keeps the whole history.
+    """Checkpoints the training state at epoch ends and keeps the whole history.
 
-    Put it before the callback that announces epochs: an announced epoch is in a checkpoint,
-    so it is never trained twice. ``history`` covers the epochs of every attempt.
+    With ``interval_s`` 0 every epoch end is checkpointed; otherwise the first epoch end at
+    least ``interval_s`` seconds (``clock``) after the previous checkpoint of this attempt (or
+    its first epoch's start). The end of training is always checkpointed (``save(finished=True)``
+    after ``fit``). A resumed attempt re-trains the epochs after the newest checkpoint: at most
+    ``interval_s`` plus one epoch of work, and their EPOCH events come again. ``history`` covers
+    the epochs of every attempt, each counted once.
     """
 
-    def __init__(self, directory: Path, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        reporter: Reporter,
+        interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.directory = directory
         self.reporter = reporter
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last_save: float | None = None
         self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         self.epochs_done = 0
         self.finished = False
@@ -110,14 +146,26 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self._warn("no usable checkpoint is left: training starts again from epoch 1")
         return 0
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """The interval counts from the attempt's first epoch start."""
+        if self._last_save is None:
+            self._last_save = self._clock()
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        """Add the epoch to the history and write the checkpoint."""
+        """Add the epoch to the history; write the checkpoint once the interval has passed.
+
+        Skipped epochs cost nothing here: no weights are copied out of the model.
+        """
         logs = logs or {}
         for key in HISTORY_KEYS:
             if key in logs:
                 self.history[key].append(float(logs[key]))
         self.epochs_done = epoch + 1
+        now = self._clock()
+        if self._last_save is not None and now - self._last_save < self.interval_s:
+            return
         self.save(self.model, finished=False)
+        self._last_save = self._clock()
 
     def save(self, model: keras.Model, finished: bool) -> None:
         """Write the current state; ``finished`` marks the end of training (export is next).

@@ -29,7 +29,7 @@ import tensorflow as tf
 from mobiletrain.compute import litert
 from mobiletrain.compute.checkpoints import CHECKPOINT_DIR
 from mobiletrain.compute.keras import distributed, streamed
-from mobiletrain.compute.keras.checkpoint import EpochCheckpoint
+from mobiletrain.compute.keras.checkpoint import EpochCheckpoint, interval_from_env
 from mobiletrain.compute.keras.export import (
     REPRESENTATIVE_SAMPLES,
     embed_manifest,
@@ -312,16 +312,20 @@ def _fit(
             EventKind.LOG,
             {"message": f"data-parallel training on {strategy.num_replicas_in_sync} workers"},
         )
-    # A checkpoint at every epoch end in the job's own folder (written so that a crash cannot
-    # tear it, see compute/checkpoints.py): a worker killed mid-epoch is retried by the executor
-    # and resumes from the last finished epoch, with the history of every attempt.
-    checkpoint = EpochCheckpoint(request.work_dir / CHECKPOINT_DIR, reporter)
+    # Epoch checkpoints in the job's own folder (written so that a crash cannot tear it, see
+    # compute/checkpoints.py), at most one per MOBILETRAIN_CHECKPOINT_INTERVAL_SECONDS (30 s) of
+    # training: a worker killed mid-epoch is retried by the executor and resumes from the newest
+    # checkpoint, with the history of every attempt. Every epoch was 3-7 % of a short epoch's time.
+    checkpoint = EpochCheckpoint(
+        request.work_dir / CHECKPOINT_DIR, reporter, interval_s=interval_from_env()
+    )
     with scope():
         initial_epoch = checkpoint.restore(model)
     post_seconds = request.expected_post_seconds
     if post_seconds is None:  # no earlier version to learn from: a rough per-format guess
         post_seconds = _POST_SECONDS_PER_FORMAT * len(set(hp.formats))
-    # Checkpoint first, then the EPOCH event: an announced epoch is never trained again.
+    # Checkpoint first, then the EPOCH event: an announced epoch that was checkpointed is never
+    # trained again (one after the newest checkpoint is, on a retry, and announced again).
     callbacks: list[keras.callbacks.Callback] = [
         checkpoint,
         ProgressCallback(reporter, hp.epochs, hp.batch_size, n_train, post_seconds),
