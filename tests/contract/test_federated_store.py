@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from mobiletrain.core.types import InputSpec, Project, TaskType
+from mobiletrain.core.types import (
+    EventKind,
+    Hyperparameters,
+    InputSpec,
+    Job,
+    JobState,
+    Project,
+    TaskType,
+)
 from mobiletrain.federated.config import FederatedConfig, StrategyName
 from mobiletrain.federated.ports import FederatedStore
 from mobiletrain.federated.records import (
@@ -136,6 +144,53 @@ class FederatedStoreContract:
             ("d2", UpdateStatus.REJECTED, ""),
         ]
         assert updates[0].metrics == {"loss": 0.2} and store.list_updates(session.id, 2) == []
+
+    def test_a_round_number_opens_once(
+        self, stores: tuple[SqlMetadataStore, FederatedStore]
+    ) -> None:
+        """open_round refuses a second open of a number (the fleet test saw round 1 opened
+        twice: a stale copy of the session had written its current round back to 0), a
+        session save never moves the current round back, and the open's log line is stored
+        with it."""
+        meta, store = stores
+        project = _project(meta)
+        session = _session(project)
+        meta.create_job(
+            Job(session.job_id, project.id, JobState.RUNNING, Hyperparameters(), _now())
+        )
+        store.create_session(session)
+        stale = store.get_session(session.id)  # a copy read before round 1 opened
+        assert stale is not None and stale.current_round == 0
+        opened = _now()
+
+        def record(number: int) -> RoundRecord:
+            return RoundRecord(
+                session.id, number, RoundPhase.OPEN, ["d1"], opened, opened + timedelta(seconds=9)
+            )
+
+        assert store.open_round(record(1), {"message": "round 1/3: selected 1"})
+        assert not store.open_round(record(1), {"message": "round 1/3: selected 1 again"})
+        assert not store.open_round(record(3))  # not the next one
+        # The stale copy is saved (as an old preparing state did): round 1 stays current ...
+        assert store.save_session_if_active(stale)
+        got = store.get_session(session.id)
+        assert got is not None and got.current_round == 1
+        # ... and even with the row's current round forced back, round 1 does not open again.
+        store.save_session(stale)
+        assert not store.open_round(record(1), {"message": "round 1/3: selected 1 again"})
+        rounds = store.list_rounds(session.id)
+        assert [(r.number, r.opened_at) for r in rounds] == [(1, opened)]
+        logs = [
+            e.data["message"]
+            for e in meta.list_events(session.job_id, 0, 100)
+            if e.kind is EventKind.LOG
+        ]
+        assert logs == ["round 1/3: selected 1"]
+        # Moving forward still works.
+        store.save_session(got)
+        assert store.open_round(record(2), {"message": "round 2/3: selected 1"})
+        got = store.get_session(session.id)
+        assert got is not None and got.current_round == 2
 
 
 class TestSqliteFederatedStore(FederatedStoreContract):

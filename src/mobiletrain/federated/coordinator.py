@@ -29,7 +29,7 @@ import numpy as np
 from mobiletrain.core.leader import Lease, LeaseLost
 from mobiletrain.core.types import EventKind
 from mobiletrain.federated.head import weights_from_bytes, weights_to_bytes
-from mobiletrain.federated.lifecycle import Lifecycle
+from mobiletrain.federated.lifecycle import Lifecycle, check_current
 from mobiletrain.federated.privacy import add_noise, clip, noise_std
 from mobiletrain.federated.publishing import Publisher, summary, without_device_ids
 from mobiletrain.federated.records import (
@@ -96,6 +96,7 @@ class Coordinator:
         self.tick_seconds = tick_seconds
         self.lease_ttl_s = lease_ttl_s
         self._thread: threading.Thread | None = None
+        self._keeper: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="federated-decode")
         self._seen: tuple[Any, ...] = ()
         self._next_scan = 0.0
@@ -110,6 +111,11 @@ class Coordinator:
         self._next_scan = 0.0
         self._thread = threading.Thread(target=self._run, name="federated", daemon=True)
         self._thread.start()
+        if self.ctx.leases is not None:
+            self._keeper = threading.Thread(
+                target=self._keep_leases, name="federated-leases", daemon=True
+            )
+            self._keeper.start()
 
     def stop(self, hand_over: bool = True) -> None:
         """Stop the thread (``ctx.stopping`` must be set) and hand every lease back, so another
@@ -118,6 +124,9 @@ class Coordinator:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
+            self._keeper = None
         for live in self.sessions.all():
             self.lifecycle.release(live, lost=not hand_over)
 
@@ -133,6 +142,9 @@ class Coordinator:
         self, session: FederatedSession, lease: Lease | bool | None = None, fresh: bool = False
     ) -> LiveSession | None:
         """Coordinate ``session`` if its lease can be had (None: another replica holds it)."""
+        current = self.sessions.get(session.id)
+        if current is not None:  # coordinated here already (start_session and the scan race)
+            return current
         held = lease if lease is not None else self.acquire(session.id)
         if held is None or held is False:
             return None
@@ -194,21 +206,43 @@ class Coordinator:
             self._seen = signature
             self.ctx.notify()
 
-    def _renew(self, live: LiveSession) -> None:
-        """Extend the lease well before it expires (LeaseLost when another replica has it)."""
+    def _keep_leases(self) -> None:
+        """Renew the leases of the sessions coordinated here, on a thread of its own.
+
+        Renewal must not wait behind a round's work: a close (aggregating, evaluating,
+        publishing) or a slow scan on a loaded machine took longer than the lease, the lease
+        expired, and the session was adopted again while its old state still ran."""
+        ctx = self.ctx
+        while not ctx.stopping.wait(self.lease_ttl_s / 6):
+            for live in self.sessions.all():
+                try:
+                    self._renew(live, self.lease_ttl_s / 4)
+                except LeaseLost:
+                    ctx.wake.set()  # the coordinator thread lets the session go
+                except Exception:  # the store may be briefly unreachable: try again
+                    log.warning("renewing the lease of %s failed", live.session.id, exc_info=True)
+
+    def _renew(self, live: LiveSession, every_s: float) -> None:
+        """Extend the lease when ``every_s`` passed since the last renewal (LeaseLost, and
+        ``live.lease_lost`` set, when another replica has it)."""
         leases, lease = self.ctx.leases, live.lease
+        if live.lease_lost:
+            raise LeaseLost(lease) if lease else RuntimeError("lease lost")
         if leases is None or lease is None:
             return
         mono = time.monotonic()
-        if mono - live.lease_renewed < self.lease_ttl_s / 3:
+        if mono - live.lease_renewed < every_s:
             return
         renewed = leases.renew(lease, self.lease_ttl_s)
         if renewed is None:
+            live.lease_lost = True
             raise LeaseLost(lease)
         live.lease, live.lease_renewed = renewed, mono
 
     def _fenced(self, live: LiveSession, write: Callable[[], T]) -> T:
-        """``write()`` only while this replica still holds the session's lease."""
+        """``write()`` only while ``live`` is current here and this replica still holds the
+        session's lease."""
+        check_current(self.ctx, self.sessions, live)
         leases, lease = self.ctx.leases, live.lease
         if leases is None or lease is None:
             return write()
@@ -217,7 +251,8 @@ class Coordinator:
     def step(self, live: LiveSession) -> None:
         """Advance one session: check for cancelling, read answers, open, close or finish."""
         with live.lock:
-            self._renew(live)
+            # The lease thread renews; this is the fallback should it lag (or not run).
+            self._renew(live, self.lease_ttl_s / 3)
             if live.preparing or not live.ready:
                 return
             mono = time.monotonic()
@@ -433,7 +468,13 @@ class Coordinator:
         number = session.current_round + 1
         rnd = RoundState(number, selected, started, started + config.round_deadline_seconds)
         record = ctx.round_record(session, rnd)
-        if not self._fenced(live, lambda: ctx.fstore.open_round(record)):
+        # The log line is stored with the open: a coordinator killed right after the open
+        # leaves both, and a refused second open of the number leaves neither.
+        message = {
+            "message": f"round {number}/{config.rounds}: selected {len(selected)} of "
+            f"{len(available)} available devices"
+        }
+        if not self._fenced(live, lambda: ctx.fstore.open_round(record, message)):
             # The stored session moved on without us (stopped, or another coordinator).
             raise LeaseLost(live.lease) if live.lease else RuntimeError("round already open")
         live.round, live.closing = rnd, False
@@ -444,14 +485,7 @@ class Coordinator:
         live.deferred = {}
         session.current_round = number
         ctx.notify()
-        ctx.event(
-            session,
-            EventKind.LOG,
-            {
-                "message": f"round {number}/{config.rounds}: selected {len(selected)} of "
-                f"{len(available)} available devices"
-            },
-        )
+        ctx.hub.notify()  # the LOG event written with the open
 
     def _close(self, live: LiveSession, rnd: RoundState) -> None:
         """Aggregate (or skip), evaluate, publish and report a round that just closed."""

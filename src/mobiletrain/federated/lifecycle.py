@@ -165,7 +165,9 @@ class Lifecycle:
                 self.release(live, lost=True)
 
     def _fenced(self, live: LiveSession, write: Callable[[], T]) -> T:
-        """``write()`` only while this replica holds the session's lease (LeaseLost if not)."""
+        """``write()`` only while ``live`` is the state this replica coordinates the session
+        with and this replica holds the session's lease (LeaseLost if not)."""
+        check_current(self.ctx, self.sessions, live)
         leases, lease = self.ctx.leases, live.lease
         if leases is None or lease is None:
             return write()
@@ -191,7 +193,11 @@ class Lifecycle:
         round continues."""
         ctx = self.ctx
         live = LiveSession(session=session, lease=lease, lease_renewed=time.monotonic())
-        self.sessions.add(live)
+        current = self.sessions.claim(live)
+        if current is not live:
+            # Adopted here already (the scan and start_session raced): one state per session,
+            # or a second preparation would write the session back to round 0 later.
+            return current
         if session.state is SessionState.PREPARING or not session.weights_sha256:
             session.state = SessionState.PREPARING
             self.spawn_prepare(live)
@@ -203,6 +209,12 @@ class Lifecycle:
                 if session.current_round
                 else None
             )
+            # The newest round stored is the one to go on with (a session row written back by
+            # an older server may lag behind it): a round number is never opened twice.
+            later = ctx.fstore.get_round(session.id, session.current_round + 1)
+            while later is not None:
+                record, session.current_round = later, later.number
+                later = ctx.fstore.get_round(session.id, session.current_round + 1)
             if record is not None and not record.phase.is_closed:
                 live.round = RoundState(
                     record.number,
@@ -214,16 +226,22 @@ class Lifecycle:
                 live.aggregator = live.strategy.aggregator() if live.strategy else None
                 live.closing = record.closed_at is not None
         if not fresh:
+            rnd = live.round
             ctx.event(
                 session,
                 EventKind.LOG,
-                {"message": f"coordinator changed: resuming at round {session.current_round}"},
+                {
+                    "message": f"coordinator changed: resuming at round {session.current_round}"
+                    + (f" (open, {len(rnd.selected)} devices selected)" if rnd is not None else "")
+                },
             )
         return live
 
     def release(self, live: LiveSession, lost: bool = False) -> None:
-        """Stop coordinating a session here (its lease is handed back unless it was lost)."""
-        self.sessions.remove(live.session.id)
+        """Stop coordinating a session here (its lease is handed back unless it was lost).
+        A stale ``live`` (replaced here since) changes nothing: the lease is its successor's."""
+        if self.sessions.remove(live.session.id, live) is None:
+            return
         leases, lease = self.ctx.leases, live.lease
         if leases is not None and lease is not None and not lost:
             try:
@@ -235,6 +253,8 @@ class Lifecycle:
     def ended_elsewhere(self, live: LiveSession, stored: FederatedSession | None) -> None:
         """The stored session is over (stopped through another replica): cut its open round."""
         ctx = self.ctx
+        if not self.sessions.is_current(live):
+            return  # a stale state: whoever replaced it looks at the stored session itself
         with live.lock:
             rnd = live.round
             if rnd is not None and not rnd.phase.is_closed:
@@ -305,3 +325,11 @@ class Lifecycle:
             data["model_version"] = session.model_version
         self.ctx.event(session, EventKind.STATE, data)
         self.ctx.notify()
+
+
+def check_current(ctx: Context, sessions: LiveSessions, live: LiveSession) -> None:
+    """LeaseLost unless ``live`` is the state this replica coordinates its session with: a
+    state that was replaced (its coordinator lost the lease, and this replica took the
+    session over again with the same lease) must not write, its token is no longer enough."""
+    if not sessions.is_current(live) or live.lease_lost:
+        raise LeaseLost(live.lease or Lease(f"federated:{live.session.id}", ctx.holder, 0, 0.0))

@@ -105,9 +105,11 @@ class FederatedStore(abc.ABC):
         Returns "" when recorded, else why not: ``"closed"`` or ``"duplicate"``."""
 
     @abc.abstractmethod
-    def open_round(self, record: RoundRecord) -> bool:
-        """Insert round ``record.number`` and make it the session's current round, only if the
-        current round is the one before and the session runs (False: someone else did)."""
+    def open_round(self, record: RoundRecord, log: dict[str, Any] | None = None) -> bool:
+        """Insert round ``record.number`` and make it the session's current round, only if
+        that round was never opened, the current round is the one before and the session
+        runs (False: someone else did). ``log``: a LOG event of the session's job written in
+        the same transaction (a round's open and its log line are stored together)."""
 
     @abc.abstractmethod
     def begin_closing(self, session_id: str, round_number: int, at: datetime) -> bool:
@@ -120,7 +122,8 @@ class FederatedStore(abc.ABC):
 
     @abc.abstractmethod
     def save_session_if_active(self, session: FederatedSession) -> bool:
-        """Write the session only while the stored one is not over (False: it ended)."""
+        """Write the session only while the stored one is not over (False: it ended); the
+        stored current round is never moved back (only :meth:`open_round` moves it)."""
 
 
 @dataclass

@@ -134,6 +134,7 @@ class LiveSession:
     session: FederatedSession
     lease: Lease | None = None
     lease_renewed: float = 0.0  # monotonic time of the last renewal
+    lease_lost: bool = False  # the renewal thread found the lease gone (set once)
     lock: threading.RLock = field(default_factory=threading.RLock)
     head: HeadSpec | None = None
     strategy: Strategy | None = None
@@ -175,6 +176,17 @@ class LiveSessions:
         with self._lock:
             self._live[live.session.id] = live
 
+    def claim(self, live: LiveSession) -> LiveSession:
+        """Coordinate ``live`` unless this replica already coordinates its session; returns
+        the one that coordinates it (at most one per session here: two would both write)."""
+        with self._lock:
+            return self._live.setdefault(live.session.id, live)
+
+    def is_current(self, live: LiveSession) -> bool:
+        """True while ``live`` is the state this replica coordinates its session with."""
+        with self._lock:
+            return self._live.get(live.session.id) is live
+
     def get(self, session_id: str) -> LiveSession | None:
         """The live state of a session, if this replica coordinates it."""
         with self._lock:
@@ -185,9 +197,12 @@ class LiveSessions:
         with self._lock:
             return list(self._live.values())
 
-    def remove(self, session_id: str) -> LiveSession | None:
-        """Stop coordinating a session; returns its state."""
+    def remove(self, session_id: str, live: LiveSession | None = None) -> LiveSession | None:
+        """Stop coordinating a session; returns its state. With ``live``: only if it is
+        that state (a stale one must not drop the state that replaced it)."""
         with self._lock:
+            if live is not None and self._live.get(session_id) is not live:
+                return None
             return self._live.pop(session_id, None)
 
     def clear(self) -> list[LiveSession]:

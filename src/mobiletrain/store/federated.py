@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
+from mobiletrain.core.types import EventKind
 from mobiletrain.federated.config import FederatedConfig
 from mobiletrain.federated.ports import FederatedStore
 from mobiletrain.federated.records import (
@@ -22,6 +24,7 @@ from mobiletrain.federated.rounds import RoundPhase
 from mobiletrain.federated.validation import RejectReason
 from mobiletrain.store import schema as t
 from mobiletrain.store.sql import SqlMetadataStore
+from mobiletrain.store.sql.engine import utcnow
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -143,6 +146,26 @@ def _round_values(record: RoundRecord) -> dict[str, Any]:
         "closed_at": record.closed_at,
         "result": record.result,
     }
+
+
+def _append_log(c: Any, job_id: str, data: dict[str, Any]) -> None:
+    """Append a LOG event to a job inside the caller's transaction (as
+    ``SqlMetadataStore.append_event`` does: the job's row is locked on PostgreSQL, SQLite's
+    write transactions are exclusive, so ``seq`` is the next one)."""
+    if c.dialect.name == "postgresql":
+        c.execute(sa.select(t.jobs.c.id).where(t.jobs.c.id == job_id).with_for_update())
+    last = c.execute(
+        sa.select(sa.func.max(t.job_events.c.seq)).where(t.job_events.c.job_id == job_id)
+    ).scalar()
+    c.execute(
+        t.job_events.insert().values(
+            job_id=job_id,
+            seq=int(last or 0) + 1,
+            kind=EventKind.LOG.value,
+            data=data,
+            created_at=utcnow(),
+        )
+    )
 
 
 class SqlFederatedStore(FederatedStore):
@@ -349,11 +372,25 @@ class SqlFederatedStore(FederatedStore):
 
         return self._store._tx(tx)
 
-    def open_round(self, record: RoundRecord) -> bool:
-        """Insert the round and advance the session to it, if nobody did already."""
+    def open_round(self, record: RoundRecord, log: dict[str, Any] | None = None) -> bool:
+        """Insert the round and advance the session to it, if nobody did already.
+
+        A round number is opened at most once: the round row must not exist yet (a second
+        open of the same number, by a coordinator that lost its lease or resumed from an old
+        view of the session, is refused) and the session's current round must be the one
+        before. ``log``: the data of a LOG event appended to the session's job in the same
+        transaction, so the round's open and its log line are stored together or not at all.
+        """
         s, rounds = t.federated_sessions, t.federated_rounds
 
         def tx(c: Any) -> bool:
+            exists = c.execute(
+                sa.select(rounds.c.number).where(
+                    rounds.c.session_id == record.session_id, rounds.c.number == record.number
+                )
+            ).first()
+            if exists is not None:
+                return False
             advanced = c.execute(
                 s.update()
                 .where(
@@ -365,15 +402,18 @@ class SqlFederatedStore(FederatedStore):
             ).rowcount
             if advanced != 1:
                 return False
-            c.execute(
-                rounds.delete().where(
-                    rounds.c.session_id == record.session_id, rounds.c.number == record.number
-                )
-            )
             c.execute(rounds.insert().values(**_round_values(record)))
+            if log is not None:
+                job_id = c.execute(
+                    sa.select(s.c.job_id).where(s.c.id == record.session_id)
+                ).scalar_one()
+                _append_log(c, job_id, log)
             return True
 
-        return bool(self._store._tx(tx))
+        try:
+            return bool(self._store._tx(tx))
+        except IntegrityError:  # another writer inserted the round row first
+            return False
 
     def begin_closing(self, session_id: str, round_number: int, at: datetime) -> bool:
         """Stop admitting updates to an open round."""
@@ -408,10 +448,17 @@ class SqlFederatedStore(FederatedStore):
         )
 
     def save_session_if_active(self, session: FederatedSession) -> bool:
-        """Write the session only while the stored one is not over."""
+        """Write the session only while the stored one is not over (its current round is
+        never moved back)."""
         s = t.federated_sessions
         values = _session_values(session)
         del values["id"]
+        # The current round only moves forward (open_round moves it): a writer holding an
+        # older copy of the session does not take it back to a round that is already open.
+        values["current_round"] = sa.case(
+            (s.c.current_round > session.current_round, s.c.current_round),
+            else_=session.current_round,
+        )
         active = [SessionState.PREPARING.value, SessionState.RUNNING.value]
         return bool(
             self._store._tx(
