@@ -23,14 +23,19 @@ DECLARED_SAMPLES_KEY = "num_samples"
 """The ``info`` entry in which a device declares its local dataset size at registration."""
 
 
-def join_update(data: bytes | Iterable[bytes], limit: int) -> bytes | bytearray:
+def join_update(
+    data: bytes | Iterable[bytes], limit: int, buffer: bytearray | None = None
+) -> bytes | bytearray:
     """The update's bytes in one buffer, reading at most ``limit + 1`` (a longer one is
-    wrong anyway)."""
+    wrong anyway). ``buffer`` (``limit`` bytes, reused from update to update) is filled in
+    place and returned when the update has exactly ``limit`` bytes; a shorter or longer
+    one comes back as a copy (rejected as SHAPE anyway)."""
     if isinstance(data, bytes):
         return data
     if isinstance(data, bytearray | memoryview):
         return bytes(data)
-    buffer = bytearray(limit)  # the expected size: filled in place, no regrowth
+    if buffer is None or len(buffer) != limit:
+        buffer = bytearray(limit)  # the expected size: filled in place, no regrowth
     size = 0
     for chunk in data:
         end = size + len(chunk)
@@ -39,7 +44,7 @@ def join_update(data: bytes | Iterable[bytes], limit: int) -> bytes | bytearray:
         buffer[size:end] = chunk
         size = end
     if size < limit:
-        del buffer[size:]
+        return bytes(buffer[:size])
     return buffer
 
 

@@ -100,8 +100,6 @@ class FederatedService:
             self.ctx, self.sessions, self.lifecycle, self.publisher, tick_seconds, lease_ttl_s
         )
         self.ctx.receiver = self.coordinator.receiving
-        self.update_concurrency = max(1, update_concurrency)
-        """How many updates are taken in at once (a transport reads no more streams at once)."""
         self.devices = DeviceProtocol(self.ctx, update_concurrency, devices_per_token)
 
     @property

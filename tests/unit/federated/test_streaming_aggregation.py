@@ -217,3 +217,16 @@ def test_the_aggregate_is_the_same_whichever_way_updates_reach_the_coordinator(
     finally:
         b.close()
         a.close()
+
+
+def test_an_update_is_received_into_the_reused_buffer_only_when_its_size_is_right() -> None:
+    from mobiletrain.federated.inputs import join_update
+
+    buffer = bytearray(10)
+    assert join_update([b"01234", b"56789"], 10, buffer) is buffer
+    assert bytes(buffer) == b"0123456789"
+    short = join_update([b"abc"], 10, buffer)
+    assert short == b"abc" and short is not buffer and bytes(buffer) == b"abc3456789"
+    long = join_update([b"abcdefghij", b"k"], 10, buffer)
+    assert long == b"abcdefghijk" and len(buffer) == 10
+    assert join_update([b"x" * 10], 10, bytearray(3)) == b"x" * 10  # wrong size: a new one

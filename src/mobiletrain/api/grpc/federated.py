@@ -2,10 +2,11 @@
 
 Weights travel as raw little-endian float32 bytes in 1 MiB ``WeightsChunk`` messages, so a
 model of any size stays under the message size cap. A ``Participate`` stream's update is read
-only once it holds one of the service's few update slots (``update_concurrency``), and then
-at most :data:`UPDATE_READ_AHEAD` chunks ahead of the core, so many devices pushing at once do
-not pile up their updates in server memory: HTTP/2 flow control holds the rest back in the
-devices. (Reading every stream as it came let 50 devices × 10 MB sit in the server at once.)
+only once a thread of the update pool can take it (:data:`~mobiletrain.api.longpoll.UPDATE_THREADS`
+streams at once), and then at most :data:`UPDATE_READ_AHEAD` chunks ahead of the core (which
+decodes a few at a time), so many devices pushing at once do not pile up their updates in
+server memory: HTTP/2 flow control holds the rest back in the devices. (Reading every stream
+as it came let 50 devices × 10 MB sit in the server at once.)
 The chunk messages of the global weights are built once per round and sent to every device.
 """
 
@@ -142,10 +143,10 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
                 self._chunks[message] = (weights, chunks)
             return chunks
 
-    def _slots(self, service: FederatedService) -> asyncio.Semaphore:
-        """The update slots of Participate streams (made on the server's event loop)."""
+    def _slots(self) -> asyncio.Semaphore:
+        """The Participate streams whose update is being read (made on the server's loop)."""
         if self._update_slots is None:
-            self._update_slots = asyncio.Semaphore(service.update_concurrency)
+            self._update_slots = asyncio.Semaphore(longpoll.UPDATE_THREADS)
         return self._update_slots
 
     def StartSession(
@@ -337,8 +338,8 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
 
         if update.weights or not update.weights_size:
             return await longpoll.run_update(push, bytes(update.weights))
-        # The stream's chunks stay in the device (flow control) until a slot is free.
-        async with self._slots(service):
+        # The stream's chunks stay in the device (flow control) until a thread can take them.
+        async with self._slots():
             pump = RequestPump(_sized_chunks(requests, update.weights_size), UPDATE_READ_AHEAD)
             pumping = asyncio.create_task(pump.run())
             try:
