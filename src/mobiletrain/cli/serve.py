@@ -69,7 +69,10 @@ def serve(
     Several replicas may share one PostgreSQL database and one S3 bucket (docs/deployment.md).
     """
     from mobiletrain.config import Settings
+    from mobiletrain.memory import return_large_buffers
     from mobiletrain.server import start_server
+
+    return_large_buffers()  # freed model-sized buffers go back to the system (issue 18)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     pairing = None
