@@ -63,7 +63,7 @@ def test_create_project_rules(svc: Services) -> None:
     assert p.labels_fixed and svc.projects.get("flowers").id == p.id
     assert svc.projects.get(p.id).name == "flowers"
     with pytest.raises(MobiletrainError) as err:
-        svc.projects.create("x", task="object-detection")
+        svc.projects.create("x", task="semantic-segmentation")
     assert (
         err.value.code is ErrorCode.UNSUPPORTED_TASK and "image-classification" in err.value.message
     )
