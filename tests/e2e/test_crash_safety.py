@@ -60,13 +60,16 @@ def _state(ev: Any) -> str:
     return training_pb2.JobState.Name(ev.state_changed.state).removeprefix("JOB_STATE_").lower()
 
 
-@pytest.fixture
-def server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[RunningServer, Client]]:
+@pytest.fixture(autouse=True)
+def _checkpoint_every_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     # A checkpoint at every epoch end (the default is one per 30 s of training): these tests
-    # kill workers after a given epoch and check where the retry starts.
+    # kill workers or pause checkpoint writes after a given epoch and check where the retry
+    # starts and what is left on disk. A test that needs another interval sets its own.
     monkeypatch.setenv("MOBILETRAIN_CHECKPOINT_INTERVAL_SECONDS", "0")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[RunningServer, Client]]:
     running = start_server(
         Settings(data_dir=tmp_path / "data", grpc_port=0, http_port=0, max_job_attempts=3)
     )
