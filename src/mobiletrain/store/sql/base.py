@@ -48,7 +48,7 @@ class SqlStoreBase:
         """Dispose the connection pools."""
         self.engine.dispose()
         if self._writer is not None:
-            self._writer.engine.dispose()
+            self._writer.close()
 
     # SQLite can report "database is locked" under multi-process write bursts despite
     # busy_timeout (e.g. on WAL checkpoints); a short retry keeps writers from failing.
