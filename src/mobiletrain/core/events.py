@@ -244,15 +244,18 @@ class EventHub:
                 del tail.events[:drop]
         return len(fresh)
 
-    def _refresh_tail(self, job_id: str) -> int:
+    def _refresh_tail(self, job_id: str) -> tuple[int, int]:
         """:meth:`_refresh_locked` for a feed (in a thread); without the polling thread there
-        is no watermark to trust and the store is read every time."""
+        is no watermark to trust and the store is read every time. Returns how many events
+        this read added and the tail's last seq after it (-1: no tail)."""
         with self._tails_lock:
             tail = self._tails.get(job_id)
         if tail is None:
-            return 0
+            return 0, -1
         with tail.lock:
-            return self._refresh_locked(tail, job_id, force=self._thread is None)
+            count = self._refresh_locked(tail, job_id, force=self._thread is None)
+            with tail.data:
+                return count, (tail.events[-1].seq if tail.events else tail.base_seq)
 
     def _tail_after(self, job_id: str, after_seq: int) -> tuple[list[JobEvent] | None, bool]:
         """What the shared tail has after ``after_seq`` right now, current or not (None:
@@ -498,6 +501,7 @@ class _Feed:
         self._again = False
         self._finishing: asyncio.Future[None] | None = None
         self.finished = False  # the job was seen in a terminal state
+        self._woken_at = -1  # the tail's last seq when the waiters were last woken
 
     def waiter(self) -> asyncio.Future[None]:
         """A future that the next growth of the tail (or a stop) resolves."""
@@ -528,12 +532,16 @@ class _Feed:
             while not hub._stop.is_set():
                 self._again = False
                 try:
-                    count = await asyncio.to_thread(hub._refresh_tail, self.job_id)
+                    count, last = await asyncio.to_thread(hub._refresh_tail, self.job_id)
                 except Exception:  # the database failed: the watchers keep waiting; retry
                     await asyncio.sleep(0.5)
                     self._again = True
                     continue
-                if count:
+                # Wake on growth of the tail, whoever read it: a thread watcher of the same
+                # job (REST's SSE) may have read the new events first, leaving this read
+                # nothing, and the waiters asleep until their 1 s fallback timer.
+                if count or last > self._woken_at:
+                    self._woken_at = last
                     self.wake_all()
                 if not self._again and count < 500:
                     break
