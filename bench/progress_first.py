@@ -147,7 +147,7 @@ def run_mode(warm: bool, rounds: int, images: int, timeout: float) -> dict[str, 
 
 def run(quick: bool) -> dict[str, Any]:
     """Cold, then warm, on fresh servers with the same images."""
-    rounds, images = (2, 300) if quick else (5, 1500)
+    rounds, images = (1, 300) if quick else (5, 1500)
     load = load_average()
     cold = run_mode(False, rounds, images, 300.0)
     warm = run_mode(True, rounds, images, 300.0)

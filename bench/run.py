@@ -53,7 +53,7 @@ END = "<!-- END FIGURES -->"
 
 
 def _ingest(quick: bool) -> dict[str, Any]:
-    return ingest.run_ingest(200, 300, rounds=1) if quick else ingest.run_ingest(2000, rounds=2)
+    return ingest.run_ingest(100, 100, rounds=1) if quick else ingest.run_ingest(2000, rounds=2)
 
 
 BENCHMARKS: dict[str, tuple[Callable[[bool], dict[str, Any]], Callable[..., list[Row]]]] = {

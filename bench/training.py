@@ -267,8 +267,8 @@ def run_training(quick: bool = False) -> dict[str, Any]:
     cases: list[tuple[str, ImageSet, int, list[str] | None, int]]
     if quick:
         cases = [
-            ("digits", digits_png(limit=600), 2, ["float32"], 1),
-            ("shapes96", shapes(600), 1, ["float32"], 1),
+            ("digits", digits_png(limit=300), 2, ["float32"], 1),
+            ("shapes96", shapes(200), 1, ["float32"], 1),
         ]
     else:
         cases = [
