@@ -120,14 +120,16 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
 
     def __init__(self, container: Container) -> None:
         self._c = container
-        # The chunk messages of the current global weights, made once per round for every
-        # device (one list per message type).
-        self._chunks: dict[type, tuple[bytes, list[Any]]] = {}
+        # The chunk messages of the current global weights, serialised once per round for
+        # every device (one list per message type).
+        self._chunks: dict[type, tuple[bytes, list[bytes]]] = {}
         self._chunks_lock = threading.Lock()
         self._update_slots: asyncio.Semaphore | None = None
 
-    def _weight_chunks(self, weights: bytes, message: type) -> list[Any]:
-        """``message(chunk=WeightsChunk(...))`` for every chunk of ``weights``, cached."""
+    def _weight_chunks(self, weights: bytes, message: type) -> list[bytes]:
+        """``message(chunk=WeightsChunk(...))`` for every chunk of ``weights``, serialised
+        once and cached: the response serializer sends bytes as they are, so 50 devices of a
+        10 MB model cost 10 serialisations a round, not 500 (each a fresh 1 MiB copy)."""
         with self._chunks_lock:
             cached, chunks = self._chunks.get(message, (b"", []))
             if cached is not weights:
@@ -137,7 +139,7 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
                         chunk=federated_pb2.WeightsChunk(
                             offset=i, data=bytes(view[i : i + WEIGHTS_CHUNK_BYTES])
                         )
-                    )
+                    ).SerializeToString()
                     for i in range(0, len(view), WEIGHTS_CHUNK_BYTES)
                 ]
                 self._chunks[message] = (weights, chunks)
@@ -219,7 +221,7 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
 
     async def GetTask(
         self, request: federated_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[federated_pb2.TaskMessage]:
+    ) -> AsyncIterator[federated_pb2.TaskMessage | bytes]:
         """Task header, then the global weights in chunks.
 
         Asynchronous: a device waiting for work holds no handler thread (see ``api.longpoll``).
@@ -261,7 +263,7 @@ class FederatedServicer(federated_pb2_grpc.FederatedServiceServicer):
         self,
         request_iterator: AsyncIterator[federated_pb2.ParticipateRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[federated_pb2.ParticipateResponse]:
+    ) -> AsyncIterator[federated_pb2.ParticipateResponse | bytes]:
         """The device loop on one stream: task → update → result, until the session ends.
 
         Asynchronous: waiting for work (see ``api.longpoll``) and for the device's next message
