@@ -4,7 +4,7 @@ The detection counterpart of :mod:`mobiletrain.compute.keras.train` (which hands
 jobs over here), with the same stages and the same events: **data** (decode every image once
 to the input size, boxes to arrays, a seeded split stratified by each image's server-set
 label), **fit** (box-aware augmentation and target encoding per batch, the CenterNet loss,
-per-epoch checkpoints, progress and cancellation), **evaluate** (the Keras network with the
+epoch checkpoints, progress and cancellation), **evaluate** (the Keras network with the
 same post-processing on the validation split: COCO mAP) and **export** (every requested
 format; each .tflite file runs in LiteRT on the validation split as a phone runs it and gets
 its own mAP), then the metrics and the manifest.
@@ -33,7 +33,7 @@ import tensorflow as tf
 from mobiletrain.compute import litert
 from mobiletrain.compute.checkpoints import CHECKPOINT_DIR
 from mobiletrain.compute.detection_eval import LiteRTDetector, coco_metrics
-from mobiletrain.compute.keras.checkpoint import EpochCheckpoint
+from mobiletrain.compute.keras.checkpoint import EpochCheckpoint, interval_from_env
 from mobiletrain.compute.keras.export import REPRESENTATIVE_SAMPLES, embed_manifest, export_keras
 from mobiletrain.compute.keras.progress import ProgressCallback, _CancelledError
 from mobiletrain.compute.keras.tasks import detection as det
@@ -149,7 +149,10 @@ def train_and_export(
     )
     x_val = normalize(images[val], spec)
     y_val = det.encode_targets([boxes[i] for i in val], spec, num_classes)
-    checkpoint = EpochCheckpoint(request.work_dir / CHECKPOINT_DIR, reporter)
+    # At most one per MOBILETRAIN_CHECKPOINT_INTERVAL_SECONDS, as classification jobs (train.py).
+    checkpoint = EpochCheckpoint(
+        request.work_dir / CHECKPOINT_DIR, reporter, interval_s=interval_from_env()
+    )
     initial_epoch = checkpoint.restore(model)
     wanted = _export_formats(request, reporter)
     post_seconds = request.expected_post_seconds
