@@ -25,6 +25,7 @@ from mobiletrain.federated.validation import RejectReason
 from mobiletrain.store import schema as t
 from mobiletrain.store.sql import SqlMetadataStore
 from mobiletrain.store.sql.engine import utcnow
+from mobiletrain.store.sql.jobs import insert_event
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -149,23 +150,8 @@ def _round_values(record: RoundRecord) -> dict[str, Any]:
 
 
 def _append_log(c: Any, job_id: str, data: dict[str, Any]) -> None:
-    """Append a LOG event to a job inside the caller's transaction (as
-    ``SqlMetadataStore.append_event`` does: the job's row is locked on PostgreSQL, SQLite's
-    write transactions are exclusive, so ``seq`` is the next one)."""
-    if c.dialect.name == "postgresql":
-        c.execute(sa.select(t.jobs.c.id).where(t.jobs.c.id == job_id).with_for_update())
-    last = c.execute(
-        sa.select(sa.func.max(t.job_events.c.seq)).where(t.job_events.c.job_id == job_id)
-    ).scalar()
-    c.execute(
-        t.job_events.insert().values(
-            job_id=job_id,
-            seq=int(last or 0) + 1,
-            kind=EventKind.LOG.value,
-            data=data,
-            created_at=utcnow(),
-        )
-    )
+    """Append a LOG event to a job inside the caller's transaction."""
+    insert_event(c, job_id, EventKind.LOG, data, utcnow())
 
 
 class SqlFederatedStore(FederatedStore):

@@ -21,6 +21,30 @@ from mobiletrain.store.sql.engine import _utc, utcnow
 from mobiletrain.store.sql.rows import _row_job
 
 
+def insert_event(
+    c: Connection, job_id: str, kind: EventKind, data: dict[str, Any], created_at: datetime
+) -> int:
+    """Insert a job's next event in the caller's write transaction; returns its seq.
+
+    Writers of one job (worker, executor, replicas) queue on the job's row instead of
+    colliding on (job_id, seq) and retrying. SQLite needs no lock here: its write transactions
+    begin IMMEDIATE (GroupWriter), so no other writer can come between the max(seq) read and
+    the insert.
+    """
+    if c.dialect.name == "postgresql":
+        c.execute(sa.select(t.jobs.c.id).where(t.jobs.c.id == job_id).with_for_update())
+    last = c.execute(
+        sa.select(sa.func.max(t.job_events.c.seq)).where(t.job_events.c.job_id == job_id)
+    ).scalar()
+    seq = int(last or 0) + 1
+    c.execute(
+        t.job_events.insert().values(
+            job_id=job_id, seq=seq, kind=kind.value, data=data, created_at=created_at
+        )
+    )
+    return seq
+
+
 class JobRows(SqlStoreBase):
     """Jobs (claim, lease, finish, cancel) and their numbered events."""
 
@@ -153,27 +177,9 @@ class JobRows(SqlStoreBase):
         """Append with seq = last + 1; the unique (job_id, seq) guards concurrent writers."""
         now = utcnow()
 
-        def tx(c: Connection) -> int:
-            # Writers of one job (worker, executor, replicas) queue on the job's row instead
-            # of colliding on (job_id, seq) and retrying. SQLite needs no lock here: its write
-            # transactions begin IMMEDIATE (GroupWriter), so no other writer can come between
-            # the max(seq) read and the insert.
-            if c.dialect.name == "postgresql":
-                c.execute(sa.select(t.jobs.c.id).where(t.jobs.c.id == job_id).with_for_update())
-            last = c.execute(
-                sa.select(sa.func.max(t.job_events.c.seq)).where(t.job_events.c.job_id == job_id)
-            ).scalar()
-            seq = int(last or 0) + 1
-            c.execute(
-                t.job_events.insert().values(
-                    job_id=job_id, seq=seq, kind=kind.value, data=data, created_at=now
-                )
-            )
-            return seq
-
         for attempt in range(10):
             try:
-                seq = self._tx(tx)
+                seq = self._tx(lambda c: insert_event(c, job_id, kind, data, now))
                 break
             except IntegrityError:
                 if attempt == 9:
