@@ -69,6 +69,18 @@ def _sample(project_id: str, client_id: str) -> Sample:
     )
 
 
+def _running_job(store: SqlMetadataStore, project_id: str) -> Job:
+    return store.create_job(
+        Job(
+            id=str(uuid.uuid4()),
+            project_id=project_id,
+            state=JobState.RUNNING,
+            hyperparameters=Hyperparameters(),
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Any:
     s = SqlMetadataStore(f"sqlite:///{tmp_path}/meta.db")
@@ -78,15 +90,7 @@ def store(tmp_path: Path) -> Any:
 
 def test_concurrent_writers_share_transactions(store: SqlMetadataStore) -> None:
     project = store.create_project(_project("crowd"))
-    job = store.create_job(
-        Job(
-            id=str(uuid.uuid4()),
-            project_id=project.id,
-            state=JobState.RUNNING,
-            hyperparameters=Hyperparameters(),
-            created_at=datetime.now(UTC),
-        )
-    )
+    job = _running_job(store, project.id)
     writer = store._writer
     assert writer is not None
     groups_before, writes_before = writer.groups, writer.writes
@@ -222,19 +226,7 @@ def test_a_busy_process_cannot_starve_another_at_the_write_lock(store: SqlMetada
     the busy one stopped (983 of its 1,000 writes overtook one event).
     """
     project = store.create_project(_project("turns"))
-    jobs = [
-        store.create_job(
-            Job(
-                id=str(uuid.uuid4()),
-                project_id=project.id,
-                state=JobState.RUNNING,
-                hyperparameters=Hyperparameters(),
-                created_at=datetime.now(UTC),
-            )
-        )
-        for _ in range(2)
-    ]
-    busy_job, guest_job = jobs[0].id, jobs[1].id
+    busy_job, guest_job = (_running_job(store, project.id).id for _ in range(2))
     guest_writes, threads, cap = 10, 8, 1_000
     guest = subprocess.Popen(
         [sys.executable, "-c", GUEST, store.url, guest_job, str(guest_writes)],
