@@ -262,3 +262,34 @@ class Deadline:
     def left(self) -> float:
         """Seconds left (never negative)."""
         return max(0.0, self.end - time.monotonic())
+
+
+def settle(server: ServerProcess, timeout: float = 90.0) -> None:
+    """Wait until the server's child processes are idle.
+
+    Its warm training worker imports TensorFlow at start and again after each job (the next
+    job's worker): ~10 s of CPU that a server in use paid long before, and that would otherwise
+    take one of the two cores from what is being measured. Quiet = under 20 ms of child CPU in
+    each of 3 half-seconds (or no child at all after 5 s: a server without training workers).
+    """
+    t0 = time.monotonic()
+    quiet = 0
+    while time.monotonic() - t0 < timeout and quiet < 3:
+        children, before = children_cpu(server.ps)
+        time.sleep(0.5)
+        _, after = children_cpu(server.ps)
+        busy = after - before >= 0.02 or (not children and time.monotonic() - t0 < 5)
+        quiet = 0 if busy else quiet + 1
+
+
+def children_cpu(ps: Any) -> tuple[int, float]:
+    """(number of child processes, their CPU seconds so far)."""
+    children, total = 0, 0.0
+    for child in ps.children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except psutil.Error:
+            continue
+        children += 1
+        total += t.user + t.system
+    return children, total

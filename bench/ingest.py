@@ -25,7 +25,15 @@ from typing import Any
 
 import requests
 
-from bench.common import MobiletrainServer, Row, ServerProcess, free_port, ratio, synth_photos
+from bench.common import (
+    MobiletrainServer,
+    Row,
+    ServerProcess,
+    free_port,
+    ratio,
+    settle,
+    synth_photos,
+)
 from bench.datasets import ImageSet, digits_png
 
 # Goals of issue 18 for gRPC streaming of ~30 KB 224x224 JPEGs, every image verified: at least
@@ -105,39 +113,6 @@ def bench_flask(images: ImageSet, tmp: Path) -> dict[str, Any]:
         server.stop()
 
 
-def _settle(server: ServerProcess, timeout: float = 90.0) -> None:
-    """Wait until the server's child processes are idle.
-
-    Its warm training worker imports TensorFlow once at start: ~10 s of CPU that a running
-    server paid long before uploads come, and that would otherwise take one of the two cores
-    from the upload being measured. Quiet = under 20 ms of child CPU in each of 3 half-seconds
-    (or no child at all after 5 s: a server without training workers).
-    """
-    t0 = time.monotonic()
-    quiet = 0
-    while time.monotonic() - t0 < timeout and quiet < 3:
-        children, before = _children_cpu(server.ps)
-        time.sleep(0.5)
-        _, after = _children_cpu(server.ps)
-        busy = after - before >= 0.02 or (not children and time.monotonic() - t0 < 5)
-        quiet = 0 if busy else quiet + 1
-
-
-def _children_cpu(ps: Any) -> tuple[int, float]:
-    """(number of child processes, their CPU seconds so far)."""
-    import psutil
-
-    children, total = 0, 0.0
-    for child in ps.children(recursive=True):
-        try:
-            t = child.cpu_times()
-        except psutil.Error:
-            continue
-        children += 1
-        total += t.user + t.system
-    return children, total
-
-
 def _start_mobiletrain(images: ImageSet, tmp: Path, name: str) -> MobiletrainServer:
     server = MobiletrainServer(tmp / name)
     with server.http() as http:
@@ -154,7 +129,7 @@ def _start_mobiletrain(images: ImageSet, tmp: Path, name: str) -> MobiletrainSer
             },
         )
         r.raise_for_status()
-    _settle(server)
+    settle(server)
     return server
 
 
