@@ -208,7 +208,7 @@ sys.stdin.readline()  # the busy process is writing
 for i in range(count):
     time.sleep(0.02)  # a worker's progress events come now and then, not back to back
     with store.engine.connect() as c:  # the last committed event when this append is asked for
-        seen = c.execute(sa.text("SELECT max(id) FROM job_events")).scalar()
+        seen = c.execute(sa.text("SELECT coalesce(max(id), 0) FROM job_events")).scalar()
     store.append_event(job_id, EventKind.PROGRESS, {"seen": seen})
 store.close()
 print("done", flush=True)

@@ -468,8 +468,14 @@ await step("try it: top-3 predictions for a picked image and a webcam frame", as
   assert.equal(await predictions.count(), 3);
   await page.getByText("Or take a webcam frame").click();
   await page.getByRole("button", { name: "Open webcam" }).click();
+  // The picked image's preview is a blob: URL too: wait for the frame's own preview (its
+  // render also clears the picked image's predictions), not for any blob: URL.
+  const pickedPreview = await page.locator(".preview").getAttribute("src");
   await page.getByRole("button", { name: "Classify this frame" }).click();
-  await page.waitForFunction(() => document.querySelector(".preview")?.getAttribute("src")?.startsWith("blob:"));
+  await page.waitForFunction((before) => {
+    const src = document.querySelector(".preview")?.getAttribute("src");
+    return Boolean(src?.startsWith("blob:")) && src !== before;
+  }, pickedPreview);
   await predictions.first().waitFor();
   assert.equal(await predictions.count(), 3);
   assert.deepEqual(await unlabelled(), []);
